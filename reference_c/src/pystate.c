@@ -1,0 +1,361 @@
+// Stand-in for the thread-state and interpreter machinery of CPython's Python/pystate.c that
+// QSBR depends on: attach/detach (which call _Py_qsbr_attach/_Py_qsbr_detach), thread-state
+// creation and deletion (which reserve/register/unregister), and a real per-interpreter
+// stop-the-world, ported from upstream's stop_the_world()/start_the_world():
+//   - the requester counts every other thread state of the interpreter;
+//   - detached threads are switched atomically to "suspended" (they cannot attach until the
+//     world restarts: _PyThreadState_Attach() parks on their state);
+//   - attached threads get the "please stop" eval-breaker bit and park themselves at their
+//     next safepoint (_Py_HandlePending), detaching QSBR while parked;
+//   - the requester waits on an event, re-scanning every millisecond, until the count is zero.
+#include <assert.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "qsbr_pyport.h"
+#include "pycore_lock.h"
+#include "pycore_qsbr.h"
+#include "pycore_tstate.h"
+
+#define HEAD_LOCK(interp)   PyMutex_LockFlags(&(interp)->head_mutex, _Py_LOCK_DONT_DETACH)
+#define HEAD_UNLOCK(interp) PyMutex_Unlock(&(interp)->head_mutex)
+
+static _Thread_local PyThreadState *current_tstate;
+
+PyThreadState *
+_PyThreadState_GET(void)
+{
+    return current_tstate;
+}
+
+PyInterpreterState *
+PyInterpreterState_New(void)
+{
+    PyInterpreterState *interp = calloc(1, sizeof(*interp));
+    if (interp == NULL) {
+        return NULL;
+    }
+    // CPython's _PyRuntimeState_INIT / _PyInterpreterState_INIT static initialiser (S-SEQ-2).
+    interp->qsbr.wr_seq = QSBR_INITIAL;
+    interp->qsbr.rd_seq = QSBR_INITIAL;
+    return interp;
+}
+
+void
+PyInterpreterState_Delete(PyInterpreterState *interp)
+{
+    _Py_qsbr_fini(interp);
+    free(interp);
+}
+
+static void
+decrement_stoptheworld_countdown(struct _stoptheworld_state *stw)
+{
+    assert(stw->thread_countdown > 0);
+    if (--stw->thread_countdown == 0) {
+        _PyEvent_Notify(&stw->stop_event);
+    }
+}
+
+// Link a detached thread state into its interpreter (caller holds HEAD_LOCK).
+static void
+add_threadstate(PyInterpreterState *interp, PyThreadState *tstate)
+{
+    tstate->interp = interp;
+    // A thread state created during a stop-the-world starts suspended, so the requester's
+    // count stays right and it cannot run until the world restarts (as upstream).
+    tstate->state = interp->stoptheworld.requested ? _Py_THREAD_SUSPENDED
+                                                   : _Py_THREAD_DETACHED;
+    tstate->next = interp->threads.head;
+    if (tstate->next != NULL) {
+        tstate->next->prev = tstate;
+    }
+    interp->threads.head = tstate;
+}
+
+static void
+remove_threadstate(PyThreadState *tstate)
+{
+    PyInterpreterState *interp = tstate->interp;
+    HEAD_LOCK(interp);
+    if (tstate->prev) {
+        tstate->prev->next = tstate->next;
+    }
+    else {
+        interp->threads.head = tstate->next;
+    }
+    if (tstate->next) {
+        tstate->next->prev = tstate->prev;
+    }
+    if (tstate->state != _Py_THREAD_SUSPENDED) {
+        // Any ongoing stop-the-world request should not wait for us because
+        // our thread is getting deleted.
+        if (interp->stoptheworld.requested) {
+            decrement_stoptheworld_countdown(&interp->stoptheworld);
+        }
+    }
+    HEAD_UNLOCK(interp);
+}
+
+PyThreadState *
+_QsbrStandin_ThreadState_Alloc(PyInterpreterState *interp)
+{
+    _PyThreadStateImpl *tstate = calloc(1, sizeof(*tstate));
+    if (tstate == NULL) {
+        return NULL;
+    }
+    HEAD_LOCK(interp);
+    add_threadstate(interp, &tstate->base);
+    HEAD_UNLOCK(interp);
+    return &tstate->base;
+}
+
+void
+_QsbrStandin_ThreadState_Free(PyThreadState *tstate)
+{
+    remove_threadstate(tstate);
+    free(tstate);
+}
+
+PyThreadState *
+PyThreadState_New(PyInterpreterState *interp)
+{
+    // As upstream's new_threadstate(): reserve before linking (so a growth's stop-the-world
+    // does not wait for a thread state that cannot run yet), register after.
+    _PyThreadStateImpl *tstate = calloc(1, sizeof(*tstate));
+    if (tstate == NULL) {
+        return NULL;
+    }
+    Py_ssize_t qsbr_idx = _Py_qsbr_reserve(interp);
+    if (qsbr_idx < 0) {
+        free(tstate);
+        return NULL;
+    }
+    HEAD_LOCK(interp);
+    add_threadstate(interp, &tstate->base);
+    HEAD_UNLOCK(interp);
+    // Must be called with lock unlocked to avoid lock ordering deadlocks.
+    _Py_qsbr_register(tstate, interp, qsbr_idx);
+    return &tstate->base;
+}
+
+void
+PyThreadState_Delete(PyThreadState *tstate)
+{
+    assert(tstate != current_tstate);
+    remove_threadstate(tstate);
+    _Py_qsbr_unregister(tstate);
+    free(tstate);
+}
+
+static int
+tstate_try_attach(PyThreadState *tstate)
+{
+    int expected = _Py_THREAD_DETACHED;
+    return _Py_atomic_compare_exchange_int(&tstate->state, &expected, _Py_THREAD_ATTACHED);
+}
+
+static void
+tstate_set_detached(PyThreadState *tstate, int detached_state)
+{
+    assert(_Py_atomic_load_int_relaxed(&tstate->state) == _Py_THREAD_ATTACHED);
+    _Py_atomic_store_int(&tstate->state, detached_state);
+}
+
+static void
+tstate_wait_attach(PyThreadState *tstate)
+{
+    do {
+        int expected = _Py_THREAD_SUSPENDED;
+        // Wait until we're switched out of SUSPENDED to DETACHED.
+        if (_PyParkingLot_Park(&tstate->state, &expected, sizeof(tstate->state),
+                               /*timeout=*/-1, NULL, /*detach=*/0) == Py_PARK_AGAIN) {
+            // Not suspended but not attachable either: another pin holds it.
+            sched_yield();
+        }
+        // Once we're back in DETACHED we can re-attach
+    } while (!tstate_try_attach(tstate));
+}
+
+void
+_PyThreadState_Attach(PyThreadState *tstate)
+{
+    assert(current_tstate == NULL && "non-NULL old thread state");
+    current_tstate = tstate;
+    if (!tstate_try_attach(tstate)) {
+        tstate_wait_attach(tstate);
+    }
+    _Py_qsbr_attach(((_PyThreadStateImpl *)tstate)->qsbr);
+}
+
+static void
+detach_thread(PyThreadState *tstate, int detached_state)
+{
+    assert(_Py_atomic_load_int_relaxed(&tstate->state) == _Py_THREAD_ATTACHED);
+    assert(tstate == current_tstate);
+    _Py_qsbr_detach(((_PyThreadStateImpl *)tstate)->qsbr);
+    tstate_set_detached(tstate, detached_state);
+    current_tstate = NULL;
+}
+
+void
+_PyThreadState_Detach(PyThreadState *tstate)
+{
+    detach_thread(tstate, _Py_THREAD_DETACHED);
+}
+
+void
+_PyThreadState_Suspend(PyThreadState *tstate)
+{
+    PyInterpreterState *interp = tstate->interp;
+    assert(_Py_atomic_load_int_relaxed(&tstate->state) == _Py_THREAD_ATTACHED);
+
+    HEAD_LOCK(interp);
+    int requested = interp->stoptheworld.requested;
+    HEAD_UNLOCK(interp);
+
+    if (!requested) {
+        // Switch directly to "detached" if there is no active stop-the-world request.
+        detach_thread(tstate, _Py_THREAD_DETACHED);
+        return;
+    }
+
+    // Switch to "suspended" state.
+    detach_thread(tstate, _Py_THREAD_SUSPENDED);
+
+    // Decrease the count of remaining threads needing to park.
+    HEAD_LOCK(interp);
+    decrement_stoptheworld_countdown(&interp->stoptheworld);
+    HEAD_UNLOCK(interp);
+}
+
+void
+_Py_HandlePending(PyThreadState *tstate)
+{
+    uintptr_t bits = _Py_atomic_load_uintptr_relaxed(&tstate->eval_breaker);
+    if (bits & _PY_EVAL_PLEASE_STOP_BIT) {
+        _Py_atomic_and_uintptr(&tstate->eval_breaker, ~_PY_EVAL_PLEASE_STOP_BIT);
+        _PyThreadState_Suspend(tstate);
+        // The attach blocks until the stop-the-world event is complete.
+        _PyThreadState_Attach(tstate);
+    }
+}
+
+void
+_QsbrStandin_ThreadState_Pin(PyThreadState *tstate)
+{
+    if (!tstate_try_attach(tstate)) {
+        tstate_wait_attach(tstate);
+    }
+    // Pinned, the thread state counts as this OS thread's current one, so upstream's
+    // assertions in _Py_qsbr_poll() hold for a driver that runs it.
+    current_tstate = tstate;
+}
+
+void
+_QsbrStandin_ThreadState_Unpin(PyThreadState *tstate)
+{
+    assert(current_tstate == tstate);
+    current_tstate = NULL;
+    PyInterpreterState *interp = tstate->interp;
+    HEAD_LOCK(interp);
+    if (interp->stoptheworld.requested) {
+        // Settle with the requester at once instead of making it wait for its next scan.
+        tstate_set_detached(tstate, _Py_THREAD_SUSPENDED);
+        decrement_stoptheworld_countdown(&interp->stoptheworld);
+    }
+    else {
+        tstate_set_detached(tstate, _Py_THREAD_DETACHED);
+    }
+    HEAD_UNLOCK(interp);
+}
+
+// Try to transition threads atomically from the "detached" state to the
+// "suspended" state. Returns true if all threads are suspended.
+static bool
+park_detached_threads(struct _stoptheworld_state *stw, PyInterpreterState *interp)
+{
+    int num_parked = 0;
+    for (PyThreadState *t = interp->threads.head; t != NULL; t = t->next) {
+        int state = _Py_atomic_load_int_relaxed(&t->state);
+        if (state == _Py_THREAD_DETACHED) {
+            // Atomically transition to "suspended" if in "detached" state.
+            if (_Py_atomic_compare_exchange_int(&t->state, &state, _Py_THREAD_SUSPENDED)) {
+                num_parked++;
+            }
+        }
+        else if (state == _Py_THREAD_ATTACHED && t != stw->requester) {
+            _Py_atomic_or_uintptr(&t->eval_breaker, _PY_EVAL_PLEASE_STOP_BIT);
+        }
+    }
+    stw->thread_countdown -= num_parked;
+    assert(stw->thread_countdown >= 0);
+    return num_parked > 0 && stw->thread_countdown == 0;
+}
+
+void
+_PyEval_StopTheWorld(PyInterpreterState *interp)
+{
+    struct _stoptheworld_state *stw = &interp->stoptheworld;
+    PyMutex_Lock(&stw->mutex);
+
+    HEAD_LOCK(interp);
+    stw->requested = 1;
+    stw->thread_countdown = 0;
+    stw->stop_event = (PyEvent){0};  // zero-initialize (unset)
+    stw->requester = _PyThreadState_GET();  // may be NULL
+
+    for (PyThreadState *t = interp->threads.head; t != NULL; t = t->next) {
+        if (t != stw->requester) {
+            // Count all the other threads (we don't wait on ourself).
+            stw->thread_countdown++;
+        }
+    }
+
+    if (stw->thread_countdown == 0) {
+        HEAD_UNLOCK(interp);
+        stw->world_stopped = 1;
+        return;
+    }
+
+    for (;;) {
+        // Switch threads that are detached to the suspended state
+        bool stopped_all_threads = park_detached_threads(stw, interp);
+        HEAD_UNLOCK(interp);
+
+        if (stopped_all_threads) {
+            break;
+        }
+
+        PyTime_t wait_ns = 1000 * 1000;  // 1ms (as upstream)
+        if (PyEvent_WaitTimed(&stw->stop_event, wait_ns, /*detach=*/0)) {
+            assert(stw->thread_countdown == 0);
+            break;
+        }
+
+        HEAD_LOCK(interp);
+    }
+    stw->world_stopped = 1;
+}
+
+void
+_PyEval_StartTheWorld(PyInterpreterState *interp)
+{
+    struct _stoptheworld_state *stw = &interp->stoptheworld;
+    assert(PyMutex_IsLocked(&stw->mutex));
+
+    HEAD_LOCK(interp);
+    stw->requested = 0;
+    stw->world_stopped = 0;
+    // Switch threads back to the detached state.
+    for (PyThreadState *t = interp->threads.head; t != NULL; t = t->next) {
+        if (t != stw->requester) {
+            assert(_Py_atomic_load_int_relaxed(&t->state) == _Py_THREAD_SUSPENDED);
+            _Py_atomic_store_int(&t->state, _Py_THREAD_DETACHED);
+            _PyParkingLot_UnparkAll(&t->state);
+        }
+    }
+    stw->requester = NULL;
+    HEAD_UNLOCK(interp);
+    PyMutex_Unlock(&stw->mutex);
+}
