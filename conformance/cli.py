@@ -1,0 +1,103 @@
+"""``qsbr-conformance``: run the differential conformance suite and print the report.
+
+Exit status: 0 if the implementation conforms, 1 if it does not, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from . import report
+from .adapter import PROFILES, AdapterError, load_implementation
+from .ledger import FactLedger
+from .runner import run_conformance
+
+DEFAULT_IMPL = "cython_bridge:reference_port"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qsbr-conformance",
+        description="Check a QSBR implementation against CPython's semantics "
+                    "(differential Hypothesis run against the oracle).")
+    parser.add_argument("--impl", default=DEFAULT_IMPL, metavar="MODULE:FACTORY",
+                        help=f"implementation to check (default: {DEFAULT_IMPL}, the reference "
+                             "C port through the Cython bridge)")
+    parser.add_argument("--profile", choices=PROFILES, default=None,
+                        help="CPython revision to check against: 3.13 (3.13.0-3.13.5, the "
+                             "default) or 3.14 (3.13.6+ and 3.14); passed to the factory")
+    parser.add_argument("--examples", type=int, default=150, metavar="N",
+                        help="Hypothesis examples (step sequences) to run (default: 150)")
+    parser.add_argument("--steps", type=int, default=60, metavar="N",
+                        help="maximum steps per example (default: 60)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="seed for a reproducible run")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the report as Markdown")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+class Progress:
+    """Progress on stderr: a live line on a terminal, a line per 10% otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = max(total, 1)
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.last_decile = -1
+
+    def __call__(self, ledger: FactLedger) -> None:
+        if not self.enabled:
+            return
+        done = ledger.examples
+        line = (f"[{done}/{self.total} examples] {ledger.steps} steps, "
+                f"{sum(ledger.checks.values())} checks, {time.monotonic() - self.started:.1f} s")
+        if self.tty:
+            sys.stderr.write("\r" + line)
+            sys.stderr.flush()
+        elif done * 10 // self.total > self.last_decile:
+            self.last_decile = done * 10 // self.total
+            print(line, file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.examples < 1 or args.steps < 1:
+        print("qsbr-conformance: --examples and --steps must be at least 1", file=sys.stderr)
+        return 2
+    kwargs = {}
+    if args.profile is not None:
+        kwargs["profile"] = args.profile
+    try:
+        impl = load_implementation(args.impl, **kwargs)
+    except (AdapterError, TypeError, ValueError) as exc:
+        print(f"qsbr-conformance: {exc}", file=sys.stderr)
+        return 2
+    if args.profile is not None and impl.profile != args.profile:
+        print(f"qsbr-conformance: {args.impl} gave profile {impl.profile}, not {args.profile}",
+              file=sys.stderr)
+        return 2
+
+    progress = Progress(args.examples, enabled=not args.quiet)
+    result = run_conformance(impl, examples=args.examples, steps=args.steps, seed=args.seed,
+                             progress=progress)
+    progress.finish()
+    print(report.to_text(result))
+    if args.json:
+        report.write_json(result, args.json)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as handle:
+            handle.write(report.to_markdown(result))
+    return 0 if result.conforms else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

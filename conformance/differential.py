@@ -1,0 +1,441 @@
+"""The differential state machine: an implementation and the oracle, driven side by side.
+
+Every rule performs one API operation on both, then compares the return values (or the
+exception types) and the whole observable state (snapshots).  Invariants check the semantic
+rules on the implementation's state.  Every check is credited to the fact ids whose rules
+the oracle applied for that step; a mismatch is blamed on them, and the failure message names
+them.  Hypothesis shrinks a failing run to a minimal step sequence and prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from . import errors
+from .adapter import STALE, Implementation, Snapshot
+from .facts import MISUSE
+from .ledger import FactLedger
+from .oracle import OracleInterpreter, qsbr_leq, qsbr_lt
+
+U64 = (1 << 64) - 1
+
+#: Starting sequences: fresh, just below the 2^64 wrap, or anywhere (odd).
+start_sequences = st.one_of(
+    st.just(None),
+    st.integers(0, 12).map(lambda k: U64 - 2 * k),
+    st.integers(0, (1 << 63) - 1).map(lambda n: 2 * n + 1),
+)
+
+
+class ConformanceFailure(AssertionError):
+    """An implementation disagreed with the oracle or broke an invariant."""
+
+    def __init__(self, facts: set[str] | tuple[str, ...], message: str) -> None:
+        self.facts = tuple(sorted(set(facts)))
+        super().__init__(f"[{', '.join(self.facts)}] {message}")
+
+
+class DifferentialMachine(RuleBasedStateMachine):
+    """Configured by :func:`make_machine`; not used directly."""
+
+    implementation: Implementation
+    ledger: FactLedger
+    on_example_done: Callable[[FactLedger], None] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.profile = self.implementation.profile
+        self.impl = self.implementation.new_interpreter()
+        self.oracle = OracleInterpreter(self.profile)
+        self.threads: list[int] = []            # live logical thread ids
+        self.impl_handle: dict[int, Any] = {}
+        self.oracle_handle: dict[int, int] = {}
+        self.next_logical = 0
+        self.goals: list[int] = [1]
+        self.readers_at_goal: dict[int, set[int]] = {}   # goal -> attached threads at retire
+        self.last_rd: int | None = None
+        self.snap: Snapshot | None = None
+        self.steps = 0
+
+    # -- the differential step ---------------------------------------------------------------
+
+    def _logical_snapshot(self, snap: Snapshot, handles: dict[int, Any]) -> Snapshot:
+        to_logical = {handle: logical for logical, handle in handles.items()}
+        slots = tuple(replace(s, owner=to_logical.get(s.owner, s.owner)) for s in snap.slots)
+        threads = {to_logical[h]: slot for h, slot in snap.threads.items() if h in to_logical}
+        return replace(snap, slots=slots, threads=threads)
+
+    def step(self, operation: str, *args: Any, thread: int | None = None) -> Any:
+        """Run one operation on both sides, compare, and return the implementation's result."""
+        self.steps += 1
+        self.oracle.applied = []
+        oracle_args = args if thread is None else (self.oracle_handle[thread], *args)
+        impl_args = args if thread is None else (self.impl_handle[thread], *args)
+        shown = ([f"t{thread}"] if thread is not None else []) + [repr(a) for a in args]
+        label = f"{operation}({', '.join(shown)})"
+
+        expected_error = result_expected = None
+        try:
+            result_expected = getattr(self.oracle, operation)(*oracle_args)
+        except errors.QsbrError as exc:
+            expected_error = exc
+        facts = set(self.oracle.applied) or {MISUSE}
+
+        actual_error = result_actual = None
+        try:
+            result_actual = getattr(self.impl, operation)(*impl_args)
+        except errors.QsbrError as exc:
+            actual_error = exc
+        except Exception as exc:  # noqa: BLE001 - any other exception is a protocol breach
+            self._fail(facts, f"{label}: raised {type(exc).__name__}: {exc} "
+                              f"(expected {self._describe(expected_error, result_expected)})")
+
+        if type(actual_error) is not type(expected_error) or (
+                expected_error is None and result_actual != result_expected):
+            self._fail(facts, f"{label}: got {self._describe(actual_error, result_actual)}, "
+                              f"expected {self._describe(expected_error, result_expected)}")
+        self.ledger.passed(*facts)
+        self._compare_state(facts, label)
+        return result_actual
+
+    @staticmethod
+    def _describe(error: BaseException | None, result: Any) -> str:
+        return f"{type(error).__name__}" if error is not None else repr(result)
+
+    def _compare_state(self, facts: set[str], label: str) -> None:
+        expected = self._logical_snapshot(self.oracle.snapshot(), self.oracle_handle)
+        try:
+            actual = self._logical_snapshot(self.impl.snapshot(), self.impl_handle)
+        except errors.QsbrError as exc:
+            self._fail(facts, f"after {label}: snapshot failed: {type(exc).__name__}: {exc}")
+        differences = [
+            f"{name}: got {getattr(actual, name)!r}, expected {getattr(expected, name)!r}"
+            for name in ("wr_seq", "rd_seq", "size", "freelist", "threads")
+            if getattr(actual, name) != getattr(expected, name)
+        ]
+        if actual.slots != expected.slots and actual.size == expected.size:
+            for index, (got, want) in enumerate(zip(actual.slots, expected.slots)):
+                if got != want:
+                    differences.append(f"slot {index}: got {got}, expected {want}")
+        if differences:
+            self._fail(facts, f"after {label}, the state differs from the oracle:\n  "
+                              + "\n  ".join(differences[:8]))
+        self.ledger.passed(*facts)
+        if actual.size:
+            self.ledger.passed("S-SLOT-1")
+        self.snap = actual
+
+    def _fail(self, facts: set[str] | tuple[str, ...], message: str) -> None:
+        self.ledger.failed(facts, message)
+        raise ConformanceFailure(facts, message)
+
+    def _check(self, ok: bool, facts: tuple[str, ...], message: str) -> None:
+        if not ok:
+            self._fail(facts, message)
+        self.ledger.passed(*facts)
+
+    # -- choosing arguments ------------------------------------------------------------------
+
+    def _any_thread(self, data: st.DataObject) -> int:
+        """Mostly a registered thread (valid calls), sometimes any (misuse)."""
+        registered = [t for t in self.threads
+                      if self.snap is not None and isinstance(self.snap.threads.get(t), int)]
+        choices = st.sampled_from(self.threads)
+        if registered:
+            choices = st.one_of(st.sampled_from(registered), st.sampled_from(registered), choices)
+        return data.draw(choices, label="thread")
+
+    def _rarely(self, data: st.DataObject) -> bool:
+        """For operations that reset most state (fini, after_fork): about one draw in five."""
+        return data.draw(st.integers(0, 4), label="rarely") == 0
+
+    def _attached(self) -> set[int]:
+        assert self.snap is not None
+        return {t for t, slot in self.snap.threads.items()
+                if isinstance(slot, int) and self.snap.slots[slot].seq != 0}
+
+    def _record_goal(self, goal: int) -> None:
+        # S-SAFE-1 bookkeeping: the threads that may hold a pointer retired with this goal.
+        self.goals.append(goal)
+        self.readers_at_goal.setdefault(goal, set()).update(self._attached())
+
+    # -- setup -------------------------------------------------------------------------------
+
+    @initialize(start=start_sequences)
+    def start(self, start: int | None) -> None:
+        if start is not None:
+            self.step("set_sequences", start, start)
+            self.goals.append(start)
+        self._compare_state({"S-SEQ-2"}, "start")
+        self.last_rd = self.snap.rd_seq if self.snap else None
+
+    # -- rules: thread states and lifecycle ---------------------------------------------------
+
+    @precondition(lambda self: len(self.threads) < 40)
+    @rule()
+    def new_thread_state(self) -> None:
+        self._new_thread()
+
+    def _new_thread(self) -> int:
+        logical = self.next_logical
+        self.next_logical += 1
+        self.oracle_handle[logical] = self.oracle.new_thread_state()
+        self.impl_handle[logical] = self.impl.new_thread_state()
+        self.threads.append(logical)
+        self._compare_state({"S-SLOT-1"}, f"new_thread_state() -> t{logical}")
+        return logical
+
+    @precondition(lambda self: len(self.threads) < 40)
+    @rule()
+    def create_thread(self) -> None:
+        """What CPython's new_threadstate() does: reserve a slot, then register it."""
+        logical = self._new_thread()
+        index = self.step("reserve")
+        if index >= 0:
+            self.step("register", index, thread=logical)
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def destroy_thread(self, data: st.DataObject) -> None:
+        """What CPython's thread-state deletion does: detach, unregister, free."""
+        t = self._any_thread(data)
+        slot = self.snap.threads.get(t) if self.snap is not None else None
+        if isinstance(slot, int):
+            if self.snap is not None and self.snap.slots[slot].seq != 0:
+                self.step("detach", thread=t)
+            self.step("unregister", thread=t)
+        self.step("delete_thread_state", thread=t)
+        self.threads.remove(t)
+        del self.oracle_handle[t], self.impl_handle[t]
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def delete_thread_state(self, data: st.DataObject) -> None:
+        t = self._any_thread(data)
+        self.step("delete_thread_state", thread=t)
+        if self.oracle_handle[t] not in self.oracle.threads:     # both sides deleted it
+            self.threads.remove(t)
+            del self.oracle_handle[t], self.impl_handle[t]
+
+    @rule()
+    def reserve(self) -> None:
+        self.step("reserve")
+
+    @rule(failures=st.integers(1, 2))
+    def reserve_out_of_memory(self, failures: int) -> None:
+        self.oracle.fail_next_allocations(failures)
+        self.impl.fail_next_allocations(failures)
+        self.step("reserve")
+        # Leave no armed failure behind for later steps on one side only.
+        self.oracle.fail_next_allocations(0)
+        self.impl.fail_next_allocations(0)
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def register(self, data: st.DataObject) -> None:
+        t = self._any_thread(data)
+        assert self.snap is not None
+        reserved = [i for i, s in enumerate(self.snap.slots) if s.allocated and s.owner is None]
+        candidates = st.integers(-2, self.snap.size + 2)
+        if reserved:
+            candidates = st.one_of(st.sampled_from(reserved), candidates)
+        index = data.draw(candidates, label="index")
+        self.step("register", index, thread=t)
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def unregister(self, data: st.DataObject) -> None:
+        self.step("unregister", thread=self._any_thread(data))
+
+    @rule(data=st.data())
+    def fini(self, data: st.DataObject) -> None:
+        if self._rarely(data):
+            self.step("fini")
+            self.readers_at_goal.clear()
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def after_fork(self, data: st.DataObject) -> None:
+        if self._rarely(data):
+            self.step("after_fork", thread=self._any_thread(data))
+
+    # -- rules: sequences --------------------------------------------------------------------
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def attach(self, data: st.DataObject) -> None:
+        self.step("attach", thread=self._any_thread(data))
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def detach(self, data: st.DataObject) -> None:
+        self.step("detach", thread=self._any_thread(data))
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def quiescent_state(self, data: st.DataObject) -> None:
+        self.step("quiescent_state", thread=self._any_thread(data))
+
+    @rule()
+    def advance(self) -> None:
+        self._record_goal(self.step("advance"))
+
+    @precondition(lambda self: self.threads and self.profile == "3.13")
+    @rule(data=st.data())
+    def deferred_advance(self, data: st.DataObject) -> None:
+        goal = self.step("deferred_advance", thread=self._any_thread(data))
+        if goal is not None:
+            self._record_goal(goal)
+
+    @precondition(lambda self: self.profile == "3.14")
+    @rule()
+    def shared_next(self) -> None:
+        self._record_goal(self.step("shared_next"))
+
+    @precondition(lambda self: self.threads and self.profile == "3.14")
+    @rule(data=st.data())
+    def should_process(self, data: st.DataObject) -> None:
+        self.step("should_process", thread=self._any_thread(data))
+
+    @precondition(lambda self: self.threads and self.profile == "3.14")
+    @rule(data=st.data(), count=st.integers(0, 200), memory=st.integers(0, 1 << 20),
+          page=st.integers(0, 1 << 20), flag=st.booleans())
+    def set_bookkeeping(self, data: st.DataObject, count: int, memory: int, page: int,
+                        flag: bool) -> None:
+        self.step("set_bookkeeping", count, memory, page, flag, thread=self._any_thread(data))
+
+    def _goal(self, data: st.DataObject) -> int:
+        assert self.snap is not None
+        wr = self.snap.wr_seq
+        return data.draw(st.one_of(
+            st.sampled_from(self.goals),
+            st.integers(-4, 4).map(lambda d: (wr + 2 * d) & U64),
+            st.integers(0, U64),
+        ), label="goal")
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def poll(self, data: st.DataObject) -> None:
+        goal = self._goal(data)
+        reached = self.step("poll", goal, thread=self._any_thread(data))
+        if reached:
+            self._check_safety(goal)
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def goal_reached(self, data: st.DataObject) -> None:
+        goal = self._goal(data)
+        if self.step("goal_reached", goal, thread=self._any_thread(data)):
+            self._check_safety(goal)
+
+    @precondition(lambda self: self.threads)
+    @rule(data=st.data())
+    def every_reader_passes_quiescent_state(self, data: st.DataObject) -> None:
+        """S-SAFE-2: once every attached thread has reported a quiescent state, poll succeeds."""
+        assert self.snap is not None
+        owners = {t for t, slot in self.snap.threads.items() if isinstance(slot, int)}
+        if any(s.seq != 0 and s.owner not in owners for s in self.snap.slots):
+            return      # a slot of a vanished thread still holds rd_seq (S-FORK-1)
+        poller = data.draw(st.sampled_from(sorted(owners)) if owners else st.none(),
+                           label="poller")
+        if poller is None:
+            return
+        for t in sorted(self._attached()):
+            self.step("quiescent_state", thread=t)
+        # The newest goal handed out by advance/deferred_advance/shared_next that the write
+        # sequence has reached: memory retired with it must now be reclaimable.
+        wr = self.snap.wr_seq
+        goal = next((g for g in reversed(self.goals) if qsbr_leq(g, wr)), wr)
+        self._check(self.step("poll", goal, thread=poller) is True, ("S-SAFE-2",),
+                    f"poll(t{poller}, {goal}) is False although every attached thread "
+                    f"reported a quiescent state at {wr}")
+        self._check_safety(goal)
+
+    # -- semantic checks on the implementation's state ---------------------------------------
+
+    def _check_safety(self, goal: int) -> None:
+        """S-SAFE-1: a reached goal means every thread attached at retire time moved on."""
+        assert self.snap is not None
+        readers = self.readers_at_goal.get(goal, ())
+        for t in sorted(readers):
+            slot = self.snap.threads.get(t)
+            if not isinstance(slot, int):
+                continue        # unregistered (detached first) or released: cannot read
+            seq = self.snap.slots[slot].seq
+            self._check(seq == 0 or qsbr_leq(goal, seq), ("S-SAFE-1", "S-POLL-2"),
+                        f"goal {goal} reported reached while t{t}, attached when it was "
+                        f"retired, still reads at seq {seq}")
+        if readers:
+            self.ledger.passed("S-SAFE-1")
+
+    @invariant()
+    def write_sequence_is_odd(self) -> None:
+        if self.snap is not None:
+            self._check(self.snap.wr_seq % 2 == 1, ("S-SEQ-2",),
+                        f"wr_seq {self.snap.wr_seq} is even")
+
+    @invariant()
+    def read_sequence_only_moves_forward(self) -> None:
+        if self.snap is None:
+            return
+        if self.last_rd is not None:
+            self._check(qsbr_leq(self.last_rd, self.snap.rd_seq), ("S-POLL-2", "S-SEQ-3"),
+                        f"rd_seq moved back from {self.last_rd} to {self.snap.rd_seq}")
+        self.last_rd = self.snap.rd_seq
+
+    @invariant()
+    def read_sequence_bounds(self) -> None:
+        if self.snap is None:
+            return
+        rd, wr = self.snap.rd_seq, self.snap.wr_seq
+        self._check(qsbr_leq(rd, wr), ("S-POLL-2",), f"rd_seq {rd} is ahead of wr_seq {wr}")
+        for index, slot in enumerate(self.snap.slots):
+            if slot.seq != 0:
+                self._check(qsbr_leq(rd, slot.seq) and qsbr_leq(slot.seq, wr),
+                            ("S-POLL-2", "S-SEQ-3"),
+                            f"slot {index} attached at {slot.seq} outside [rd_seq {rd}, "
+                            f"wr_seq {wr}]")
+
+    @invariant()
+    def freelist_matches_allocation(self) -> None:
+        if self.snap is None:
+            return
+        free = self.snap.freelist
+        unallocated = {i for i, s in enumerate(self.snap.slots) if not s.allocated}
+        self._check(len(free) == len(set(free)) and set(free) == unallocated,
+                    ("S-FREE-1", "S-FREE-3"),
+                    f"freelist {free} is not exactly the unallocated slots {sorted(unallocated)}")
+        for t, slot in self.snap.threads.items():
+            if isinstance(slot, int):
+                self._check(self.snap.slots[slot].owner == t, ("S-REG-1", "S-SLOT-3"),
+                            f"t{t} points at slot {slot}, owned by {self.snap.slots[slot].owner}")
+
+    def teardown(self) -> None:
+        self.impl.fail_next_allocations(0)
+        self.impl.close()
+        self.oracle.close()
+        self.ledger.steps += self.steps
+        self.ledger.examples += 1
+        if self.on_example_done is not None:
+            self.on_example_done(self.ledger)
+
+
+def make_machine(implementation: Implementation, ledger: FactLedger,
+                 on_example_done: Callable[[FactLedger], None] | None = None
+                 ) -> type[DifferentialMachine]:
+    """A machine class bound to one implementation and one ledger."""
+    return type("QsbrDifferential", (DifferentialMachine,), {
+        "implementation": implementation,
+        "ledger": ledger,
+        "on_example_done": staticmethod(on_example_done) if on_example_done else None,
+    })

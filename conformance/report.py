@@ -1,0 +1,116 @@
+"""Renders a conformance result as a text table, Markdown or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .facts import FACTS, MISUSE
+from .runner import RunResult
+
+
+def _rows(result: RunResult) -> list[dict[str, Any]]:
+    rows = []
+    for fact in FACTS:
+        if result.profile not in fact.profiles:
+            status = "n/a"
+            note = f"not part of the {result.profile} profile"
+        else:
+            status = result.fact_status(fact.id)
+            note = ""
+            if status == "n/a":
+                note = "the implementation exposes no layout()"
+        rows.append({"id": fact.id, "summary": fact.summary,
+                     "checks": result.ledger.checks[fact.id], "result": status, "note": note,
+                     "failures": result.ledger.failures.get(fact.id, [])})
+    rows.append({"id": MISUSE, "summary": "misuse upstream only asserts is rejected, "
+                 "state unchanged", "checks": result.ledger.checks[MISUSE],
+                 "result": "FAIL" if MISUSE in result.ledger.failures else
+                 ("pass" if result.ledger.checks[MISUSE] else "UNCHECKED"),
+                 "note": "", "failures": result.ledger.failures.get(MISUSE, [])})
+    return rows
+
+
+def verdict(result: RunResult) -> str:
+    if result.conforms:
+        return (f"CONFORMS: {result.implementation} matches CPython's QSBR ({result.profile} "
+                f"profile) on every fact; {result.ledger.steps} steps in "
+                f"{result.ledger.examples} examples, {result.seconds:.1f} s")
+    rows = _rows(result)
+    failing = sorted({f for failure in result.failures for f in failure.facts}
+                     | {row["id"] for row in rows if row["result"] == "FAIL"})
+    unchecked = [row["id"] for row in rows if row["result"] == "UNCHECKED"]
+    text = f"DOES NOT CONFORM: {result.implementation} ({result.profile} profile)"
+    if failing:
+        text += f" fails {', '.join(failing)}"
+    if unchecked:
+        text += (f"{';' if failing else ''} {len(unchecked)} fact(s) never checked"
+                 f"{' (the run stops at the first failure)' if failing else ''}: "
+                 f"{', '.join(unchecked)}")
+    return text
+
+
+def to_text(result: RunResult) -> str:
+    rows = _rows(result)
+    lines = [
+        f"QSBR conformance report: {result.implementation} {result.version}",
+        f"profile {result.profile}; interpreter {result.interpreter}; "
+        f"GIL {'on' if result.gil_enabled else 'off'}",
+        "",
+        f"{'fact':<11} {'what it says':<72} {'checks':>8}  result",
+        f"{'-' * 11} {'-' * 72} {'-' * 8}  {'-' * 9}",
+    ]
+    for row in rows:
+        summary = row["summary"] if len(row["summary"]) <= 72 else row["summary"][:69] + "..."
+        note = f" ({row['note']})" if row["note"] else ""
+        lines.append(f"{row['id']:<11} {summary:<72} {row['checks']:>8}  {row['result']}{note}")
+    for failure in result.failures:
+        lines += ["", f"FAILURE in {failure.check} check, facts {', '.join(failure.facts)}:",
+                  f"  {failure.message}"]
+        if failure.steps:
+            lines.append("  shrunk sequence:")
+            lines += [f"    {step}" for step in failure.steps]
+    lines += ["", verdict(result)]
+    return "\n".join(lines)
+
+
+def to_markdown(result: RunResult) -> str:
+    lines = [f"# QSBR conformance: {result.implementation} {result.version}", "",
+             f"- profile: {result.profile}", f"- interpreter: {result.interpreter}",
+             f"- GIL: {'on' if result.gil_enabled else 'off'}",
+             f"- {result.ledger.examples} examples, {result.ledger.steps} steps, "
+             f"{result.seconds:.1f} s", "",
+             "| fact | what it says | checks | result |", "|---|---|---:|---|"]
+    for row in _rows(result):
+        note = f" ({row['note']})" if row["note"] else ""
+        lines.append(f"| {row['id']} | {row['summary']} | {row['checks']} | {row['result']}{note} |")
+    for failure in result.failures:
+        lines += ["", f"## Failure: {failure.check} ({', '.join(failure.facts)})", "",
+                  "```", failure.message, *failure.steps, "```"]
+    lines += ["", f"**{verdict(result)}**", ""]
+    return "\n".join(lines)
+
+
+def to_json(result: RunResult) -> dict[str, Any]:
+    return {
+        "implementation": result.implementation,
+        "version": result.version,
+        "profile": result.profile,
+        "interpreter": result.interpreter,
+        "gil_enabled": result.gil_enabled,
+        "examples": result.ledger.examples,
+        "steps": result.ledger.steps,
+        "seconds": round(result.seconds, 3),
+        "conforms": result.conforms,
+        "verdict": verdict(result),
+        "facts": _rows(result),
+        "failures": [{"check": f.check, "facts": list(f.facts), "message": f.message,
+                      "steps": f.steps} for f in result.failures],
+    }
+
+
+def write_json(result: RunResult, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(to_json(result), handle, indent=2)
+        handle.write("\n")
+

@@ -1,0 +1,158 @@
+"""Runs the conformance checks against one implementation and collects a ledger."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hypothesis import HealthCheck, given, settings, seed as hypothesis_seed
+from hypothesis import strategies as st
+from hypothesis.stateful import run_state_machine_as_test
+
+from .adapter import Implementation
+from .differential import U64, ConformanceFailure, make_machine
+from .facts import MISUSE, facts_for_profile
+from .layout import layout_differences
+from .ledger import FactLedger
+from .oracle import qsbr_leq, qsbr_lt
+
+
+@dataclass
+class Failure:
+    check: str
+    facts: tuple[str, ...]
+    message: str
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    implementation: str
+    version: str
+    profile: str
+    interpreter: str
+    gil_enabled: bool | None
+    ledger: FactLedger
+    failures: list[Failure]
+    seconds: float
+    layout_checked: bool
+
+    @property
+    def fact_ids(self) -> list[str]:
+        return [fact.id for fact in facts_for_profile(self.profile)]
+
+    def fact_status(self, fact_id: str) -> str:
+        if fact_id == "S-SLOT-2" and not self.layout_checked:
+            return "n/a"
+        if fact_id in self.ledger.failures:
+            return "FAIL"
+        return "pass" if self.ledger.checks[fact_id] else "UNCHECKED"
+
+    @property
+    def conforms(self) -> bool:
+        return not self.failures and all(
+            self.fact_status(fact_id) in ("pass", "n/a") for fact_id in self.fact_ids)
+
+
+def _interpreter_description() -> tuple[str, bool | None]:
+    gil = getattr(sys, "_is_gil_enabled", None)
+    return (f"{platform.python_implementation()} {platform.python_version()}"
+            f"{'t' if gil is not None and 'free-threading' in sys.version else ''}",
+            gil() if gil is not None else True)
+
+
+_INVARIANT_CALLS = tuple(f"state.{name}()" for name in (
+    "write_sequence_is_odd", "read_sequence_only_moves_forward", "read_sequence_bounds",
+    "freelist_matches_allocation"))
+
+
+def _notes(exc: BaseException) -> list[str]:
+    """Hypothesis' account of the shrunk failing case, without the invariant calls."""
+    lines: list[str] = []
+    for note in getattr(exc, "__notes__", []):
+        lines.extend(line for line in str(note).splitlines()
+                     if line.strip() and line.strip() not in _INVARIANT_CALLS)
+    return lines
+
+
+def check_comparisons(impl: Implementation, ledger: FactLedger, examples: int,
+                      seed: int | None) -> Failure | None:
+    """S-SEQ-3: the implementation's QSBR_LT/QSBR_LEQ against the oracle's, near the wrap."""
+    near_wrap = st.integers(-64, 64).map(lambda d: d & U64)
+    value = st.one_of(near_wrap, st.integers(0, U64), st.integers(-8, 8).map(lambda d: (d + (1 << 63)) & U64))
+
+    @settings(max_examples=max(50, examples * 2), database=None, deadline=None)
+    @given(a=value, b=value)
+    def comparisons_agree(a: int, b: int) -> None:
+        for name, expected in (("qsbr_lt", qsbr_lt(a, b)), ("qsbr_leq", qsbr_leq(a, b))):
+            got = getattr(impl, name)(a, b)
+            if bool(got) != expected:
+                message = f"{name}({a}, {b}) returned {got}, expected {expected}"
+                ledger.failed(("S-SEQ-3",), message)
+                raise ConformanceFailure(("S-SEQ-3",), message)
+        ledger.passed("S-SEQ-3")
+
+    if seed is not None:
+        comparisons_agree = hypothesis_seed(seed)(comparisons_agree)
+    try:
+        comparisons_agree()
+    except ConformanceFailure as exc:
+        return Failure("comparisons", exc.facts, str(exc), _notes(exc))
+    return None
+
+
+def check_layout(impl: Implementation, ledger: FactLedger) -> tuple[bool, Failure | None]:
+    """S-SLOT-2, for implementations that expose ``layout()``."""
+    layout = getattr(impl, "layout", None)
+    if layout is None:
+        return False, None
+    differences = layout_differences(impl.profile, layout())
+    if differences:
+        ledger.failed(("S-SLOT-2",), "; ".join(differences))
+        return True, Failure("layout", ("S-SLOT-2",), "layout differs: " + "; ".join(differences))
+    ledger.passed("S-SLOT-2")
+    return True, None
+
+
+def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 60,
+                    seed: int | None = None,
+                    progress: Callable[[FactLedger], None] | None = None) -> RunResult:
+    """The whole conformance run: layout, comparisons, then the differential state machine."""
+    started = time.monotonic()
+    ledger = FactLedger()
+    failures: list[Failure] = []
+    layout_checked, failure = check_layout(impl, ledger)
+    if failure:
+        failures.append(failure)
+    failure = check_comparisons(impl, ledger, examples, seed)
+    if failure:
+        failures.append(failure)
+
+    machine = make_machine(impl, ledger, progress)
+    if seed is not None:
+        machine = hypothesis_seed(seed)(machine)
+    machine_settings = settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+    )
+    try:
+        run_state_machine_as_test(machine, settings=machine_settings)
+    except ConformanceFailure as exc:
+        failures.append(Failure("differential", exc.facts, str(exc), _notes(exc)))
+    except Exception as exc:  # noqa: BLE001 - report, do not crash the harness
+        failures.append(Failure("differential", (MISUSE,),
+                                f"{type(exc).__name__}: {exc}", _notes(exc)))
+
+    interpreter, gil = _interpreter_description()
+    return RunResult(
+        implementation=impl.name, version=str(impl.version), profile=impl.profile,
+        interpreter=interpreter, gil_enabled=gil, ledger=ledger, failures=failures,
+        seconds=time.monotonic() - started, layout_checked=layout_checked,
+    )

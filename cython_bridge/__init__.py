@@ -1,0 +1,53 @@
+"""The reference C port (reference_c/) compiled through Cython, as an adapter implementation.
+
+``reference_port(profile="3.13")`` is the default implementation the conformance run checks.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from types import ModuleType
+
+try:
+    from importlib.metadata import PackageNotFoundError, version as _dist_version
+
+    __version__ = _dist_version("qsbr-conformance")
+except PackageNotFoundError:  # running from a source tree with an in-place build
+    __version__ = "0+local"
+
+_MODULES = {"3.13": "cython_bridge._qsbr313", "3.14": "cython_bridge._qsbr314"}
+
+
+def extension(profile: str = "3.13") -> ModuleType:
+    """The compiled extension module of one profile."""
+    try:
+        return import_module(_MODULES[profile])
+    except KeyError:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(_MODULES)}") from None
+
+
+class ReferencePort:
+    """Adapter-protocol implementation backed by the Cython bridge."""
+
+    def __init__(self, profile: str = "3.13") -> None:
+        self._ext = extension(profile)
+        self.profile = profile
+        self.name = "reference_c port via Cython"
+        self.version = __version__
+
+    def new_interpreter(self):
+        return self._ext.Interpreter()
+
+    def qsbr_lt(self, a: int, b: int) -> bool:
+        return self._ext.qsbr_lt(a, b)
+
+    def qsbr_leq(self, a: int, b: int) -> bool:
+        return self._ext.qsbr_leq(a, b)
+
+    def layout(self) -> dict[str, int]:
+        return self._ext.layout()
+
+
+def reference_port(profile: str = "3.13") -> ReferencePort:
+    """Adapter factory: ``--impl cython_bridge:reference_port`` (the default)."""
+    return ReferencePort(profile)

@@ -1,0 +1,34 @@
+"""Builds the Cython bridge: one extension per QSBR profile, from the same C sources.
+
+The port's C files are compiled into each extension with hidden visibility, so nothing of the
+port (which reuses CPython's internal names through renamed symbols) is exported from it.
+QSBR_MUTANT=NAME[,NAME...] in the environment builds a mutant (see reference_c/src/qsbr.c).
+"""
+
+import os
+from glob import glob
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+C_SOURCES = sorted(glob("reference_c/src/*.c"))
+MUTANTS = [m for m in os.environ.get("QSBR_MUTANT", "").split(",") if m]
+
+
+def bridge(profile: int) -> Extension:
+    return Extension(
+        f"cython_bridge._qsbr{profile}",
+        [f"cython_bridge/_qsbr{profile}.pyx", *C_SOURCES],
+        include_dirs=["reference_c/include"],
+        define_macros=[("QSBR_PROFILE", str(profile)), ("_GNU_SOURCE", None)]
+        + [(f"QSBR_MUTANT_{name}", None) for name in MUTANTS],
+        extra_compile_args=["-fvisibility=hidden"],
+    )
+
+
+setup(
+    ext_modules=cythonize(
+        [bridge(313), bridge(314)],
+        compiler_directives={"language_level": 3, "freethreading_compatible": True},
+    ),
+)

@@ -1,0 +1,27 @@
+import pytest
+
+import cython_bridge
+from conformance.oracle import Oracle
+
+PROFILES = ("3.13", "3.14")
+
+
+@pytest.fixture(params=PROFILES)
+def profile(request):
+    return request.param
+
+
+@pytest.fixture(params=["oracle", "bridge"])
+def implementation(request, profile):
+    """Both implementations of the adapter protocol that the project ships."""
+    if request.param == "oracle":
+        return Oracle(profile)
+    return cython_bridge.reference_port(profile)
+
+
+@pytest.fixture
+def interp(implementation):
+    interpreter = implementation.new_interpreter()
+    yield interpreter
+    interpreter.fail_next_allocations(0)
+    interpreter.close()

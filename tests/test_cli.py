@@ -1,0 +1,55 @@
+"""The command line: report, JSON, exit codes, bad input."""
+
+import json
+import subprocess
+import sys
+
+from conformance import cli
+from conformance.facts import FACTS
+
+
+def test_default_run_prints_table_and_conforms(capsys, tmp_path):
+    out_json = tmp_path / "report.json"
+    status = cli.main(["--examples", "80", "--seed", "1", "--json", str(out_json), "-q"])
+    text = capsys.readouterr().out
+    assert status == 0
+    assert "CONFORMS" in text.splitlines()[-1]
+    for fact in FACTS:
+        assert fact.id in text
+    data = json.loads(out_json.read_text())
+    assert data["conforms"] is True and data["profile"] == "3.13"
+    ids = {row["id"] for row in data["facts"]}
+    assert {fact.id for fact in FACTS} <= ids
+    rows = {row["id"]: row for row in data["facts"]}
+    assert rows["S-DEF-2"]["result"] == "n/a"
+    assert all(rows[f.id]["checks"] > 0 for f in FACTS if "3.13" in f.profiles)
+
+
+def test_profile_314_and_markdown(capsys, tmp_path):
+    md = tmp_path / "report.md"
+    assert cli.main(["--profile", "3.14", "--examples", "80", "--seed", "2", "--markdown",
+                     str(md), "-q"]) == 0
+    assert "| S-DEF-2 |" in md.read_text()
+    assert "3.14 profile" in capsys.readouterr().out
+
+
+def test_failing_implementation_exits_1(capsys):
+    assert cli.main(["--impl", "mutant_adapters:advance_returns_old", "--examples", "20",
+                     "-q"]) == 1
+    out = capsys.readouterr().out
+    assert "DOES NOT CONFORM" in out and "S-ADV-1" in out and "shrunk sequence" in out
+
+
+def test_bad_impl_is_a_usage_error(capsys):
+    assert cli.main(["--impl", "no_such_module:factory"]) == 2
+    assert "cannot import" in capsys.readouterr().err
+    assert cli.main(["--impl", "conformance.oracle"]) == 2
+    assert cli.main(["--impl", "conformance.oracle:nothing_here"]) == 2
+    assert cli.main(["--examples", "0"]) == 2
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "conformance", "--examples", "80", "--seed", "1", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CONFORMS" in proc.stdout
