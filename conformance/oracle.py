@@ -123,10 +123,10 @@ class OracleInterpreter:
     # -- test hooks --------------------------------------------------------------------------
 
     def set_sequences(self, wr_seq: int, rd_seq: int) -> None:
-        if self.slots:
-            raise errors.NotFreshError("sequences can only be set before the array exists")
         _check_u64(wr_seq, "wr_seq")
         _check_u64(rd_seq, "rd_seq")
+        if self.slots:
+            raise errors.NotFreshError("sequences can only be set before the array exists")
         if wr_seq % 2 == 0 or rd_seq % 2 == 0 or not qsbr_leq(rd_seq, wr_seq):
             raise errors.BadSequenceError(
                 f"sequences must be odd with rd_seq <= wr_seq, got {wr_seq}, {rd_seq}")
@@ -192,6 +192,9 @@ class OracleInterpreter:
     def register(self, tstate: int, index: int) -> None:
         """S-REG-1: the reserved, unowned slot at ``index`` records ``tstate``."""
         thread = self._thread(tstate)
+        if not isinstance(index, int) or not -(1 << 63) <= index < (1 << 63):
+            self._apply(MISUSE)
+            raise errors.IndexOutOfRangeError(f"slot index {index!r} is not a valid index")
         if thread.slot is not None:
             self._apply(MISUSE)
             if thread.stale:
@@ -281,6 +284,7 @@ class OracleInterpreter:
 
     def deferred_advance(self, tstate: int) -> int:
         """S-DEF-1 (3.13): count; below the limit return wr_seq + 2, else reset and advance."""
+        self._thread(tstate)
         self._require_profile("3.13", "deferred_advance")
         slot = self._slot_of(tstate)
         self._apply("S-DEF-1", "S-DEF-3")
@@ -298,6 +302,7 @@ class OracleInterpreter:
 
     def should_process(self, tstate: int) -> bool:
         """S-DEF-2 (3.14): the slot's flag, as set by the allocator."""
+        self._thread(tstate)
         self._require_profile("3.14", "should_process")
         slot = self._slot_of(tstate)
         self._apply("S-DEF-2")
@@ -306,6 +311,7 @@ class OracleInterpreter:
     def set_bookkeeping(self, tstate: int, deferred_count: int, deferred_memory: int,
                         deferred_page_memory: int, should_process: bool) -> None:
         """3.14: what CPython's allocator writes into the slot (qsbr.c never does)."""
+        self._thread(tstate)
         self._require_profile("3.14", "set_bookkeeping")
         slot = self._slot_of(tstate)
         self._apply("S-DEF-3")

@@ -5,6 +5,7 @@
 # fini stop the world, register/unregister/snapshot take the QSBR mutex, and slot operations
 # pin their thread state; any of them may wait for another thread.
 
+cimport cython
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -50,6 +51,7 @@ cdef extern from "qsbr_api.h" nogil:
     int qsbr_api_goal_reached(qsbr_api_tstate *tstate, uint64_t goal, cbool *result)
     int qsbr_api_fini(qsbr_api_interp *interp)
     int qsbr_api_after_fork(qsbr_api_tstate *tstate)
+    int qsbr_api_child_after_fork(qsbr_api_tstate *tstate)
     int qsbr_api_deferred_advance(qsbr_api_tstate *tstate, uint64_t *goal)
     int qsbr_api_shared_next(qsbr_api_interp *interp, uint64_t *goal)
     int qsbr_api_should_process(qsbr_api_tstate *tstate, cbool *result)
@@ -139,6 +141,9 @@ def live_allocations():
     return qsbr_api_mem_live_blocks()
 
 
+# no_gc_clear: the handle tables must still be there when __dealloc__ frees the C thread states,
+# also when the interpreter shuts down and clears objects in cycles first.
+@cython.no_gc_clear
 cdef class Interpreter:
     """One interpreter's QSBR state in the C port, driven through the adapter protocol.
 
@@ -275,6 +280,14 @@ cdef class Interpreter:
         cdef int status
         with nogil:
             status = qsbr_api_after_fork(t)
+        _raise_for(status)
+
+    def after_fork_in_child(self, handle):
+        """In the child of os.fork(): reset the port's parking lot, then after_fork."""
+        cdef qsbr_api_tstate *t = self._tstate(handle)
+        cdef int status
+        with nogil:
+            status = qsbr_api_child_after_fork(t)
         _raise_for(status)
 
     # -- sequences -------------------------------------------------------------------------

@@ -83,6 +83,10 @@ extern int qsbr_api_poll(qsbr_api_tstate *tstate, uint64_t goal, bool *result);
 extern int qsbr_api_goal_reached(qsbr_api_tstate *tstate, uint64_t goal, bool *result);
 extern int qsbr_api_fini(qsbr_api_interp *interp);
 extern int qsbr_api_after_fork(qsbr_api_tstate *tstate);
+// In the child of a real fork(): what CPython's PyOS_AfterFork_Child does for QSBR -- reset the
+// parking lot (a bucket may have been caught locked), then after_fork.  Never call it in a
+// process whose other threads still run.
+extern int qsbr_api_child_after_fork(qsbr_api_tstate *tstate);
 // Profile 313 only; QSBR_E_UNSUPPORTED on 314.
 extern int qsbr_api_deferred_advance(qsbr_api_tstate *tstate, uint64_t *goal);
 // Profile 314 only; QSBR_E_UNSUPPORTED on 313.

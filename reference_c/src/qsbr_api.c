@@ -415,6 +415,13 @@ qsbr_api_after_fork(qsbr_api_tstate *handle)
     return status;
 }
 
+int
+qsbr_api_child_after_fork(qsbr_api_tstate *handle)
+{
+    _PyParkingLot_AfterFork();
+    return qsbr_api_after_fork(handle);
+}
+
 void
 qsbr_api_snapshot_capacity(qsbr_api_interp *handle, int64_t *slots, int64_t *threads)
 {
