@@ -1,5 +1,8 @@
 """``qsbr-conformance``: run the differential conformance suite and print the report.
 
+    qsbr-conformance [options]            the conformance run (see --help)
+    qsbr-conformance torture [options]    the concurrency torture (see torture --help)
+
 Exit status: 0 if the implementation conforms, 1 if it does not, 2 for a usage error.
 """
 
@@ -21,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qsbr-conformance",
         description="Check a QSBR implementation against CPython's semantics "
-                    "(differential Hypothesis run against the oracle).")
+                    "(differential Hypothesis run against the oracle).  "
+                    "'qsbr-conformance torture --help' for the concurrency torture.")
     parser.add_argument("--impl", default=DEFAULT_IMPL, metavar="MODULE:FACTORY",
                         help=f"implementation to check (default: {DEFAULT_IMPL}, the reference "
                              "C port through the Cython bridge)")
@@ -69,6 +73,10 @@ class Progress:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "torture":
+        from . import torture_cli
+        return torture_cli.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.examples < 1 or args.steps < 1:
         print("qsbr-conformance: --examples and --steps must be at least 1", file=sys.stderr)

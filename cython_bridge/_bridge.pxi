@@ -440,3 +440,93 @@ cdef class Interpreter:
                              threads=thread_view)
         finally:
             free(slots); free(freelist); free(threads)
+
+
+# -- the concurrency torture (reference_c/include/qsbr_torture.h) ---------------------------
+
+cdef extern from "qsbr_torture.h" nogil:
+    ctypedef struct qsbr_torture_stats:
+        uint64_t reads
+        uint64_t updates
+        uint64_t frees
+        uint64_t churn_cycles
+        uint64_t max_pending
+        uint64_t gp_latency_max
+        uint64_t gp_latency_sum
+        int64_t array_size
+        uint64_t errors_poisoned
+        uint64_t errors_bad_magic
+        uint64_t errors_too_old
+        uint64_t errors_stall
+        double elapsed
+
+    ctypedef void (*qsbr_torture_progress_fn)(const qsbr_torture_stats *stats, void *arg) noexcept
+
+    ctypedef struct qsbr_torture_config:
+        int readers
+        int writers
+        int churners
+        double seconds
+        uint64_t max_updates
+        int batching
+        unsigned seed
+        int stall_ms
+        int stop_on_error
+        int progress_ms
+        qsbr_torture_progress_fn progress
+        void *progress_arg
+
+    void qsbr_torture_default_config(qsbr_torture_config *config)
+    int qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
+    uint64_t qsbr_torture_errors(const qsbr_torture_stats *stats)
+
+
+cdef dict _torture_stats(const qsbr_torture_stats *s):
+    return {
+        "elapsed": s.elapsed, "reads": s.reads, "updates": s.updates, "frees": s.frees,
+        "churn_cycles": s.churn_cycles, "max_pending": s.max_pending,
+        "gp_latency_max": s.gp_latency_max,
+        "gp_latency_mean": (s.gp_latency_sum / s.frees) if s.frees else 0.0,
+        "array_size": s.array_size,
+        "errors": {"poisoned": s.errors_poisoned, "bad_magic": s.errors_bad_magic,
+                   "too_old": s.errors_too_old, "stall": s.errors_stall},
+    }
+
+
+cdef void _torture_progress(const qsbr_torture_stats *stats, void *arg) noexcept with gil:
+    # Called from the C monitor loop: take the GIL (a thread state) just for the callback.
+    callback = <object>arg
+    try:
+        callback(_torture_stats(stats))
+    except BaseException:
+        pass    # progress output must never break the run
+
+
+def torture(*, int readers=4, int writers=2, int churners=1, double seconds=2.0,
+            unsigned long long max_updates=0, bint batching=True, unsigned seed=1,
+            int stall_ms=2000, bint stop_on_error=False, progress=None,
+            double progress_interval=1.0):
+    """Run the C torture of this profile's port with the GIL released.
+
+    Returns (status, stats): status 0 = no error and objects freed, 1 = errors, 2 = nothing
+    freed.  `progress(stats)` is called about every `progress_interval` seconds.
+    """
+    cdef qsbr_torture_config config
+    cdef qsbr_torture_stats stats
+    cdef int status
+    if readers < 0 or writers < 1 or churners < 0 or (seconds <= 0 and max_updates == 0):
+        raise ValueError("need readers >= 0, writers >= 1, churners >= 0, and a duration "
+                         "(seconds > 0) or max_updates > 0")
+    qsbr_torture_default_config(&config)
+    config.readers, config.writers, config.churners = readers, writers, churners
+    config.seconds, config.max_updates, config.batching = seconds, max_updates, batching
+    config.seed, config.stall_ms, config.stop_on_error = seed, stall_ms, stop_on_error
+    if progress is not None:
+        config.progress = _torture_progress
+        config.progress_arg = <void *>progress
+        config.progress_ms = max(1, <int>(progress_interval * 1000))
+    with nogil:
+        status = qsbr_torture_run(&config, &stats)
+    if status < 0:
+        raise RuntimeError("the torture could not be set up")
+    return status, _torture_stats(&stats)

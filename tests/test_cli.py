@@ -48,8 +48,9 @@ def test_bad_impl_is_a_usage_error(capsys):
     assert cli.main(["--examples", "0"]) == 2
 
 
-def test_python_dash_m_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "conformance", "--examples", "80", "--seed", "1", "-q"],
-                          capture_output=True, text=True, timeout=300)
+def test_python_dash_m_entry_point(tmp_path):
+    # Outside the source tree, so the installed package is what runs.
+    proc = subprocess.run([sys.executable, "-m", "conformance", "--examples", "80", "--seed",
+                           "1", "-q"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CONFORMS" in proc.stdout

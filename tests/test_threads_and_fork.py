@@ -26,13 +26,14 @@ needs_free_threading = pytest.mark.skipif(
 @needs_free_threading
 @pytest.mark.free_threading
 @pytest.mark.parametrize("module", ["cython_bridge._qsbr313", "cython_bridge._qsbr314"])
-def test_importing_the_bridge_keeps_the_gil_disabled(module):
+def test_importing_the_bridge_keeps_the_gil_disabled(module, tmp_path):
     # A fresh interpreter, so nothing imported earlier can have re-enabled the GIL.  An
     # extension without Py_mod_gil = Py_MOD_GIL_NOT_USED would re-enable it (with a warning).
     code = (f"import sys, warnings; warnings.simplefilter('error'); import {module}; "
             "print(sys._is_gil_enabled())")
+    # Run outside the source tree, so the installed package is imported, not the sources.
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
 

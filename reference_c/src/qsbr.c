@@ -233,6 +233,7 @@ _Py_qsbr_poll(struct _qsbr_thread_state *qsbr, uint64_t goal)
 
 #ifdef QSBR_MUTANT_POLL_NO_SCAN
     (void)goal;
+    (void)qsbr_poll_scan, (void)qsbr;
     return true;
 #else
     if (_Py_qbsr_goal_reached(qsbr, goal)) {
