@@ -6,6 +6,7 @@ QSBR_MUTANT=NAME[,NAME...] in the environment builds a mutant (see reference_c/s
 """
 
 import os
+import sysconfig
 from glob import glob
 
 from Cython.Build import cythonize
@@ -26,9 +27,18 @@ def bridge(profile: int) -> Extension:
     )
 
 
+def live_probe() -> list[Extension]:
+    """Free-threaded interpreters only: a reader of the running interpreter's own QSBR state,
+    compiled against its installed internal headers."""
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return []
+    return [Extension("conformance._live_probe", ["conformance/_live_probe.c"],
+                      define_macros=[("Py_BUILD_CORE_MODULE", "1")])]
+
+
 setup(
     ext_modules=cythonize(
         [bridge(313), bridge(314)],
         compiler_directives={"language_level": 3, "freethreading_compatible": True},
-    ),
+    ) + live_probe(),
 )

@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="seed for a reproducible run")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="also write the report as Markdown")
+    parser.add_argument("--live-examples", type=int, default=10, metavar="N",
+                        help="on a free-threaded build: generated action sequences to run "
+                             "against the live interpreter (default: 10; 0 skips the live "
+                             "check)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -98,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     result = run_conformance(impl, examples=args.examples, steps=args.steps, seed=args.seed,
                              progress=progress)
     progress.finish()
+    from . import live
+    if args.live_examples > 0 and live.probe_available():
+        if not args.quiet:
+            print("checking the live interpreter ...", file=sys.stderr, flush=True)
+        result.live = live.live_check(args.live_examples, args.seed)
     print(report.to_text(result))
     if args.json:
         report.write_json(result, args.json)

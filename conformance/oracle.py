@@ -12,7 +12,6 @@ differential run can credit (or blame) exactly those facts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import count
 
 from . import errors
 from .adapter import BOOKKEEPING_FIELDS, STALE, SlotView, Snapshot
@@ -78,7 +77,7 @@ class OracleInterpreter:
         self.slots: list[_Slot] = []        # S-SLOT-3: starts empty
         self.freelist: int | None = None    # index of the head
         self.threads: dict[int, _ThreadState] = {}
-        self._handles = count()
+        self._next_handle = 0
         self._failing_allocations = 0
         self.applied: list[str] = []
 
@@ -139,7 +138,8 @@ class OracleInterpreter:
     # -- thread states -----------------------------------------------------------------------
 
     def new_thread_state(self) -> int:
-        handle = next(self._handles)
+        handle = self._next_handle
+        self._next_handle += 1
         self.threads[handle] = _ThreadState()
         return handle
 

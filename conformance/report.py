@@ -31,6 +31,27 @@ def _rows(result: RunResult) -> list[dict[str, Any]]:
     return rows
 
 
+def _live_lines(result: RunResult) -> list[str]:
+    live = result.live
+    if live is None:
+        return []
+    if live.profile != result.profile:
+        note = (f" (this interpreter is the {live.profile} profile; the run above checked "
+                f"{result.profile})")
+    else:
+        note = ""
+    lines = [f"live interpreter: CPython {live.version} free-threaded, {live.profile} profile"
+             f"{note}; {live.actions} actions in {live.runs} runs",
+             "  confirmed against the real interpreter: "
+             + ", ".join(f"{fact} ({n})" for fact, n in sorted(live.checks.items()))]
+    if live.failures:
+        lines.append(f"  DISAGREEMENTS ({len(live.failures)}):")
+        lines += [f"    {failure}" for failure in live.failures[:10]]
+    else:
+        lines.append("  no disagreement with the oracle")
+    return lines
+
+
 def verdict(result: RunResult) -> str:
     if result.conforms:
         return (f"CONFORMS: {result.implementation} matches CPython's QSBR ({result.profile} "
@@ -41,6 +62,8 @@ def verdict(result: RunResult) -> str:
                      | {row["id"] for row in rows if row["result"] == "FAIL"})
     unchecked = [row["id"] for row in rows if row["result"] == "UNCHECKED"]
     text = f"DOES NOT CONFORM: {result.implementation} ({result.profile} profile)"
+    if result.live is not None and result.live.failures:
+        failing = failing + ["live interpreter"]
     if failing:
         text += f" fails {', '.join(failing)}"
     if unchecked:
@@ -70,6 +93,9 @@ def to_text(result: RunResult) -> str:
         if failure.steps:
             lines.append("  shrunk sequence:")
             lines += [f"    {step}" for step in failure.steps]
+    live = _live_lines(result)
+    if live:
+        lines += [""] + live
     lines += ["", verdict(result)]
     return "\n".join(lines)
 
@@ -87,6 +113,9 @@ def to_markdown(result: RunResult) -> str:
     for failure in result.failures:
         lines += ["", f"## Failure: {failure.check} ({', '.join(failure.facts)})", "",
                   "```", failure.message, *failure.steps, "```"]
+    live = _live_lines(result)
+    if live:
+        lines += ["", "## Live interpreter", "", "```", *live, "```"]
     lines += ["", f"**{verdict(result)}**", ""]
     return "\n".join(lines)
 
@@ -106,6 +135,10 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "facts": _rows(result),
         "failures": [{"check": f.check, "facts": list(f.facts), "message": f.message,
                       "steps": f.steps} for f in result.failures],
+        "live": None if result.live is None else {
+            "version": result.live.version, "profile": result.live.profile,
+            "actions": result.live.actions, "runs": result.live.runs,
+            "checks": dict(result.live.checks), "failures": result.live.failures},
     }
 
 

@@ -6,7 +6,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from hypothesis import HealthCheck, given, settings, seed as hypothesis_seed
 from hypothesis import strategies as st
@@ -39,6 +39,8 @@ class RunResult:
     failures: list[Failure]
     seconds: float
     layout_checked: bool
+    #: conformance.live.LiveResult when the live interpreter was checked (free-threaded only)
+    live: Any = None
 
     @property
     def fact_ids(self) -> list[str]:
@@ -53,8 +55,9 @@ class RunResult:
 
     @property
     def conforms(self) -> bool:
-        return not self.failures and all(
-            self.fact_status(fact_id) in ("pass", "n/a") for fact_id in self.fact_ids)
+        return (not self.failures
+                and all(self.fact_status(f) in ("pass", "n/a") for f in self.fact_ids)
+                and not (self.live is not None and self.live.failures))
 
 
 def _interpreter_description() -> tuple[str, bool | None]:

@@ -1,0 +1,124 @@
+"""Runs QSBR-relevant actions in this (fresh, free-threaded) interpreter and prints what the
+live probe sees after each one, as JSON lines.  Started by conformance.live in a subprocess.
+
+Actions (JSON list on stdin): ["start"] starts a thread that stays alive; ["stop", k] ends
+and joins the k-th live thread; ["fork"] forks and reports the child's view; ["subinterp"]
+reports the view from inside a new subinterpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import warnings
+
+
+def _probe():
+    from conformance import _live_probe
+    return _live_probe
+
+
+def _settled_snapshot(probe) -> dict:
+    """A snapshot once every other thread is blocked (detached).
+
+    A thread that has just signalled "started" may still be attached on its way into
+    Event.wait(); give it up to a second to detach, then report whatever is seen.
+    """
+    import time
+    deadline = time.monotonic() + 1.0
+    while True:
+        snap = probe.snapshot()
+        others = [s for i, s in enumerate(snap["slots"]) if i != snap["my_slot"]]
+        if all(s["seq"] == 0 for s in others if s["allocated"]) or time.monotonic() > deadline:
+            return snap
+        time.sleep(0.001)
+
+
+def _fork_snapshot() -> dict:
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)    # fork() with threads alive
+        pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            data = json.dumps(_probe().snapshot()).encode()
+            os.write(write, data)
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    return json.loads(b"".join(chunks))
+
+
+def _subinterpreter_snapshot() -> dict | None:
+    try:
+        import _interpreters  # 3.13+
+    except ImportError:
+        return None
+    import tempfile
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        interp = _interpreters.create()
+        try:
+            code = ("import json; from conformance import _live_probe; "
+                    f"open({out.name!r}, 'w').write(json.dumps(_live_probe.snapshot()))")
+            failure = _interpreters.exec(interp, code)
+            if failure is not None:
+                raise RuntimeError(f"subinterpreter failed: {failure}")
+        finally:
+            _interpreters.destroy(interp)
+        return json.loads(out.read())
+
+
+def main() -> int:
+    actions = json.load(sys.stdin)
+    probe = _probe()
+    live: list[tuple[threading.Thread, threading.Event]] = []
+
+    def emit(kind: str, snap: dict | None, **extra) -> None:
+        print(json.dumps({"action": kind, "snapshot": snap,
+                          "threads": [t.ident for t, _ in live], **extra}), flush=True)
+
+    emit("initial", probe.snapshot(), main_thread_id=threading.get_ident(),
+         version=sys.version.split()[0], profile=probe.PROFILE, layout=probe.layout(),
+         gil_enabled=sys._is_gil_enabled())
+    for action in actions:
+        kind = action[0]
+        if kind == "start":
+            started, release = threading.Event(), threading.Event()
+
+            def body(started=started, release=release) -> None:
+                started.set()
+                release.wait()
+
+            thread = threading.Thread(target=body)
+            thread.start()
+            started.wait()
+            live.append((thread, release))
+            emit(kind, _settled_snapshot(probe))
+        elif kind == "stop":
+            thread, release = live.pop(action[1] % len(live))
+            release.set()
+            thread.join()
+            emit(kind, probe.snapshot())
+        elif kind == "fork":
+            child = _fork_snapshot()
+            emit(kind, probe.snapshot(), child=child)
+        elif kind == "subinterp":
+            emit(kind, probe.snapshot(), sub=_subinterpreter_snapshot())
+        else:
+            raise SystemExit(f"unknown action {action!r}")
+    for thread, release in live:
+        release.set()
+        thread.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
