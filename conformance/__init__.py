@@ -1,8 +1,22 @@
-"""qsbr-conformance: the fidelity suite for CPython's quiescent-state-based reclamation."""
+"""qsbr-conformance: the fidelity suite for CPython's quiescent-state-based reclamation.
 
-from .adapter import STALE, Implementation, Interpreter, SlotView, Snapshot, load_implementation
-from .oracle import Oracle, oracle
-from .runner import RunResult, run_conformance
+Names are imported lazily: a child process hosting an implementation (conformance.isolation)
+then starts without loading Hypothesis.
+"""
 
-__all__ = ["STALE", "Implementation", "Interpreter", "Oracle", "RunResult", "SlotView",
-           "Snapshot", "load_implementation", "oracle", "run_conformance"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "STALE": "adapter", "Implementation": "adapter", "Interpreter": "adapter",
+    "SlotView": "adapter", "Snapshot": "adapter", "load_implementation": "adapter",
+    "Oracle": "oracle", "oracle": "oracle", "RunResult": "runner", "run_conformance": "runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'conformance' has no attribute {name!r}")

@@ -14,6 +14,8 @@ import time
 
 from . import report
 from .adapter import PROFILES, AdapterError, load_implementation
+from .errors import QsbrError
+from .isolation import IsolatedImplementation
 from .ledger import FactLedger
 from .runner import run_conformance
 
@@ -40,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="seed for a reproducible run")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="also write the report as Markdown")
+    parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the implementation in a child process, so a crash or hang "
+                             "is reported as a failure (default: on for --impl other than "
+                             "the built-in reference port)")
+    parser.add_argument("--step-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="with --isolate: a call that takes longer is a hang (default: 10)")
     parser.add_argument("--live-examples", type=int, default=10, metavar="N",
                         help="on a free-threaded build: generated action sequences to run "
                              "against the live interpreter (default: 10; 0 skips the live "
@@ -88,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {}
     if args.profile is not None:
         kwargs["profile"] = args.profile
+    isolate = args.isolate if args.isolate is not None else args.impl != DEFAULT_IMPL
     try:
-        impl = load_implementation(args.impl, **kwargs)
-    except (AdapterError, TypeError, ValueError) as exc:
-        print(f"qsbr-conformance: {exc}", file=sys.stderr)
+        if isolate:
+            impl = IsolatedImplementation(args.impl, step_timeout=args.step_timeout, **kwargs)
+        else:
+            impl = load_implementation(args.impl, **kwargs)
+    except (AdapterError, QsbrError, TypeError, ValueError) as exc:
+        print(f"qsbr-conformance: cannot load {args.impl}: {exc}", file=sys.stderr)
         return 2
     if args.profile is not None and impl.profile != args.profile:
         print(f"qsbr-conformance: {args.impl} gave profile {impl.profile}, not {args.profile}",
@@ -108,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             print("checking the live interpreter ...", file=sys.stderr, flush=True)
         result.live = live.live_check(args.live_examples, args.seed)
     print(report.to_text(result))
+    if isolate:
+        impl.close()
     if args.json:
         report.write_json(result, args.json)
     if args.markdown:

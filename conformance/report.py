@@ -91,7 +91,8 @@ def to_text(result: RunResult) -> str:
         lines += ["", f"FAILURE in {failure.check} check, facts {', '.join(failure.facts)}:",
                   f"  {failure.message}"]
         if failure.steps:
-            lines.append("  shrunk sequence:")
+            lines.append("  shrunk sequence:" if failure.check != "coverage scenario"
+                         else "  sequence (the fixed coverage scenario, up to the failure):")
             lines += [f"    {step}" for step in failure.steps]
     live = _live_lines(result)
     if live:

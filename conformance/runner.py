@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings, seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
+from . import errors
 from .adapter import Implementation
-from .differential import U64, ConformanceFailure, make_machine
+from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
 from .facts import MISUSE, facts_for_profile
 from .layout import layout_differences
 from .ledger import FactLedger
@@ -104,6 +105,8 @@ def check_comparisons(impl: Implementation, ledger: FactLedger, examples: int,
         comparisons_agree()
     except ConformanceFailure as exc:
         return Failure("comparisons", exc.facts, str(exc), _notes(exc))
+    except errors.QsbrError as exc:         # e.g. the isolated implementation crashed
+        return Failure("comparisons", ("S-SEQ-3",), f"{type(exc).__name__}: {exc}", _notes(exc))
     return None
 
 
@@ -134,8 +137,25 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
     if failure:
         failures.append(failure)
 
-    machine = make_machine(impl, ledger, progress)
-    if seed is not None:
+    try:
+        machine = make_machine(impl, ledger, progress)
+    except errors.QsbrError as exc:
+        failures.append(Failure("differential", (MISUSE,), f"{type(exc).__name__}: {exc}"))
+        machine = None
+    if machine is not None:
+        scenario = None
+        try:
+            scenario = machine()
+            coverage_scenario(scenario)
+        except ConformanceFailure as exc:
+            trace = scenario.trace if scenario is not None else []
+            failures.append(Failure("coverage scenario", exc.facts, str(exc),
+                                    ([f"... {len(trace) - 12} earlier steps"]
+                                     if len(trace) > 12 else []) + trace[-12:]))
+        except errors.QsbrError as exc:
+            failures.append(Failure("coverage scenario", (MISUSE,),
+                                    f"{type(exc).__name__}: {exc}"))
+    if seed is not None and machine is not None:
         machine = hypothesis_seed(seed)(machine)
     machine_settings = settings(
         max_examples=examples,
@@ -146,7 +166,8 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
         report_multiple_bugs=False,
     )
     try:
-        run_state_machine_as_test(machine, settings=machine_settings)
+        if machine is not None:
+            run_state_machine_as_test(machine, settings=machine_settings)
     except ConformanceFailure as exc:
         failures.append(Failure("differential", exc.facts, str(exc), _notes(exc)))
     except Exception as exc:  # noqa: BLE001 - report, do not crash the harness

@@ -178,6 +178,8 @@ def test_os_fork_with_threads_alive(profile):
                   and all(got.threads[h] == "stale" for h in handles.values()))
             # the slots of vanished threads are reusable: reserve hands out the list head
             ok = ok and interp.reserve() == expected.freelist[0]
+            if not ok:
+                print(f"child: got {got}, expected {expected}", file=sys.stderr)
             code = 0 if ok else 3
         finally:
             os._exit(code)

@@ -104,6 +104,10 @@ extern void _PyEval_StartTheWorld(PyInterpreterState *interp);
 extern PyThreadState *_QsbrStandin_ThreadState_Alloc(PyInterpreterState *interp);
 extern void _QsbrStandin_ThreadState_Free(PyThreadState *tstate);
 extern void _QsbrStandin_ThreadState_Pin(PyThreadState *tstate);
+// In a fork child, as PyOS_AfterFork_Child does for the runtime: re-initialise the locks of the
+// thread list and of stop-the-world (their holders may be gone), clear any stop request, and
+// mark every other thread state detached (its thread does not exist in the child).
+extern void _QsbrStandin_AfterFork(PyThreadState *survivor);
 extern void _QsbrStandin_ThreadState_Unpin(PyThreadState *tstate);
 
 #endif  // QSBR_PYCORE_TSTATE_H

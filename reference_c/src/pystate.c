@@ -270,6 +270,24 @@ _QsbrStandin_ThreadState_Unpin(PyThreadState *tstate)
     HEAD_UNLOCK(interp);
 }
 
+void
+_QsbrStandin_AfterFork(PyThreadState *survivor)
+{
+    PyInterpreterState *interp = survivor->interp;
+    _PyMutex_at_fork_reinit(&interp->head_mutex);
+    _PyMutex_at_fork_reinit(&interp->stoptheworld.mutex);
+    interp->stoptheworld.requested = 0;
+    interp->stoptheworld.world_stopped = 0;
+    interp->stoptheworld.thread_countdown = 0;
+    interp->stoptheworld.requester = NULL;
+    for (PyThreadState *t = interp->threads.head; t != NULL; t = t->next) {
+        if (t != survivor) {
+            _Py_atomic_store_int(&t->state, _Py_THREAD_DETACHED);
+            _Py_atomic_and_uintptr(&t->eval_breaker, 0);
+        }
+    }
+}
+
 // Try to transition threads atomically from the "detached" state to the
 // "suspended" state. Returns true if all threads are suspended.
 static bool

@@ -419,6 +419,7 @@ int
 qsbr_api_child_after_fork(qsbr_api_tstate *handle)
 {
     _PyParkingLot_AfterFork();
+    _QsbrStandin_AfterFork(&TSTATE(handle)->base);
     return qsbr_api_after_fork(handle);
 }
 

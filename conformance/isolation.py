@@ -1,0 +1,158 @@
+"""Runs the implementation under test in a child process.
+
+The parent (the harness) talks to it through a pipe.  If the child dies (segfault, abort,
+os._exit) or does not answer within the step timeout, the call raises
+ImplementationCrashedError naming the signal or the hang; the differential run reports it as a
+failure of that step with the step sequence, and the next test case starts a fresh child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from . import errors
+from .isolation_worker import _read, _write
+
+#: After a hang, later calls wait this long at most: shrinking replays the hang many times.
+_TIMEOUT_AFTER_A_HANG = 0.25
+
+
+class _Child:
+    def __init__(self, spec: str, kwargs: dict, timeout: float) -> None:
+        self.timeout = timeout
+        self.stderr = tempfile.TemporaryFile()
+        env = dict(os.environ)
+        # The child imports the adapter module the way the parent would.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "conformance.isolation_worker", spec, json.dumps(kwargs)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
+        self.dead: str | None = None
+        self.info = self.call(("impl", "info", ()), first=True)
+
+    def _stderr_tail(self) -> str:
+        """The crash site from faulthandler's report (innermost frames first), or the tail."""
+        self.stderr.seek(0)
+        lines = [line.strip() for line in
+                 self.stderr.read().decode(errors="replace").splitlines() if line.strip()]
+        fatal = [line for line in lines if line.startswith("Fatal Python error")]
+        frames = [line for line in lines if line.startswith("File ")][:2]
+        picked = fatal[:1] + frames if fatal else lines[-3:]
+        return ("; " + " | ".join(picked)) if picked else ""
+
+    def _death(self, what: str) -> errors.ImplementationCrashedError:
+        code = self.proc.wait()
+        if code < 0:
+            try:
+                reason = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                reason = f"killed by signal {-code}"
+        else:
+            reason = f"exited with status {code}"
+        self.dead = f"the implementation crashed ({reason}) during {what}{self._stderr_tail()}"
+        return errors.ImplementationCrashedError(self.dead)
+
+    def call(self, request: tuple, first: bool = False) -> Any:
+        what = f"{request[1]}{request[2]!r}" if not first else "start-up"
+        if self.dead is not None:
+            raise errors.ImplementationCrashedError(self.dead)
+        if not first:
+            try:
+                _write(self.proc.stdin, request)
+            except (BrokenPipeError, OSError):
+                raise self._death(what) from None
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        if not ready:
+            self.proc.kill()
+            self.proc.wait()
+            self.dead = (f"the implementation did not answer within {self.timeout:g} s during "
+                         f"{what} (hang or deadlock)")
+            raise errors.ImplementationCrashedError(self.dead)
+        reply = _read(self.proc.stdout)
+        if reply is None:
+            raise self._death(what)
+        if reply[0] == "ok":
+            return reply[1]
+        if reply[0] == "qsbr":
+            raise errors.error_for_kind(reply[1], reply[2])
+        raise RuntimeError(f"{reply[1]}: {reply[2]}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+
+class IsolatedInterpreter:
+    def __init__(self, owner: "IsolatedImplementation", child: _Child, ident: int) -> None:
+        self._owner, self._child, self._id = owner, child, ident
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        def call(*args: Any) -> Any:
+            try:
+                return self._child.call((self._id, method, args))
+            except errors.ImplementationCrashedError:
+                self._owner._note_failure(self._child)
+                raise
+        return call
+
+    def close(self) -> None:
+        if self._child.dead is None:
+            try:
+                self._child.call((self._id, "close", ()))
+            except errors.ImplementationCrashedError:
+                self._owner._note_failure(self._child)
+
+
+class IsolatedImplementation:
+    """An implementation loaded from MODULE:FACTORY in a child process."""
+
+    def __init__(self, spec: str, step_timeout: float = 10.0, **kwargs: Any) -> None:
+        self.spec, self.kwargs, self.step_timeout = spec, kwargs, step_timeout
+        self._child: _Child | None = None
+        child = self._get_child()
+        self.name = f"{child.info['name']} (isolated)"
+        self.version, self.profile = child.info["version"], child.info["profile"]
+        if child.info["layout"] is not None:
+            self.layout = lambda: dict(child.info["layout"])
+
+    def _get_child(self) -> _Child:
+        if self._child is None or self._child.dead is not None:
+            if self._child is not None:
+                self._child.close()
+            self._child = _Child(self.spec, self.kwargs, self.step_timeout)
+        return self._child
+
+    def _note_failure(self, child: _Child) -> None:
+        if child.dead and "did not answer" in child.dead:
+            self.step_timeout = min(self.step_timeout, _TIMEOUT_AFTER_A_HANG)
+
+    def new_interpreter(self) -> IsolatedInterpreter:
+        child = self._get_child()
+        return IsolatedInterpreter(self, child, child.call(("impl", "new_interpreter", ())))
+
+    def qsbr_lt(self, a: int, b: int) -> bool:
+        return self._get_child().call(("impl", "qsbr_lt", (a, b)))
+
+    def qsbr_leq(self, a: int, b: int) -> bool:
+        return self._get_child().call(("impl", "qsbr_leq", (a, b)))
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.close()
+            self._child = None

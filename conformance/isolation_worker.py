@@ -1,0 +1,66 @@
+"""Child side of conformance.isolation: hosts the implementation under test.
+
+Reads length-prefixed pickled requests on stdin and answers on stdout.  A crash here (signal,
+abort) or a hang is seen by the parent as a failure of the step it was running.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import pickle
+import struct
+import sys
+
+from . import errors
+from .adapter import load_implementation
+
+
+def _read(stream) -> object | None:
+    header = stream.read(4)
+    if len(header) < 4:
+        return None
+    (length,) = struct.unpack("!I", header)
+    return pickle.loads(stream.read(length))
+
+
+def _write(stream, message: object) -> None:
+    data = pickle.dumps(message)
+    stream.write(struct.pack("!I", len(data)) + data)
+    stream.flush()
+
+
+def main() -> int:
+    faulthandler.enable()           # a crash leaves its C/Python traceback on stderr
+    spec, kwargs = sys.argv[1], json.loads(sys.argv[2])
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr         # stray prints must not corrupt the channel
+    impl = load_implementation(spec, **kwargs)
+    interpreters: dict[int, object] = {}
+    _write(replies, ("ok", {"name": impl.name, "version": str(impl.version),
+                            "profile": impl.profile,
+                            "layout": impl.layout() if hasattr(impl, "layout") else None}))
+    while (request := _read(requests)) is not None:
+        target, method, args = request
+        try:
+            if target == "impl" and method == "new_interpreter":
+                interp = impl.new_interpreter()
+                interpreters[id(interp)] = interp
+                value: object = id(interp)
+            elif target == "impl":
+                value = getattr(impl, method)(*args)
+            else:
+                value = getattr(interpreters[target], method)(*args)
+                if method == "close":
+                    del interpreters[target]
+            _write(replies, ("ok", value))
+        except errors.QsbrError as exc:
+            _write(replies, ("qsbr", exc.kind, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent as a protocol breach
+            _write(replies, ("exception", type(exc).__name__, str(exc)))
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

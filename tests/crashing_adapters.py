@@ -1,0 +1,71 @@
+"""Adapters that crash or hang: the harness must report them, not die with them."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+
+from conformance.oracle import Oracle, OracleInterpreter
+
+
+class _SegfaultOnThirdAttach(OracleInterpreter):
+    """Deterministic: the third attach on one interpreter dereferences NULL."""
+
+    def __init__(self, profile: str) -> None:
+        super().__init__(profile)
+        self.attaches = 0
+
+    def attach(self, tstate: int) -> None:
+        self._slot_of(tstate)
+        self.attaches += 1
+        if self.attaches >= 3:
+            ctypes.string_at(0)         # SIGSEGV
+        super().attach(tstate)
+
+
+class _AbortOnFini(OracleInterpreter):
+    def fini(self) -> None:
+        os.abort()
+
+
+class _HangInPoll(OracleInterpreter):
+    def poll(self, tstate: int, goal: int) -> bool:
+        self._slot_of(tstate)
+        time.sleep(3600)
+        return True
+
+
+class _Adapter(Oracle):
+    interp: type = OracleInterpreter
+
+    def __init__(self, profile: str = "3.13") -> None:
+        super().__init__(profile)
+        self.name = f"deliberately broken {type(self).__name__}"
+
+    def new_interpreter(self) -> OracleInterpreter:
+        return self.interp(self.profile)
+
+
+class SegfaultOnThirdAttach(_Adapter):
+    interp = _SegfaultOnThirdAttach
+
+
+class AbortOnFini(_Adapter):
+    interp = _AbortOnFini
+
+
+class HangInPoll(_Adapter):
+    interp = _HangInPoll
+
+
+def segfault(profile: str = "3.13") -> SegfaultOnThirdAttach:
+    return SegfaultOnThirdAttach(profile)
+
+
+def abort_on_fini(profile: str = "3.13") -> AbortOnFini:
+    return AbortOnFini(profile)
+
+
+def hang(profile: str = "3.13") -> HangInPoll:
+    return HangInPoll(profile)

@@ -1,0 +1,68 @@
+"""Implementations that crash or hang are reported, not fatal; the C ABI loader conforms."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conformance import cli, load_implementation, run_conformance
+from conformance.isolation import IsolatedImplementation
+
+REFERENCE_C = Path(__file__).resolve().parents[1] / "reference_c"
+
+
+@pytest.mark.parametrize("adapter, signature", [
+    ("crashing_adapters:segfault", "killed by SIGSEGV"),
+    ("crashing_adapters:abort_on_fini", "killed by SIGABRT"),
+    ("crashing_adapters:hang", "did not answer within"),
+])
+def test_crash_or_hang_is_a_clear_failure(adapter, signature, capsys):
+    status = cli.main(["--impl", adapter, "--examples", "25", "--seed", "1",
+                       "--step-timeout", "2", "-q"])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert signature in out
+    assert "shrunk sequence" in out and "state.start(" in out
+    assert "DOES NOT CONFORM" in out.splitlines()[-1]
+    assert "Traceback" not in out + err
+
+
+def test_isolated_oracle_conforms():
+    impl = IsolatedImplementation("conformance.oracle:oracle", profile="3.14")
+    try:
+        assert impl.profile == "3.14" and "(isolated)" in impl.name
+        assert run_conformance(impl, examples=40, seed=2).conforms
+    finally:
+        impl.close()
+
+
+def test_unloadable_adapter_is_a_usage_error(capsys):
+    assert cli.main(["--impl", "no_such_module:make", "--isolate"]) == 2
+    assert "cannot load" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def reference_libraries():
+    if not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))):
+        pytest.skip("needs make and a C compiler to build reference_c's shared libraries")
+    subprocess.run(["make", "-C", str(REFERENCE_C), "-s", "all"], check=True,
+                   capture_output=True, timeout=300)
+    return {p: REFERENCE_C / "build" / p.replace(".", "") / "libqsbr.so"
+            for p in ("3.13", "3.14")}
+
+
+@pytest.mark.parametrize("profile", ["3.13", "3.14"])
+def test_c_abi_library_conforms(reference_libraries, profile, monkeypatch):
+    monkeypatch.setenv("QSBR_LIBRARY", str(reference_libraries[profile]))
+    impl = load_implementation("conformance.cabi:from_env")
+    assert impl.profile == profile
+    result = run_conformance(impl, examples=100, seed=4)
+    assert result.conforms, [f.message for f in result.failures]
+    assert result.fact_status("S-SLOT-2") == "pass"
+
+
+def test_c_abi_rejects_a_library_without_the_abi(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSBR_LIBRARY", "libc.so.6")
+    assert cli.main(["--impl", "conformance.cabi:from_env", "--no-isolate"]) == 2
