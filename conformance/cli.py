@@ -2,6 +2,7 @@
 
     qsbr-conformance [options]            the conformance run (see --help)
     qsbr-conformance torture [options]    the concurrency torture (see torture --help)
+    qsbr-conformance mutants [options]    the mutant kill table (see mutants --help)
 
 Exit status: 0 if the implementation conforms, 1 if it does not, 2 for a usage error.
 """
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "torture":
         from . import torture_cli
         return torture_cli.main(argv[1:])
+    if argv and argv[0] == "mutants":
+        from . import mutants
+        return mutants.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.examples < 1 or args.steps < 1:
         print("qsbr-conformance: --examples and --steps must be at least 1", file=sys.stderr)

@@ -449,10 +449,12 @@ def coverage_scenario(m: DifferentialMachine) -> None:
 
     Random runs may leave a rare fact unexercised when they are short; this walk makes sure
     each fact is checked at least once on every run, through the same differential step.
+    Each part also pins a boundary that a plausible bug would cross (noted alongside): the
+    mutant catalog (conformance.mutants) is how these were found to be needed.
     """
     m.start(None)
-    threads = [m._new_thread() for _ in range(10)]
-    for t in threads:                                   # growth 0 -> 8 -> 16
+    threads = [m._new_thread() for _ in range(20)]
+    for t in threads:                                   # growth 0 -> 8 -> 16 -> 32
         m.step("register", m.step("reserve"), thread=t)
         _invariants(m)
     a, b, c = threads[:3]
@@ -466,6 +468,7 @@ def coverage_scenario(m: DifferentialMachine) -> None:
     m.step("quiescent_state", thread=b)
     if m.step("poll", goal, thread=b):
         m._check_safety(goal)                           # S-SAFE-1
+    m.step("goal_reached", goal, thread=b)              # goal == rd_seq: LEQ, not LT
     m.step("attach", thread=a)                          # misuse: already attached
     m.step("unregister", thread=b)                      # misuse: still attached
     m.step("detach", thread=b)
@@ -491,10 +494,35 @@ def coverage_scenario(m: DifferentialMachine) -> None:
     m.impl.fail_next_allocations(0)
     m.oracle.fail_next_allocations(0)
     _invariants(m)
-    m.step("after_fork", thread=a)                      # S-FORK-1
+    m.step("attach", thread=c)                          # another attached slot at fork time:
+    m.step("after_fork", thread=a)                      # S-FORK-1 keeps its seq
     _invariants(m)
     m.step("fini")                                      # S-FINI-1
     m.step("attach", thread=a)                          # misuse: stale slot
+    _invariants(m)
+    m.teardown()
+    wrap_scenario(type(m)())
+
+
+def wrap_scenario(m: DifferentialMachine) -> None:
+    """S-SEQ-3/S-SEQ-4 across 2^64: a reader attached just below the wrap must hold back a
+    goal just above it (a plain unsigned comparison in the scan would let it through)."""
+    m.start(U64 - 2)
+    reader, writer = m._new_thread(), m._new_thread()
+    for t in (reader, writer):
+        m.step("register", m.step("reserve"), thread=t)
+    m.step("attach", thread=reader)                     # seq = 2^64 - 3
+    m.step("attach", thread=writer)
+    goal = m.step("advance")                            # 2^64 - 1
+    m._record_goal(goal)
+    goal = m.step("advance")                            # wraps to 1
+    m._record_goal(goal)
+    m.step("quiescent_state", thread=writer)
+    m.step("poll", goal, thread=writer)                 # held back by the reader
+    m.step("goal_reached", goal, thread=writer)
+    m.step("quiescent_state", thread=reader)
+    if m.step("poll", goal, thread=writer):
+        m._check_safety(goal)
     _invariants(m)
     m.teardown()
 

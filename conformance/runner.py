@@ -125,7 +125,8 @@ def check_layout(impl: Implementation, ledger: FactLedger) -> tuple[bool, Failur
 
 def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 60,
                     seed: int | None = None,
-                    progress: Callable[[FactLedger], None] | None = None) -> RunResult:
+                    progress: Callable[[FactLedger], None] | None = None,
+                    stop_at_first_failure: bool = False) -> RunResult:
     """The whole conformance run: layout, comparisons, then the differential state machine."""
     started = time.monotonic()
     ledger = FactLedger()
@@ -165,6 +166,8 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
     )
+    if stop_at_first_failure and failures:
+        machine = None          # e.g. to time how fast a mutant is killed
     try:
         if machine is not None:
             run_state_machine_as_test(machine, settings=machine_settings)

@@ -4,7 +4,8 @@
 //   313 (default): CPython 3.13.0 - 3.13.5 (the `deferrals` counter, _Py_qsbr_deferred_advance)
 //   314:           CPython 3.13.6+ and 3.14 (memory-aware batching, _Py_qsbr_shared_next,
 //                  _Py_qsbr_should_process, a 64-byte aligned array inside array_raw)
-// Apart from that switch and the stand-in includes, this file matches upstream line for line.
+// Apart from that switch, the stand-in includes and one QSBR_MUTANT_ switch (the mutant catalog,
+// never defined in a normal build), this file matches upstream line for line.
 
 // The QSBR APIs (quiescent state-based reclamation) provide a mechanism for
 // the free-threaded build to safely reclaim memory when there may be
@@ -142,7 +143,11 @@ static inline bool
 _Py_qbsr_goal_reached(struct _qsbr_thread_state *qsbr, uint64_t goal)
 {
     uint64_t rd_seq = _Py_atomic_load_uint64(&qsbr->shared->rd_seq);
+#ifndef QSBR_MUTANT_GOAL_REACHED_LT
     return QSBR_LEQ(goal, rd_seq);
+#else
+    return QSBR_LT(goal, rd_seq);
+#endif
 }
 
 // Advance the write sequence and return the new goal. This should be called

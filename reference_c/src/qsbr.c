@@ -51,7 +51,11 @@
 
 
 // Starting size of the array of qsbr thread states
+#ifndef QSBR_MUTANT_MIN_SIZE_4
 #define MIN_ARRAY_SIZE 8
+#else
+#define MIN_ARRAY_SIZE 4
+#endif
 
 #if QSBR_PROFILE == 313
 // For _Py_qsbr_deferred_advance(): the number of deferrals before advancing
@@ -78,7 +82,11 @@ qsbr_allocate(struct _qsbr_shared *shared)
 static void
 initialize_new_array(struct _qsbr_shared *shared)
 {
+#ifndef QSBR_MUTANT_REBUILD_DESCENDING
     for (Py_ssize_t i = 0; i != shared->size; i++) {
+#else
+    for (Py_ssize_t i = shared->size - 1; i >= 0; i--) {
+#endif
         struct _qsbr_thread_state *qsbr = &shared->array[i].qsbr;
         if (qsbr->tstate != NULL) {
             // Update the thread state pointer to its QSBR state
@@ -101,7 +109,11 @@ initialize_new_array(struct _qsbr_shared *shared)
 static int
 grow_thread_array(struct _qsbr_shared *shared)
 {
+#ifndef QSBR_MUTANT_GROWTH_ADDS_8
     Py_ssize_t new_size = shared->size * 2;
+#else
+    Py_ssize_t new_size = shared->size + 8;
+#endif
     if (new_size < MIN_ARRAY_SIZE) {
         new_size = MIN_ARRAY_SIZE;
     }
@@ -168,10 +180,20 @@ _Py_qsbr_advance(struct _qsbr_shared *shared)
 uint64_t
 _Py_qsbr_deferred_advance(struct _qsbr_thread_state *qsbr)
 {
+#ifndef QSBR_MUTANT_DEFERRED_OFF_BY_ONE
     if (++qsbr->deferrals < QSBR_DEFERRED_LIMIT) {
+#else
+    if (++qsbr->deferrals <= QSBR_DEFERRED_LIMIT) {
+#endif
+#ifndef QSBR_MUTANT_DEFERRED_RETURNS_CURRENT
         return _Py_qsbr_shared_current(qsbr->shared) + QSBR_INCR;
+#else
+        return _Py_qsbr_shared_current(qsbr->shared);
+#endif
     }
+#ifndef QSBR_MUTANT_DEFERRED_NO_RESET
     qsbr->deferrals = 0;
+#endif
     return _Py_qsbr_advance(qsbr->shared);
 }
 #else
@@ -192,7 +214,9 @@ qsbr_poll_scan(struct _qsbr_shared *shared)
     // Synchronize with store in _Py_qsbr_attach(). We need to ensure that
     // the reads from each thread's sequence number are not reordered to see
     // earlier "offline" states.
+#ifndef QSBR_MUTANT_SCAN_NO_FENCE
     _Py_atomic_fence_seq_cst();
+#endif
 
     // Compute the minimum sequence number of all attached threads
     uint64_t min_seq = _Py_atomic_load_uint64(&shared->wr_seq);
@@ -206,7 +230,11 @@ qsbr_poll_scan(struct _qsbr_shared *shared)
 
         uint64_t seq = _Py_atomic_load_uint64(&qsbr->seq);
 #ifndef QSBR_MUTANT_PLAIN_COMPARE
+#  ifndef QSBR_MUTANT_SCAN_COUNTS_OFFLINE
         if (seq != QSBR_OFFLINE && QSBR_LT(seq, min_seq)) {
+#  else
+        if (QSBR_LT(seq, min_seq)) {
+#  endif
 #else
         if (seq != QSBR_OFFLINE && seq < min_seq) {
 #endif
@@ -218,7 +246,9 @@ qsbr_poll_scan(struct _qsbr_shared *shared)
     uint64_t rd_seq = _Py_atomic_load_uint64(&shared->rd_seq);
     if (QSBR_LT(rd_seq, min_seq)) {
         // It's okay if the compare-exchange failed: another thread updated it
+#ifndef QSBR_MUTANT_POLL_NO_CAS
         (void)_Py_atomic_compare_exchange_uint64(&shared->rd_seq, &rd_seq, min_seq);
+#endif
         rd_seq = min_seq;
     }
 
@@ -251,7 +281,11 @@ _Py_qsbr_attach(struct _qsbr_thread_state *qsbr)
     assert(qsbr->seq == 0 && "already attached");
 
     uint64_t seq = _Py_qsbr_shared_current(qsbr->shared);
+#ifndef QSBR_MUTANT_ATTACH_RELEASE_ORDER
     _Py_atomic_store_uint64(&qsbr->seq, seq);  // needs seq_cst
+#else
+    _Py_atomic_store_uint64_release(&qsbr->seq, seq);
+#endif
 }
 
 void
@@ -338,7 +372,9 @@ _Py_qsbr_unregister(PyThreadState *tstate)
 
     tstate_imp->qsbr = NULL;
     qsbr->tstate = NULL;
+#ifndef QSBR_MUTANT_UNREGISTER_KEEPS_ALLOCATED
     qsbr->allocated = false;
+#endif
 #ifndef QSBR_MUTANT_FREELIST_FIFO
     qsbr->freelist_next = shared->freelist;
     shared->freelist = qsbr;
@@ -369,6 +405,9 @@ _Py_qsbr_fini(PyInterpreterState *interp)
 #endif
     shared->size = 0;
     shared->freelist = NULL;
+#ifdef QSBR_MUTANT_FINI_RESETS_SEQUENCES
+    shared->wr_seq = shared->rd_seq = QSBR_INITIAL;
+#endif
 }
 
 void
@@ -379,11 +418,22 @@ _Py_qsbr_after_fork(_PyThreadStateImpl *tstate)
 
     _PyMutex_at_fork_reinit(&shared->mutex);
 
+#ifndef QSBR_MUTANT_FORK_DESCENDING
     for (Py_ssize_t i = 0; i != shared->size; i++) {
+#else
+    for (Py_ssize_t i = shared->size - 1; i >= 0; i--) {
+#endif
         struct _qsbr_thread_state *qsbr = &shared->array[i].qsbr;
+#ifndef QSBR_MUTANT_FORK_FREES_CALLER
         if (qsbr != this_qsbr && qsbr->allocated) {
+#else
+        if (qsbr->allocated) {
+#endif
             qsbr->tstate = NULL;
             qsbr->allocated = false;
+#ifdef QSBR_MUTANT_FORK_RESETS_SEQ
+            qsbr->seq = QSBR_OFFLINE;
+#endif
             qsbr->freelist_next = shared->freelist;
             shared->freelist = qsbr;
         }
