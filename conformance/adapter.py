@@ -10,8 +10,9 @@ full contract; this module is its executable summary.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 #: Value of ``Snapshot.threads[h]`` for a thread state whose slot was released by fini or
 #: after_fork while it still pointed at it.

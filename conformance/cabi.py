@@ -99,7 +99,8 @@ class _Library:
         for name, (args, result) in signatures.items():
             function = getattr(lib, name)
             function.argtypes, function.restype = args, result
-        self.profile = {313: "3.13", 314: "3.14"}[ctypes.c_int.in_dll(lib, "qsbr_api_profile").value]
+        profile = ctypes.c_int.in_dll(lib, "qsbr_api_profile").value
+        self.profile = {313: "3.13", 314: "3.14"}[profile]
 
     def check(self, status: int) -> None:
         if status != 0:

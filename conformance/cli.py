@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from . import report
 from .adapter import PROFILES, AdapterError, load_implementation
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         kwargs["profile"] = args.profile
     isolate = args.isolate if args.isolate is not None else args.impl != DEFAULT_IMPL
+    impl: Any
     try:
         if isolate:
             impl = IsolatedImplementation(args.impl, step_timeout=args.step_timeout, **kwargs)

@@ -9,8 +9,9 @@ them.  Hypothesis shrinks a failing run to a minimal step sequence and prints it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -22,10 +23,10 @@ from hypothesis.stateful import (
 )
 
 from . import errors
-from .adapter import STALE, Implementation, Snapshot
+from .adapter import Implementation, Snapshot
 from .facts import MISUSE
 from .ledger import FactLedger
-from .oracle import OracleInterpreter, qsbr_leq, qsbr_lt
+from .oracle import OracleInterpreter, qsbr_leq
 
 U64 = (1 << 64) - 1
 
@@ -71,9 +72,11 @@ class DifferentialMachine(RuleBasedStateMachine):
     # -- the differential step ---------------------------------------------------------------
 
     def _logical_snapshot(self, snap: Snapshot, handles: dict[int, Any]) -> Snapshot:
+        # Snapshots of either side in logical thread ids, so they compare equal.
         to_logical = {handle: logical for logical, handle in handles.items()}
         slots = tuple(replace(s, owner=to_logical.get(s.owner, s.owner)) for s in snap.slots)
-        threads = {to_logical[h]: slot for h, slot in snap.threads.items() if h in to_logical}
+        threads: dict[Any, int | str | None] = {
+            to_logical[h]: slot for h, slot in snap.threads.items() if h in to_logical}
         return replace(snap, slots=slots, threads=threads)
 
     def step(self, operation: str, *args: Any, thread: int | None = None) -> Any:
@@ -128,7 +131,7 @@ class DifferentialMachine(RuleBasedStateMachine):
             if getattr(actual, name) != getattr(expected, name)
         ]
         if actual.slots != expected.slots and actual.size == expected.size:
-            for index, (got, want) in enumerate(zip(actual.slots, expected.slots)):
+            for index, (got, want) in enumerate(zip(actual.slots, expected.slots, strict=True)):
                 if got != want:
                     differences.append(f"slot {index}: got {got}, expected {want}")
         if differences:
@@ -163,7 +166,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         """For operations that reset most state (fini, after_fork): about one draw in five."""
         return data.draw(st.integers(0, 4), label="rarely") == 0
 
-    def _attached(self) -> set[int]:
+    def _attached(self) -> set[Any]:
         assert self.snap is not None
         return {t for t, slot in self.snap.threads.items()
                 if isinstance(slot, int) and self.snap.slots[slot].seq != 0}
@@ -347,7 +350,8 @@ class DifferentialMachine(RuleBasedStateMachine):
     def every_reader_passes_quiescent_state(self, data: st.DataObject) -> None:
         """S-SAFE-2: once every attached thread has reported a quiescent state, poll succeeds."""
         assert self.snap is not None
-        owners = {t for t, slot in self.snap.threads.items() if isinstance(slot, int)}
+        owners: set[Any] = {t for t, slot in self.snap.threads.items()
+                            if isinstance(slot, int)}
         if any(s.seq != 0 and s.owner not in owners for s in self.snap.slots):
             return      # a slot of a vanished thread still holds rd_seq (S-FORK-1)
         poller = data.draw(st.sampled_from(sorted(owners)) if owners else st.none(),

@@ -86,8 +86,8 @@ class ImplementationCrashedError(QsbrError):
     kind = "CRASHED"
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    found = []
+def _all_subclasses(cls: type[QsbrError]) -> list[type[QsbrError]]:
+    found: list[type[QsbrError]] = []
     for sub in cls.__subclasses__():
         found.append(sub)
         found.extend(_all_subclasses(sub))

@@ -35,7 +35,7 @@ class _Child:
             [sys.executable, "-m", "conformance.isolation_worker", spec, json.dumps(kwargs)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
         self.dead: str | None = None
-        self.info = self.call(("impl", "info", ()), first=True)
+        self.info: dict[str, Any] = self.call(("impl", "info", ()), first=True)
 
     def _stderr_tail(self) -> str:
         """The crash site from faulthandler's report (innermost frames first), or the tail."""
@@ -68,6 +68,7 @@ class _Child:
                 _write(self.proc.stdin, request)
             except (BrokenPipeError, OSError):
                 raise self._death(what) from None
+        assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
         if not ready:
             self.proc.kill()
@@ -87,7 +88,8 @@ class _Child:
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
-                self.proc.stdin.close()
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
                 self.proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
@@ -96,7 +98,7 @@ class _Child:
 
 
 class IsolatedInterpreter:
-    def __init__(self, owner: "IsolatedImplementation", child: _Child, ident: int) -> None:
+    def __init__(self, owner: IsolatedImplementation, child: _Child, ident: int) -> None:
         self._owner, self._child, self._id = owner, child, ident
 
     def __getattr__(self, method: str) -> Any:
@@ -130,6 +132,8 @@ class IsolatedImplementation:
         self.version, self.profile = child.info["version"], child.info["profile"]
         if child.info["layout"] is not None:
             self.layout = lambda: dict(child.info["layout"])
+
+    layout: Any      # set in __init__ when the implementation has layout()
 
     def _get_child(self) -> _Child:
         if self._child is None or self._child.dead is not None:

@@ -12,12 +12,13 @@ import os
 import pickle
 import struct
 import sys
+from typing import Any
 
 from . import errors
 from .adapter import load_implementation
 
 
-def _read(stream) -> object | None:
+def _read(stream: Any) -> Any:
     header = stream.read(4)
     if len(header) < 4:
         return None
@@ -25,7 +26,7 @@ def _read(stream) -> object | None:
     return pickle.loads(stream.read(length))
 
 
-def _write(stream, message: object) -> None:
+def _write(stream: Any, message: object) -> None:
     data = pickle.dumps(message)
     stream.write(struct.pack("!I", len(data)) + data)
     stream.flush()

@@ -28,7 +28,7 @@ class FactLedger:
                 if len(self.failures[fact_id]) < 3:
                     self.failures[fact_id].append(detail)
 
-    def merge(self, other: "FactLedger") -> None:
+    def merge(self, other: FactLedger) -> None:
         with self._lock:
             self.checks.update(other.checks)
             for fact_id, details in other.failures.items():

@@ -19,6 +19,7 @@ import sysconfig
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from .layout import layout_differences
 from .oracle import OracleInterpreter, qsbr_leq
@@ -59,7 +60,7 @@ class LiveResult:
     checks: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
 
-    def merge(self, other: "LiveResult") -> None:
+    def merge(self, other: LiveResult) -> None:
         self.version, self.profile = other.version or self.version, other.profile or self.profile
         self.actions += other.actions
         self.runs += other.runs
@@ -109,7 +110,7 @@ class _Model:
 
     def view(self, oracle: OracleInterpreter | None = None) -> dict:
         oracle = oracle or self.oracle
-        ident_of = {h: ident for ident, h in self.handle.items()}
+        ident_of: dict[Any, int] = {h: ident for ident, h in self.handle.items()}
         snap = oracle.snapshot()
         return {"size": snap.size, "freelist": list(snap.freelist),
                 "allocated": [s.allocated for s in snap.slots],
@@ -196,10 +197,11 @@ def check_actions(actions: list[list]) -> LiveResult:
 
 
 #: A fixed scenario: growth past 8, 16 and 32, releases in mixed order, fork, subinterpreter.
-SCENARIO: list[list] = (
-    [["start"]] * 10 + [["stop", 3], ["stop", 0], ["start"], ["fork"]]
-    + [["start"]] * 28 + [["stop", 7], ["stop", 20], ["stop", 1], ["fork"], ["subinterp"]]
-    + [["start"]] * 3 + [["stop", 2]] * 5
+_START: list[list[Any]] = [["start"]]
+SCENARIO: list[list[Any]] = (
+    _START * 10 + [["stop", 3], ["stop", 0], ["start"], ["fork"]]
+    + _START * 28 + [["stop", 7], ["stop", 20], ["stop", 1], ["fork"], ["subinterp"]]
+    + _START * 3 + [["stop", 2]] * 5
 )
 
 
@@ -211,11 +213,12 @@ def live_check(examples: int = 10, seed: int | None = None) -> LiveResult:
 
     total = check_actions([a for a in SCENARIO
                            if a[0] != "subinterp" or subinterpreters_available()])
-    kinds = [st.just(["start"])] * 3 + [st.integers(0, 63).map(lambda k: ["stop", k])] * 2
+    kinds: list[st.SearchStrategy[list[Any]]] = (
+        [st.just(["start"])] * 3 + [st.integers(0, 63).map(lambda k: ["stop", k])] * 2)
     kinds.append(st.just(["fork"]))
     if subinterpreters_available():
         kinds.append(st.just(["subinterp"]))
-    actions = st.lists(st.one_of(kinds), min_size=5, max_size=40).map(_valid)
+    actions = st.lists(st.one_of(*kinds), min_size=5, max_size=40).map(_valid)
 
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))

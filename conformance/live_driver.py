@@ -87,7 +87,7 @@ def main() -> int:
 
     emit("initial", probe.snapshot(), main_thread_id=threading.get_ident(),
          version=sys.version.split()[0], profile=probe.PROFILE, layout=probe.layout(),
-         gil_enabled=sys._is_gil_enabled())
+         gil_enabled=getattr(sys, "_is_gil_enabled", lambda: True)())
     for action in actions:
         kind = action[0]
         if kind == "start":

@@ -72,7 +72,8 @@ class QsbrItem(pytest.Item):
             details += [f.message for f in result.failures if self.fact in f.facts]
             raise QsbrCheckFailed(f"{self.fact} failed:\n" + "\n".join(dict.fromkeys(details)))
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> Any:
         if isinstance(excinfo.value, QsbrCheckFailed):
             return str(excinfo.value)
         return super().repr_failure(excinfo)

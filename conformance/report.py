@@ -110,7 +110,8 @@ def to_markdown(result: RunResult) -> str:
              "| fact | what it says | checks | result |", "|---|---|---:|---|"]
     for row in _rows(result):
         note = f" ({row['note']})" if row["note"] else ""
-        lines.append(f"| {row['id']} | {row['summary']} | {row['checks']} | {row['result']}{note} |")
+        lines.append(f"| {row['id']} | {row['summary']} | {row['checks']} | "
+                     f"{row['result']}{note} |")
     for failure in result.failures:
         lines += ["", f"## Failure: {failure.check} ({', '.join(failure.facts)})", "",
                   "```", failure.message, *failure.steps, "```"]

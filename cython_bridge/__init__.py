@@ -9,7 +9,8 @@ from importlib import import_module
 from types import ModuleType
 
 try:
-    from importlib.metadata import PackageNotFoundError, version as _dist_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _dist_version
 
     __version__ = _dist_version("qsbr-conformance")
 except PackageNotFoundError:  # running from a source tree with an in-place build
@@ -23,7 +24,8 @@ def extension(profile: str = "3.13") -> ModuleType:
     try:
         return import_module(_MODULES[profile])
     except KeyError:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(_MODULES)}") from None
+        raise ValueError(
+            f"unknown profile {profile!r}; expected one of {sorted(_MODULES)}") from None
 
 
 class ReferencePort:

@@ -45,7 +45,8 @@ def test_kill_table(tmp_path, capsys):
     text = capsys.readouterr().out
     assert status == 0, text
     rows = {row["mutant"]: row for row in json.loads(out.read_text())}
-    assert rows["ADVANCE_RETURNS_OLD"]["killed"] and rows["ADVANCE_RETURNS_OLD"]["by"] == "conformance"
+    advance = rows["ADVANCE_RETURNS_OLD"]
+    assert advance["killed"] and advance["by"] == "conformance"
     assert "S-FORK-1" in rows["FORK_RESETS_SEQ"]["detail"]
     assert rows["GH115103"]["by"] == "replay" and "use-after-free" in rows["GH115103"]["detail"]
     assert not rows["SCAN_NO_FENCE"]["killed"] and rows["SCAN_NO_FENCE"]["equivalent"]

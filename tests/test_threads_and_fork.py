@@ -152,7 +152,9 @@ def test_os_fork_with_threads_alive(profile):
     # Replay on the model what the port holds now: same slots, same attached sequences.
     before = interp.snapshot()
     mirror = {main: model_main}
-    for name, h in handles.items():
+    # In reservation order: a fresh freelist hands out 6, 5, 4, whichever thread got there
+    # first (the order the threads stored their handles may differ under load).
+    for h in sorted(handles.values(), key=lambda h: -before.threads[h]):
         mh = model.new_thread_state()
         mirror[h] = mh
         index = before.threads[h]

@@ -313,6 +313,7 @@ churn_main(void *arg)
         }
         atomic_fetch_add(&t->churn_cycles, (uint64_t)n);
     }
+    atomic_fetch_sub(&t->readers_running, 1);
     return NULL;
 }
 
@@ -389,7 +390,9 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
         return -1;
     }
     t->config = config;
-    t->readers_running = config->readers + 1;      // the idle thread reads too
+    // Every thread that reads objects: readers, churners (their short-lived thread states read
+    // too) and the idle thread.  Writers free their leftovers only once all of them are gone.
+    t->readers_running = config->readers + config->churners + 1;
     t->interp = PyInterpreterState_New();
     t->current = new_object(0);
 
@@ -412,7 +415,7 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
         if (pthread_create(&threads[i], NULL, entry, &workers[i]) != 0) {
             // Threads never started will not count themselves out or delete their state.
             for (int j = i; j < nthreads; j++) {
-                if (j < config->readers || j == nthreads - 1) {
+                if (role_of(config, j, nthreads) != writer_main) {
                     atomic_fetch_sub(&t->readers_running, 1);
                 }
                 if (workers[j].ts != NULL) {
