@@ -6,7 +6,9 @@ import ctypes
 import os
 import time
 
-from conformance.oracle import Oracle, OracleInterpreter
+from mutant_adapters import _Mutant as _Adapter
+
+from conformance.oracle import OracleInterpreter
 
 
 class _SegfaultOnThirdAttach(OracleInterpreter):
@@ -36,27 +38,16 @@ class _HangInPoll(OracleInterpreter):
         return True
 
 
-class _Adapter(Oracle):
-    interp: type = OracleInterpreter
-
-    def __init__(self, profile: str = "3.13") -> None:
-        super().__init__(profile)
-        self.name = f"deliberately broken {type(self).__name__}"
-
-    def new_interpreter(self) -> OracleInterpreter:
-        return self.interp(self.profile)
-
-
 class SegfaultOnThirdAttach(_Adapter):
-    interp = _SegfaultOnThirdAttach
+    interpreter_class = _SegfaultOnThirdAttach
 
 
 class AbortOnFini(_Adapter):
-    interp = _AbortOnFini
+    interpreter_class = _AbortOnFini
 
 
 class HangInPoll(_Adapter):
-    interp = _HangInPoll
+    interpreter_class = _HangInPoll
 
 
 def segfault(profile: str = "3.13") -> SegfaultOnThirdAttach:
