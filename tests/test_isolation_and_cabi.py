@@ -67,3 +67,12 @@ def test_c_abi_library_conforms(reference_libraries, profile, monkeypatch):
 def test_c_abi_rejects_a_library_without_the_abi(tmp_path, monkeypatch):
     monkeypatch.setenv("QSBR_LIBRARY", "libc.so.6")
     assert cli.main(["--impl", "conformance.cabi:from_env", "--no-isolate"]) == 2
+
+
+def test_adapter_written_from_the_docs_conforms(monkeypatch, capsys):
+    # docs/examples/minimal_adapter.py: a QSBR and its adapter written from the two docs pages
+    # alone (no oracle code), run isolated the way a user would.
+    monkeypatch.syspath_prepend(str(REFERENCE_C.parent / "docs" / "examples"))
+    assert cli.main(["--impl", "minimal_adapter:make", "--examples", "40", "--seed", "3",
+                     "-q"]) == 0
+    assert "CONFORMS: TinyQsbr" in capsys.readouterr().out
