@@ -9,7 +9,8 @@ methods listed for it, in order, until one kills it:
 - ``torture``: the concurrency torture, stopping at its first error;
 - ``replay``: the C regression replay of an upstream bug under ASan.
 
-A mutant no method kills must be argued equivalent in the catalog; the run fails otherwise.
+A mutant no method kills must be argued in the catalog (equivalent, or why it escapes the
+time bound); the run fails otherwise.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Mutant:
     description: str
     methods: tuple[str, ...] = ("conformance",)
     profile: str = "313"
-    equivalent: str = ""    # why no test can tell it from the original, if so argued
+    equivalent: str = ""    # if it may survive: why (equivalent, or out of reach in the bound)
     torture_args: tuple[str, ...] = ("-r", "1", "-c", "0")
     replay_filter: str = ""
 
@@ -74,12 +75,11 @@ CATALOG: tuple[Mutant, ...] = (
     Mutant("FINI_RESETS_SEQUENCES", "S-FINI-1", "fini resets wr_seq and rd_seq to 1"),
     Mutant("GROWTH_NO_STW", "S-RES-1", "growth runs without stopping the world",
            ("conformance", "torture"), torture_args=("-r", "4", "-c", "3"),
-           equivalent="Sequentially identical.  Concurrently it frees the old array while "
-                      "attached threads may read their slot through it; in this port every "
-                      "attached thread re-reads tstate->qsbr at each use and growth happens "
-                      "only while the array is small, so neither the torture nor ASan saw a "
-                      "stale read in the time bound.  Not equivalent in general: kept as a "
-                      "known gap of the suite."),
+           equivalent="Not equivalent, but not certain to be killed in the bound: "
+                      "sequentially identical, and concurrently it frees the old array under "
+                      "attached threads, which the torture sees as a crash only if a growth "
+                      "races a reader's slot access; growth happens only while the array is "
+                      "still small (killed in 4.9 s in one CI run, survived 10 s in another)."),
     Mutant("ATTACH_RELEASE_ORDER", "S-ATTACH-1 (memory order)",
            "attach stores seq with release instead of seq_cst order",
            ("conformance", "torture"),
@@ -179,7 +179,7 @@ def table(outcomes: list[Outcome]) -> str:
     lines = [f"{'mutant':<27} {'breaks':<26} {'result':<11} {'by':<12} {'time':>7}  detail",
              f"{'-' * 27} {'-' * 26} {'-' * 11} {'-' * 12} {'-' * 7}  {'-' * 6}"]
     for o in outcomes:
-        result = "killed" if o.killed else ("equivalent" if o.mutant.equivalent else "SURVIVED")
+        result = "killed" if o.killed else ("argued" if o.mutant.equivalent else "SURVIVED")
         detail = o.detail if o.killed else (o.mutant.equivalent or o.mutant.description)
         lines.append(f"{o.mutant.name:<27} {o.mutant.breaks:<26} {result:<11} {o.by:<12} "
                      f"{o.seconds:6.1f}s  {detail}")
@@ -229,12 +229,12 @@ def main(argv: list[str]) -> int:
     survivors = [o for o in outcomes if not o.killed and not o.mutant.equivalent]
     argued = [o for o in outcomes if not o.killed and o.mutant.equivalent]
     median = statistics.median(o.seconds for o in killed) if killed else 0.0
-    print(f"\n{len(killed)} killed, {len(argued)} argued equivalent, {len(survivors)} "
-          f"survived; median time to kill {median:.1f} s (build included)")
+    print(f"\n{len(killed)} killed, {len(argued)} not killed but argued in the catalog, "
+          f"{len(survivors)} survived; median time to kill {median:.1f} s (build included)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump([{"mutant": o.mutant.name, "breaks": o.mutant.breaks,
                         "killed": o.killed, "by": o.by, "detail": o.detail,
-                        "seconds": round(o.seconds, 2), "equivalent": o.mutant.equivalent}
+                        "seconds": round(o.seconds, 2), "argument": o.mutant.equivalent}
                        for o in outcomes], handle, indent=2)
     return 1 if survivors else 0
