@@ -19,7 +19,6 @@ from typing import Any
 from . import errors
 from .adapter import STALE, SlotView, Snapshot
 
-_U64_MAX = (1 << 64) - 1
 NO_SLOT, STALE_SLOT = -1, -2
 STATUS_BUFFER_TOO_SMALL_NAME = "BUFFER_TOO_SMALL"
 
@@ -39,12 +38,6 @@ class _Snap(ctypes.Structure):
     _fields_ = [("wr_seq", ctypes.c_uint64), ("rd_seq", ctypes.c_uint64),
                 ("size", ctypes.c_int64), ("freelist_len", ctypes.c_int64),
                 ("thread_count", ctypes.c_int64)]
-
-
-def _u64(value: Any, what: str) -> int:
-    if not isinstance(value, int) or not 0 <= value <= _U64_MAX:
-        raise errors.BadSequenceError(f"{what} must be an integer in [0, 2**64), got {value!r}")
-    return value
 
 
 class _Library:
@@ -125,7 +118,7 @@ class CabiInterpreter:
             raise errors.UnknownThreadStateError(f"unknown thread state {handle!r}") from None
 
     def set_sequences(self, wr_seq: int, rd_seq: int) -> None:
-        wr, rd = _u64(wr_seq, "wr_seq"), _u64(rd_seq, "rd_seq")
+        wr, rd = errors.check_u64(wr_seq, "wr_seq"), errors.check_u64(rd_seq, "rd_seq")
         self._l.check(self._lib.qsbr_api_set_sequences(self._interp, wr, rd))
 
     def fail_next_allocations(self, count: int) -> None:
@@ -189,7 +182,7 @@ class CabiInterpreter:
             should_process))
 
     def _bool_query(self, function: Any, handle: Any, goal: Any) -> bool:
-        g = _u64(goal, "goal")
+        g = errors.check_u64(goal, "goal")
         result = ctypes.c_bool()
         self._l.check(function(self._t(handle), g, ctypes.byref(result)))
         return result.value
@@ -265,10 +258,12 @@ class CabiImplementation:
         return CabiInterpreter(self._library)
 
     def qsbr_lt(self, a: int, b: int) -> bool:
-        return bool(self._library.lib.qsbr_api_lt(_u64(a, "a"), _u64(b, "b")))
+        lib, u64 = self._library.lib, errors.check_u64
+        return bool(lib.qsbr_api_lt(u64(a, "a"), u64(b, "b")))
 
     def qsbr_leq(self, a: int, b: int) -> bool:
-        return bool(self._library.lib.qsbr_api_leq(_u64(a, "a"), _u64(b, "b")))
+        lib, u64 = self._library.lib, errors.check_u64
+        return bool(lib.qsbr_api_leq(u64(a, "a"), u64(b, "b")))
 
     def layout(self) -> dict[str, int]:
         lib = self._library.lib

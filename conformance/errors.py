@@ -86,6 +86,13 @@ class ImplementationCrashedError(QsbrError):
     kind = "CRASHED"
 
 
+def check_u64(value: object, what: str) -> int:
+    """The protocol's argument rule: goals and sequences are ints in [0, 2**64)."""
+    if not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise BadSequenceError(f"{what} must be an integer in [0, 2**64), got {value!r}")
+    return value
+
+
 def _all_subclasses(cls: type[QsbrError]) -> list[type[QsbrError]]:
     found: list[type[QsbrError]] = []
     for sub in cls.__subclasses__():

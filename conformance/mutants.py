@@ -116,8 +116,8 @@ def _by_conformance(source: Path, mutant: Mutant, build: Path, examples: int) ->
     from .runner import run_conformance
 
     _make(source, "lib", mutant, build)
-    os.environ["QSBR_LIBRARY"] = str(build / mutant.profile / "libqsbr.so")
-    impl = IsolatedImplementation("conformance.cabi:from_env", step_timeout=5.0)
+    impl = IsolatedImplementation("conformance.cabi:load", step_timeout=5.0,
+                                  path=str(build / mutant.profile / "libqsbr.so"))
     try:
         result = run_conformance(impl, examples=examples, seed=1, stop_at_first_failure=True)
     finally:

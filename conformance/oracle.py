@@ -43,12 +43,6 @@ def qsbr_leq(a: int, b: int) -> bool:
     return _as_int64(a - b) <= 0
 
 
-def _check_u64(value: int, what: str) -> int:
-    if not isinstance(value, int) or not 0 <= value <= _MASK:
-        raise errors.BadSequenceError(f"{what} must be an integer in [0, 2**64), got {value!r}")
-    return value
-
-
 @dataclass
 class _Slot:
     """S-SLOT-1: one ``struct _qsbr_thread_state``."""
@@ -122,8 +116,8 @@ class OracleInterpreter:
     # -- test hooks --------------------------------------------------------------------------
 
     def set_sequences(self, wr_seq: int, rd_seq: int) -> None:
-        _check_u64(wr_seq, "wr_seq")
-        _check_u64(rd_seq, "rd_seq")
+        errors.check_u64(wr_seq, "wr_seq")
+        errors.check_u64(rd_seq, "rd_seq")
         if self.slots:
             raise errors.NotFreshError("sequences can only be set before the array exists")
         if wr_seq % 2 == 0 or rd_seq % 2 == 0 or not qsbr_leq(rd_seq, wr_seq):
@@ -321,14 +315,14 @@ class OracleInterpreter:
 
     def goal_reached(self, tstate: int, goal: int) -> bool:
         """S-GOAL-1: QSBR_LEQ(goal, rd_seq), no scan."""
-        _check_u64(goal, "goal")
+        errors.check_u64(goal, "goal")
         self._slot_of(tstate)
         self._apply("S-GOAL-1", "S-SEQ-3")
         return qsbr_leq(goal, self.rd_seq)
 
     def poll(self, tstate: int, goal: int) -> bool:
         """S-POLL-1: reached already, or scan every slot for the minimum attached seq."""
-        _check_u64(goal, "goal")
+        errors.check_u64(goal, "goal")
         self._slot_of(tstate)
         self._apply("S-POLL-1", "S-SEQ-3")
         if qsbr_leq(goal, self.rd_seq):

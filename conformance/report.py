@@ -25,8 +25,7 @@ def _rows(result: RunResult) -> list[dict[str, Any]]:
                      "failures": result.ledger.failures.get(fact.id, [])})
     rows.append({"id": MISUSE, "summary": "misuse upstream only asserts is rejected, "
                  "state unchanged", "checks": result.ledger.checks[MISUSE],
-                 "result": "FAIL" if MISUSE in result.ledger.failures else
-                 ("pass" if result.ledger.checks[MISUSE] else "UNCHECKED"),
+                 "result": result.fact_status(MISUSE),
                  "note": "", "failures": result.ledger.failures.get(MISUSE, [])})
     return rows
 

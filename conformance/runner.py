@@ -50,6 +50,7 @@ class RunResult:
         return [fact.id for fact in facts_for_profile(self.profile)]
 
     def fact_status(self, fact_id: str) -> str:
+        """pass / FAIL / UNCHECKED / n/a for a fact id (or the MISUSE pseudo-id)."""
         if fact_id == "S-SLOT-2" and not self.layout_checked:
             return "n/a"
         if fact_id in self.ledger.failures:
