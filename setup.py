@@ -32,7 +32,7 @@ def live_probe() -> list[Extension]:
     compiled against its installed internal headers."""
     if not sysconfig.get_config_var("Py_GIL_DISABLED"):
         return []
-    return [Extension("conformance._live_probe", ["conformance/_live_probe.c"],
+    return [Extension("conformance.checks._live_probe", ["conformance/checks/_live_probe.c"],
                       define_macros=[("Py_BUILD_CORE_MODULE", "1")])]
 
 

@@ -1,16 +1,29 @@
 """qsbr-conformance: the fidelity suite for CPython's quiescent-state-based reclamation.
 
-Names are imported lazily: a child process hosting an implementation (conformance.isolation)
-then starts without loading Hypothesis.
+The package is grouped by responsibility:
+
+- ``conformance.model``: what CPython's QSBR is (facts, the oracle, errors, the adapter
+  protocol, the expected layout) and the ledger that records what was checked;
+- ``conformance.checks``: the ways of checking an implementation (differential, live, the
+  Python-threads torture, the mutant catalog);
+- ``conformance.drivers``: how the suite reaches an implementation (in process, in an isolated
+  child process, through the C ABI);
+- ``conformance.frontends``: the command line, the reports and the pytest plugin.
+
+``conformance.adapter``, ``conformance.errors``, ``conformance.oracle`` and ``conformance.cabi``
+remain importable under those public names.  Names are imported lazily: a child process hosting
+an implementation (conformance.drivers.isolation) then starts without loading Hypothesis.
 """
 
 from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "STALE": "adapter", "Implementation": "adapter", "Interpreter": "adapter",
-    "SlotView": "adapter", "Snapshot": "adapter", "load_implementation": "adapter",
-    "Oracle": "oracle", "oracle": "oracle", "RunResult": "runner", "run_conformance": "runner",
+    "STALE": "model.adapter", "Implementation": "model.adapter", "Interpreter": "model.adapter",
+    "SlotView": "model.adapter", "Snapshot": "model.adapter",
+    "load_implementation": "model.adapter",
+    "Oracle": "model.oracle", "oracle": "model.oracle",
+    "RunResult": "checks.runner", "run_conformance": "checks.runner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,8 +9,8 @@ cimport cython
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
-from conformance import errors as _errors
-from conformance.adapter import STALE as _STALE, SlotView as _SlotView, Snapshot as _Snapshot
+from conformance.model import errors as _errors
+from conformance.model.adapter import STALE as _STALE, SlotView as _SlotView, Snapshot as _Snapshot
 
 cdef extern from "<stdbool.h>":
     ctypedef bint cbool "bool"

@@ -1,7 +1,7 @@
 import pytest
 
 import cython_bridge
-from conformance.oracle import Oracle
+from conformance.model.oracle import Oracle
 
 PROFILES = ("3.13", "3.14")
 

@@ -8,7 +8,7 @@ import time
 
 from mutant_adapters import _Mutant as _Adapter
 
-from conformance.oracle import OracleInterpreter
+from conformance.model.oracle import OracleInterpreter
 
 
 class _SegfaultOnThirdAttach(OracleInterpreter):

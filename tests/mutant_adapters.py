@@ -6,7 +6,7 @@ name the fact the bug breaks.  They double as examples of small adapters.
 
 from __future__ import annotations
 
-from conformance.oracle import Oracle, OracleInterpreter, qsbr_leq
+from conformance.model.oracle import Oracle, OracleInterpreter, qsbr_leq
 
 _MASK = (1 << 64) - 1
 

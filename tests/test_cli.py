@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
-from conformance import cli
-from conformance.facts import FACTS
+from conformance.frontends import cli
+from conformance.model.facts import FACTS
 
 
 def test_default_run_prints_table_and_conforms(capsys, tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 
 from conformance import load_implementation, run_conformance
-from conformance.facts import facts_for_profile
+from conformance.model.facts import facts_for_profile
 
 
 def test_reference_port_conforms(profile):

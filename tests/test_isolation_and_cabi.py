@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import cli, load_implementation, run_conformance
-from conformance.isolation import IsolatedImplementation
+from conformance import load_implementation, run_conformance
+from conformance.drivers.isolation import IsolatedImplementation
+from conformance.frontends import cli
 
 REFERENCE_C = Path(__file__).resolve().parents[1] / "reference_c"
 

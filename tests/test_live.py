@@ -7,8 +7,8 @@ Skipped on GIL builds, which have no QSBR.
 import pytest
 
 import cython_bridge
-from conformance import live
-from conformance.layout import EXPECTED_LAYOUT
+from conformance.checks import live
+from conformance.model.layout import EXPECTED_LAYOUT
 
 pytestmark = [
     pytest.mark.free_threading,
@@ -19,11 +19,11 @@ pytestmark = [
 
 
 def test_probe_is_built_for_this_interpreter():
-    assert live.probe_available(), "conformance._live_probe was not built"
+    assert live.probe_available(), "conformance.checks._live_probe was not built"
 
 
 def test_layout_of_the_port_matches_the_live_interpreter():
-    from conformance import _live_probe
+    from conformance.checks import _live_probe
     actual = _live_probe.layout()
     assert actual == EXPECTED_LAYOUT[_live_probe.PROFILE]
     port = cython_bridge.reference_port(_live_probe.PROFILE).layout()

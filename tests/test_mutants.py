@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from conformance import cli, mutants
+from conformance.checks import mutants
+from conformance.frontends import cli
 
 needs_toolchain = pytest.mark.skipif(
     not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))

@@ -7,7 +7,7 @@ stated here as fixed, readable scenarios.
 import pytest
 
 from conformance import errors
-from conformance.adapter import STALE
+from conformance.model.adapter import STALE
 
 U64 = (1 << 64) - 1
 

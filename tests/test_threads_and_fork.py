@@ -15,7 +15,7 @@ import warnings
 import pytest
 
 import cython_bridge
-from conformance.oracle import OracleInterpreter
+from conformance.model.oracle import OracleInterpreter
 
 FREE_THREADED = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
 needs_free_threading = pytest.mark.skipif(

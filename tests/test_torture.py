@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import cython_bridge
-from conformance import cli
-from conformance.pytorture import python_torture
+from conformance.checks.pytorture import python_torture
+from conformance.frontends import cli
 
 REFERENCE_C = Path(__file__).resolve().parents[1] / "reference_c"
 

@@ -134,7 +134,11 @@ static inline void
 _Py_qsbr_quiescent_state(struct _qsbr_thread_state *qsbr)
 {
     uint64_t seq = _Py_qsbr_shared_current(qsbr->shared);
+#ifndef QSBR_MUTANT_QS_RELAXED
     _Py_atomic_store_uint64_release(&qsbr->seq, seq);
+#else
+    _Py_atomic_store_uint64_relaxed(&qsbr->seq, seq);
+#endif
 }
 
 // Have the read sequences advanced to the given goal? Like `_Py_qsbr_poll()`,

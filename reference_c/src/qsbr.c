@@ -134,7 +134,9 @@ grow_thread_array(struct _qsbr_shared *shared)
     shared->freelist = NULL;
     initialize_new_array(shared);
 
+#ifndef QSBR_MUTANT_GROWTH_LEAKS_OLD_ARRAY
     PyMem_RawFree(old);
+#endif
 #else
     // Overallocate by 63 bytes so we can align to a 64-byte boundary.
     // This avoids potential false sharing between the first entry and other
@@ -158,7 +160,11 @@ grow_thread_array(struct _qsbr_shared *shared)
     shared->freelist = NULL;
     initialize_new_array(shared);
 
+#ifndef QSBR_MUTANT_GROWTH_LEAKS_OLD_ARRAY
     PyMem_RawFree(old_raw);
+#else
+    (void)old_raw;
+#endif
 #endif
     return 0;
 }
@@ -169,7 +175,13 @@ _Py_qsbr_advance(struct _qsbr_shared *shared)
     // NOTE: with 64-bit sequence numbers, we don't have to worry too much
     // about the wr_seq getting too far ahead of rd_seq, but if we ever use
     // 32-bit sequence numbers, we'll need to be more careful.
-#ifndef QSBR_MUTANT_ADVANCE_RETURNS_OLD
+#if defined(QSBR_MUTANT_ADVANCE_NONATOMIC)
+    // A plain read-modify-write: concurrent advances can lose an increment, and the load
+    // can be reordered before the caller's unlink store.
+    uint64_t next = shared->wr_seq + QSBR_INCR;
+    shared->wr_seq = next;
+    return next;
+#elif !defined(QSBR_MUTANT_ADVANCE_RETURNS_OLD)
     return _Py_atomic_add_uint64(&shared->wr_seq, QSBR_INCR) + QSBR_INCR;
 #else
     return _Py_atomic_add_uint64(&shared->wr_seq, QSBR_INCR);
@@ -228,7 +240,11 @@ qsbr_poll_scan(struct _qsbr_shared *shared)
 #endif
         struct _qsbr_thread_state *qsbr = &array[i].qsbr;
 
+#ifndef QSBR_MUTANT_SCAN_RELAXED_LOADS
         uint64_t seq = _Py_atomic_load_uint64(&qsbr->seq);
+#else
+        uint64_t seq = _Py_atomic_load_uint64_relaxed(&qsbr->seq);
+#endif
 #ifndef QSBR_MUTANT_PLAIN_COMPARE
 #  ifndef QSBR_MUTANT_SCAN_COUNTS_OFFLINE
         if (seq != QSBR_OFFLINE && QSBR_LT(seq, min_seq)) {
@@ -293,7 +309,9 @@ _Py_qsbr_detach(struct _qsbr_thread_state *qsbr)
 {
     assert(qsbr->seq != 0 && "already detached");
 
-#ifndef QSBR_MUTANT_DETACH_NOOP
+#if defined(QSBR_MUTANT_DETACH_RELAXED)
+    _Py_atomic_store_uint64_relaxed(&qsbr->seq, QSBR_OFFLINE);
+#elif !defined(QSBR_MUTANT_DETACH_NOOP)
     _Py_atomic_store_uint64_release(&qsbr->seq, QSBR_OFFLINE);
 #else
     (void)qsbr;
@@ -323,6 +341,7 @@ _Py_qsbr_reserve(PyInterpreterState *interp)
 #endif
     }
 
+#ifndef QSBR_MUTANT_RESERVE_INDEX_AFTER_UNLOCK
     // Return an index rather than the pointer because the array may be
     // resized and the pointer invalidated.
     Py_ssize_t index = -1;
@@ -331,6 +350,15 @@ _Py_qsbr_reserve(PyInterpreterState *interp)
     }
     PyMutex_Unlock(&shared->mutex);
     return index;
+#else
+    // gh-129732 (the bug, as in 3.13.0-3.13.2): the index is computed after the unlock, so
+    // a growth by another thread in between makes it relative to the wrong array.
+    PyMutex_Unlock(&shared->mutex);
+    if (qsbr == NULL) {
+        return -1;
+    }
+    return (struct _qsbr_pad *)qsbr - shared->array;
+#endif
 }
 
 void

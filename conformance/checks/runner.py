@@ -14,13 +14,13 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
-from . import errors
-from .adapter import Implementation
+from ..model import errors
+from ..model.adapter import Implementation
+from ..model.facts import MISUSE, facts_for_profile
+from ..model.layout import layout_differences
+from ..model.ledger import FactLedger
+from ..model.oracle import qsbr_leq, qsbr_lt
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
-from .facts import MISUSE, facts_for_profile
-from .layout import layout_differences
-from .ledger import FactLedger
-from .oracle import qsbr_leq, qsbr_lt
 
 
 @dataclass

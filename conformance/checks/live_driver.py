@@ -16,7 +16,7 @@ import warnings
 
 
 def _probe():
-    from conformance import _live_probe
+    from conformance.checks import _live_probe
     return _live_probe
 
 
@@ -66,7 +66,7 @@ def _subinterpreter_snapshot() -> dict | None:
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
         interp = _interpreters.create()
         try:
-            code = ("import json; from conformance import _live_probe; "
+            code = ("import json; from conformance.checks import _live_probe; "
                     f"open({out.name!r}, 'w').write(json.dumps(_live_probe.snapshot()))")
             failure = _interpreters.exec(interp, code)
             if failure is not None:

@@ -14,8 +14,8 @@ import struct
 import sys
 from typing import Any
 
-from . import errors
-from .adapter import load_implementation
+from ..model import errors
+from ..model.adapter import load_implementation
 
 
 def _read(stream: Any) -> Any:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from .adapter import PROFILES
-from .facts import FACTS, MISUSE
+from ..model.adapter import PROFILES
+from ..model.facts import FACTS, MISUSE
 
 _RESULT = pytest.StashKey[Any]()
 
@@ -86,10 +86,10 @@ def _fact_profiles(fact_id: str) -> tuple[str, ...]:
 
 def _run(config: pytest.Config) -> Any:
     """The RunResult, or a message when the implementation could not be loaded."""
-    from .adapter import AdapterError, load_implementation
-    from .errors import QsbrError
-    from .isolation import IsolatedImplementation
-    from .runner import run_conformance
+    from ..checks.runner import run_conformance
+    from ..drivers.isolation import IsolatedImplementation
+    from ..model.adapter import AdapterError, load_implementation
+    from ..model.errors import QsbrError
 
     spec = config.getoption("--qsbr-impl")
     kwargs = {}

@@ -14,12 +14,12 @@ import sys
 import time
 from typing import Any
 
+from ..checks.runner import run_conformance
+from ..drivers.isolation import IsolatedImplementation
+from ..model.adapter import PROFILES, AdapterError, load_implementation
+from ..model.errors import QsbrError
+from ..model.ledger import FactLedger
 from . import report
-from .adapter import PROFILES, AdapterError, load_implementation
-from .errors import QsbrError
-from .isolation import IsolatedImplementation
-from .ledger import FactLedger
-from .runner import run_conformance
 
 DEFAULT_IMPL = "cython_bridge:reference_port"
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import torture_cli
         return torture_cli.main(argv[1:])
     if argv and argv[0] == "mutants":
-        from . import mutants
+        from ..checks import mutants
         return mutants.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.examples < 1 or args.steps < 1:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_conformance(impl, examples=args.examples, steps=args.steps, seed=args.seed,
                              progress=progress)
     progress.finish()
-    from . import live
+    from ..checks import live
     if args.live_examples > 0 and live.probe_available():
         if not args.quiet:
             print("checking the live interpreter ...", file=sys.stderr, flush=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .facts import FACTS, MISUSE
-from .runner import RunResult
+from ..checks.runner import RunResult
+from ..model.facts import FACTS, MISUSE
 
 
 def _rows(result: RunResult) -> list[dict[str, Any]]:

@@ -22,11 +22,11 @@ from hypothesis.stateful import (
     rule,
 )
 
-from . import errors
-from .adapter import Implementation, Snapshot
-from .facts import MISUSE
-from .ledger import FactLedger
-from .oracle import OracleInterpreter, qsbr_leq
+from ..model import errors
+from ..model.adapter import Implementation, Snapshot
+from ..model.facts import MISUSE
+from ..model.ledger import FactLedger
+from ..model.oracle import OracleInterpreter, qsbr_leq
 
 U64 = (1 << 64) - 1
 

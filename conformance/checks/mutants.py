@@ -112,11 +112,11 @@ def _make(source: Path, target: str, mutant: Mutant, build: Path) -> None:
 
 
 def _by_conformance(source: Path, mutant: Mutant, build: Path, examples: int) -> tuple[bool, str]:
-    from .isolation import IsolatedImplementation
+    from ..drivers.isolation import IsolatedImplementation
     from .runner import run_conformance
 
     _make(source, "lib", mutant, build)
-    impl = IsolatedImplementation("conformance.cabi:load", step_timeout=5.0,
+    impl = IsolatedImplementation("conformance.drivers.cabi:load", step_timeout=5.0,
                                   path=str(build / mutant.profile / "libqsbr.so"))
     try:
         result = run_conformance(impl, examples=examples, seed=1, stop_at_first_failure=True)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from typing import Any
 
-from . import errors
+from ..model import errors
 from .isolation_worker import _read, _write
 
 #: After a hang, later calls wait this long at most: shrinking replays the hang many times.
@@ -32,7 +32,8 @@ class _Child:
         # The child imports the adapter module the way the parent would.
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conformance.isolation_worker", spec, json.dumps(kwargs)],
+            [sys.executable, "-m", "conformance.drivers.isolation_worker", spec,
+             json.dumps(kwargs)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
         self.dead: str | None = None
         self.info: dict[str, Any] = self.call(("impl", "info", ()), first=True)

@@ -21,8 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .layout import layout_differences
-from .oracle import OracleInterpreter, qsbr_leq
+from ..model.layout import layout_differences
+from ..model.oracle import OracleInterpreter, qsbr_leq
 
 #: The facts a live run checks (reported in the conformance report's live section).
 LIVE_FACTS = ("S-SEQ-2", "S-SLOT-2", "S-SLOT-3", "S-FREE-1", "S-FREE-2", "S-FREE-3",
@@ -37,7 +37,7 @@ def probe_available() -> bool:
     if not free_threaded():
         return False
     try:
-        from . import _live_probe  # noqa: F401
+        from . import _live_probe  # type: ignore[attr-defined]  # noqa: F401
     except ImportError:
         return False
     return True
@@ -72,7 +72,7 @@ def run_driver(actions: list[list], timeout: float = 120) -> list[dict]:
     """Run the actions in a fresh interpreter; one record per action (plus the initial one)."""
     with tempfile.TemporaryDirectory() as scratch:
         # Outside the source tree: the installed package (with its probe) is what runs.
-        proc = subprocess.run([sys.executable, "-m", "conformance.live_driver"],
+        proc = subprocess.run([sys.executable, "-m", "conformance.checks.live_driver"],
                               input=json.dumps(actions), capture_output=True, text=True,
                               timeout=timeout, cwd=scratch)
     if proc.returncode != 0:

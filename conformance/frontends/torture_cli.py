@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .adapter import PROFILES
+from ..model.adapter import PROFILES
 
 ERROR_KINDS = ("poisoned", "bad_magic", "too_old", "stall")
 
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
           f"{'Python' if args.python_threads else 'C'} threads, {args.seconds:g} s, "
           f"GIL {'on' if gil else 'off'}", flush=True)
     if args.python_threads:
-        from .pytorture import python_torture
+        from ..checks.pytorture import python_torture
         status, stats = python_torture(
             cython_bridge.reference_port(args.profile), readers=args.readers,
             writers=args.writers, seconds=args.seconds, seed=args.seed, progress=report)

@@ -1,0 +1,122 @@
+"""The adapter protocol: what an implementation provides so the suite can drive it.
+
+An implementation is any object with the attributes and methods of :class:`Implementation`;
+``new_interpreter()`` returns an object with the methods of :class:`Interpreter`.  The suite
+loads one with ``MODULE:FACTORY`` (``qsbr-conformance --impl mypkg.adapter:make``): FACTORY is
+called with no arguments and returns the implementation.  docs/adapter-protocol.md is the
+full contract; this module is its executable summary.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+#: Value of ``Snapshot.threads[h]`` for a thread state whose slot was released by fini or
+#: after_fork while it still pointed at it.
+STALE = "stale"
+
+Handle = Hashable
+
+PROFILES = ("3.13", "3.14")
+
+#: Per-slot bookkeeping fields of each profile, in upstream's field order.
+BOOKKEEPING_FIELDS = {
+    "3.13": ("deferrals",),
+    "3.14": ("deferred_count", "deferred_memory", "deferred_page_memory", "should_process"),
+}
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """One entry of the slot array, as observable."""
+
+    seq: int
+    allocated: bool
+    owner: Handle | None
+    bookkeeping: tuple[tuple[str, int | bool], ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The whole observable QSBR state of one interpreter."""
+
+    wr_seq: int
+    rd_seq: int
+    size: int
+    slots: tuple[SlotView, ...]
+    #: Slot indices from the freelist head to its tail.
+    freelist: tuple[int, ...]
+    #: For every live thread state: the index its own slot pointer designates, None when it
+    #: has no slot, or STALE.
+    threads: dict[Handle, int | str | None] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Interpreter(Protocol):
+    """One interpreter's QSBR state (``struct _qsbr_shared``) and its thread states."""
+
+    def set_sequences(self, wr_seq: int, rd_seq: int) -> None: ...
+    def new_thread_state(self) -> Handle: ...
+    def delete_thread_state(self, tstate: Handle) -> None: ...
+    def reserve(self) -> int: ...
+    def register(self, tstate: Handle, index: int) -> None: ...
+    def unregister(self, tstate: Handle) -> None: ...
+    def attach(self, tstate: Handle) -> None: ...
+    def detach(self, tstate: Handle) -> None: ...
+    def quiescent_state(self, tstate: Handle) -> None: ...
+    def advance(self) -> int: ...
+    def deferred_advance(self, tstate: Handle) -> int: ...
+    def shared_next(self) -> int: ...
+    def should_process(self, tstate: Handle) -> bool: ...
+    def set_bookkeeping(self, tstate: Handle, deferred_count: int, deferred_memory: int,
+                        deferred_page_memory: int, should_process: bool) -> None: ...
+    def poll(self, tstate: Handle, goal: int) -> bool: ...
+    def goal_reached(self, tstate: Handle, goal: int) -> bool: ...
+    def fini(self) -> None: ...
+    def after_fork(self, tstate: Handle) -> None: ...
+    def fail_next_allocations(self, count: int) -> None: ...
+    def snapshot(self) -> Snapshot: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Implementation(Protocol):
+    """A QSBR implementation under test."""
+
+    name: str
+    version: str
+    profile: str
+
+    def new_interpreter(self) -> Interpreter: ...
+    def qsbr_lt(self, a: int, b: int) -> bool: ...
+    def qsbr_leq(self, a: int, b: int) -> bool: ...
+
+
+class AdapterError(Exception):
+    """An adapter could not be loaded or does not follow the protocol."""
+
+
+def load_implementation(spec: str, **kwargs: Any) -> Implementation:
+    """Load ``MODULE:FACTORY`` and call the factory."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise AdapterError(f"--impl expects MODULE:FACTORY, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AdapterError(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        factory = getattr(module, attr)
+    except AttributeError:
+        raise AdapterError(f"module {module_name!r} has no attribute {attr!r}") from None
+    impl = factory(**kwargs)
+    missing = [name for name in ("name", "version", "profile", "new_interpreter",
+                                 "qsbr_lt", "qsbr_leq") if not hasattr(impl, name)]
+    if missing:
+        raise AdapterError(f"{spec} returned {impl!r}, which lacks {', '.join(missing)}")
+    if impl.profile not in PROFILES:
+        raise AdapterError(f"{spec}: profile must be one of {PROFILES}, got {impl.profile!r}")
+    return impl
