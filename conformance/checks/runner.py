@@ -14,7 +14,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
-from ..model import errors
+from ..model import errors, status
 from ..model.adapter import Implementation
 from ..model.facts import MISUSE, facts_for_profile
 from ..model.layout import layout_differences
@@ -50,12 +50,9 @@ class RunResult:
         return [fact.id for fact in facts_for_profile(self.profile)]
 
     def fact_status(self, fact_id: str) -> str:
-        """pass / FAIL / UNCHECKED / n/a for a fact id (or the MISUSE pseudo-id)."""
-        if fact_id == "S-SLOT-2" and not self.layout_checked:
-            return "n/a"
-        if fact_id in self.ledger.failures:
-            return "FAIL"
-        return "pass" if self.ledger.checks[fact_id] else "UNCHECKED"
+        """The fact's status for this run; decided in one place, conformance.model.status."""
+        return status.fact_status(fact_id, self.ledger, profile=self.profile,
+                                  layout_checked=self.layout_checked)
 
     @property
     def conforms(self) -> bool:
@@ -99,9 +96,9 @@ def check_comparisons(impl: Implementation, ledger: FactLedger, examples: int,
             got = getattr(impl, name)(a, b)
             if bool(got) != expected:
                 message = f"{name}({a}, {b}) returned {got}, expected {expected}"
-                ledger.failed(("S-SEQ-3",), message)
+                ledger.failed(("S-SEQ-3",), message, source="comparisons")
                 raise ConformanceFailure(("S-SEQ-3",), message)
-        ledger.passed("S-SEQ-3")
+        ledger.passed("S-SEQ-3", source="comparisons")
 
     if seed is not None:
         comparisons_agree = hypothesis_seed(seed)(comparisons_agree)
@@ -121,9 +118,9 @@ def check_layout(impl: Implementation, ledger: FactLedger) -> tuple[bool, Failur
         return False, None
     differences = layout_differences(impl.profile, layout())
     if differences:
-        ledger.failed(("S-SLOT-2",), "; ".join(differences))
+        ledger.failed(("S-SLOT-2",), "; ".join(differences), source="layout")
         return True, Failure("layout", ("S-SLOT-2",), "layout differs: " + "; ".join(differences))
-    ledger.passed("S-SLOT-2")
+    ledger.passed("S-SLOT-2", source="layout")
     return True, None
 
 
@@ -151,7 +148,8 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
         scenario = None
         try:
             scenario = machine()
-            coverage_scenario(scenario)
+            with ledger.crediting("scenario"):
+                coverage_scenario(scenario)
         except ConformanceFailure as exc:
             trace = scenario.trace if scenario is not None else []
             failures.append(Failure("coverage scenario", exc.facts, str(exc),
