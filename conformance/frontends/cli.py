@@ -3,6 +3,8 @@
     qsbr-conformance [options]            the conformance run (see --help)
     qsbr-conformance torture [options]    the concurrency torture (see torture --help)
     qsbr-conformance mutants [options]    the mutant kill table (see mutants --help)
+    qsbr-conformance bench [options]      benchmarks: the port beside liburcu and the hardware
+                                          limit, and the suite's own speed (see bench --help)
 
 Exit status: 0 if the implementation conforms, 1 if it does not, 2 for a usage error.
 """
@@ -94,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "mutants":
         from ..checks import mutants
         return mutants.main(argv[1:])
+    if argv and argv[0] == "bench":
+        from ..bench import cli as bench_cli
+        return bench_cli.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.examples < 1 or args.steps < 1:
         print("qsbr-conformance: --examples and --steps must be at least 1", file=sys.stderr)

@@ -1,0 +1,205 @@
+"""``qsbr-conformance bench``: the port beside liburcu-qsbr and the hardware limit, and the
+suite's own speed.  Prints a table, writes JSON (``--json``) and a PNG plot (``--plot``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..checks.mutants import find_source
+from . import native, plot, suite
+
+PROFILES = ("3.13", "3.14")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="qsbr-conformance bench",
+        description="Benchmarks: the port's QSBR operations beside liburcu-qsbr and the "
+                    "hardware limit (reference_c/bench/bench.c, both profiles), readers beside "
+                    "one reclaiming writer, and the suite's own speed.  Needs the project's "
+                    "reference_c/ sources, make and a C compiler; liburcu-dev for the liburcu "
+                    "column; matplotlib for the plot.")
+    p.add_argument("--json", metavar="PATH", help="write every figure as JSON")
+    p.add_argument("--plot", metavar="PATH",
+                   help="PNG plot (default: the --json path with .png, else qsbr-bench.png)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run (seconds): few rounds, short samples, 1..2 readers, "
+                        "a 20-example conformance run")
+    p.add_argument("--profile", choices=(*PROFILES, "both"), default="both",
+                   help="profile(s) of the C bench (default: both)")
+    p.add_argument("--rounds", type=int, metavar="N",
+                   help="interleaved rounds per operation (default 7; --quick 3)")
+    p.add_argument("--readers", type=int, metavar="N",
+                   help="reader threads 1..N in the threaded part (default 4; --quick 2; "
+                        "0 skips it)")
+    p.add_argument("--pin", action="store_true",
+                   help="pin the writer to CPU 0 and the readers to the next CPUs")
+    p.add_argument("--no-native", action="store_true", help="skip the C bench")
+    p.add_argument("--no-suite", action="store_true", help="skip the suite's own speed")
+    p.add_argument("--mutants-json", metavar="PATH",
+                   help="time to kill from this `qsbr-conformance mutants --json` output")
+    p.add_argument("--source", help="the reference_c folder (default: found beside the package "
+                                    "or in the current folder)")
+    p.add_argument("--build-dir", metavar="DIR",
+                   help="where to build the bench (default: reference_c/build)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _cell(stat: dict[str, float] | None, fmt: str = "{:.2f}") -> str:
+    if not stat:
+        return "-"
+    return f"{fmt.format(stat['best'])} ({fmt.format(stat['median'])})"
+
+
+def _ratio(ratio: dict[str, float] | None) -> str:
+    return f"{ratio['best']:.2f}" if ratio and "best" in ratio else "-"
+
+
+def native_table(profile: str, data: dict[str, Any]) -> str:
+    urcu = data["urcu"] or "not found at build time (Debian: apt-get install liburcu-dev)"
+    lines = [f"C bench, profile {profile}: ns/op, best (median) of {data['rounds']} interleaved "
+             f"rounds, {data['clock']}; liburcu: {urcu}",
+             f"{'operation':<22} {'port':>18} {'limit':>18} {'liburcu':>18} "
+             f"{'port/limit':>10} {'port/urcu':>10}"]
+    for op in data["operations"]:
+        lines.append(f"{op['name']:<22} {_cell(op['port']):>18} {_cell(op['limit']):>18} "
+                     f"{_cell(op['urcu']):>18} {_ratio(op['ratios']['port/limit']):>10} "
+                     f"{_ratio(op['ratios']['port/urcu']):>10}")
+    threads = data["threads"]
+    if threads["rows"]:
+        lines += ["",
+                  f"readers passing quiescent states beside one writer ({data['cpus']} CPUs): "
+                  f"best (median) of {threads['rounds']} rounds; grace-period latency is each "
+                  f"round's median",
+                  f"{'readers':>7} {'port gp ns':>22} {'urcu gp ns':>22} "
+                  f"{'port reclaimed/s':>22} {'urcu reclaimed/s':>22}"]
+        for row in threads["rows"]:
+            urcu_row = row.get("urcu") or {}
+            lines.append(
+                f"{row['readers']:>7} {_cell(row['port']['gp_latency_ns'], '{:.0f}'):>22} "
+                f"{_cell(urcu_row.get('gp_latency_ns'), '{:.0f}'):>22} "
+                f"{_cell(row['port']['reclaim_per_s'], '{:.3g}'):>22} "
+                f"{_cell(urcu_row.get('reclaim_per_s'), '{:.3g}'):>22}")
+    return "\n".join(lines)
+
+
+def suite_table(data: dict[str, Any]) -> str:
+    lines = [f"the suite's own speed ({data['implementation']}, profile {data['profile']})",
+             f"{'mode':<11} {'checked steps':>13} {'seconds':>8} {'steps/s':>9}"]
+    for mode in data["modes"]:
+        if not mode.get("available", True):
+            lines.append(f"{mode['mode']:<11} not measured: {mode['why']}")
+            continue
+        lines.append(f"{mode['mode']:<11} {mode['steps']:>13} {mode['seconds']:>8.2f} "
+                     f"{mode['steps_per_second']:>9.0f}")
+    v = data["time_to_verdict"]
+    lines.append(f"time to the verdict of a {'default ' if v['default_run'] else ''}run "
+                 f"({v['examples']} examples x {v['steps_per_example']} steps, seed "
+                 f"{v['seed']}): {v['seconds']:.1f} s, "
+                 f"{'conforms' if v['conforms'] else 'DOES NOT CONFORM'}")
+    m = data["mutants"]
+    if m is None:
+        lines.append("time to kill: not measured (run `qsbr-conformance mutants --json m.json`, "
+                     "then pass --mutants-json m.json)")
+    elif m["killed"]:
+        lines.append(f"time to kill ({m['killed']} of {m['mutants']} mutants killed, build "
+                     f"included): median {m['median_seconds']:.1f} s, worst "
+                     f"{m['worst_seconds']:.1f} s ({m['worst_mutant']})")
+    else:
+        lines.append(f"time to kill: no mutant of {m['mutants']} was killed in {m['source']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    prog = "qsbr-conformance bench"
+    if args.rounds is not None and not 1 <= args.rounds <= 64:
+        print(f"{prog}: --rounds must be between 1 and 64", file=sys.stderr)
+        return 2
+    if args.readers is not None and not 0 <= args.readers <= 64:
+        print(f"{prog}: --readers must be between 0 and 64", file=sys.stderr)
+        return 2
+    mutants_json = Path(args.mutants_json) if args.mutants_json else None
+    if mutants_json is not None and not mutants_json.is_file():
+        print(f"{prog}: --mutants-json: no such file: {mutants_json}", file=sys.stderr)
+        return 2
+    source = None
+    if not args.no_native:
+        source = find_source(args.source)
+        if source is None:
+            print(f"{prog}: cannot find reference_c/ (give --source, or --no-native)",
+                  file=sys.stderr)
+            return 2
+    plot_path = Path(args.plot) if args.plot else (
+        Path(args.json).with_suffix(".png") if args.json else Path("qsbr-bench.png"))
+
+    def note(text: str) -> None:
+        if not args.quiet:
+            print(f"[{time.perf_counter() - began:5.1f} s] {text}", file=sys.stderr, flush=True)
+
+    began = time.perf_counter()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result: dict[str, Any] = {
+        "schema": 1,
+        "command": " ".join(["qsbr-conformance", "bench", *argv]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "load_average_at_start": [round(x, 2) for x in load] if load else None},
+        "native": {}, "suite": None, "plot": None, "seconds": None,
+    }
+    extra: list[str] = []
+    if args.rounds is not None:
+        extra += ["-r", str(args.rounds)]
+    if args.readers is not None:
+        extra += ["-R", str(args.readers)]
+    if args.pin:
+        extra.append("-p")
+    profiles = PROFILES if args.profile == "both" else (args.profile,)
+    outputs: list[str] = []
+    if source is not None:
+        for profile in profiles:
+            try:
+                note(f"building the C bench ({profile})")
+                binary, notes = native.build(source, profile,
+                                             Path(args.build_dir) if args.build_dir else None)
+                if notes and not args.quiet:
+                    print(notes, file=sys.stderr)
+                note(f"running the C bench ({profile})")
+                data = native.run(binary, quick=args.quick, args=extra)
+            except native.BenchError as exc:
+                print(f"{prog}: {exc}", file=sys.stderr)
+                return 1
+            result["native"][profile] = data
+            outputs.append(native_table(profile, data))
+    if not args.no_suite:
+        try:
+            result["suite"] = suite.measure(quick=args.quick, mutants_json=mutants_json,
+                                            note=note)
+        except ValueError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 2
+        outputs.append(suite_table(result["suite"]))
+    if result["native"]:
+        if plot.available():
+            plot.write(result["native"], plot_path)
+            result["plot"] = str(plot_path)
+        else:
+            print(f"{prog}: plot not written: {plot.MISSING}", file=sys.stderr)
+    result["seconds"] = round(time.perf_counter() - began, 1)
+    print("\n\n".join(outputs))
+    if result["plot"]:
+        print(f"\nplot: {result['plot']}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(result, handle, indent=2)
+        print(f"json: {args.json}")
+    print(f"bench: {result['seconds']:.1f} s")
+    return 0

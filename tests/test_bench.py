@@ -1,0 +1,193 @@
+"""`qsbr-conformance bench` and reference_c/bench: they run, and their JSON has the right shape
+and sane numbers.  Tiny round counts; no timing limits (the figures are the bench's business)."""
+
+import json
+import math
+import os
+import shutil
+
+import pytest
+
+from conformance.bench import cli as bench_cli
+from conformance.bench import native, plot, suite
+from conformance.checks import mutants
+from conformance.frontends import cli
+
+needs_toolchain = pytest.mark.skipif(
+    not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))
+         and mutants.find_source(None)),
+    reason="needs make, a C compiler and the reference_c/ sources to build the bench")
+
+TINY = ["-r", "2", "-t", "0.05", "-R", "2", "-T", "1", "-d", "1", "-n", "600"]
+SINGLE = {"quiescent_state", "attach_detach", "advance", "poll_no_scan", "grace_period_1thread",
+          *(f"poll_scan_{n}" for n in (8, 16, 64, 256, 1024, 4096))}
+
+
+def _sane(stat):
+    assert set(stat) == {"best", "median"}
+    for value in stat.values():
+        assert math.isfinite(value) and value > 0, stat
+
+
+def _check_native(data, profile):
+    assert data["profile"] == profile and data["clock"] == "CLOCK_MONOTONIC"
+    names = {op["name"] for op in data["operations"]}
+    assert names == SINGLE | {"deferred_advance" if profile == "3.13" else "shared_next"}
+    for op in data["operations"]:
+        _sane(op["port"])
+        if op["name"] != "grace_period_1thread":
+            _sane(op["limit"])
+            _sane(op["ratios"]["port/limit"])
+            assert op["ratios"]["port/limit"]["best"] == pytest.approx(
+                op["port"]["best"] / op["limit"]["best"], rel=1e-3)
+        if op["urcu"] is not None:
+            _sane(op["urcu"])
+            _sane(op["ratios"]["port/urcu"])
+        else:
+            assert op["ratios"]["port/urcu"] is None
+        assert op["iterations"] > 0
+        assert op["slots"] == (int(op["name"].rsplit("_", 1)[1])
+                               if op["name"].startswith("poll_scan_") else 0)
+    has_urcu = data["urcu"] is not None
+    assert has_urcu == all(data_op["urcu"] is not None for data_op in data["operations"]
+                           if data_op["name"] in ("quiescent_state", "attach_detach",
+                                                  "grace_period_1thread"))
+    rows = data["threads"]["rows"]
+    assert [row["readers"] for row in rows] == [1, 2]
+    for row in rows:
+        for variant in ("port", "urcu") if has_urcu else ("port",):
+            _sane(row[variant]["gp_latency_ns"])
+            _sane(row[variant]["reclaim_per_s"])
+            assert row[variant]["grace_periods"] >= 1
+        if not has_urcu:
+            assert row["urcu"] is None
+
+
+@needs_toolchain
+@pytest.mark.parametrize("profile", ["3.13", "3.14"])
+def test_c_bench_json(tmp_path, profile):
+    binary, _ = native.build(mutants.find_source(None), profile, tmp_path / "build")
+    data = native.run(binary, args=TINY)
+    _check_native(data, profile)
+
+
+@needs_toolchain
+def test_c_bench_really_scans(tmp_path):
+    """The bench checks its own premises: with a poll that never scans, the 'poll with a scan'
+    loop sees a poll succeed that must fail, and the bench stops instead of timing it."""
+    binary, _ = native.build(mutants.find_source(None), "3.13", tmp_path / "build",
+                             extra_cflags="-DQSBR_MUTANT_POLL_NO_SCAN")
+    with pytest.raises(native.BenchError):
+        native.run(binary, args=TINY)
+
+
+@needs_toolchain
+def test_c_bench_usage_errors(tmp_path):
+    binary, _ = native.build(mutants.find_source(None), "3.14", tmp_path / "build")
+    for bad in (["-r", "0"], ["-R", "x"], ["extra"]):
+        with pytest.raises(native.BenchError):
+            native.run(binary, args=bad)
+
+
+def test_ratios():
+    data = {"operations": [{"port": {"best": 3.0, "median": 4.0},
+                            "limit": {"best": 1.5, "median": 1.0}, "urcu": None}],
+            "threads": {"rows": [{"readers": 1,
+                                  "port": {"gp_latency_ns": {"best": 10.0, "median": 20.0},
+                                           "reclaim_per_s": {"best": 5.0, "median": 4.0}},
+                                  "urcu": {"gp_latency_ns": {"best": 40.0, "median": 40.0},
+                                           "reclaim_per_s": {"best": 10.0, "median": 2.0}}}]}}
+    native.add_ratios(data)
+    assert data["operations"][0]["ratios"] == {"port/limit": {"best": 2.0, "median": 4.0},
+                                               "port/urcu": None}
+    assert data["threads"]["rows"][0]["ratios"] == {
+        "gp_latency port/urcu": {"best": 0.25, "median": 0.5},
+        "reclaim_per_s port/urcu": {"best": 0.5, "median": 2.0}}
+
+
+def test_mutant_kill_times(tmp_path):
+    rows = [{"mutant": "A", "killed": True, "by": "conformance", "seconds": 2.0},
+            {"mutant": "B", "killed": True, "by": "torture", "seconds": 9.5},
+            {"mutant": "C", "killed": True, "by": "replay", "seconds": 4.0},
+            {"mutant": "D", "killed": False, "by": "", "seconds": 30.0}]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(rows))
+    got = suite.mutant_kill_times(path)
+    assert (got["killed"], got["mutants"], got["not_killed"]) == (3, 4, ["D"])
+    assert (got["median_seconds"], got["worst_seconds"], got["worst_mutant"]) == (4.0, 9.5, "B")
+    path.write_text(json.dumps({"not": "a mutants run"}))
+    with pytest.raises(ValueError):
+        suite.mutant_kill_times(path)
+
+
+def test_suite_modes():
+    impl_spec = suite.DEFAULT_IMPL
+    from conformance.model.adapter import load_implementation
+    impl = load_implementation(impl_spec, profile="3.14")
+    scenario = suite.scenario_mode(impl, 1)
+    random = suite.random_mode(impl, 2, steps=10)
+    for mode in (scenario, random):
+        assert mode["steps"] > 0 and mode["checks"] > 0
+        assert math.isfinite(mode["steps_per_second"]) and mode["steps_per_second"] > 0
+    assert random["examples"] == 2
+    exhaustive = suite.exhaustive_mode(impl, 0.5)
+    if exhaustive["available"]:
+        assert exhaustive["steps"] > 0 and exhaustive["steps_per_second"] > 0
+    else:
+        assert "not in this checkout" in exhaustive["why"]
+    verdict = suite.time_to_verdict(impl, 2, steps=10)
+    assert verdict["conforms"] is True and verdict["seconds"] > 0
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert cli.main(["bench", "--rounds", "0"]) == 2
+    assert cli.main(["bench", "--readers", "-1"]) == 2
+    assert cli.main(["bench", "--mutants-json", str(tmp_path / "missing.json")]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert cli.main(["bench", "--no-native", "--quick", "--mutants-json", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "--rounds" in err and "no such file" in err and "not the JSON" in err
+
+
+@needs_toolchain
+def test_bench_command(tmp_path, capsys, monkeypatch):
+    """The whole subcommand, one profile, tiny counts: table, JSON and plot."""
+    monkeypatch.setattr(native, "run", lambda binary, quick=False, args=None, _run=native.run:
+                        _run(binary, args=TINY))
+    mutants_json = tmp_path / "m.json"
+    mutants_json.write_text(json.dumps([{"mutant": "A", "killed": True, "seconds": 3.5}]))
+    out = tmp_path / "b.json"
+    status = cli.main(["bench", "--quick", "--profile", "3.14", "--json", str(out), "-q",
+                       "--build-dir", str(tmp_path / "build"),
+                       "--mutants-json", str(mutants_json)])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    data = json.loads(out.read_text())
+    assert list(data["native"]) == ["3.14"]
+    _check_native(data["native"]["3.14"], "3.14")
+    assert "port/limit" in text and "poll_scan_4096" in text and "steps/s" in text
+    modes = {m["mode"]: m for m in data["suite"]["modes"]}
+    assert modes["random"]["steps"] > 0 and modes["scenario"]["steps"] > 0
+    assert data["suite"]["time_to_verdict"]["conforms"] is True
+    assert data["suite"]["mutants"]["median_seconds"] == 3.5
+    assert data["seconds"] > 0
+    if plot.available():
+        assert data["plot"] == str(out.with_suffix(".png"))
+        assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert data["plot"] is None
+
+
+def test_tables_render_without_urcu():
+    data = {"urcu": None, "rounds": 1, "clock": "CLOCK_MONOTONIC", "cpus": 2,
+            "operations": [{"name": "advance", "port": {"best": 2.0, "median": 2.0},
+                            "limit": {"best": 1.0, "median": 1.0}, "urcu": None,
+                            "ratios": {"port/limit": {"best": 2.0, "median": 2.0},
+                                       "port/urcu": None}}],
+            "threads": {"rounds": 1, "rows": [
+                {"readers": 1, "port": {"gp_latency_ns": {"best": 900.0, "median": 900.0},
+                                        "reclaim_per_s": {"best": 1e6, "median": 1e6}},
+                 "urcu": None}]}}
+    text = bench_cli.native_table("3.13", data)
+    assert "apt-get install liburcu-dev" in text and "2.00" in text
