@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=(*PROFILES, "both"), default="both",
                    help="profile(s) of the C bench (default: both)")
     p.add_argument("--rounds", type=int, metavar="N",
-                   help="interleaved rounds per operation (default 7; --quick 3)")
+                   help="interleaved rounds per operation (default 15; --quick 5)")
     p.add_argument("--readers", type=int, metavar="N",
                    help="reader threads 1..N in the threaded part (default 4; --quick 2; "
                         "0 skips it)")
