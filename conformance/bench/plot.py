@@ -36,7 +36,7 @@ def write(native: dict[str, dict[str, Any]], path: Path) -> None:
                 scan_ax.plot(slots, values, style, marker="o", label=f"{label} {profile}")
         rows = data["threads"]["rows"]
         readers = [row["readers"] for row in rows]
-        for variant, label in (("port", "port"), ("urcu", "liburcu-qsbr")):
+        for variant, label in (("port", "port"), ("urcu", "liburcu-qsbr, in the run of")):
             if not rows or not all(row.get(variant) for row in rows):
                 continue
             gp_ax.plot(readers, [row[variant]["gp_latency_ns"]["median"] for row in rows],
@@ -44,6 +44,10 @@ def write(native: dict[str, dict[str, Any]], path: Path) -> None:
             reclaim_ax.plot(readers, [row[variant]["reclaim_per_s"]["median"] for row in rows],
                             style, marker="o", label=f"{label} {profile}")
     cpus = next(iter(native.values()))["cpus"] if native else "?"
+    readers = sorted({row["readers"] for data in native.values()
+                      for row in data["threads"]["rows"]})
+    for ax in (gp_ax, reclaim_ax):
+        ax.set_xticks(readers)
     scan_ax.set(xscale="log", yscale="log", xlabel="slots in the array",
                 ylabel="ns per poll (best)", title="poll with a full scan")
     gp_ax.set(yscale="log", xlabel=f"reader threads ({cpus} CPUs)",
