@@ -63,11 +63,21 @@ def _check_native(data, profile):
             assert row["urcu"] is None
 
 
+_built = {}
+
+
+def _binary(tmp_path_factory, profile):
+    """The bench for one profile, built once per test process."""
+    if profile not in _built:
+        build = tmp_path_factory.mktemp(f"bench{profile}")
+        _built[profile] = native.build(mutants.find_source(None), profile, build)[0]
+    return _built[profile]
+
+
 @needs_toolchain
 @pytest.mark.parametrize("profile", ["3.13", "3.14"])
-def test_c_bench_json(tmp_path, profile):
-    binary, _ = native.build(mutants.find_source(None), profile, tmp_path / "build")
-    data = native.run(binary, args=TINY)
+def test_c_bench_json(tmp_path_factory, profile):
+    data = native.run(_binary(tmp_path_factory, profile), args=TINY)
     _check_native(data, profile)
 
 
@@ -82,8 +92,8 @@ def test_c_bench_really_scans(tmp_path):
 
 
 @needs_toolchain
-def test_c_bench_usage_errors(tmp_path):
-    binary, _ = native.build(mutants.find_source(None), "3.14", tmp_path / "build")
+def test_c_bench_usage_errors(tmp_path_factory):
+    binary = _binary(tmp_path_factory, "3.14")
     for bad in (["-r", "0"], ["-R", "x"], ["extra"]):
         with pytest.raises(native.BenchError):
             native.run(binary, args=bad)
