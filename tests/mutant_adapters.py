@@ -6,7 +6,9 @@ name the fact the bug breaks.  They double as examples of small adapters.
 
 from __future__ import annotations
 
-from conformance.model.oracle import Oracle, OracleInterpreter, qsbr_leq
+from dataclasses import replace
+
+from conformance.model.oracle import Oracle, OracleInterpreter, _as_int64, qsbr_leq
 
 _MASK = (1 << 64) - 1
 
@@ -97,3 +99,221 @@ def fifo_freelist(profile: str = "3.13") -> FifoFreelist:
 
 def plain_compare(profile: str = "3.13") -> PlainCompare:
     return PlainCompare(profile)
+
+
+# -- mutants of the kinds measured from outside (issue 14): each is one edit of one rule ------
+# The exhaustive exploration of the default run must find every one of them by construction;
+# nothing in the fixed coverage scenario was written for them.
+
+class _ScanSkipsUnallocated(OracleInterpreter):
+    """S-POLL-1: the scan looks at allocated slots only, so the stale seq after_fork leaves
+    on a released slot no longer holds rd_seq back."""
+
+    def _poll(self, goal, lt, leq):
+        if leq(goal, self.rd_seq):
+            return True
+        minimum = self.wr_seq
+        for slot in self.slots:
+            if slot.allocated and slot.seq != 0 and lt(slot.seq, minimum):   # bug
+                minimum = slot.seq
+        if lt(self.rd_seq, minimum):
+            self.rd_seq = minimum
+        return bool(leq(goal, self.rd_seq))
+
+
+class _ScanSkipsOwnSlot(OracleInterpreter):
+    """S-POLL-1: the scan skips the caller's own slot."""
+
+    def poll(self, tstate, goal):
+        self._polling = self.threads[tstate].slot if tstate in self.threads else None
+        try:
+            return super().poll(tstate, goal)
+        finally:
+            self._polling = None
+
+    def _poll(self, goal, lt, leq):
+        if leq(goal, self.rd_seq):
+            return True
+        minimum = self.wr_seq
+        for index, slot in enumerate(self.slots):
+            if index == getattr(self, "_polling", None):
+                continue                                                    # bug
+            if slot.seq != 0 and lt(slot.seq, minimum):
+                minimum = slot.seq
+        if lt(self.rd_seq, minimum):
+            self.rd_seq = minimum
+        return bool(leq(goal, self.rd_seq))
+
+
+class _DeferralsPerThread(OracleInterpreter):
+    """S-DEF-3: the deferral count is kept per thread state, not per slot (it follows the
+    thread, and a thread that gets a reused slot starts from its own count)."""
+
+    def __init__(self, profile):
+        super().__init__(profile)
+        self.counts = {}
+
+    def deferred_advance(self, tstate):
+        self._thread(tstate)
+        self._require_profile("3.13", "deferred_advance")
+        self._slot_of(tstate)
+        self.counts[tstate] = self.counts.get(tstate, 0) + 1               # bug
+        if self.counts[tstate] < 10:
+            return (self.wr_seq + 2) & _MASK
+        self.counts[tstate] = 0
+        return self.advance()
+
+    def snapshot(self):
+        snap = super().snapshot()
+        slots = tuple(replace(s, bookkeeping=(("deferrals", self.counts.get(s.owner, 0)
+                                               if s.owner is not None else 0),))
+                      for s in snap.slots)
+        return replace(snap, slots=slots)
+
+
+class _MisuseChangesSeq(OracleInterpreter):
+    """MISUSE: attach on an attached slot stores wr_seq before it raises."""
+
+    def attach(self, tstate):
+        thread = self.threads.get(tstate)
+        if thread is not None and thread.slot is not None and not thread.stale:
+            self.slots[thread.slot].seq = self.slots[thread.slot].seq and self.wr_seq   # bug
+        super().attach(tstate)
+
+
+class _UnregisterAttachedClearsOwner(OracleInterpreter):
+    """MISUSE: unregister of an attached slot clears the owner before it raises."""
+
+    def unregister(self, tstate):
+        thread = self.threads.get(tstate)
+        if (thread is not None and thread.slot is not None and not thread.stale
+                and self.slots[thread.slot].seq != 0):
+            self.slots[thread.slot].owner = None                            # bug
+        super().unregister(tstate)
+
+
+class _ForkResetsSeq(OracleInterpreter):
+    """S-FORK-1: after_fork resets the seq of the slots it releases."""
+
+    def after_fork(self, tstate):
+        mine = self._slot_of(tstate)
+        before = [slot.allocated and slot is not mine for slot in self.slots]
+        super().after_fork(tstate)
+        for slot, released in zip(self.slots, before, strict=True):
+            if released:
+                slot.seq = 0                                                # bug
+
+
+class _ReserveResetsSeq(OracleInterpreter):
+    """S-FREE-1: reserve clears the seq of the slot it pops."""
+
+    def reserve(self):
+        index = super().reserve()
+        if index >= 0:
+            self.slots[index].seq = 0                                       # bug
+        return index
+
+
+class _UnregisterResetsBookkeeping(OracleInterpreter):
+    """S-DEF-3: unregister resets the slot's bookkeeping."""
+
+    def unregister(self, tstate):
+        index = self.threads[tstate].slot if tstate in self.threads else None
+        super().unregister(tstate)
+        if index is not None:
+            self.slots[index].bookkeeping = self._new_slot().bookkeeping    # bug
+
+
+class _QuiescentIgnoredWhenDetached(OracleInterpreter):
+    """S-QS-1: quiescent_state on a detached slot does nothing."""
+
+    def quiescent_state(self, tstate):
+        slot = self._slot_of(tstate)
+        if slot.seq == 0:
+            self._apply("S-QS-1")
+            return                                                          # bug
+        super().quiescent_state(tstate)
+
+
+class _GoalReachedStrict(OracleInterpreter):
+    """S-GOAL-1: goal_reached uses QSBR_LT instead of QSBR_LEQ."""
+
+    def goal_reached(self, tstate, goal):
+        super().goal_reached(tstate, goal)
+        return _as_int64(goal - self.rd_seq) < 0                             # bug
+
+
+class _FreelistRebuiltAscending(OracleInterpreter):
+    """S-FREE-2: after growth the freelist is rebuilt with the lowest free index first."""
+
+    def _grow(self):
+        grown = super()._grow()
+        if grown:
+            free = [i for i, s in enumerate(self.slots) if not s.allocated]
+            self.freelist = None
+            for index in reversed(free):                                    # bug
+                self._push_free(index)
+        return grown
+
+
+class _FiniResetsSequences(OracleInterpreter):
+    """S-FINI-1: fini puts wr_seq and rd_seq back to 1."""
+
+    def fini(self):
+        super().fini()
+        self.wr_seq = self.rd_seq = 1                                       # bug
+
+
+class _SetSequencesWhileInUse(OracleInterpreter):
+    """MISUSE: set_sequences is accepted while the array exists."""
+
+    def set_sequences(self, wr_seq, rd_seq):
+        slots, self.slots = self.slots, []
+        try:
+            super().set_sequences(wr_seq, rd_seq)                           # bug
+        finally:
+            self.slots = slots
+
+
+class _DeferOffByOne(OracleInterpreter):
+    """S-DEF-1: deferred_advance advances on the 9th call instead of the 10th."""
+
+    def deferred_advance(self, tstate):
+        self._thread(tstate)
+        self._require_profile("3.13", "deferred_advance")
+        slot = self._slot_of(tstate)
+        slot.bookkeeping["deferrals"] += 1
+        if slot.bookkeeping["deferrals"] < 9:                               # bug
+            return (self.wr_seq + 2) & _MASK
+        slot.bookkeeping["deferrals"] = 0
+        return self.advance()
+
+
+def _factory(interpreter_class, name):
+    mutant = type(name, (_Mutant,), {"interpreter_class": interpreter_class})
+
+    def make(profile: str = "3.13"):
+        return mutant(profile)
+    make.__name__ = name
+    return make
+
+
+#: factory name -> (factory, the fact a default run must name)
+ISSUE14_MUTANTS = {
+    "scan_skips_unallocated": (_ScanSkipsUnallocated, "S-POLL-1"),
+    "deferrals_per_thread": (_DeferralsPerThread, "S-DEF-3"),
+    "scan_skips_own_slot": (_ScanSkipsOwnSlot, "S-POLL-1"),
+    "misuse_changes_seq": (_MisuseChangesSeq, "MISUSE"),
+    "unregister_attached_clears_owner": (_UnregisterAttachedClearsOwner, "MISUSE"),
+    "fork_resets_seq": (_ForkResetsSeq, "S-FORK-1"),
+    "reserve_resets_seq": (_ReserveResetsSeq, "S-FREE-1"),
+    "unregister_resets_bookkeeping": (_UnregisterResetsBookkeeping, "S-DEF-3"),
+    "quiescent_ignored_when_detached": (_QuiescentIgnoredWhenDetached, "S-QS-1"),
+    "goal_reached_strict": (_GoalReachedStrict, "S-GOAL-1"),
+    "freelist_rebuilt_ascending": (_FreelistRebuiltAscending, "S-FREE-2"),
+    "fini_resets_sequences": (_FiniResetsSequences, "S-FINI-1"),
+    "set_sequences_while_in_use": (_SetSequencesWhileInUse, "MISUSE"),
+    "defer_off_by_one": (_DeferOffByOne, "S-DEF-1"),
+}
+for _name, (_cls, _fact) in ISSUE14_MUTANTS.items():
+    globals()[_name] = _factory(_cls, _name)

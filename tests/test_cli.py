@@ -10,7 +10,8 @@ from conformance.model.facts import FACTS
 
 def test_default_run_prints_table_and_conforms(capsys, tmp_path):
     out_json = tmp_path / "report.json"
-    status = cli.main(["--examples", "80", "--seed", "1", "--json", str(out_json), "-q"])
+    status = cli.main(["--examples", "80", "--seed", "1", "--explore-seconds", "2",
+                       "--json", str(out_json), "-q"])
     text = capsys.readouterr().out
     assert status == 0
     assert "CONFORMS" in text.splitlines()[-1]
@@ -23,12 +24,22 @@ def test_default_run_prints_table_and_conforms(capsys, tmp_path):
     rows = {row["id"]: row for row in data["facts"]}
     assert rows["S-DEF-2"]["result"] == "n/a"
     assert all(rows[f.id]["checks"] > 0 for f in FACTS if "3.13" in f.profiles)
+    # counts by source, adding up, and the exhaustive scope reached
+    for row in data["facts"]:
+        assert sum(row["by_source"].values()) == row["checks"]
+    assert rows["S-ADV-1"]["by_source"]["exhaustive"] > 0
+    assert rows["S-ADV-1"]["by_source"]["scenario"] > 0
+    assert rows["S-ADV-1"]["by_source"]["random"] > 0
+    scope = data["exploration"]
+    assert scope["distinct_states"] > 0 and scope["transitions"] > 0
+    assert scope["depth_complete"] >= 1 and len(scope["start_points"]) == 5
+    assert "exhaustive:" in text and "distinct states" in text
 
 
 def test_profile_314_and_markdown(capsys, tmp_path):
     md = tmp_path / "report.md"
-    assert cli.main(["--profile", "3.14", "--examples", "80", "--seed", "2", "--markdown",
-                     str(md), "-q"]) == 0
+    assert cli.main(["--profile", "3.14", "--examples", "80", "--seed", "2",
+                     "--explore-seconds", "2", "--markdown", str(md), "-q"]) == 0
     assert "| S-DEF-2 |" in md.read_text()
     assert "3.14 profile" in capsys.readouterr().out
 
@@ -40,17 +51,38 @@ def test_failing_implementation_exits_1(capsys):
     assert "DOES NOT CONFORM" in out and "S-ADV-1" in out and "shrunk sequence" in out
 
 
+def test_default_cli_run_rejects_a_mutant_with_its_whole_sequence(capsys, tmp_path,
+                                                                   monkeypatch):
+    """No options at all (issue 14): the exploration finds a scan that skips unallocated slots
+    (the stale seq after_fork leaves), names S-POLL-1 and prints every step."""
+    out_json = tmp_path / "r.json"
+    assert cli.main(["--impl", "mutant_adapters:scan_skips_unallocated", "-q",
+                     "--json", str(out_json)]) == 1
+    out = capsys.readouterr().out
+    assert "S-POLL-1" in out.splitlines()[-1]
+    failure = next(f for f in json.loads(out_json.read_text())["failures"]
+                   if f["check"] == "exhaustive")
+    assert failure["facts"] == ["S-POLL-1"]
+    texts = [r["text"] for r in failure["step_records"]]
+    assert texts[0] == "t0 = new_thread_state()    # create_thread"
+    assert any(t.startswith("after_fork(") for t in texts)
+    assert texts[-1].startswith("poll(") and texts[-1].endswith("-> True")
+    assert all(t in out for t in texts)
+
+
 def test_bad_impl_is_a_usage_error(capsys):
     assert cli.main(["--impl", "no_such_module:factory"]) == 2
     assert "cannot import" in capsys.readouterr().err
     assert cli.main(["--impl", "conformance.oracle"]) == 2
     assert cli.main(["--impl", "conformance.oracle:nothing_here"]) == 2
     assert cli.main(["--examples", "0"]) == 2
+    assert cli.main(["--explore-seconds", "-1"]) == 2
 
 
 def test_python_dash_m_entry_point(tmp_path):
     # Outside the source tree, so the installed package is what runs.
     proc = subprocess.run([sys.executable, "-m", "conformance", "--examples", "80", "--seed",
-                           "1", "-q"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                           "1", "--explore-seconds", "2", "-q"], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CONFORMS" in proc.stdout

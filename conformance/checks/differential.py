@@ -27,13 +27,15 @@ from ..model.adapter import Implementation, Snapshot
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.oracle import OracleInterpreter, qsbr_leq
+from .blame import blame
+from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
 
 #: Starting sequences: fresh, just below the 2^64 wrap, or anywhere (odd).
 start_sequences = st.one_of(
     st.just(None),
-    st.integers(0, 12).map(lambda k: U64 - 2 * k),
+    st.integers(0, 6).map(lambda k: U64 - 2 * k),
     st.integers(0, (1 << 63) - 1).map(lambda n: 2 * n + 1),
 )
 
@@ -52,9 +54,12 @@ class DifferentialMachine(RuleBasedStateMachine):
     implementation: Implementation
     ledger: FactLedger
     on_example_done: Callable[[FactLedger], None] | None = None
+    #: [the machine built last]: after a Hypothesis failure, the shrunk case's (set per class)
+    last_instance: list[DifferentialMachine | None] = [None]
 
     def __init__(self) -> None:
         super().__init__()
+        type(self).last_instance[0] = self
         self.profile = self.implementation.profile
         self.impl = self.implementation.new_interpreter()
         self.oracle = OracleInterpreter(self.profile)
@@ -67,7 +72,8 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.last_rd: int | None = None
         self.snap: Snapshot | None = None
         self.steps = 0
-        self.trace: list[str] = []      # labels of the steps run, for reports
+        self.trace: list[StepRecord] = []   # every call made, for reports (conformance.steps)
+        self._expected_slots: tuple = ()
 
     # -- the differential step ---------------------------------------------------------------
 
@@ -85,61 +91,79 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.oracle.applied = []
         oracle_args = args if thread is None else (self.oracle_handle[thread], *args)
         impl_args = args if thread is None else (self.impl_handle[thread], *args)
-        shown = ([f"t{thread}"] if thread is not None else []) + [repr(a) for a in args]
-        label = f"{operation}({', '.join(shown)})"
-        self.trace.append(label)
+        record = StepRecord(operation, thread, tuple(args))
+        label = record.call()
 
         expected_error = result_expected = None
         try:
             result_expected = getattr(self.oracle, operation)(*oracle_args)
         except errors.QsbrError as exc:
             expected_error = exc
-        facts = set(self.oracle.applied) or {MISUSE}
+        applied = set(self.oracle.applied) or {MISUSE}
+        misuse = expected_error is not None
 
         actual_error = result_actual = None
         try:
             result_actual = getattr(self.impl, operation)(*impl_args)
         except errors.ImplementationCrashedError as exc:
-            self._fail(facts, f"{label}: {exc}")
+            self.trace.append(replace(record, error=type(exc).__name__))
+            self._fail(blame(applied, ["result"], operation=operation), f"{label}: {exc}")
         except errors.QsbrError as exc:
             actual_error = exc
         except Exception as exc:  # noqa: BLE001 - any other exception is a protocol breach
-            self._fail(facts, f"{label}: raised {type(exc).__name__}: {exc} "
-                              f"(expected {self._describe(expected_error, result_expected)})")
+            self.trace.append(replace(record, error=f"{type(exc).__name__}: {exc}"))
+            self._fail(blame(applied, ["result"], misuse=misuse, operation=operation),
+                       f"{label}: raised {type(exc).__name__}: {exc} "
+                       f"(expected {self._describe(expected_error, result_expected)})")
+        self.trace.append(replace(
+            record, error=type(actual_error).__name__ if actual_error is not None else None,
+            result=NO_RESULT if actual_error is not None or result_actual is None
+            else result_actual))
 
-        if type(actual_error) is not type(expected_error) or (
-                expected_error is None and result_actual != result_expected):
-            self._fail(facts, f"{label}: got {self._describe(actual_error, result_actual)}, "
-                              f"expected {self._describe(expected_error, result_expected)}")
-        self.ledger.passed(*facts)
-        self._compare_state(facts, label)
+        if type(actual_error) is not type(expected_error):
+            self._fail(blame(applied, ["error"], misuse=True),
+                       f"{label}: got {self._describe(actual_error, result_actual)}, "
+                       f"expected {self._describe(expected_error, result_expected)}")
+        if expected_error is None and result_actual != result_expected:
+            self._fail(blame(applied, ["result"], operation=operation),
+                       f"{label}: got {self._describe(actual_error, result_actual)}, "
+                       f"expected {self._describe(expected_error, result_expected)}")
+        self._compare_state(applied, label, misuse=misuse)
         return result_actual
 
     @staticmethod
     def _describe(error: BaseException | None, result: Any) -> str:
         return f"{type(error).__name__}" if error is not None else repr(result)
 
-    def _compare_state(self, facts: set[str], label: str) -> None:
+    def _compare_state(self, facts: set[str], label: str, misuse: bool = False) -> None:
+        """Compare the whole state; credit ``facts`` once for the step when it agrees."""
         expected = self._logical_snapshot(self.oracle.snapshot(), self.oracle_handle)
         try:
             actual = self._logical_snapshot(self.impl.snapshot(), self.impl_handle)
         except errors.QsbrError as exc:
             self._fail(facts, f"after {label}: snapshot failed: {type(exc).__name__}: {exc}")
-        differences = [
-            f"{name}: got {getattr(actual, name)!r}, expected {getattr(expected, name)!r}"
-            for name in ("wr_seq", "rd_seq", "size", "freelist", "threads")
-            if getattr(actual, name) != getattr(expected, name)
-        ]
+        differences = []
+        parts = []
+        for name in ("wr_seq", "rd_seq", "size", "freelist", "threads"):
+            if getattr(actual, name) != getattr(expected, name):
+                parts.append(name)
+                differences.append(f"{name}: got {getattr(actual, name)!r}, "
+                                   f"expected {getattr(expected, name)!r}")
         if actual.slots != expected.slots and actual.size == expected.size:
             for index, (got, want) in enumerate(zip(actual.slots, expected.slots, strict=True)):
                 if got != want:
                     differences.append(f"slot {index}: got {got}, expected {want}")
+                    parts += [part for part in ("seq", "allocated", "owner", "bookkeeping")
+                              if getattr(got, part) != getattr(want, part)]
         if differences:
-            self._fail(facts, f"after {label}, the state differs from the oracle:\n  "
-                              + "\n  ".join(differences[:8]))
-        self.ledger.passed(*facts)
-        if actual.size:
-            self.ledger.passed("S-SLOT-1")
+            self._fail(blame(facts, parts, misuse=misuse),
+                       f"after {label}, the state differs from the oracle:\n  "
+                       + "\n  ".join(differences))
+        credited = set(facts)
+        if expected.slots != self._expected_slots:
+            credited.add("S-SLOT-1")    # a slot was written: its every field was compared
+        self._expected_slots = expected.slots
+        self.ledger.passed(*credited)
         self.snap = actual
 
     def _fail(self, facts: set[str] | tuple[str, ...], message: str) -> None:
@@ -150,6 +174,11 @@ class DifferentialMachine(RuleBasedStateMachine):
         if not ok:
             self._fail(facts, message)
         self.ledger.passed(*facts)
+
+    def _verify(self, ok: bool, facts: tuple[str, ...], message: str) -> None:
+        """Like _check, without credit: for checks that cannot fail once the state compared."""
+        if not ok:
+            self._fail(facts, message)
 
     # -- choosing arguments ------------------------------------------------------------------
 
@@ -178,13 +207,31 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     # -- setup -------------------------------------------------------------------------------
 
-    @initialize(start=start_sequences)
-    def start(self, start: int | None) -> None:
+    @initialize()
+    def start(self, start: int | None = None) -> None:
+        """Every random run starts fresh; a start near the wrap is the set_sequences rule (a
+        step the shrinker can delete when a bug has nothing to do with the wrap)."""
         if start is not None:
             self.step("set_sequences", start, start)
             self.goals.append(start)
         self._compare_state({"S-SEQ-2"}, "start")
         self.last_rd = self.snap.rd_seq if self.snap else None
+
+    @precondition(lambda self: self.snap is not None and self.snap.size == 0)
+    @rule(wr=start_sequences.filter(lambda v: v is not None), behind=st.integers(0, 3))
+    def set_sequences(self, wr: int, behind: int) -> None:
+        """Fresh, or after fini: restart the sequences, near the wrap or anywhere, with
+        rd_seq up to three increments behind wr_seq."""
+        rd = (wr - 2 * behind) & U64
+        self.step("set_sequences", wr, rd)
+        self.goals += [wr, rd]
+        self.last_rd = self.snap.rd_seq if self.snap else None
+
+    @rule(count=st.integers(1, 4))
+    def advance_many(self, count: int) -> None:
+        """Several advances in a row: from a start near 2^64 this wraps in mid-run."""
+        for _ in range(count):
+            self._record_goal(self.step("advance"))
 
     # -- rules: thread states and lifecycle ---------------------------------------------------
 
@@ -199,6 +246,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.oracle_handle[logical] = self.oracle.new_thread_state()
         self.impl_handle[logical] = self.impl.new_thread_state()
         self.threads.append(logical)
+        self.trace.append(StepRecord("new_thread_state", result=logical))
         self._compare_state({"S-SLOT-1"}, f"new_thread_state() -> t{logical}")
         return logical
 
@@ -215,7 +263,9 @@ class DifferentialMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def destroy_thread(self, data: st.DataObject) -> None:
         """What CPython's thread-state deletion does: detach, unregister, free."""
-        t = self._any_thread(data)
+        self._destroy(self._any_thread(data))
+
+    def _destroy(self, t: int) -> None:
         slot = self.snap.threads.get(t) if self.snap is not None else None
         if isinstance(slot, int):
             if self.snap is not None and self.snap.slots[slot].seq != 0:
@@ -240,12 +290,15 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     @rule(failures=st.integers(1, 2))
     def reserve_out_of_memory(self, failures: int) -> None:
-        self.oracle.fail_next_allocations(failures)
-        self.impl.fail_next_allocations(failures)
+        self._arm_failures(failures)
         self.step("reserve")
         # Leave no armed failure behind for later steps on one side only.
-        self.oracle.fail_next_allocations(0)
-        self.impl.fail_next_allocations(0)
+        self._arm_failures(0)
+
+    def _arm_failures(self, count: int) -> None:
+        self.oracle.fail_next_allocations(count)
+        self.impl.fail_next_allocations(count)
+        self.trace.append(StepRecord("fail_next_allocations", None, (count,), note="test hook"))
 
     @precondition(lambda self: self.threads)
     @rule(data=st.data())
@@ -275,6 +328,42 @@ class DifferentialMachine(RuleBasedStateMachine):
     def after_fork(self, data: st.DataObject) -> None:
         if self._rarely(data):
             self.step("after_fork", thread=self._any_thread(data))
+
+    def _registered(self) -> list[int]:
+        assert self.snap is not None
+        return [t for t in self.threads if isinstance(self.snap.threads.get(t), int)]
+
+    @precondition(lambda self: self.threads and len(self.threads) < 40)
+    @rule(data=st.data())
+    def fork_poll_reuse(self, data: st.DataObject) -> None:
+        """after_fork, then poll (a released slot's stale seq may hold rd_seq back), then a new
+        thread state that reserves the freed slot (and inherits that seq)."""
+        registered = self._registered()
+        if not registered:
+            return
+        t = data.draw(st.sampled_from(registered), label="forking thread")
+        self.step("after_fork", thread=t)
+        assert self.snap is not None
+        self.step("poll", self.snap.wr_seq, thread=t)
+        self.create_thread()
+
+    @precondition(lambda self: self.threads and len(self.threads) < 40)
+    @rule(data=st.data(), count=st.integers(1, 9))
+    def reuse_slot_with_deferrals(self, data: st.DataObject, count: int) -> None:
+        """Deferrals pending in a slot, its thread state destroyed, the slot reused."""
+        registered = self._registered()
+        if not registered:
+            return
+        t = data.draw(st.sampled_from(registered), label="deferring thread")
+        if self.profile == "3.13":
+            for _ in range(count):
+                goal = self.step("deferred_advance", thread=t)
+                if goal is not None:
+                    self._record_goal(goal)
+        else:
+            self.step("set_bookkeeping", count, 512 * count, 0, count % 2 == 1, thread=t)
+        self._destroy(t)
+        self.create_thread()
 
     # -- rules: sequences --------------------------------------------------------------------
 
@@ -380,16 +469,20 @@ class DifferentialMachine(RuleBasedStateMachine):
             if not isinstance(slot, int):
                 continue        # unregistered (detached first) or released: cannot read
             seq = self.snap.slots[slot].seq
-            self._check(seq == 0 or qsbr_leq(goal, seq), ("S-SAFE-1", "S-POLL-2"),
+            self._verify(seq == 0 or qsbr_leq(goal, seq), ("S-SAFE-1", "S-POLL-2"),
                         f"goal {goal} reported reached while t{t}, attached when it was "
                         f"retired, still reads at seq {seq}")
         if readers:
             self.ledger.passed("S-SAFE-1")
 
+    # The invariants check the implementation's snapshot, which the step just compared equal
+    # to the oracle's: they guard the oracle itself and credit no fact (a check that cannot
+    # tell a wrong implementation apart does not count).
+
     @invariant()
     def write_sequence_is_odd(self) -> None:
         if self.snap is not None:
-            self._check(self.snap.wr_seq % 2 == 1, ("S-SEQ-2",),
+            self._verify(self.snap.wr_seq % 2 == 1, ("S-SEQ-2",),
                         f"wr_seq {self.snap.wr_seq} is even")
 
     @invariant()
@@ -397,7 +490,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         if self.snap is None:
             return
         if self.last_rd is not None:
-            self._check(qsbr_leq(self.last_rd, self.snap.rd_seq), ("S-POLL-2", "S-SEQ-3"),
+            self._verify(qsbr_leq(self.last_rd, self.snap.rd_seq), ("S-POLL-2", "S-SEQ-3"),
                         f"rd_seq moved back from {self.last_rd} to {self.snap.rd_seq}")
         self.last_rd = self.snap.rd_seq
 
@@ -406,10 +499,10 @@ class DifferentialMachine(RuleBasedStateMachine):
         if self.snap is None:
             return
         rd, wr = self.snap.rd_seq, self.snap.wr_seq
-        self._check(qsbr_leq(rd, wr), ("S-POLL-2",), f"rd_seq {rd} is ahead of wr_seq {wr}")
+        self._verify(qsbr_leq(rd, wr), ("S-POLL-2",), f"rd_seq {rd} is ahead of wr_seq {wr}")
         for index, slot in enumerate(self.snap.slots):
             if slot.seq != 0:
-                self._check(qsbr_leq(rd, slot.seq) and qsbr_leq(slot.seq, wr),
+                self._verify(qsbr_leq(rd, slot.seq) and qsbr_leq(slot.seq, wr),
                             ("S-POLL-2", "S-SEQ-3"),
                             f"slot {index} attached at {slot.seq} outside [rd_seq {rd}, "
                             f"wr_seq {wr}]")
@@ -420,12 +513,12 @@ class DifferentialMachine(RuleBasedStateMachine):
             return
         free = self.snap.freelist
         unallocated = {i for i, s in enumerate(self.snap.slots) if not s.allocated}
-        self._check(len(free) == len(set(free)) and set(free) == unallocated,
+        self._verify(len(free) == len(set(free)) and set(free) == unallocated,
                     ("S-FREE-1", "S-FREE-3"),
                     f"freelist {free} is not exactly the unallocated slots {sorted(unallocated)}")
         for t, slot in self.snap.threads.items():
             if isinstance(slot, int):
-                self._check(self.snap.slots[slot].owner == t, ("S-REG-1", "S-SLOT-3"),
+                self._verify(self.snap.slots[slot].owner == t, ("S-REG-1", "S-SLOT-3"),
                             f"t{t} points at slot {slot}, owned by {self.snap.slots[slot].owner}")
 
     def teardown(self) -> None:
@@ -492,11 +585,9 @@ def coverage_scenario(m: DifferentialMachine) -> None:
              f"poll({wr}) is False after every attached thread reported a quiescent state")
     while m.snap is not None and m.snap.freelist:       # empty the freelist ...
         m.step("reserve")
-    m.impl.fail_next_allocations(1)                     # ... so the next reserve must grow
-    m.oracle.fail_next_allocations(1)
+    m._arm_failures(1)                                  # ... so the next reserve must grow
     m.step("reserve")                                   # S-FREE-4
-    m.impl.fail_next_allocations(0)
-    m.oracle.fail_next_allocations(0)
+    m._arm_failures(0)
     _invariants(m)
     m.step("attach", thread=c)                          # another attached slot at fork time:
     m.step("after_fork", thread=a)                      # S-FORK-1 keeps its seq

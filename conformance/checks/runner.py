@@ -20,7 +20,9 @@ from ..model.facts import MISUSE, facts_for_profile
 from ..model.layout import layout_differences
 from ..model.ledger import FactLedger
 from ..model.oracle import qsbr_leq, qsbr_lt
+from . import exhaustive
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
+from .steps import StepRecord, render_steps
 
 
 @dataclass
@@ -28,7 +30,15 @@ class Failure:
     check: str
     facts: tuple[str, ...]
     message: str
+    #: the step sequence as printed (rendered from ``records`` when there are any)
     steps: list[str] = field(default_factory=list)
+    #: the whole step sequence, structured (conformance.checks.steps)
+    records: list[StepRecord] = field(default_factory=list)
+
+    @classmethod
+    def with_records(cls, check: str, facts: tuple[str, ...], message: str,
+                     records: list[StepRecord]) -> Failure:
+        return cls(check, facts, message, render_steps(records), list(records))
 
 
 @dataclass
@@ -44,6 +54,8 @@ class RunResult:
     layout_checked: bool
     #: conformance.live.LiveResult when the live interpreter was checked (free-threaded only)
     live: Any = None
+    #: conformance.checks.exhaustive.ExploreResult (None when the exploration was turned off)
+    exploration: Any = None
 
     @property
     def fact_ids(self) -> list[str]:
@@ -127,8 +139,13 @@ def check_layout(impl: Implementation, ledger: FactLedger) -> tuple[bool, Failur
 def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 60,
                     seed: int | None = None,
                     progress: Callable[[FactLedger], None] | None = None,
-                    stop_at_first_failure: bool = False) -> RunResult:
-    """The whole conformance run: layout, comparisons, then the differential state machine."""
+                    stop_at_first_failure: bool = False,
+                    explore_seconds: float = exhaustive.DEFAULT_SECONDS,
+                    explore_depth: int = exhaustive.DEFAULT_DEPTH,
+                    explore_progress: Callable[[Any], None] | None = None) -> RunResult:
+    """The whole conformance run: layout, comparisons, the fixed coverage scenario, the
+    bounded-exhaustive exploration (``explore_seconds`` 0 turns it off), then Hypothesis'
+    random step sequences."""
     started = time.monotonic()
     ledger = FactLedger()
     failures: list[Failure] = []
@@ -151,13 +168,27 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
             with ledger.crediting("scenario"):
                 coverage_scenario(scenario)
         except ConformanceFailure as exc:
-            trace = scenario.trace if scenario is not None else []
-            failures.append(Failure("coverage scenario", exc.facts, str(exc),
-                                    ([f"... {len(trace) - 12} earlier steps"]
-                                     if len(trace) > 12 else []) + trace[-12:]))
+            records = scenario.trace if scenario is not None else []
+            failures.append(Failure.with_records("coverage scenario", exc.facts, str(exc),
+                                                 records))
         except errors.QsbrError as exc:
             failures.append(Failure("coverage scenario", (MISUSE,),
                                     f"{type(exc).__name__}: {exc}"))
+    exploration = None
+    if machine is not None and explore_seconds > 0 and explore_depth > 0 and not (
+            stop_at_first_failure and failures):
+        try:
+            exploration = exhaustive.explore(impl, seconds=explore_seconds, depth=explore_depth,
+                                             ledger=ledger, progress=explore_progress)
+        except errors.QsbrError as exc:
+            failures.append(Failure("exhaustive", (MISUSE,), f"{type(exc).__name__}: {exc}"))
+        else:
+            if exploration.failure is not None:
+                found = exploration.failure
+                failures.append(Failure.with_records(
+                    "exhaustive", found.facts,
+                    f"[{', '.join(found.facts)}] {found.message} (from the start point "
+                    f"'{found.start}')", found.records))
     if seed is not None and machine is not None:
         machine = hypothesis_seed(seed)(machine)
     machine_settings = settings(
@@ -174,14 +205,25 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
         if machine is not None:
             run_state_machine_as_test(machine, settings=machine_settings)
     except ConformanceFailure as exc:
-        failures.append(Failure("differential", exc.facts, str(exc), _notes(exc)))
+        failures.append(_random_failure(machine, exc.facts, str(exc), exc))
     except Exception as exc:  # noqa: BLE001 - report, do not crash the harness
-        failures.append(Failure("differential", (MISUSE,),
-                                f"{type(exc).__name__}: {exc}", _notes(exc)))
+        failures.append(_random_failure(machine, (MISUSE,), f"{type(exc).__name__}: {exc}",
+                                        exc))
 
     interpreter, gil = _interpreter_description()
     return RunResult(
         implementation=impl.name, version=str(impl.version), profile=impl.profile,
         interpreter=interpreter, gil_enabled=gil, ledger=ledger, failures=failures,
         seconds=time.monotonic() - started, layout_checked=layout_checked,
+        exploration=exploration,
     )
+
+
+def _random_failure(machine: Any, facts: tuple[str, ...], message: str,
+                    exc: BaseException) -> Failure:
+    """A Hypothesis failure with the step records of the shrunk case: Hypothesis runs the
+    minimal failing example last, so the last machine built holds its records."""
+    last = getattr(machine, "last_instance", None) if machine is not None else None
+    if last is not None and last[0] is not None and last[0].trace:
+        return Failure.with_records("differential", facts, message, last[0].trace)
+    return Failure("differential", facts, message, _notes(exc))

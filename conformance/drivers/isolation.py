@@ -114,6 +114,14 @@ class IsolatedInterpreter:
                 raise
         return call
 
+    def run_calls(self, calls: list) -> list:
+        """Run a batch of calls in the child (conformance.checks.exhaustive.execute_calls)."""
+        try:
+            return self._child.call((self._id, "run_calls", (calls,)))
+        except errors.ImplementationCrashedError:
+            self._owner._note_failure(self._child)
+            raise
+
     def close(self) -> None:
         if self._child.dead is None:
             try:

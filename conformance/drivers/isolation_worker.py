@@ -39,6 +39,7 @@ def main() -> int:
     sys.stdout = sys.stderr         # stray prints must not corrupt the channel
     impl = load_implementation(spec, **kwargs)
     interpreters: dict[int, object] = {}
+    handles: dict[int, list] = {}       # per interpreter, for run_calls (logical thread ids)
     _write(replies, ("ok", {"name": impl.name, "version": str(impl.version),
                             "profile": impl.profile,
                             "layout": impl.layout() if hasattr(impl, "layout") else None}))
@@ -51,10 +52,17 @@ def main() -> int:
                 value: object = id(interp)
             elif target == "impl":
                 value = getattr(impl, method)(*args)
+            elif method == "run_calls":
+                # A batch from the exhaustive exploration: replay + new calls + snapshots in
+                # one round trip (conformance.checks.exhaustive.execute_calls).
+                from ..checks.exhaustive import execute_calls
+                value = execute_calls(interpreters[target], args[0],
+                                      handles.setdefault(target, []))
             else:
                 value = getattr(interpreters[target], method)(*args)
                 if method == "close":
                     del interpreters[target]
+                    handles.pop(target, None)
             _write(replies, ("ok", value))
         except errors.QsbrError as exc:
             _write(replies, ("qsbr", exc.kind, str(exc)))

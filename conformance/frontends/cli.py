@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+from ..checks.exhaustive import DEFAULT_DEPTH as DEFAULT_EXPLORE_DEPTH
+from ..checks.exhaustive import DEFAULT_SECONDS as DEFAULT_EXPLORE_SECONDS
 from ..checks.runner import run_conformance
 from ..drivers.isolation import IsolatedImplementation
 from ..model.adapter import PROFILES, AdapterError, load_implementation
@@ -42,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="Hypothesis examples (step sequences) to run (default: 150)")
     parser.add_argument("--steps", type=int, default=60, metavar="N",
                         help="maximum steps per example (default: 60)")
+    parser.add_argument("--explore-seconds", type=float, default=DEFAULT_EXPLORE_SECONDS,
+                        metavar="SECONDS",
+                        help="time bound of the bounded-exhaustive exploration (default: "
+                             f"{DEFAULT_EXPLORE_SECONDS:g}; 0 turns it off)")
+    parser.add_argument("--explore-depth", type=int, default=DEFAULT_EXPLORE_DEPTH, metavar="N",
+                        help="depth bound of the exploration, in actions from each start "
+                             f"point (default: {DEFAULT_EXPLORE_DEPTH}; deeper needs more "
+                             "--explore-seconds)")
     parser.add_argument("--seed", type=int, default=None, metavar="N",
                         help="seed for a reproducible run")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
@@ -83,6 +93,22 @@ class Progress:
             self.last_decile = done * 10 // self.total
             print(line, file=sys.stderr, flush=True)
 
+    def exploring(self, result: Any) -> None:
+        """Progress of the exhaustive exploration (at most one line a second)."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - getattr(self, "_explore_shown", 0.0) < 1.0:
+            return
+        self._explore_shown = now
+        line = (f"[exploring] {result.states} states, {result.transitions} transitions, "
+                f"{result.seconds:.0f}/{result.seconds_bound:g} s")
+        if self.tty:
+            sys.stderr.write("\r" + line)
+            sys.stderr.flush()
+        else:
+            print(line, file=sys.stderr, flush=True)
+
     def finish(self) -> None:
         if self.enabled and self.tty:
             sys.stderr.write("\n")
@@ -102,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.examples < 1 or args.steps < 1:
         print("qsbr-conformance: --examples and --steps must be at least 1", file=sys.stderr)
+        return 2
+    if args.explore_seconds < 0 or args.explore_depth < 0:
+        print("qsbr-conformance: --explore-seconds and --explore-depth must not be negative",
+              file=sys.stderr)
         return 2
     kwargs = {}
     if args.profile is not None:
@@ -123,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = Progress(args.examples, enabled=not args.quiet)
     result = run_conformance(impl, examples=args.examples, steps=args.steps, seed=args.seed,
-                             progress=progress)
+                             progress=progress, explore_seconds=args.explore_seconds,
+                             explore_depth=args.explore_depth,
+                             explore_progress=progress.exploring)
     progress.finish()
     from ..checks import live
     if args.live_examples > 0 and live.probe_available():

@@ -8,6 +8,9 @@ from typing import Any
 from ..checks.runner import RunResult
 from ..model.facts import FACTS, MISUSE
 
+#: The sequential sources shown as columns (counts by source; all sources are in the JSON).
+_SOURCE_COLUMNS = ("scenario", "exhaustive", "random")
+
 
 def _rows(result: RunResult) -> list[dict[str, Any]]:
     rows = []
@@ -21,13 +24,27 @@ def _rows(result: RunResult) -> list[dict[str, Any]]:
             if status == "n/a":
                 note = "the implementation exposes no layout()"
         rows.append({"id": fact.id, "summary": fact.summary,
-                     "checks": result.ledger.checks[fact.id], "result": status, "note": note,
+                     "checks": result.ledger.checks[fact.id],
+                     "by_source": result.ledger.counts_by_source(fact.id),
+                     "result": status, "note": note,
                      "failures": result.ledger.failures.get(fact.id, [])})
     rows.append({"id": MISUSE, "summary": "misuse upstream only asserts is rejected, "
                  "state unchanged", "checks": result.ledger.checks[MISUSE],
+                 "by_source": result.ledger.counts_by_source(MISUSE),
                  "result": result.fact_status(MISUSE),
                  "note": "", "failures": result.ledger.failures.get(MISUSE, [])})
     return rows
+
+
+def _exploration_lines(result: RunResult) -> list[str]:
+    exploration = result.exploration
+    if exploration is None:
+        return ["exhaustive exploration: off"]
+    lines = [exploration.summary()]
+    if exploration.failure is None and exploration.stopped_by == "depth":
+        lines.append(f"  every action sequence up to depth {exploration.depth_bound} from each "
+                     "start point was compared")
+    return lines
 
 
 def _live_lines(result: RunResult) -> list[str]:
@@ -79,19 +96,27 @@ def to_text(result: RunResult) -> str:
         f"profile {result.profile}; interpreter {result.interpreter}; "
         f"GIL {'on' if result.gil_enabled else 'off'}",
         "",
-        f"{'fact':<11} {'what it says':<72} {'checks':>8}  result",
-        f"{'-' * 11} {'-' * 72} {'-' * 8}  {'-' * 9}",
+        "checks by source: scenario (the fixed coverage scenario), exhaustive (bounded-"
+        "exhaustive exploration), random (Hypothesis); a check counts once per step, and only "
+        "where the step could tell a wrong implementation apart",
+        "",
+        f"{'fact':<11} {'what it says':<72} {'checks':>8} {'scenario':>8} {'exhaust.':>8} "
+        f"{'random':>8}  result",
+        f"{'-' * 11} {'-' * 72} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 8}  {'-' * 9}",
     ]
     for row in rows:
         summary = row["summary"] if len(row["summary"]) <= 72 else row["summary"][:69] + "..."
         note = f" ({row['note']})" if row["note"] else ""
-        lines.append(f"{row['id']:<11} {summary:<72} {row['checks']:>8}  {row['result']}{note}")
+        by_source = " ".join(f"{row['by_source'].get(source, 0):>8}"
+                             for source in _SOURCE_COLUMNS)
+        lines.append(f"{row['id']:<11} {summary:<72} {row['checks']:>8} {by_source}  "
+                     f"{row['result']}{note}")
+    lines += [""] + _exploration_lines(result)
     for failure in result.failures:
         lines += ["", f"FAILURE in {failure.check} check, facts {', '.join(failure.facts)}:",
                   f"  {failure.message}"]
         if failure.steps:
-            lines.append("  shrunk sequence:" if failure.check != "coverage scenario"
-                         else "  sequence (the fixed coverage scenario, up to the failure):")
+            lines.append(_sequence_heading(failure.check))
             lines += [f"    {step}" for step in failure.steps]
     live = _live_lines(result)
     if live:
@@ -100,16 +125,26 @@ def to_text(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def _sequence_heading(check: str) -> str:
+    return {"coverage scenario": "  sequence (the fixed coverage scenario, up to the failure):",
+            "exhaustive": "  sequence (every call from a fresh interpreter):",
+            "differential": "  shrunk sequence:"}.get(check, "  sequence:")
+
+
 def to_markdown(result: RunResult) -> str:
     lines = [f"# QSBR conformance: {result.implementation} {result.version}", "",
              f"- profile: {result.profile}", f"- interpreter: {result.interpreter}",
              f"- GIL: {'on' if result.gil_enabled else 'off'}",
              f"- {result.ledger.examples} examples, {result.ledger.steps} steps, "
              f"{result.seconds:.1f} s", "",
-             "| fact | what it says | checks | result |", "|---|---|---:|---|"]
+             f"- {'; '.join(_exploration_lines(result))}", "",
+             "| fact | what it says | checks | scenario | exhaustive | random | result |",
+             "|---|---|---:|---:|---:|---:|---|"]
     for row in _rows(result):
         note = f" ({row['note']})" if row["note"] else ""
-        lines.append(f"| {row['id']} | {row['summary']} | {row['checks']} | "
+        by_source = " | ".join(str(row["by_source"].get(source, 0))
+                               for source in _SOURCE_COLUMNS)
+        lines.append(f"| {row['id']} | {row['summary']} | {row['checks']} | {by_source} | "
                      f"{row['result']}{note} |")
     for failure in result.failures:
         lines += ["", f"## Failure: {failure.check} ({', '.join(failure.facts)})", "",
@@ -134,8 +169,11 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "conforms": result.conforms,
         "verdict": verdict(result),
         "facts": _rows(result),
+        "exploration": (None if result.exploration is None
+                        else result.exploration.scope()),
         "failures": [{"check": f.check, "facts": list(f.facts), "message": f.message,
-                      "steps": f.steps} for f in result.failures],
+                      "steps": f.steps, "step_records": [r.to_json() for r in f.records]}
+                     for f in result.failures],
         "live": None if result.live is None else {
             "version": result.live.version, "profile": result.live.profile,
             "actions": result.live.actions, "runs": result.live.runs,

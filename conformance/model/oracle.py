@@ -6,12 +6,16 @@ comparison is the wrap-around safe one (S-SEQ-3).  Misuse raises the same except
 the Cython bridge and leaves the state unchanged.
 
 Each method also records in ``applied`` the fact ids whose rules decided its result, so the
-differential run can credit (or blame) exactly those facts.
+differential run can credit (or blame) exactly those facts.  A fact is recorded only when the
+step could tell a wrong implementation of that rule apart: S-SEQ-4 only when a sequence actually
+wrapped past 2^64, S-SEQ-3 only when a plain unsigned comparison would have decided differently,
+S-DEF-3 only when the slot's bookkeeping is not the fresh one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import errors
 from .adapter import BOOKKEEPING_FIELDS, STALE, SlotView, Snapshot
@@ -41,6 +45,14 @@ def qsbr_lt(a: int, b: int) -> bool:
 def qsbr_leq(a: int, b: int) -> bool:
     """S-SEQ-3: ``(int64_t)(a - b) <= 0`` on unsigned 64-bit values."""
     return _as_int64(a - b) <= 0
+
+
+def _plain_lt(a: int, b: int) -> bool:
+    return (a & _MASK) < (b & _MASK)
+
+
+def _plain_leq(a: int, b: int) -> bool:
+    return (a & _MASK) <= (b & _MASK)
 
 
 @dataclass
@@ -108,6 +120,9 @@ class OracleInterpreter:
             self._apply(MISUSE)
             raise errors.UnsupportedOperationError(
                 f"{operation} is not part of the {self.profile} profile")
+
+    def _has_bookkeeping(self, slot: _Slot) -> bool:
+        return any(slot.bookkeeping.values())
 
     def _push_free(self, index: int) -> None:
         self.slots[index].next_free = self.freelist
@@ -181,6 +196,13 @@ class OracleInterpreter:
         index = self._allocate()
         if index is None and self._grow():
             index = self._allocate()
+            if any(s.owner is not None for s in self.slots):
+                self._apply("S-SLOT-3")     # owners re-pointed into the new array
+            if any(self._has_bookkeeping(s) for s in self.slots):
+                self._apply("S-DEF-3")      # growth copies the bookkeeping
+        if index is not None and (self._has_bookkeeping(self.slots[index])
+                                  or self.slots[index].seq != QSBR_OFFLINE):
+            self._apply("S-DEF-3")          # a reused slot keeps what it held
         return -1 if index is None else index
 
     def register(self, tstate: int, index: int) -> None:
@@ -217,7 +239,9 @@ class OracleInterpreter:
             raise errors.StillAttachedError(f"thread state {tstate} is still attached")
         index = self.threads[tstate].slot
         assert index is not None
-        self._apply("S-UNREG-1", "S-FREE-3", "S-DEF-3")
+        self._apply("S-UNREG-1", "S-FREE-3")
+        if self._has_bookkeeping(slot):
+            self._apply("S-DEF-3")      # a port that resets it on unregister differs here
         slot.owner = None
         slot.allocated = False
         self._push_free(index)      # S-FREE-3: LIFO; seq stays 0, bookkeeping stays
@@ -238,6 +262,8 @@ class OracleInterpreter:
         self._apply("S-FORK-1")
         for index, slot in enumerate(self.slots):
             if slot is not mine and slot.allocated:
+                if self._has_bookkeeping(slot):
+                    self._apply("S-DEF-3")
                 if slot.owner is not None:
                     self.threads[slot.owner].stale = True
                 slot.owner = None
@@ -272,8 +298,10 @@ class OracleInterpreter:
 
     def advance(self) -> int:
         """S-ADV-1: wr_seq += 2 (modulo 2^64, S-SEQ-4); return the new value."""
-        self._apply("S-ADV-1", "S-SEQ-1", "S-SEQ-4")
+        self._apply("S-ADV-1", "S-SEQ-1")
         self.wr_seq = (self.wr_seq + QSBR_INCR) & _MASK
+        if self.wr_seq < QSBR_INCR:
+            self._apply("S-SEQ-4")      # this advance crossed 2^64
         return self.wr_seq
 
     def deferred_advance(self, tstate: int) -> int:
@@ -281,10 +309,15 @@ class OracleInterpreter:
         self._thread(tstate)
         self._require_profile("3.13", "deferred_advance")
         slot = self._slot_of(tstate)
-        self._apply("S-DEF-1", "S-DEF-3")
+        self._apply("S-DEF-1")
+        if self._has_bookkeeping(slot):
+            self._apply("S-DEF-3")      # the count so far belongs to the slot
         slot.bookkeeping["deferrals"] += 1
         if slot.bookkeeping["deferrals"] < QSBR_DEFERRED_LIMIT:
-            return (self.wr_seq + QSBR_INCR) & _MASK
+            goal = (self.wr_seq + QSBR_INCR) & _MASK
+            if goal < QSBR_INCR:
+                self._apply("S-SEQ-4")
+            return goal
         slot.bookkeeping["deferrals"] = 0
         return self.advance()
 
@@ -292,7 +325,10 @@ class OracleInterpreter:
         """S-DEF-2 (3.14): wr_seq + 2, without advancing."""
         self._require_profile("3.14", "shared_next")
         self._apply("S-DEF-2")
-        return (self.wr_seq + QSBR_INCR) & _MASK
+        goal = (self.wr_seq + QSBR_INCR) & _MASK
+        if goal < QSBR_INCR:
+            self._apply("S-SEQ-4")
+        return goal
 
     def should_process(self, tstate: int) -> bool:
         """S-DEF-2 (3.14): the slot's flag, as set by the allocator."""
@@ -317,24 +353,44 @@ class OracleInterpreter:
         """S-GOAL-1: QSBR_LEQ(goal, rd_seq), no scan."""
         errors.check_u64(goal, "goal")
         self._slot_of(tstate)
-        self._apply("S-GOAL-1", "S-SEQ-3")
-        return qsbr_leq(goal, self.rd_seq)
+        self._apply("S-GOAL-1")
+        reached = qsbr_leq(goal, self.rd_seq)
+        if reached != _plain_leq(goal, self.rd_seq):
+            self._apply("S-SEQ-3")      # wrap-around decided the answer
+        return reached
 
     def poll(self, tstate: int, goal: int) -> bool:
         """S-POLL-1: reached already, or scan every slot for the minimum attached seq."""
         errors.check_u64(goal, "goal")
         self._slot_of(tstate)
-        self._apply("S-POLL-1", "S-SEQ-3")
-        if qsbr_leq(goal, self.rd_seq):
+        self._apply("S-POLL-1")
+        before = self.rd_seq
+        reached = self._poll(goal, qsbr_lt, qsbr_leq)
+        if (reached, self.rd_seq) != self._plain_poll(goal, before):
+            self._apply("S-SEQ-3")      # wrap-around decided the answer or the new rd_seq
+        return reached
+
+    def _poll(self, goal: int, lt: Any, leq: Any) -> bool:
+        if leq(goal, self.rd_seq):
             return True
+        self._apply("S-POLL-2")     # the scan's new rd_seq: never back, never past a reader
         minimum = self.wr_seq
         for slot in self.slots:     # every slot, allocated or not: by seq alone
-            if slot.seq != QSBR_OFFLINE and qsbr_lt(slot.seq, minimum):
+            if slot.seq != QSBR_OFFLINE and lt(slot.seq, minimum):
                 minimum = slot.seq
         rd_seq = self.rd_seq
-        if qsbr_lt(rd_seq, minimum):
+        if lt(rd_seq, minimum):
             self.rd_seq = rd_seq = minimum      # S-POLL-2: only ever forward
-        return qsbr_leq(goal, rd_seq)
+        return bool(leq(goal, rd_seq))
+
+    def _plain_poll(self, goal: int, rd_before: int) -> tuple[bool, int]:
+        """What a poll with plain unsigned comparisons would have answered (and left)."""
+        rd_after, self.rd_seq = self.rd_seq, rd_before
+        try:
+            reached = self._poll(goal, _plain_lt, _plain_leq)
+            return reached, self.rd_seq
+        finally:
+            self.rd_seq = rd_after
 
     # -- observation -------------------------------------------------------------------------
 

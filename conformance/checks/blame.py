@@ -1,0 +1,75 @@
+"""Blame the deciding rule: which fact a difference from the oracle is charged to.
+
+A step applies several rules (the oracle records them in ``OracleInterpreter.applied``), but a
+difference in one part of the result or of the state is decided by only some of them: a poll
+whose answer differs is charged to S-POLL-1, and to S-SEQ-3 only when wrap-around decided the
+answer (the oracle records S-SEQ-3 only then); a difference in a slot's bookkeeping after an
+unregister is charged to S-DEF-3, not to S-FREE-3.  :func:`blame` intersects the facts the step
+applied with the facts that decide the part that differs; when the intersection is empty (a bug
+in a part the step should not have touched at all), every applied fact is named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..model.facts import MISUSE
+
+#: The facts that decide each part of the observable state.
+STATE_FACTS: dict[str, frozenset[str]] = {
+    "wr_seq": frozenset({"S-ADV-1", "S-DEF-1", "S-SEQ-1", "S-SEQ-2", "S-SEQ-4"}),
+    "rd_seq": frozenset({"S-POLL-1", "S-SEQ-2", "S-SEQ-3"}),
+    "size": frozenset({"S-SLOT-3", "S-FINI-1", "S-FREE-4"}),
+    "freelist": frozenset({"S-FREE-1", "S-FREE-2", "S-FREE-3", "S-FREE-4", "S-FORK-1",
+                           "S-FINI-1"}),
+    "threads": frozenset({"S-REG-1", "S-UNREG-1", "S-FORK-1", "S-FINI-1", "S-SLOT-3"}),
+    "seq": frozenset({"S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-SEQ-1", "S-FREE-1",
+                      "S-UNREG-1", "S-FORK-1"}),
+    "allocated": frozenset({"S-FREE-1", "S-UNREG-1", "S-FORK-1", "S-FREE-4"}),
+    "owner": frozenset({"S-REG-1", "S-UNREG-1", "S-FORK-1"}),
+    "bookkeeping": frozenset({"S-DEF-1", "S-DEF-2", "S-DEF-3"}),
+    "freelist_next": frozenset({"S-FREE-1", "S-SLOT-1"}),
+    "shared": frozenset({"S-FREE-1", "S-SLOT-1"}),
+    "alignment": frozenset({"S-SLOT-2", "S-SLOT-3"}),
+}
+
+#: The facts that decide each operation's return value.
+RESULT_FACTS: dict[str, frozenset[str]] = {
+    "advance": frozenset({"S-ADV-1", "S-SEQ-4"}),
+    "deferred_advance": frozenset({"S-DEF-1", "S-ADV-1", "S-SEQ-4"}),
+    "shared_next": frozenset({"S-DEF-2", "S-SEQ-4"}),
+    "should_process": frozenset({"S-DEF-2", "S-DEF-3"}),
+    "poll": frozenset({"S-POLL-1", "S-SEQ-3"}),
+    "goal_reached": frozenset({"S-GOAL-1", "S-SEQ-3"}),
+    "reserve": frozenset({"S-RES-1", "S-FREE-1", "S-FREE-2", "S-FREE-3", "S-FREE-4",
+                          "S-SLOT-3", "S-FORK-1"}),
+}
+
+
+def blame(applied: Iterable[str], parts: Iterable[str], *, misuse: bool = False,
+          operation: str | None = None) -> set[str]:
+    """The facts to charge a difference in ``parts`` to.
+
+    ``parts`` names what differs: ``"result"``, ``"error"``, or state parts (keys of
+    :data:`STATE_FACTS`).  ``misuse`` says the oracle rejected the call (or the implementation
+    rejected a call the oracle accepted): then the difference is a MISUSE failure, since a
+    rejected call must leave the state exactly as it was.
+    """
+    applied = set(applied)
+    if misuse:
+        return {MISUSE}
+    deciding: set[str] = set()
+    parts = list(parts)
+    if operation == "reserve" and "result" in parts:
+        # Which index reserve returns is decided by the freelist's head: the rebuild after a
+        # growth (S-FREE-2), a failed growth (S-FREE-4), or the pop itself (S-FREE-1); who
+        # pushed the head (S-FREE-3, S-FORK-1) was compared when it was pushed.
+        for fact in ("S-FREE-4", "S-FREE-2", "S-FREE-1"):
+            if fact in applied:
+                return {fact}
+    for part in parts:
+        if part == "result" and operation is not None:
+            deciding |= RESULT_FACTS.get(operation, frozenset())
+        else:
+            deciding |= STATE_FACTS.get(part, frozenset())
+    return (applied & deciding) or applied or {MISUSE}

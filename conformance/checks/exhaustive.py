@@ -1,0 +1,711 @@
+"""Bounded-exhaustive differential exploration of the adapter protocol.
+
+Breadth first, from a few start points, over EVERY action of the protocol (misuse, fork, fini,
+set_sequences, growth and allocation failure included), comparing the implementation with the
+oracle after every call: the return value (or the exception's class) and the whole observable
+state.  States are canonicalised before they enter the visited set:
+
+* thread states are renamed (only what a thread state's own slot pointer designates matters:
+  a slot index, no slot, or a stale slot; two thread states without a slot are interchangeable);
+* sequence numbers are kept relative to ``wr_seq`` (``wr_seq - seq`` modulo 2^64), together with
+  what still tells a wrap apart: how many advances ``wr_seq`` is from crossing 2^64 (capped),
+  and for every sequence whether 2^64 lies between it and ``wr_seq``.
+
+Two states with the same key behave the same under every action (up to the renaming), so a
+visited state is not expanded again.  The implementation is driven by replay: each transition
+starts from a fresh interpreter and replays the calls that led to its source state (a call that
+left the observable state unchanged lets the next action reuse the same interpreter instead).
+For an implementation isolated in a child process (conformance.drivers.isolation) a replay, the
+new action and its snapshots travel in one round trip.
+
+Start points (:data:`START_POINTS`): the initial state; a writer and an attached reader; the same
+just below the 2^64 wrap; the array grown to 16 and to 32 and mostly emptied again.  Levels are
+explored across every start point together, one depth at a time, until the depth bound or the
+time budget is reached; the result says how deep each start point was explored completely.
+
+Public entry point: :func:`explore` (used by the conformance run and by benchmarks; its
+:class:`ExploreResult` gives the numbers of distinct states, transitions and checked steps, and
+the time spent in snapshots and comparisons).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model import errors
+from ..model.adapter import STALE, Implementation
+from ..model.facts import MISUSE
+from ..model.ledger import FactLedger
+from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
+from .blame import blame
+from .steps import NO_RESULT, StepRecord
+
+U64 = (1 << 64) - 1
+
+#: Default bounds of the exploration in the default conformance run.
+DEFAULT_SECONDS = 10.0
+DEFAULT_DEPTH = 6
+#: Depth explored completely whatever the time bound says (so that what the default run checks
+#: does not depend on how loaded the machine is): about 13,000 transitions, 2-3 s of CPU time
+#: on the reference port.
+DEFAULT_MIN_DEPTH = 3
+#: Most live thread states a state may have (a new_thread_state beyond it is not explored).
+DEFAULT_MAX_THREADS = 3
+#: How many advances before the 2^64 wrap still count as "near" it in the canonical key.
+_WRAP_HORIZON = 32
+
+
+# -- calls: what one transition does, in the protocol's terms -----------------------------------
+
+#: A concrete call: (operation, logical thread or None, args, compare-after?, note).
+Call = tuple[str, "int | None", tuple, bool, str]
+
+
+def execute_calls(interp: Any, calls: list[Call], handles: list[Any]) -> list[tuple]:
+    """Run ``calls`` on an implementation's interpreter; used in-process and in an isolated child.
+
+    ``handles`` lists the implementation's handles in creation order (logical id = position)
+    and is extended by ``new_thread_state``.  Returns one outcome per call that asked to be
+    compared: ``(kind, value, fingerprint)`` with kind ``ok`` (value returned), ``qsbr`` (value
+    is the error class name), ``exception`` (any other exception: value is its text; nothing
+    after it runs) and fingerprint the state after the call (see :func:`impl_fingerprint`).
+    """
+    outcomes: list[tuple] = []
+    position = 0
+    try:                            # the replayed prefix (not compared) in a tight loop
+        while position < len(calls):
+            operation, thread, args, compare, _note = calls[position]
+            if compare:
+                break
+            method = getattr(interp, operation)
+            value = method(handles[thread], *args) if thread is not None else method(*args)
+            if operation == "new_thread_state":
+                handles.append(value)
+            position += 1
+        else:
+            return outcomes
+    except errors.QsbrError as exc:
+        if isinstance(exc, errors.ImplementationCrashedError):
+            raise
+        position += 1               # a replayed misuse: it was compared when first run
+    except Exception as exc:  # noqa: BLE001 - a protocol breach, reported by the caller
+        return [("exception", f"{type(exc).__name__}: {exc}", None)]
+    for operation, thread, args, compare, _note in calls[position:]:
+        try:
+            if thread is not None:
+                value = getattr(interp, operation)(handles[thread], *args)
+            else:
+                value = getattr(interp, operation)(*args)
+            if operation == "new_thread_state":
+                handles.append(value)
+                value = len(handles) - 1
+            outcome: tuple = ("ok", value)
+        except errors.ImplementationCrashedError:
+            raise
+        except errors.QsbrError as exc:
+            outcome = ("qsbr", type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - a protocol breach, reported by the caller
+            outcomes.append(("exception", f"{type(exc).__name__}: {exc}", None))
+            return outcomes
+        if compare:
+            try:
+                fingerprint = impl_fingerprint(interp.snapshot(), handles)
+            except errors.ImplementationCrashedError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                outcomes.append(("exception", f"snapshot failed: {type(exc).__name__}: {exc}",
+                                 None))
+                return outcomes
+            outcomes.append((*outcome, fingerprint))
+    return outcomes
+
+
+def impl_fingerprint(snap: Any, handles: list[Any]) -> tuple:
+    """A snapshot as a plain tuple in logical thread ids (comparable with the oracle's)."""
+    logical = {handle: index for index, handle in enumerate(handles)}
+    slots = tuple([(s.seq, bool(s.allocated),
+                    None if s.owner is None else logical.get(s.owner, repr(s.owner)),
+                    tuple(s.bookkeeping)) for s in snap.slots])
+    threads = tuple(sorted((logical[h], slot) for h, slot in snap.threads.items()
+                           if h in logical))
+    return (snap.wr_seq, snap.rd_seq, snap.size, slots, tuple(snap.freelist), threads)
+
+
+def oracle_fingerprint(o: OracleInterpreter) -> tuple:
+    slots = tuple([(s.seq, s.allocated, s.owner, tuple(s.bookkeeping.items()))
+                   for s in o.slots])
+    freelist = []
+    index = o.freelist
+    while index is not None:
+        freelist.append(index)
+        index = o.slots[index].next_free
+    threads = tuple(sorted((h, STALE if t.stale else t.slot) for h, t in o.threads.items()))
+    return (o.wr_seq, o.rd_seq, len(o.slots), slots, tuple(freelist), threads)
+
+
+_FP_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads")
+_SLOT_PARTS = ("seq", "allocated", "owner", "bookkeeping")
+
+
+def fingerprint_differences(got: tuple, want: tuple) -> tuple[list[str], list[str]]:
+    """(differing parts for blame, readable lines) between two fingerprints."""
+    parts: list[str] = []
+    lines: list[str] = []
+    for name, g, w in zip(_FP_PARTS, got, want, strict=True):
+        if g == w:
+            continue
+        if name == "slots" and len(g) == len(w):
+            for index, (gs, ws) in enumerate(zip(g, w, strict=True)):
+                for part, gv, wv in zip(_SLOT_PARTS, gs, ws, strict=True):
+                    if gv != wv:
+                        parts.append(part)
+                        lines.append(f"slot {index} {part}: got {gv!r}, expected {wv!r}")
+        elif name == "slots":
+            parts.append("size")
+            lines.append(f"slots: got {len(g)}, expected {len(w)}")
+        else:
+            parts.append(name)
+            lines.append(f"{name}: got {g!r}, expected {w!r}")
+    return parts, lines
+
+
+# -- canonical states -------------------------------------------------------------------------
+
+def canonical_key(o: OracleInterpreter) -> tuple:
+    """The oracle's state up to thread renaming, with sequences relative to ``wr_seq``."""
+    wr = o.wr_seq
+
+    def seq(value: int) -> tuple[int, bool] | None:
+        if value == 0:
+            return None
+        return ((wr - value) & U64, value > wr)     # offset; 2^64 lies between
+
+    slots = tuple([(seq(s.seq) if s.seq else None, s.allocated, s.owner is not None,
+                    tuple(s.bookkeeping.values())) for s in o.slots])
+    freelist = []
+    index = o.freelist
+    while index is not None:
+        freelist.append(index)
+        index = o.slots[index].next_free
+    pointers = sorted((-2 if t.stale else -1 if t.slot is None else t.slot)
+                      for t in o.threads.values())
+    return (min((U64 - wr) // 2, _WRAP_HORIZON), seq(o.rd_seq), slots, tuple(freelist),
+            tuple(pointers))
+
+
+# -- actions -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    thread: int | None = None
+    args: tuple = ()
+
+    def label(self) -> str:
+        shown = ([f"t{self.thread}"] if self.thread is not None else []) + [
+            repr(a) for a in self.args]
+        return f"{self.name}({', '.join(shown)})"
+
+
+def actions(o: OracleInterpreter, max_threads: int) -> list[Action]:
+    """Every action from the oracle's state, symmetric thread states once."""
+    wr, rd = o.wr_seq, o.rd_seq
+    found: list[Action] = []
+    if len(o.threads) < max_threads:
+        found += [Action("new_thread_state"), Action("create_thread")]
+    found.append(Action("reserve"))
+    if o.freelist is None:
+        found.append(Action("reserve_out_of_memory"))
+    found.append(Action("advance"))
+    if o.profile == "3.14":
+        found.append(Action("shared_next"))
+    if o.slots:
+        found.append(Action("fini"))
+        found.append(Action("set_sequences", None, (wr, rd)))           # NotFresh
+    else:
+        found += [Action("set_sequences", None, ((wr + 4) & U64, wr)),  # rd != wr
+                  Action("set_sequences", None, (U64 - 2, U64 - 6)),    # near the wrap
+                  Action("set_sequences", None, ((wr + 1) & U64, wr)),  # even: misuse
+                  Action("set_sequences", None, (wr, (wr + 2) & U64))]  # rd after wr
+    seen_kinds: set[str] = set()
+    owned = [i for i, s in enumerate(o.slots) if s.owner is not None]
+    reserved = [i for i, s in enumerate(o.slots) if s.allocated and s.owner is None]
+    free = [i for i, s in enumerate(o.slots) if not s.allocated]
+    for handle in sorted(o.threads):
+        thread = o.threads[handle]
+        if thread.stale or thread.slot is None:
+            kind = "stale" if thread.stale else "none"
+            if kind in seen_kinds:
+                continue                # interchangeable with the one already expanded
+            seen_kinds.add(kind)
+            indices = reserved + owned[:1] + free[:1] + [len(o.slots), -1]
+            found += [Action("register", handle, (i,)) for i in indices]
+            found += [Action("delete_thread_state", handle), Action("attach", handle),
+                      Action("after_fork", handle), Action("unregister", handle),
+                      Action("poll", handle, (wr,))]
+            continue
+        found += [Action(name, handle) for name in (
+            "attach", "detach", "quiescent_state", "unregister", "destroy_thread",
+            "after_fork", "delete_thread_state")]
+        goals = sorted({(rd + 2) & U64, wr}, key=lambda g: (g - rd) & U64)
+        found += [Action("poll", handle, (g,)) for g in goals]
+        found += [Action("goal_reached", handle, (g,)) for g in (rd, (rd + 2) & U64)]
+        found.append(Action("register", handle, (thread.slot,)))       # AlreadyRegistered
+        if o.profile == "3.13":
+            found += [Action("deferred_advance", handle),
+                      Action("defer_until_advance", handle)]
+        else:
+            found += [Action("should_process", handle),
+                      Action("set_bookkeeping", handle, (3, 4096, 0, True))]
+    return found
+
+
+class _OracleRun:
+    """Runs actions on the oracle, producing the concrete calls and what each must give."""
+
+    def __init__(self, oracle: OracleInterpreter) -> None:
+        self.o = oracle
+        self.calls: list[Call] = []
+        #: per compared call: (expected error class name or None, expected value, applied facts,
+        #: fingerprint after)
+        self.expected: list[tuple] = []
+
+    def call(self, operation: str, thread: int | None = None, *args: Any,
+             compare: bool = True, note: str = "") -> Any:
+        self.o.applied = []
+        self.calls.append((operation, thread, args, compare, note))
+        error = value = None
+        try:
+            value = getattr(self.o, operation)(*(((thread,) if thread is not None else ())
+                                                 + args))
+        except errors.QsbrError as exc:
+            error = type(exc).__name__
+        if compare:
+            self.expected.append((error, value, tuple(self.o.applied),
+                                  oracle_fingerprint(self.o)))
+        return None if error else value
+
+    def run(self, action: Action) -> None:
+        name, t = action.name, action.thread
+        if name == "create_thread":
+            new = self.call("new_thread_state", note="create_thread")
+            index = self.call("reserve", note="create_thread")
+            if index is not None and index >= 0:
+                self.call("register", new, index, note="create_thread")
+        elif name == "destroy_thread":
+            thread = self.o.threads[t]     # type: ignore[index]
+            if thread.slot is not None and not thread.stale:
+                if self.o.slots[thread.slot].seq != 0:
+                    self.call("detach", t, note="destroy_thread")
+                self.call("unregister", t, note="destroy_thread")
+            self.call("delete_thread_state", t, note="destroy_thread")
+        elif name == "defer_until_advance":
+            # deferred_advance until the batch boundary: the 10th call (S-DEF-1) advances.
+            wr = self.o.wr_seq
+            for _ in range(10):
+                self.call("deferred_advance", t, note="defer_until_advance")
+                if self.o.wr_seq != wr:
+                    break
+        elif name == "reserve_out_of_memory":
+            self.call("fail_next_allocations", None, 1, compare=False, note="test hook")
+            self.call("reserve", note="the array allocation fails")
+            self.call("fail_next_allocations", None, 0, compare=False, note="test hook")
+        else:
+            self.call(name, t, *action.args)
+
+
+# -- start points ------------------------------------------------------------------------------
+
+def _writer_and_reader(r: _OracleRun, start: int | None = None) -> None:
+    if start is not None:
+        r.call("set_sequences", None, start, start)
+    for _ in range(2):
+        r.run(Action("create_thread"))
+    r.call("attach", 1)
+
+
+def _grown(r: _OracleRun, threads: int) -> None:
+    for _ in range(threads):
+        r.run(Action("create_thread"))
+    for t in range(1, threads - 1):     # keep the first and the last (in the grown part)
+        r.run(Action("destroy_thread", t))
+
+
+#: name -> how to reach it from a fresh interpreter
+START_POINTS: dict[str, Callable[[_OracleRun], None]] = {
+    "initial": lambda r: None,
+    "writer and attached reader": _writer_and_reader,
+    "near the 2^64 wrap": lambda r: _writer_and_reader(r, U64),
+    "grown to 16": lambda r: _grown(r, 9),
+    "grown to 32": lambda r: _grown(r, 17),
+}
+
+
+# -- the exploration ---------------------------------------------------------------------------
+
+@dataclass
+class StartScope:
+    name: str
+    depth_complete: int = 0         # every path of this length was explored
+    states: int = 0                 # distinct states first reached from this start point
+    transitions: int = 0
+
+
+@dataclass
+class ExploreFailure:
+    facts: tuple[str, ...]
+    message: str
+    records: list[StepRecord]
+    start: str
+
+
+@dataclass
+class ExploreResult:
+    """What :func:`explore` compared, and how long it took where."""
+
+    profile: str
+    max_threads: int
+    depth_bound: int
+    seconds_bound: float
+    min_depth: int = DEFAULT_MIN_DEPTH
+    starts: list[StartScope] = field(default_factory=list)
+    states: int = 0                 # distinct canonical states reached (visited set)
+    transitions: int = 0            # actions run and compared
+    steps: int = 0                  # protocol calls compared with the oracle (incl. snapshot)
+    replayed_calls: int = 0         # calls run again to reach a source state (not compared)
+    seconds: float = 0.0
+    seconds_implementation: float = 0.0     # the implementation's calls and snapshots
+    seconds_oracle: float = 0.0             # the oracle's calls, fingerprints and keys
+    stopped_by: str = "depth"       # "depth", "time" or "failure"
+    failure: ExploreFailure | None = None
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps / self.seconds if self.seconds else 0.0
+
+    @property
+    def depth_complete(self) -> int:
+        return min((s.depth_complete for s in self.starts), default=0)
+
+    def scope(self) -> dict[str, Any]:
+        return {"profile": self.profile, "max_thread_states": self.max_threads,
+                "depth_bound": self.depth_bound, "seconds_bound": self.seconds_bound,
+                "depth_guaranteed": self.min_depth,
+                "depth_complete": self.depth_complete, "distinct_states": self.states,
+                "transitions": self.transitions, "checked_steps": self.steps,
+                "replayed_calls": self.replayed_calls, "seconds": round(self.seconds, 3),
+                "steps_per_second": round(self.steps_per_second),
+                "stopped_by": self.stopped_by,
+                "start_points": [{"name": s.name, "depth_complete": s.depth_complete,
+                                  "distinct_states": s.states, "transitions": s.transitions}
+                                 for s in self.starts]}
+
+    def summary(self) -> str:
+        starts = "; ".join(f"{s.name}: depth {s.depth_complete}" for s in self.starts)
+        return (f"exhaustive: {self.states} distinct states, {self.transitions} transitions, "
+                f"{self.steps} checked steps ({self.steps_per_second:,.0f}/s) with up to "
+                f"{self.max_threads} thread states; complete to depth {starts}"
+                f"{' (time bound reached)' if self.stopped_by == 'time' else ''}")
+
+
+@dataclass
+class _Node:
+    start: int
+    calls: tuple[Call, ...]         # from a fresh interpreter, start prefix included
+    actions: tuple[Action, ...]     # the actions after the start prefix
+
+
+class _Failed(Exception):
+    def __init__(self, failure: ExploreFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def _records(calls: list[Call], outcomes: dict[int, tuple], profile: str) -> list[StepRecord]:
+    """Step records for ``calls`` (run from a fresh interpreter); ``outcomes`` maps positions
+    to what the implementation did.  Calls without one were compared earlier (or replayed
+    after being compared) and agreed with the oracle, so the oracle's results are shown."""
+    oracle = OracleInterpreter(profile)
+    records = []
+    for position, (operation, thread, args, _compare, note) in enumerate(calls):
+        result: Any = NO_RESULT
+        error = None
+        try:
+            result = getattr(oracle, operation)(*(((thread,) if thread is not None else ())
+                                                  + args))
+        except errors.QsbrError as exc:
+            error = type(exc).__name__
+        outcome = outcomes.get(position)
+        if outcome is not None:
+            result, error = NO_RESULT, None
+            if outcome[0] == "ok":
+                result = outcome[1]
+            elif outcome[0] == "qsbr":
+                error = outcome[1]
+            else:
+                error = str(outcome[1])
+        if result is None:
+            result = NO_RESULT
+        records.append(StepRecord(operation, thread, args, result, error, note))
+    return records
+
+
+class _Explorer:
+    def __init__(self, impl: Implementation, ledger: FactLedger, result: ExploreResult,
+                 deadline: float) -> None:
+        self.impl = impl
+        self.ledger = ledger
+        self.result = result
+        self.deadline = deadline
+        self.visited: set[tuple] = set()
+        self.parent_fingerprint: tuple = ()
+
+    # running calls on the implementation
+
+    def _fresh(self) -> tuple[Any, list[Any], Any]:
+        interp = self.impl.new_interpreter()
+        runner = getattr(interp, "run_calls", None)     # isolated: one round trip
+        return interp, [], runner
+
+    def _run_impl(self, session: tuple[Any, list[Any], Any], calls: list[Call]) -> list[tuple]:
+        interp, handles, runner = session
+        started = time.perf_counter()
+        try:
+            if runner is not None:
+                return list(runner(calls))
+            return execute_calls(interp, calls, handles)
+        finally:
+            self.result.seconds_implementation += time.perf_counter() - started
+
+    @staticmethod
+    def _close(session: tuple[Any, list[Any], Any] | None) -> None:
+        if session is not None:
+            try:
+                session[0].close()
+            except errors.QsbrError:
+                pass
+
+    # one transition
+
+    def _check(self, run: _OracleRun, first: int, outcomes: list[tuple], executed: list[Call],
+               start_name: str) -> None:
+        """Compare the implementation's outcomes of run.calls[first:] with the oracle's."""
+        compared = [i for i in range(first, len(run.calls)) if run.calls[i][3]]
+        expected = run.expected[len(run.expected) - len(compared):]
+        done: dict[int, tuple] = {}
+        offset = len(executed) - (len(run.calls) - first)
+        for position, want, got in zip(compared, expected, outcomes, strict=False):
+            done[offset + position - first] = got
+            error, value, applied, fingerprint = want
+            misuse = error is not None
+            kind = got[0]
+            problem = parts = None
+            if kind == "exception":
+                problem, parts = (f"raised {got[1]} (expected "
+                                  f"{error or repr(value)})", ["result"])
+            elif (error or None) != (got[1] if kind == "qsbr" else None):
+                shown = got[1] if kind == "qsbr" else repr(got[1])
+                problem = f"got {shown}, expected {error or repr(value)}"
+                parts = ["error"]
+                misuse = True
+            elif error is None and got[1] != value:
+                problem, parts = f"got {got[1]!r}, expected {value!r}", ["result"]
+            else:
+                state_parts, lines = fingerprint_differences(got[2], fingerprint)
+                if lines:
+                    problem = "the state differs from the oracle:\n  " + "\n  ".join(lines)
+                    parts = state_parts
+            call = run.calls[position]
+            label = StepRecord(call[0], call[1], call[2]).call()
+            if problem is not None:
+                assert parts is not None
+                facts = blame(applied, parts, misuse=misuse, operation=call[0])
+                records = _records(executed[:offset + position - first + 1], done,
+                                   self.impl.profile)
+                message = f"{label}: {problem}" if parts != [] else problem
+                self.ledger.failed(facts, message, source="exhaustive")
+                raise _Failed(ExploreFailure(tuple(sorted(facts)), message, records,
+                                             start_name))
+            self.ledger.passed(*(applied or (MISUSE,)), source="exhaustive")
+            self.result.steps += 1
+        if len(outcomes) < len(compared):
+            raise AssertionError("the implementation stopped before the end of its calls")
+
+    def _transition(self, node: _Node, action: Action, session: Any, executed: list[Call],
+                    oracle: OracleInterpreter | None, parent_oracle: OracleInterpreter,
+                    start_name: str
+                    ) -> tuple[Any, list[Call], OracleInterpreter, bool, tuple, list[Call]]:
+        """Run ``action`` from ``node``; returns the session, calls executed on it, the oracle,
+        whether the state changed, the new oracle state's key and the action's calls."""
+        started = time.perf_counter()
+        if oracle is None:
+            oracle = _clone(parent_oracle)
+        before = self.parent_fingerprint
+        run = _OracleRun(oracle)
+        run.run(action)
+        after = oracle_fingerprint(oracle) if run.expected else before
+        changed = after != before
+        self.result.seconds_oracle += time.perf_counter() - started
+        calls = list(run.calls)
+        if session is None:
+            session = self._fresh()
+            replayed = list(node.calls)
+            executed = replayed + calls
+            self.result.replayed_calls += len(replayed)
+            batch = [(c[0], c[1], c[2], False, c[4]) for c in replayed] + calls
+        else:
+            executed = executed + calls
+            batch = calls
+        try:
+            outcomes = self._run_impl(session, batch)
+        except errors.ImplementationCrashedError as exc:
+            applied = {f for want in run.expected for f in want[2]}
+            facts = blame(applied, ["result"], operation=calls[-1][0] if calls else None)
+            records = _records(executed, {}, self.impl.profile)
+            self.ledger.failed(facts, str(exc), source="exhaustive")
+            raise _Failed(ExploreFailure(tuple(sorted(facts)), f"{action.label()}: {exc}",
+                                         records, start_name)) from None
+        self._check(run, 0, outcomes, executed, start_name)
+        self.result.transitions += 1
+        key: tuple = ()
+        if changed:
+            started = time.perf_counter()
+            key = canonical_key(oracle)
+            self.result.seconds_oracle += time.perf_counter() - started
+        return session, executed, oracle, changed, key, calls
+
+    def expand(self, node: _Node, start_oracle: OracleInterpreter, start_name: str,
+               max_threads: int, scope: StartScope) -> Iterator[_Node]:
+        parent = _clone(start_oracle)
+        replay = _OracleRun(parent)
+        for a in node.actions:
+            replay.run(a)
+        self.parent_fingerprint = oracle_fingerprint(parent)
+        todo = actions(parent, max_threads)
+        session = None
+        executed: list[Call] = []
+        current: OracleInterpreter | None = None
+        try:
+            for action in todo:
+                try:
+                    session, executed, current, changed, key, calls = self._transition(
+                        node, action, session, executed, current, parent, start_name)
+                except _Failed:
+                    if session is None:
+                        raise
+                    # Found after earlier actions that left the state as it was: report the
+                    # shorter sequence from a fresh interpreter when it fails the same way.
+                    self._close(session)
+                    session = None
+                    self._transition(node, action, None, [], None, parent, start_name)
+                    raise
+                scope.transitions += 1
+                if changed:
+                    self._close(session)
+                    session, current = None, None
+                    if key not in self.visited:
+                        self.visited.add(key)
+                        scope.states += 1
+                        yield _Node(node.start, node.calls + tuple(calls),
+                                    node.actions + (action,))
+        finally:
+            self._close(session)
+
+
+def _clone(o: OracleInterpreter) -> OracleInterpreter:
+    """A copy of an oracle interpreter (cheaper than replaying its history)."""
+    copy = OracleInterpreter.__new__(OracleInterpreter)
+    copy.__dict__.update(o.__dict__)
+    copy.slots = [_Slot(s.seq, s.owner, s.allocated, s.next_free, dict(s.bookkeeping))
+                  for s in o.slots]
+    copy.threads = {h: _ThreadState(t.slot, t.stale) for h, t in o.threads.items()}
+    copy.applied = []
+    return copy
+
+
+def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
+            seconds: float = DEFAULT_SECONDS, max_threads: int = DEFAULT_MAX_THREADS,
+            starts: list[str] | None = None, ledger: FactLedger | None = None,
+            progress: Callable[[ExploreResult], None] | None = None,
+            min_depth: int = DEFAULT_MIN_DEPTH) -> ExploreResult:
+    """Explore every action sequence up to ``depth`` actions from each start point.
+
+    Stops at the depth bound, when ``seconds`` have passed once ``min_depth`` levels are
+    complete (the level being explored is then incomplete, and the result says so; the first
+    ``min_depth`` levels are always explored whole, so what is checked does not depend on the
+    machine's speed), or at the first difference from the oracle
+    (``result.failure``, with the whole step sequence).  Checks are credited to the ledger's
+    ``exhaustive`` source.  ``result.steps / result.seconds`` is the throughput in checked
+    steps per second (what the benchmarks measure).
+    """
+    ledger = ledger if ledger is not None else FactLedger()
+    names = list(START_POINTS) if starts is None else starts
+    unknown = [n for n in names if n not in START_POINTS]
+    if unknown:
+        raise ValueError(f"unknown start point(s) {unknown}; known: {list(START_POINTS)}")
+    min_depth = min(min_depth, depth)
+    result = ExploreResult(profile=impl.profile, max_threads=max_threads, depth_bound=depth,
+                           seconds_bound=seconds, min_depth=min_depth)
+    began = time.perf_counter()
+    deadline = began + seconds
+    explorer = _Explorer(impl, ledger, result, deadline)
+    frontiers: list[list[_Node]] = []
+    start_oracles: list[OracleInterpreter] = []
+    try:
+        for index, name in enumerate(names):
+            scope = StartScope(name)
+            result.starts.append(scope)
+            oracle = OracleInterpreter(impl.profile)
+            run = _OracleRun(oracle)
+            START_POINTS[name](run)
+            start_oracles.append(oracle)
+            # The start prefix is itself compared, call by call.
+            session = explorer._fresh()
+            try:
+                outcomes = explorer._run_impl(session, run.calls)
+                explorer._check(run, 0, outcomes, list(run.calls), name)
+            finally:
+                explorer._close(session)
+            key = canonical_key(oracle)
+            frontier = []
+            if key not in explorer.visited:
+                explorer.visited.add(key)
+                scope.states += 1
+                frontier.append(_Node(index, tuple(run.calls), ()))
+            frontiers.append(frontier)
+        for level in range(1, depth + 1):
+            next_frontiers: list[list[_Node]] = []
+            for index, frontier in enumerate(frontiers):
+                scope = result.starts[index]
+                found: list[_Node] = []
+                for node in frontier:
+                    if level > min_depth and time.perf_counter() > deadline:
+                        result.stopped_by = "time"
+                        raise TimeoutError
+                    found.extend(explorer.expand(node, start_oracles[index], names[index],
+                                                 max_threads, scope))
+                    if progress is not None:
+                        result.seconds = time.perf_counter() - began
+                        result.states = len(explorer.visited)
+                        progress(result)
+                scope.depth_complete = level
+                next_frontiers.append(found)
+            frontiers = next_frontiers
+            if not any(frontiers):
+                for scope in result.starts:
+                    scope.depth_complete = depth
+                break
+    except TimeoutError:
+        pass
+    except _Failed as exc:
+        result.failure = exc.failure
+        result.stopped_by = "failure"
+    except errors.ImplementationCrashedError as exc:
+        result.failure = ExploreFailure((MISUSE,), str(exc), [], "")
+        result.stopped_by = "failure"
+    result.states = len(explorer.visited)
+    result.seconds = time.perf_counter() - began
+    return result
