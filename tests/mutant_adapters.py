@@ -317,3 +317,27 @@ ISSUE14_MUTANTS = {
 }
 for _name, (_cls, _fact) in ISSUE14_MUTANTS.items():
     globals()[_name] = _factory(_cls, _name)
+
+
+class _ReserveKeepsLink(OracleInterpreter):
+    """S-FREE-1: reserve pops the head but leaves its freelist_next pointing at the next free
+    slot.  Only visible in the wider snapshot, which this adapter reports."""
+
+    def _allocate(self):
+        index = self.freelist
+        if index is None:
+            return None
+        slot = self.slots[index]
+        self.freelist = slot.next_free              # bug: slot.next_free is not cleared
+        slot.allocated = True
+        return index
+
+    def snapshot(self):
+        snap = super().snapshot()
+        slots = tuple(replace(view, freelist_next=slot.next_free, shared_is_interpreter=True)
+                      for view, slot in zip(snap.slots, self.slots, strict=True))
+        return replace(snap, slots=slots, array_address_mod_64=0 if self.slots else None)
+
+
+ISSUE14_MUTANTS["reserve_keeps_link"] = (_ReserveKeepsLink, "S-FREE-1")
+reserve_keeps_link = _factory(_ReserveKeepsLink, "reserve_keeps_link")

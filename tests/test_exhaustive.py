@@ -130,3 +130,18 @@ def test_plain_compare_poll_is_blamed_on_seq_3():
 def test_unknown_start_point_is_an_error():
     with pytest.raises(ValueError, match="unknown start point"):
         explore(load_implementation("conformance.oracle:oracle"), starts=["nowhere"])
+
+
+def test_wider_snapshot_rules():
+    from conformance.model.adapter import SlotView, Snapshot
+    from conformance.model.observed import wider_differences
+
+    slots = (SlotView(0, True, 0, (), freelist_next=1, shared_is_interpreter=True),
+             SlotView(0, False, None, (), freelist_next=None, shared_is_interpreter=False))
+    snap = Snapshot(1, 1, 2, slots, (1,), {0: 0}, array_address_mod_64=16)
+    parts = {part for part, _ in wider_differences(snap, "3.14")}
+    assert parts == {"freelist_next", "alignment"}
+    assert {part for part, _ in wider_differences(snap, "3.13")} == {"freelist_next"}
+    # an adapter that observes none of it is not held to it
+    assert wider_differences(Snapshot(1, 1, 2, (SlotView(0, True, 0), SlotView(0, False, None)),
+                                      (1,), {0: 0}), "3.14") == []

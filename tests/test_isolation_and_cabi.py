@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conformance import load_implementation, run_conformance
+from conformance.drivers import cabi
 from conformance.drivers.isolation import IsolatedImplementation
 from conformance.frontends import cli
 
@@ -77,3 +78,29 @@ def test_adapter_written_from_the_docs_conforms(monkeypatch, capsys):
     assert cli.main(["--impl", "minimal_adapter:make", "--examples", "40", "--seed", "3",
                      "--explore-seconds", "2", "-q"]) == 0
     assert "CONFORMS: TinyQsbr" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("profile", ["3.13", "3.14"])
+def test_c_abi_snapshot_reads_the_array_through_the_layout(reference_libraries, profile):
+    """The C ABI adapter reads the slot array itself (qsbr_api_shared_address + layout):
+    freelist_next, shared, the array's alignment; a conforming library shows no difference."""
+    from conformance.checks.exhaustive import explore
+    from conformance.model.adapter import UNOBSERVED
+    from conformance.model.observed import wider_differences
+
+    impl = cabi.load(str(reference_libraries[profile]))
+    interp = impl.new_interpreter()
+    try:
+        handles = [interp.new_thread_state() for _ in range(2)]
+        for h in handles:
+            interp.register(h, interp.reserve())
+        snap = interp.snapshot()
+        assert snap.slots[7].freelist_next is None and snap.slots[7].shared_is_interpreter
+        assert snap.slots[5].freelist_next == 4 and snap.freelist[:2] == (5, 4)
+        assert snap.array_address_mod_64 != UNOBSERVED
+        if profile == "3.14":
+            assert snap.array_address_mod_64 == 0
+        assert wider_differences(snap, profile) == []
+    finally:
+        interp.close()
+    assert explore(impl, depth=2, seconds=300).failure is None

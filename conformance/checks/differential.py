@@ -23,9 +23,10 @@ from hypothesis.stateful import (
 )
 
 from ..model import errors
-from ..model.adapter import Implementation, Snapshot
+from ..model.adapter import Implementation, SlotView, Snapshot
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
+from ..model.observed import observes_wider_state, wider_differences
 from ..model.oracle import OracleInterpreter, qsbr_leq
 from .blame import blame
 from .steps import NO_RESULT, StepRecord
@@ -78,12 +79,15 @@ class DifferentialMachine(RuleBasedStateMachine):
     # -- the differential step ---------------------------------------------------------------
 
     def _logical_snapshot(self, snap: Snapshot, handles: dict[int, Any]) -> Snapshot:
-        # Snapshots of either side in logical thread ids, so they compare equal.
+        # Snapshots of either side in logical thread ids, so they compare equal; the optional
+        # wider fields are checked on their own (conformance.model.observed), not compared.
         to_logical = {handle: logical for logical, handle in handles.items()}
-        slots = tuple(replace(s, owner=to_logical.get(s.owner, s.owner)) for s in snap.slots)
+        slots = tuple(SlotView(s.seq, s.allocated, to_logical.get(s.owner, s.owner),
+                               tuple(s.bookkeeping)) for s in snap.slots)
         threads: dict[Any, int | str | None] = {
             to_logical[h]: slot for h, slot in snap.threads.items() if h in to_logical}
-        return replace(snap, slots=slots, threads=threads)
+        return Snapshot(snap.wr_seq, snap.rd_seq, snap.size, slots, tuple(snap.freelist),
+                        threads)
 
     def step(self, operation: str, *args: Any, thread: int | None = None) -> Any:
         """Run one operation on both sides, compare, and return the implementation's result."""
@@ -139,11 +143,15 @@ class DifferentialMachine(RuleBasedStateMachine):
         """Compare the whole state; credit ``facts`` once for the step when it agrees."""
         expected = self._logical_snapshot(self.oracle.snapshot(), self.oracle_handle)
         try:
-            actual = self._logical_snapshot(self.impl.snapshot(), self.impl_handle)
+            raw = self.impl.snapshot()
+            actual = self._logical_snapshot(raw, self.impl_handle)
         except errors.QsbrError as exc:
             self._fail(facts, f"after {label}: snapshot failed: {type(exc).__name__}: {exc}")
         differences = []
         parts = []
+        for part, message in wider_differences(raw, self.profile):
+            parts.append(part)
+            differences.append(message)
         for name in ("wr_seq", "rd_seq", "size", "freelist", "threads"):
             if getattr(actual, name) != getattr(expected, name):
                 parts.append(name)
@@ -160,8 +168,8 @@ class DifferentialMachine(RuleBasedStateMachine):
                        f"after {label}, the state differs from the oracle:\n  "
                        + "\n  ".join(differences))
         credited = set(facts)
-        if expected.slots != self._expected_slots:
-            credited.add("S-SLOT-1")    # a slot was written: its every field was compared
+        if expected.slots != self._expected_slots and observes_wider_state(raw):
+            credited.add("S-SLOT-1")    # a slot was written: its every field was checked
         self._expected_slots = expected.slots
         self.ledger.passed(*credited)
         self.snap = actual

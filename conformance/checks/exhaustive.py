@@ -39,6 +39,7 @@ from ..model import errors
 from ..model.adapter import STALE, Implementation
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
+from ..model.observed import wider_differences
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
 from .blame import blame
 from .steps import NO_RESULT, StepRecord
@@ -64,7 +65,8 @@ _WRAP_HORIZON = 32
 Call = tuple[str, "int | None", tuple, bool, str]
 
 
-def execute_calls(interp: Any, calls: list[Call], handles: list[Any]) -> list[tuple]:
+def execute_calls(interp: Any, calls: list[Call], handles: list[Any],
+                  profile: str = "3.13") -> list[tuple]:
     """Run ``calls`` on an implementation's interpreter; used in-process and in an isolated child.
 
     ``handles`` lists the implementation's handles in creation order (logical id = position)
@@ -112,7 +114,7 @@ def execute_calls(interp: Any, calls: list[Call], handles: list[Any]) -> list[tu
             return outcomes
         if compare:
             try:
-                fingerprint = impl_fingerprint(interp.snapshot(), handles)
+                fingerprint = impl_fingerprint(interp.snapshot(), handles, profile)
             except errors.ImplementationCrashedError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -123,7 +125,7 @@ def execute_calls(interp: Any, calls: list[Call], handles: list[Any]) -> list[tu
     return outcomes
 
 
-def impl_fingerprint(snap: Any, handles: list[Any]) -> tuple:
+def impl_fingerprint(snap: Any, handles: list[Any], profile: str) -> tuple:
     """A snapshot as a plain tuple in logical thread ids (comparable with the oracle's)."""
     logical = {handle: index for index, handle in enumerate(handles)}
     slots = tuple([(s.seq, bool(s.allocated),
@@ -131,7 +133,8 @@ def impl_fingerprint(snap: Any, handles: list[Any]) -> tuple:
                     tuple(s.bookkeeping)) for s in snap.slots])
     threads = tuple(sorted((logical[h], slot) for h, slot in snap.threads.items()
                            if h in logical))
-    return (snap.wr_seq, snap.rd_seq, snap.size, slots, tuple(snap.freelist), threads)
+    return (snap.wr_seq, snap.rd_seq, snap.size, slots, tuple(snap.freelist), threads,
+            tuple(wider_differences(snap, profile)))
 
 
 def oracle_fingerprint(o: OracleInterpreter) -> tuple:
@@ -143,10 +146,10 @@ def oracle_fingerprint(o: OracleInterpreter) -> tuple:
         freelist.append(index)
         index = o.slots[index].next_free
     threads = tuple(sorted((h, STALE if t.stale else t.slot) for h, t in o.threads.items()))
-    return (o.wr_seq, o.rd_seq, len(o.slots), slots, tuple(freelist), threads)
+    return (o.wr_seq, o.rd_seq, len(o.slots), slots, tuple(freelist), threads, ())
 
 
-_FP_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads")
+_FP_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads", "wider")
 _SLOT_PARTS = ("seq", "allocated", "owner", "bookkeeping")
 
 
@@ -166,6 +169,9 @@ def fingerprint_differences(got: tuple, want: tuple) -> tuple[list[str], list[st
         elif name == "slots":
             parts.append("size")
             lines.append(f"slots: got {len(g)}, expected {len(w)}")
+        elif name == "wider":       # conformance.model.observed: (part, message) pairs
+            parts += [part for part, _ in g]
+            lines += [message for _, message in g]
         else:
             parts.append(name)
             lines.append(f"{name}: got {g!r}, expected {w!r}")
@@ -475,8 +481,8 @@ class _Explorer:
         started = time.perf_counter()
         try:
             if runner is not None:
-                return list(runner(calls))
-            return execute_calls(interp, calls, handles)
+                return list(runner(calls, self.impl.profile))
+            return execute_calls(interp, calls, handles, self.impl.profile)
         finally:
             self.result.seconds_implementation += time.perf_counter() - started
 

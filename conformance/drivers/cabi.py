@@ -17,7 +17,8 @@ import os
 from typing import Any
 
 from ..model import errors
-from ..model.adapter import STALE, SlotView, Snapshot
+from ..model.adapter import STALE, UNOBSERVED, SlotView, Snapshot
+from ..model.layout import layout_differences
 
 NO_SLOT, STALE_SLOT = -1, -2
 STATUS_BUFFER_TOO_SMALL_NAME = "BUFFER_TOO_SMALL"
@@ -94,6 +95,17 @@ class _Library:
             function.argtypes, function.restype = args, result
         profile = ctypes.c_int.in_dll(lib, "qsbr_api_profile").value
         self.profile = {313: "3.13", 314: "3.14"}[profile]
+        # Optional: the interpreter's struct _qsbr_shared, to read the slot array through the
+        # layout itself -- only when the library's layout() is upstream's (else a wrong offset
+        # would read garbage).
+        self.shared_address = getattr(lib, "qsbr_api_shared_address", None)
+        self.raw_layout: dict[str, int] | None = None
+        if self.shared_address is not None:
+            self.shared_address.argtypes, self.shared_address.restype = [p], p
+            names = [lib.qsbr_api_layout_name(k) for k in range(lib.qsbr_api_layout_count())]
+            layout = {name.decode(): lib.qsbr_api_layout(name) for name in names}
+            if not layout_differences(self.profile, layout):
+                self.raw_layout = layout
 
     def check(self, status: int) -> None:
         if status != 0:
@@ -230,9 +242,53 @@ class CabiInterpreter:
             if t.tstate in handle_of:
                 thread_view[handle_of[t.tstate]] = (
                     None if t.slot == NO_SLOT else STALE if t.slot == STALE_SLOT else t.slot)
+        mod_64: int | None | str = UNOBSERVED
+        if self._l.raw_layout is not None:
+            views, mod_64 = self._raw_slots(views, handle_of)
         return Snapshot(wr_seq=snap.wr_seq, rd_seq=snap.rd_seq, size=snap.size,
                         slots=tuple(views), freelist=tuple(freelist[:snap.freelist_len]),
-                        threads=thread_view)
+                        threads=thread_view, array_address_mod_64=mod_64)
+
+    def _raw_slots(self, views: list[SlotView], handle_of: dict[int, Any]
+                   ) -> tuple[list[SlotView], int | None]:
+        """The slots as the array holds them, read through the layout (S-SLOT-1, S-SLOT-2):
+        seq, allocated and owner from memory rather than from the library's own account,
+        plus freelist_next and shared.  Only called between operations (single thread)."""
+        layout, shared_address = self._l.raw_layout, self._l.shared_address
+        assert layout is not None and shared_address is not None
+        shared = shared_address(self._interp)
+        array = ctypes.c_void_p.from_address(
+            shared + layout["offsetof(struct _qsbr_shared, array)"]).value or 0
+        size = ctypes.c_ssize_t.from_address(
+            shared + layout["offsetof(struct _qsbr_shared, size)"]).value
+        if size != len(views) or (size and not array):
+            raise errors.CorruptStateError(
+                f"the array holds {size} slots, the library's snapshot {len(views)}")
+        pad = layout["sizeof(struct _qsbr_pad)"]
+
+        def field(name: str) -> int:
+            return layout[f"offsetof(struct _qsbr_thread_state, {name})"]
+
+        seq_at, shared_at, tstate_at = field("seq"), field("shared"), field("tstate")
+        allocated_at, next_at = field("allocated"), field("freelist_next")
+        raw = []
+        for index, view in enumerate(views):
+            base = array + index * pad
+            tstate = ctypes.c_void_p.from_address(base + tstate_at).value
+            link = ctypes.c_void_p.from_address(base + next_at).value
+            next_index: int | None | str = None
+            if link:
+                offset = link - array
+                next_index = (offset // pad if offset % pad == 0 and 0 <= offset < size * pad
+                              else f"<foreign {link:#x}>")
+            raw.append(SlotView(
+                seq=ctypes.c_uint64.from_address(base + seq_at).value,
+                allocated=ctypes.c_bool.from_address(base + allocated_at).value,
+                owner=(handle_of.get(tstate, f"<foreign {tstate:#x}>") if tstate else None),
+                bookkeeping=view.bookkeeping, freelist_next=next_index,
+                shared_is_interpreter=(
+                    ctypes.c_void_p.from_address(base + shared_at).value == shared)))
+        return raw, (array % 64 if size else None)
 
     def close(self) -> None:
         if self._interp:

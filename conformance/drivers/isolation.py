@@ -114,10 +114,10 @@ class IsolatedInterpreter:
                 raise
         return call
 
-    def run_calls(self, calls: list) -> list:
+    def run_calls(self, calls: list, profile: str) -> list:
         """Run a batch of calls in the child (conformance.checks.exhaustive.execute_calls)."""
         try:
-            return self._child.call((self._id, "run_calls", (calls,)))
+            return self._child.call((self._id, "run_calls", (calls, profile)))
         except errors.ImplementationCrashedError:
             self._owner._note_failure(self._child)
             raise

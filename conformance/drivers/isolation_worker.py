@@ -57,7 +57,7 @@ def main() -> int:
                 # one round trip (conformance.checks.exhaustive.execute_calls).
                 from ..checks.exhaustive import execute_calls
                 value = execute_calls(interpreters[target], args[0],
-                                      handles.setdefault(target, []))
+                                      handles.setdefault(target, []), args[1])
             else:
                 value = getattr(interpreters[target], method)(*args)
                 if method == "close":

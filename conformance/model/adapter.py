@@ -20,6 +20,9 @@ STALE = "stale"
 
 Handle = Hashable
 
+#: Value of the optional snapshot fields an implementation does not observe (the default).
+UNOBSERVED = "unobserved"
+
 PROFILES = ("3.13", "3.14")
 
 #: Per-slot bookkeeping fields of each profile, in upstream's field order.
@@ -37,6 +40,11 @@ class SlotView:
     allocated: bool
     owner: Handle | None
     bookkeeping: tuple[tuple[str, int | bool], ...] = ()
+    #: Optional (leave UNOBSERVED if you cannot read them): the slot's ``freelist_next`` as the
+    #: index it points at (None for NULL), and whether its ``shared`` pointer is this
+    #: interpreter's ``struct _qsbr_shared``.
+    freelist_next: int | None | str = UNOBSERVED
+    shared_is_interpreter: bool | str = UNOBSERVED
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,8 @@ class Snapshot:
     #: For every live thread state: the index its own slot pointer designates, None when it
     #: has no slot, or STALE.
     threads: dict[Handle, int | str | None] = field(default_factory=dict)
+    #: Optional: the slot array's address modulo 64 (None without an array), or UNOBSERVED.
+    array_address_mod_64: int | None | str = UNOBSERVED
 
 
 @runtime_checkable

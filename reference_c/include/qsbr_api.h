@@ -149,6 +149,11 @@ extern long qsbr_api_mem_live_blocks(void);
 // Layout of the compiled structs, for fidelity checks against a live interpreter.
 // `name` is "sizeof(struct _qsbr_thread_state)", "offsetof(struct _qsbr_shared, mutex)", ...
 // Returns -1 for an unknown name.  Names are enumerated by index, 0 .. count-1.
+// The interpreter's `struct _qsbr_shared`, so that a test harness can read the slot array
+// through the layout above (qsbr_api_layout) instead of trusting qsbr_api_snapshot_read's
+// account: each slot's `shared`, `tstate`, `allocated`, `freelist_next`, the array's
+// alignment.  Optional for other libraries exporting this ABI.
+extern const void *qsbr_api_shared_address(qsbr_api_interp *interp);
 extern long qsbr_api_layout(const char *name);
 extern long qsbr_api_layout_count(void);
 extern const char *qsbr_api_layout_name(long i);

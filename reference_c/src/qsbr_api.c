@@ -505,6 +505,12 @@ done:
     return status;
 }
 
+const void *
+qsbr_api_shared_address(qsbr_api_interp *interp)
+{
+    return &INTERP(interp)->qsbr;
+}
+
 int
 qsbr_api_tstate_slot(qsbr_api_tstate *handle, int64_t *index)
 {
