@@ -60,7 +60,7 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        type(self).last_instance[0] = self
+        type(self).last_instance[0] = None      # set once built (new_interpreter may fail)
         self.profile = self.implementation.profile
         self.impl = self.implementation.new_interpreter()
         self.oracle = OracleInterpreter(self.profile)
@@ -75,6 +75,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.steps = 0
         self.trace: list[StepRecord] = []   # every call made, for reports (conformance.steps)
         self._expected_slots: tuple = ()
+        type(self).last_instance[0] = self
 
     # -- the differential step ---------------------------------------------------------------
 

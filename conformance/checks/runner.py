@@ -224,6 +224,7 @@ def _random_failure(machine: Any, facts: tuple[str, ...], message: str,
     """A Hypothesis failure with the step records of the shrunk case: Hypothesis runs the
     minimal failing example last, so the last machine built holds its records."""
     last = getattr(machine, "last_instance", None) if machine is not None else None
-    if last is not None and last[0] is not None and last[0].trace:
-        return Failure.with_records("differential", facts, message, last[0].trace)
+    records = getattr(last[0], "trace", None) if last is not None else None
+    if records:
+        return Failure.with_records("differential", facts, message, records)
     return Failure("differential", facts, message, _notes(exc))
