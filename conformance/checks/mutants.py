@@ -7,10 +7,14 @@ methods listed for it, in order, until one kills it:
 - ``conformance``: the differential run against the oracle, through the C ABI in a child
   process (a crash counts as a kill);
 - ``torture``: the concurrency torture, stopping at its first error;
-- ``replay``: the C regression replay of an upstream bug under ASan.
+- ``replay``: the C regression replay of an upstream bug under ASan;
+- ``modelcheck``: the Relacy model checker (reference_c/relacy/run.py --mutant NAME): the
+  port's qsbr.c with the switch, run in the scenarios listed for it there, under C++11
+  memory-model semantics (needs g++ or clang++ and relacy-dev; without them the row says so
+  and the mutant is not killed).
 
 A mutant no method kills must be argued in the catalog (equivalent, or why it escapes the
-time bound); the run fails otherwise.
+time bound); the run fails otherwise.  Every row now has a killer; none is argued.
 """
 
 from __future__ import annotations
@@ -73,26 +77,27 @@ CATALOG: tuple[Mutant, ...] = (
     Mutant("FORK_FREES_CALLER", "S-FORK-1", "after_fork also frees the caller's own slot"),
     Mutant("FORK_RESETS_SEQ", "S-FORK-1", "after_fork resets the freed slots' seq to 0"),
     Mutant("FINI_RESETS_SEQUENCES", "S-FINI-1", "fini resets wr_seq and rd_seq to 1"),
+    # Sequentially identical to the port: only the model checker tells them apart.
     Mutant("GROWTH_NO_STW", "S-RES-1", "growth runs without stopping the world",
-           ("conformance", "torture"), torture_args=("-r", "4", "-c", "3"),
-           equivalent="Not equivalent, but not certain to be killed in the bound: "
-                      "sequentially identical, and concurrently it frees the old array under "
-                      "attached threads, which the torture sees as a crash only if a growth "
-                      "races a reader's slot access; growth happens only while the array is "
-                      "still small (killed in 4.9 s in one CI run, survived 10 s in another)."),
+           ("modelcheck", "torture"), torture_args=("-r", "4", "-c", "3")),
     Mutant("ATTACH_RELEASE_ORDER", "S-ATTACH-1 (memory order)",
-           "attach stores seq with release instead of seq_cst order",
-           ("conformance", "torture"),
-           equivalent="Sequentially identical; the bug needs a store-load reordering between "
-                      "the attach and the reader's first load racing a writer's scan.  x86 "
-                      "can reorder that, but the window is a few instructions: the torture "
-                      "did not hit it in the time bound.  A weakly ordered machine or a model "
-                      "checker is needed to kill it."),
+           "attach stores seq with release instead of seq_cst order", ("modelcheck",)),
+    # Not equivalent under C11: without the fence nothing orders the reclaimer's release-store
+    # unlink before its scan (the relacy "fence" scenario finds the use-after-free).
     Mutant("SCAN_NO_FENCE", "S-POLL-1 (memory order)", "the scan drops its seq_cst fence",
-           ("conformance", "torture"),
-           equivalent="Equivalent in this port, as in CPython: the scan's loads are seq_cst "
-                      "atomics (_Py_atomic_load_uint64), which already follow the attach's "
-                      "seq_cst store in the single total order; the fence adds no ordering."),
+           ("modelcheck",)),
+    Mutant("RESERVE_INDEX_AFTER_UNLOCK", "S-RES-1 / gh-129732",
+           "reserve computes the slot index after unlocking the mutex", ("modelcheck",)),
+    Mutant("DETACH_RELAXED", "S-DETACH-1 (memory order)",
+           "detach stores QSBR_OFFLINE relaxed instead of release", ("modelcheck",)),
+    Mutant("QS_RELAXED", "S-QS-1 (memory order)",
+           "quiescent_state stores seq relaxed instead of release", ("modelcheck",)),
+    Mutant("SCAN_RELAXED_LOADS", "S-POLL-1 (memory order)",
+           "the scan loads each slot's seq relaxed instead of seq_cst", ("modelcheck",)),
+    Mutant("ADVANCE_NONATOMIC", "S-ADV-1 (memory order)",
+           "advance is a plain read-modify-write of wr_seq", ("modelcheck",)),
+    Mutant("GROWTH_LEAKS_OLD_ARRAY", "S-SLOT-3 (resource)",
+           "growth never frees the old array", ("modelcheck",)),
 )
 
 
@@ -153,20 +158,42 @@ def _by_replay(source: Path, mutant: Mutant, build: Path) -> tuple[bool, str]:
     return True, f"replay '{mutant.replay_filter}' under ASan: {why}"
 
 
+def _by_modelcheck(source: Path, mutant: Mutant, build: Path) -> tuple[bool, str]:
+    runner = source / "relacy" / "run.py"
+    if not runner.is_file():
+        return False, "model checker not run: reference_c/relacy/run.py is missing"
+    out = build / "relacy.json"
+    proc = subprocess.run([sys.executable, str(runner), "--mutant", mutant.name,
+                           "--build", str(build / "relacy"), "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode == 2 or not out.is_file():
+        why = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        return False, f"model checker not run: {why}"
+    row = json.loads(out.read_text(encoding="utf-8"))["mutants"][mutant.name]
+    if not row["killed"]:
+        return False, ""
+    return True, f"relacy {row['by']}: {row['detail'][:90]}"
+
+
 def run_mutant(source: Path, mutant: Mutant, work: Path, examples: int,
                torture_seconds: float) -> Outcome:
     build = work / mutant.name
     started = time.monotonic()
+    notes: list[str] = []
     for method in mutant.methods:
         if method == "conformance":
             killed, detail = _by_conformance(source, mutant, build, examples)
         elif method == "torture":
             killed, detail = _by_torture(source, mutant, build, torture_seconds)
+        elif method == "modelcheck":
+            killed, detail = _by_modelcheck(source, mutant, build)
+            if not killed and detail:
+                notes.append(detail)
         else:
             killed, detail = _by_replay(source, mutant, build)
         if killed:
             return Outcome(mutant, True, method, detail, time.monotonic() - started)
-    return Outcome(mutant, False, "", "", time.monotonic() - started)
+    return Outcome(mutant, False, "", "; ".join(notes), time.monotonic() - started)
 
 
 def find_source(explicit: str | None) -> Path | None:
@@ -180,7 +207,8 @@ def table(outcomes: list[Outcome]) -> str:
              f"{'-' * 27} {'-' * 26} {'-' * 11} {'-' * 12} {'-' * 7}  {'-' * 6}"]
     for o in outcomes:
         result = "killed" if o.killed else ("argued" if o.mutant.equivalent else "SURVIVED")
-        detail = o.detail if o.killed else (o.mutant.equivalent or o.mutant.description)
+        detail = o.detail if o.killed else (o.mutant.equivalent or o.detail
+                                            or o.mutant.description)
         lines.append(f"{o.mutant.name:<27} {o.mutant.breaks:<26} {result:<11} {o.by:<12} "
                      f"{o.seconds:6.1f}s  {detail}")
     return "\n".join(lines)

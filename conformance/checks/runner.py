@@ -56,6 +56,8 @@ class RunResult:
     live: Any = None
     #: conformance.checks.exhaustive.ExploreResult (None when the exploration was turned off)
     exploration: Any = None
+    #: conformance.checks.modelcheck.ModelCheckResult (the reference port's Relacy results)
+    modelcheck: Any = None
 
     @property
     def fact_ids(self) -> list[str]:

@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
                              explore_depth=args.explore_depth,
                              explore_progress=progress.exploring)
     progress.finish()
-    from ..checks import live
+    from ..checks import live, modelcheck
+    result.modelcheck = modelcheck.apply(result.ledger, result.profile,
+                                         reference_port=args.impl == DEFAULT_IMPL)
     if args.live_examples > 0 and live.probe_available():
         if not args.quiet:
             print("checking the live interpreter ...", file=sys.stderr, flush=True)

@@ -121,6 +121,8 @@ def to_text(result: RunResult) -> str:
     live = _live_lines(result)
     if live:
         lines += [""] + live
+    if result.modelcheck is not None:
+        lines += ["", result.modelcheck.line]
     lines += ["", verdict(result)]
     return "\n".join(lines)
 
@@ -152,6 +154,8 @@ def to_markdown(result: RunResult) -> str:
     live = _live_lines(result)
     if live:
         lines += ["", "## Live interpreter", "", "```", *live, "```"]
+    if result.modelcheck is not None:
+        lines += ["", "## Model checker", "", result.modelcheck.line]
     lines += ["", f"**{verdict(result)}**", ""]
     return "\n".join(lines)
 
@@ -174,6 +178,9 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "failures": [{"check": f.check, "facts": list(f.facts), "message": f.message,
                       "steps": f.steps, "step_records": [r.to_json() for r in f.records]}
                      for f in result.failures],
+        "modelcheck": None if result.modelcheck is None else {
+            "ran": result.modelcheck.ran, "line": result.modelcheck.line,
+            "credited": result.modelcheck.credited},
         "live": None if result.live is None else {
             "version": result.live.version, "profile": result.live.profile,
             "actions": result.live.actions, "runs": result.live.runs,

@@ -6,7 +6,7 @@ decide one themselves.
 
 from __future__ import annotations
 
-from .facts import FACT_BY_ID
+from .facts import FACT_BY_ID, MODEL_CHECKED_ONLY
 from .ledger import FactLedger
 
 PASS = "pass"
@@ -25,4 +25,6 @@ def fact_status(fact_id: str, ledger: FactLedger, *, profile: str,
         return NOT_APPLICABLE
     if fact_id in ledger.failures:
         return FAIL
+    if fact_id in MODEL_CHECKED_ONLY and not ledger.checks[fact_id]:
+        return NOT_APPLICABLE
     return PASS if ledger.checks[fact_id] else UNCHECKED

@@ -196,6 +196,9 @@ qsbr_rl_memcpy(void *dst, const void *src, size_t n)
             copied.push_back({kv.first, kv.second.atomic});
         }
     }
+    // One step for the scheduler: the copy runs under the QSBR mutex with the world stopped
+    // (a GROWTH_NO_STW race shows as an access to the old array after it is freed).
+    rl::preemption_disabler nopreempt(rl::ctx());
     for (auto &c : copied) {
         uint64_t v = (*c.second)($).load(rl::mo_relaxed);
         uint64_t *d = (uint64_t *)((char *)dst + (c.first - s));
@@ -220,7 +223,16 @@ mutex_for(PyMutex *m)
 }
 
 void qsbr_rl_mutex_lock(PyMutex *m) { if (!g->setup) mutex_for(m)->lock($); }
-void qsbr_rl_mutex_unlock(PyMutex *m) { if (!g->setup) mutex_for(m)->unlock($); }
+// After an unlock, a scheduling point: a real thread can be preempted right after releasing the
+// mutex, before its next plain access (Relacy switches threads only at its own operations).
+void
+qsbr_rl_mutex_unlock(PyMutex *m)
+{
+    if (!g->setup) {
+        mutex_for(m)->unlock($);
+        rl::ctx().sched();
+    }
+}
 
 void *
 PyMem_RawCalloc(size_t nelem, size_t elsize)
@@ -413,6 +425,9 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         for (int i = 0; i < N; i++) {
             Role r = role(i);
             add_ts(r != R_GROWER && r != R_RESERVER && r != R_ADVANCER);
+        }
+        if (world.interp.qsbr.array == NULL) {
+            add_ts(true);           // the first array (8 slots)
         }
         if (g_scenario == S_GROWTH) {
             while (world.interp.qsbr.freelist != NULL) {
@@ -689,6 +704,9 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         if (g_scenario == S_GROWTH || g_scenario == S_RESERVE_RACE) {
             check_registry();
         }
+        // fini frees the current array: nothing the port allocated may be left.
+        _Py_qsbr_fini(&world.interp);
+        RL_ASSERT(world.blocks.empty() && "a QSBR array was never freed (leak)");
     }
 };
 

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Run the Relacy model checker over the reference port: ``make -C reference_c check-relacy``.
+
+Builds reference_c/relacy/qsbr_relacy.cpp (the port's src/qsbr.c compiled unmodified under
+Relacy) for profiles 313 and 314 and for each mutant in MUTANTS, runs the plan below, prints a
+table (scenario, profile, scheduler, iterations, verdict) and writes JSON.  Exit status 0 when
+every expectation holds: the correct port is clean in every scenario except the two findings
+(read-acquire, stale-goal), which must be found; every mutant is killed by one of its scenarios.
+Standard library only (CI runs it before any virtual environment exists).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent                                   # reference_c/
+RANDOM_ITERATIONS = 20000                            # seeded by iteration number: reproducible
+BOUND_CAP = 10000                                    # context bound 2, stopped at this cap
+CONTEXT_BOUND = 2
+PROFILES = ("313", "314")
+SCENARIOS = ("rw", "qs", "1w2r", "2w1r", "cycles", "fence", "read-seqcst", "read-acquire",
+             "stale-goal", "growth", "reserve-race")
+# Scenarios where the correct port is expected to fail: findings, documented in
+# docs/semantics.md (S-READ-1) and reference_c/relacy/README.md.
+FINDINGS = {
+    "read-acquire": "S-READ-1: a reader's first protected load after attach must be seq_cst",
+    "stale-goal": "a non-advancing goal read before the unlink is visible can be reached by "
+                  "a reader still holding the old pointer (the caller must order the unlink "
+                  "before the goal's load of wr_seq)",
+}
+# mutant -> (profile, scenarios that may kill it, note).  Sources of the switches:
+# src/qsbr.c and include/pycore_qsbr.h.
+MUTANTS = {
+    "ATTACH_RELEASE_ORDER": ("313", ("rw", "read-seqcst", "1w2r"), ""),
+    "SCAN_NO_FENCE": ("313", ("fence", "read-seqcst", "rw"), ""),
+    "QS_RELAXED": ("313", ("qs",), ""),
+    "DETACH_RELAXED": ("313", ("qs",), ""),
+    "SCAN_RELAXED_LOADS": ("313", ("qs",),
+                           "qs only: the reader attached before the threads, so Relacy's "
+                           "fence + relaxed-load false positive cannot be what kills it"),
+    "ADVANCE_NONATOMIC": ("313", ("rw", "2w1r"),
+                          "killed as a plain write to an atomically accessed field"),
+    "GROWTH_NO_STW": ("313", ("growth",), ""),
+    "RESERVE_INDEX_AFTER_UNLOCK": ("313", ("reserve-race",), "gh-129732"),
+    "GH115103": ("313", ("growth",), "gh-115103"),
+    "GROWTH_LEAKS_OLD_ARRAY": ("313", ("growth",), "the leak check after fini"),
+}
+SOURCES = ("src/qsbr.c", "include/pycore_qsbr.h", "include/qsbr_pyport.h",
+           "relacy/qsbr_relacy.cpp", "relacy/shim.h", "relacy/run.py")
+
+
+def sources_hash() -> str:
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def compiler() -> str | None:
+    for candidate in (os.environ.get("CXX"), "g++", "clang++"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    return None
+
+
+def relacy_present() -> bool:
+    return Path("/usr/include/relacy/relacy.hpp").is_file() or any(
+        (Path(p) / "relacy" / "relacy.hpp").is_file()
+        for p in os.environ.get("CPLUS_INCLUDE_PATH", "").split(":") if p)
+
+
+def build(cxx: str, out: Path, profile: str, mutant: str | None) -> Path:
+    binary = out / (f"qsbr-relacy-{profile}" + (f"-{mutant}" if mutant else ""))
+    cmd = [cxx, "-std=c++11", "-O1", "-g0", "-w", "-fpermissive", "-fno-sized-deallocation",
+           "-DNDEBUG", f"-DQSBR_PROFILE={profile}", "-I", str(ROOT / "include"),
+           "-I", str(ROOT / "src"), "-I", str(HERE), str(HERE / "qsbr_relacy.cpp"),
+           "-o", str(binary)]
+    if mutant:
+        cmd.insert(-3, f"-DQSBR_MUTANT_{mutant}")
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return binary
+
+
+def run_one(binary: Path, scenario: str, scheduler: str, log: Path) -> dict:
+    args = [str(binary), scenario, scheduler,
+            str(RANDOM_ITERATIONS if scheduler == "random" else BOUND_CAP)]
+    if scheduler == "bound":
+        args.append(str(CONTEXT_BOUND))
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT\t")), None)
+    if line is None or proc.returncode not in (0, 1):
+        return {"scenario": scenario, "scheduler": scheduler, "iterations": 0,
+                "verdict": "error", "ms": 0,
+                "detail": f"exit {proc.returncode}: {proc.stderr.strip()[-200:]}"}
+    if proc.returncode == 1:
+        log.write_text(proc.stderr)
+    _, scen, sched, iterations, verdict, ms, detail = line.split("\t", 6)
+    return {"scenario": scen, "scheduler": sched, "iterations": int(iterations),
+            "verdict": verdict, "ms": int(ms), "detail": detail,
+            "trace": str(log) if proc.returncode == 1 else ""}
+
+
+def correct_runs(binary: Path, profile: str, logs: Path) -> list[dict]:
+    rows = []
+    for scenario in SCENARIOS:
+        for scheduler in ("random", "bound"):
+            row = run_one(binary, scenario, scheduler,
+                          logs / f"{profile}-{scenario}-{scheduler}.trace")
+            row["profile"] = profile
+            row["subject"] = "port"
+            expected = "found" if scenario in FINDINGS else "clean"
+            if scenario in FINDINGS and scheduler == "bound":
+                expected = "any"        # the bound search is capped; random finds them
+            row["expected"] = expected
+            row["ok"] = expected == "any" or row["verdict"] == expected
+            rows.append(row)
+    return rows
+
+
+def mutant_runs(binary: Path, mutant: str, logs: Path) -> list[dict]:
+    profile, scenarios, note = MUTANTS[mutant]
+    rows = []
+    for scenario in scenarios:
+        for scheduler in ("random", "bound"):
+            row = run_one(binary, scenario, scheduler,
+                          logs / f"{mutant}-{scenario}-{scheduler}.trace")
+            row.update(profile=profile, subject=mutant, expected="found", note=note)
+            rows.append(row)
+            if row["verdict"] == "found":
+                for r in rows:
+                    r["ok"] = True
+                return rows
+    for r in rows:
+        r["ok"] = False
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    out = [f"{'subject':<27} {'scenario':<13} {'prof':<4} {'scheduler':<9} {'iterations':>10} "
+           f"{'ms':>6}  {'verdict':<7} {'expected':<8} ok  detail",
+           "-" * 118]
+    for r in rows:
+        out.append(f"{r['subject']:<27} {r['scenario']:<13} {r['profile']:<4} "
+                   f"{r['scheduler']:<9} {r['iterations']:>10} {r['ms']:>6}  "
+                   f"{r['verdict']:<7} {r['expected']:<8} {'yes' if r['ok'] else 'NO':<3} "
+                   f"{r['detail'][:60]}")
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build", default=str(ROOT / "build" / "relacy"))
+    parser.add_argument("--json", help="default: BUILD/results.json")
+    parser.add_argument("--mutant", action="append",
+                        help="only this mutant (repeatable; skips the correct-port runs)")
+    parser.add_argument("--no-mutants", action="store_true")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args(argv)
+    cxx = compiler()
+    if cxx is None:
+        print("check-relacy: no C++ compiler (g++ or clang++; set CXX)", file=sys.stderr)
+        return 2
+    if not relacy_present():
+        print("check-relacy: Relacy headers not found (/usr/include/relacy/relacy.hpp; "
+              "apt-get install relacy-dev)", file=sys.stderr)
+        return 2
+    unknown = set(args.mutant or ()) - set(MUTANTS)
+    if unknown:
+        print(f"check-relacy: unknown mutant(s): {', '.join(sorted(unknown))}",
+              file=sys.stderr)
+        return 2
+    out = Path(args.build)
+    logs = out / "traces"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    jobs: list[tuple[str, str | None]] = []
+    if not args.mutant:
+        jobs += [(p, None) for p in PROFILES]
+    if not args.no_mutants:
+        jobs += [(MUTANTS[m][0], m) for m in (args.mutant or MUTANTS)]
+    print(f"check-relacy: building {len(jobs)} binaries with {cxx} ...", file=sys.stderr,
+          flush=True)
+
+    def work(job: tuple[str, str | None]) -> list[dict]:
+        profile, mutant = job
+        binary = build(cxx, out, profile, mutant)
+        return mutant_runs(binary, mutant, logs) if mutant else correct_runs(binary, profile,
+                                                                             logs)
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(work, jobs))
+    rows = [row for result in results for row in result]
+    seconds = time.monotonic() - started
+    print(table(rows))
+    failed = [r for r in rows if not r["ok"]]
+    mutants = sorted({r["subject"] for r in rows if r["subject"] != "port"})
+    killed = sorted({r["subject"] for r in rows if r["subject"] != "port"
+                     and r["verdict"] == "found"})
+    print(f"\ncheck-relacy: {len(rows)} runs in {seconds:.0f} s; "
+          f"mutants killed {len(killed)}/{len(mutants)}; "
+          f"{'all expectations hold' if not failed else f'{len(failed)} run(s) FAILED'}")
+    result = {"sources_sha256": sources_hash(), "seconds": round(seconds, 1),
+              "random_iterations": RANDOM_ITERATIONS, "bound_cap": BOUND_CAP,
+              "context_bound": CONTEXT_BOUND, "findings": FINDINGS,
+              "mutants": {m: {"killed": m in killed,
+                              "by": next((f"{r['scenario']}/{r['scheduler']}" for r in rows
+                                          if r["subject"] == m and r["verdict"] == "found"),
+                                         ""),
+                              "detail": next((r["detail"] for r in rows
+                                              if r["subject"] == m
+                                              and r["verdict"] == "found"), "")}
+                          for m in mutants},
+              "runs": rows, "ok": not failed}
+    path = Path(args.json) if args.json else out / "results.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"check-relacy: results in {path}", file=sys.stderr)
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
