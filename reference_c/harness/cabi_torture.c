@@ -1,0 +1,902 @@
+// qsbr-cabi-torture: the concurrency torture against ANY library that exports the QSBR C ABI of
+// include/qsbr_api.h, loaded at run time with dlopen().  It is a harness, not part of the port:
+// it only calls qsbr_api_* functions, so a C, C++ or Rust port is tortured exactly like the
+// reference port.
+//
+//   qsbr-cabi-torture LIBRARY [-r readers] [-w writers] [-g reservers] [-k slots per reserver]
+//                     [-u updates per round] [-n rounds] [-s seconds] [-S seed] [-x] [-q]
+//                     [-H history-file] [-E history-rounds]
+//
+// The run is a sequence of rounds, each on a fresh interpreter (new interpreters for the whole
+// run, so the slot array keeps growing from its first size while everything else runs):
+//
+//   1. advance race: every round thread calls advance() at once; the returned goals must be
+//      distinct and wr_seq must have moved by exactly 2 per call (S-ADV-1, atomicity);
+//   2. grace periods under growth: readers attached to the interpreter hold the shared object
+//      across read-side sections and leave them either with a quiescent state or with a detach
+//      (each in its own function, so a ThreadSanitizer report names which edge was missing);
+//      writers unlink it (alternately an exchange, or a lock plus a release store that has no
+//      full barrier before the goal is taken), take goals from advance() or, with no RMW at
+//      all, from shared_next()/deferred_advance(), and poison and free an object only once
+//      poll() allows; several reservers reserve and register slots at once, so the array grows
+//      (stop-the-world) while readers and writers run, and check each index they get (S-RES-1);
+//   3. liveness: once every reader has detached and one advance followed the last goal, each
+//      writer's poll of every pending goal must be true (S-SAFE-2, S-POLL-2);
+//   4. resources: the library's live allocations (qsbr_api_mem_live_blocks, when exported) are
+//      the same after the round's interpreter is deleted as before it was created (a growth
+//      that leaks the old array: S-RES-1).
+//
+// Errors are printed as "error FACT: detail" lines (the first few of each fact); the last line
+// is "result: PASS" or "result: FAIL ...".  Exit status: 0 no error and objects were freed,
+// 1 errors, 2 nothing freed, 64 usage, 65 the library cannot be loaded.
+//
+// With -H, the first -E rounds (default 4) also record every operation of every thread state
+// in a binary history that conformance/checks/contract.py judges (see there for the format):
+// each operation is bracketed by two tickets from one global counter.  Those rounds run
+// slower and with more barriers (each ticket is an atomic read-modify-write), so the other
+// rounds are not recorded.
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qsbr_api.h"
+
+#define MAGIC_ALIVE     0x51534252414c4956ULL
+#define MAGIC_DEAD      0xdeaddeaddeaddeadULL
+#define QUARANTINE      128
+#define PAYLOAD_WORDS   4
+#define MAX_THREADS     64
+#define ADVANCES_PER_THREAD 512
+#define NOINLINE __attribute__((noinline))
+
+// ---------------------------------------------------------------------------------------------
+// The library, through dlsym
+
+static struct {
+    void *handle;
+    const int *profile;
+    qsbr_api_interp *(*interp_new)(void);
+    void (*interp_delete)(qsbr_api_interp *);
+    qsbr_api_tstate *(*tstate_new)(qsbr_api_interp *);
+    int (*tstate_delete)(qsbr_api_tstate *);
+    int64_t (*reserve)(qsbr_api_interp *);
+    int (*reg)(qsbr_api_tstate *, int64_t);
+    int (*unregister)(qsbr_api_tstate *);
+    int (*attach)(qsbr_api_tstate *);
+    int (*detach)(qsbr_api_tstate *);
+    int (*quiescent_state)(qsbr_api_tstate *);
+    uint64_t (*advance)(qsbr_api_interp *);
+    uint64_t (*shared_current)(qsbr_api_interp *);
+    int (*poll)(qsbr_api_tstate *, uint64_t, bool *);
+    int (*deferred_advance)(qsbr_api_tstate *, uint64_t *);
+    int (*shared_next)(qsbr_api_interp *, uint64_t *);
+    int (*tstate_slot)(qsbr_api_tstate *, int64_t *);
+    const char *(*status_name)(int);
+    long (*mem_live_blocks)(void);     // optional
+} L;
+
+static int
+load_library(const char *path)
+{
+    L.handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (L.handle == NULL) {
+        fprintf(stderr, "qsbr-cabi-torture: cannot load %s: %s\n", path, dlerror());
+        return -1;
+    }
+    int missing = 0;
+#define SYM(field, name)                                                          \
+    do {                                                                          \
+        *(void **)(&L.field) = dlsym(L.handle, name);                             \
+        if (L.field == NULL) {                                                    \
+            fprintf(stderr, "qsbr-cabi-torture: %s does not export %s\n", path, name); \
+            missing = 1;                                                          \
+        }                                                                         \
+    } while (0)
+    SYM(profile, "qsbr_api_profile");
+    SYM(interp_new, "qsbr_api_interp_new");
+    SYM(interp_delete, "qsbr_api_interp_delete");
+    SYM(tstate_new, "qsbr_api_tstate_new");
+    SYM(tstate_delete, "qsbr_api_tstate_delete");
+    SYM(reserve, "qsbr_api_reserve");
+    SYM(reg, "qsbr_api_register");
+    SYM(unregister, "qsbr_api_unregister");
+    SYM(attach, "qsbr_api_attach");
+    SYM(detach, "qsbr_api_detach");
+    SYM(quiescent_state, "qsbr_api_quiescent_state");
+    SYM(advance, "qsbr_api_advance");
+    SYM(shared_current, "qsbr_api_shared_current");
+    SYM(poll, "qsbr_api_poll");
+    SYM(deferred_advance, "qsbr_api_deferred_advance");
+    SYM(shared_next, "qsbr_api_shared_next");
+    SYM(tstate_slot, "qsbr_api_tstate_slot");
+    SYM(status_name, "qsbr_api_status_name");
+#undef SYM
+    *(void **)(&L.mem_live_blocks) = dlsym(L.handle, "qsbr_api_mem_live_blocks");
+    return missing ? -1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors, by fact
+
+enum { F_SAFE1, F_SAFE2, F_ADV1, F_RES1, F_POLL2, F_HARNESS, F_COUNT };
+static const char *const fact_name[F_COUNT] = {
+    "S-SAFE-1", "S-SAFE-2", "S-ADV-1", "S-RES-1", "S-POLL-2", "HARNESS"};
+static _Atomic uint64_t fact_errors[F_COUNT];
+static _Atomic int errors_seen;
+static int stop_on_error;
+static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+report(int fact, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+#include <stdarg.h>
+static void
+report(int fact, const char *format, ...)
+{
+    uint64_t n = atomic_fetch_add(&fact_errors[fact], 1);
+    atomic_store(&errors_seen, 1);
+    if (n < 5) {
+        va_list ap;
+        va_start(ap, format);
+        pthread_mutex_lock(&print_lock);
+        printf("error %s: ", fact_name[fact]);
+        vprintf(format, ap);
+        printf("\n");
+        fflush(stdout);
+        pthread_mutex_unlock(&print_lock);
+        va_end(ap);
+    }
+}
+
+static int
+check_status(int status, const char *what)
+{
+    if (status != 0) {
+        // A valid call on a registered thread state failed.  A thread state that loses its
+        // slot while registered (STALE_SLOT, NOT_REGISTERED) was moved by a growth that did
+        // not stop the world or did not re-point it (S-RES-1); anything else breaks the
+        // operation's own rule, reported with the call.
+        const char *name = L.status_name(status);
+        int fact = (strcmp(name, "STALE_SLOT") == 0 || strcmp(name, "NOT_REGISTERED") == 0)
+                   ? F_RES1 : F_HARNESS;
+        report(fact, "%s on a registered thread state returned %s", what, name);
+    }
+    return status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// History (see conformance/checks/contract.py): records of 6 uint64 words
+//   before, after, tstate id, kind, value (goal), result
+enum { H_ATTACH = 1, H_DETACH = 2, H_QS = 3, H_GOAL_ADVANCE = 4, H_GOAL_NEXT = 5, H_POLL = 6 };
+
+static _Atomic uint64_t ticket;
+static int history_on;                  // this round records
+static FILE *history_file;
+static pthread_mutex_t history_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t next_tstate_id = 1;
+
+struct hbuf {
+    uint64_t *words;
+    size_t len, cap;
+};
+
+static uint64_t
+tick(void)
+{
+    return history_on ? atomic_fetch_add(&ticket, 1) + 1 : 0;
+}
+
+static void
+record(struct hbuf *h, uint64_t before, uint64_t after, uint64_t id, uint64_t kind,
+       uint64_t value, uint64_t result)
+{
+    if (!history_on) {
+        return;
+    }
+    if (h->len + 6 > h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 6 * 4096;
+        h->words = realloc(h->words, h->cap * sizeof(uint64_t));
+        if (h->words == NULL) {
+            abort();
+        }
+    }
+    uint64_t *w = h->words + h->len;
+    w[0] = before, w[1] = after, w[2] = id, w[3] = kind, w[4] = value, w[5] = result;
+    h->len += 6;
+}
+
+static void
+flush_history(struct hbuf *h)
+{
+    if (history_file != NULL && h->len) {
+        pthread_mutex_lock(&history_lock);
+        fwrite(h->words, sizeof(uint64_t), h->len, history_file);
+        pthread_mutex_unlock(&history_lock);
+    }
+    h->len = 0;
+}
+
+// A thread state of the torture, with its history id.
+struct ts {
+    qsbr_api_tstate *t;
+    uint64_t id;
+};
+
+#define LOGGED(h, ts, kind, value, call)                    \
+    do {                                                    \
+        uint64_t before_ = tick();                          \
+        int status_ = (call);                               \
+        uint64_t after_ = tick();                           \
+        check_status(status_, #call);                       \
+        record((h), before_, after_, (ts)->id, (kind), (value), 0); \
+    } while (0)
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+
+struct tobj {
+    uint64_t magic;
+    uint64_t pipe_count;                // 1 once the grace period completed (then freed)
+    uint64_t serial;
+    uint64_t payload[PAYLOAD_WORDS];
+    uint64_t goal;
+    int goal_from_advance;
+    struct tobj *next;
+};
+
+static struct tobj *
+new_object(uint64_t serial)
+{
+    struct tobj *o = calloc(1, sizeof(*o));
+    if (o == NULL) {
+        abort();
+    }
+    o->serial = serial;
+    for (int i = 0; i < PAYLOAD_WORDS; i++) {
+        o->payload[i] = serial * (uint64_t)(i + 1);
+    }
+    o->magic = MAGIC_ALIVE;
+    return o;
+}
+
+// Plain (non-atomic) reads of the object: under ThreadSanitizer, a read that the grace period
+// does not order before the writer's poisoning is reported as a data race.  `how` says how the
+// reader will leave this section, for the error message.
+static void
+check_object(const struct tobj *o, const char *how)
+{
+    uint64_t magic = *(volatile const uint64_t *)&o->magic;
+    if (magic == MAGIC_DEAD) {
+        report(F_SAFE1, "a reader (section ended by %s) read object %llu after it was "
+               "reclaimed: poll() said its goal was reached too early", how,
+               (unsigned long long)o->serial);
+        return;
+    }
+    if (magic != MAGIC_ALIVE) {
+        report(F_SAFE1, "a reader (section ended by %s) read a freed object (garbage magic "
+               "%#llx)", how, (unsigned long long)magic);
+        return;
+    }
+    if (*(volatile const uint64_t *)&o->pipe_count != 0) {
+        report(F_SAFE1, "a reader (section ended by %s) still held object %llu after its "
+               "grace period ended", how, (unsigned long long)o->serial);
+        return;
+    }
+    for (int i = 0; i < PAYLOAD_WORDS; i++) {
+        if (((volatile const uint64_t *)o->payload)[i] != o->serial * (uint64_t)(i + 1)) {
+            report(F_SAFE1, "a reader read a corrupted object %llu",
+                   (unsigned long long)o->serial);
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A round
+
+struct config {
+    int readers, writers, reservers, slots_per_reserver;
+    uint64_t updates_per_round, rounds;
+    double seconds;
+    unsigned seed;
+    int quiet;
+    uint64_t history_rounds;
+};
+
+struct round {
+    const struct config *c;
+    qsbr_api_interp *interp;
+    int profile;
+    // One shared pointer per writer (each writer is the only one that replaces its own, so
+    // it can unlink with a plain release store); readers read any of them.
+    struct tobj *current[MAX_THREADS];  // atomic
+    pthread_barrier_t barrier;
+    _Atomic int readers_stop;
+    _Atomic int readers_running;
+    _Atomic int writers_done;
+    uint64_t *advance_goals;            // ADVANCES_PER_THREAD per thread
+    _Atomic uint64_t updates;
+    // reservers' indices: owner of each index (0 = none), to find two at once
+    _Atomic uint64_t *owned;
+    int64_t owned_cap;
+};
+
+static _Atomic uint64_t total_reads, total_updates, total_frees, total_growth_slots;
+static _Atomic uint64_t total_rounds, max_pending;
+
+struct worker {
+    struct round *r;
+    int index;
+    unsigned rng;
+    struct hbuf h;
+};
+
+static unsigned
+next_random(unsigned *state)
+{
+    unsigned x = *state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *state = x ? x : 0x9e3779b9u;
+}
+
+static struct tobj *
+load_current(struct worker *w)
+{
+    int which = (int)(next_random(&w->rng) % (unsigned)w->r->c->writers);
+    return __atomic_load_n(&w->r->current[which], __ATOMIC_ACQUIRE);
+}
+
+static int
+new_registered(struct round *r, struct ts *ts, int64_t *index_out)
+{
+    ts->t = L.tstate_new(r->interp);
+    ts->id = atomic_fetch_add(&next_tstate_id, 1);
+    if (ts->t == NULL) {
+        report(F_HARNESS, "tstate_new returned NULL");
+        return -1;
+    }
+    int64_t index = L.reserve(r->interp);
+    if (index_out) {
+        *index_out = index;
+    }
+    if (index < 0) {
+        report(F_RES1, "reserve() returned %lld with memory available",
+               (long long)index);
+        return -1;
+    }
+    int status = L.reg(ts->t, index);
+    if (status != 0) {
+        report(F_RES1, "reserve() returned index %lld, which register() rejects: %s (the "
+               "index does not designate the slot reserved, e.g. computed against another "
+               "array after a concurrent growth)", (long long)index, L.status_name(status));
+        L.tstate_delete(ts->t);
+        ts->t = NULL;
+        return -1;
+    }
+    int64_t slot = -3;
+    if (check_status(L.tstate_slot(ts->t, &slot), "tstate_slot") == 0 && slot != index) {
+        report(F_RES1, "reserve() returned index %lld, but the registered thread state has "
+               "slot %lld", (long long)index, (long long)slot);
+    }
+    return 0;
+}
+
+static void
+delete_registered(struct ts *ts)
+{
+    if (ts->t != NULL) {
+        check_status(L.unregister(ts->t), "unregister");
+        check_status(L.tstate_delete(ts->t), "tstate_delete");
+        ts->t = NULL;
+    }
+}
+
+static void
+advance_race(struct worker *w)
+{
+    struct round *r = w->r;
+    uint64_t *goals = r->advance_goals + (size_t)w->index * ADVANCES_PER_THREAD;
+    for (int i = 0; i < ADVANCES_PER_THREAD; i++) {
+        goals[i] = L.advance(r->interp);
+    }
+}
+
+// A read-side section that ends with a quiescent state, and one that ends with a detach: kept
+// in separate functions, so a ThreadSanitizer report's stack says which edge did not order the
+// reads before the reclamation.
+static NOINLINE uint64_t
+reader_section_then_quiesce(struct worker *w, struct ts *ts)
+{
+    const struct tobj *held = load_current(w);
+    int burst = 1 + (int)(next_random(&w->rng) % 8);
+    for (int i = 0; i < burst; i++) {
+        check_object(held, "a quiescent state");
+        check_object(load_current(w), "a quiescent state");
+        if ((next_random(&w->rng) & 7) == 0) {
+            sched_yield();
+        }
+    }
+    check_object(held, "a quiescent state");
+    LOGGED(&w->h, ts, H_QS, 0, L.quiescent_state(ts->t));
+    return 2 * (uint64_t)burst + 1;
+}
+
+static NOINLINE uint64_t
+reader_section_then_detach(struct worker *w, struct ts *ts)
+{
+    const struct tobj *held = load_current(w);
+    check_object(held, "a detach");
+    sched_yield();
+    check_object(held, "a detach");
+    LOGGED(&w->h, ts, H_DETACH, 0, L.detach(ts->t));
+    sched_yield();
+    LOGGED(&w->h, ts, H_ATTACH, 0, L.attach(ts->t));
+    return 2;
+}
+
+static void *
+reader_main(void *arg)
+{
+    struct worker *w = arg;
+    struct round *r = w->r;
+    struct ts ts = {0};
+    int ok = new_registered(r, &ts, NULL) == 0;
+    pthread_barrier_wait(&r->barrier);          // 1: registered
+    advance_race(w);
+    pthread_barrier_wait(&r->barrier);          // 2: advance race done
+    pthread_barrier_wait(&r->barrier);          // 3: checked; grace phase starts
+    uint64_t reads = 0;
+    if (ok) {
+        LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
+        while (!atomic_load_explicit(&r->readers_stop, memory_order_acquire)) {
+            if (next_random(&w->rng) % 8 == 0) {
+                reads += reader_section_then_detach(w, &ts);
+            }
+            else {
+                reads += reader_section_then_quiesce(w, &ts);
+            }
+        }
+        LOGGED(&w->h, &ts, H_DETACH, 0, L.detach(ts.t));
+    }
+    atomic_fetch_add(&total_reads, reads);
+    atomic_fetch_sub(&r->readers_running, 1);
+    pthread_barrier_wait(&r->barrier);          // 4: every reader detached
+    pthread_barrier_wait(&r->barrier);          // 4b: the last advance is done
+    pthread_barrier_wait(&r->barrier);          // 5: liveness checked
+    delete_registered(&ts);
+    return NULL;
+}
+
+struct quarantine {
+    struct tobj *slots[QUARANTINE];
+    int next;
+};
+
+static void
+release(struct quarantine *q, struct tobj *o)
+{
+    // Plain stores: a reader whose reads are not ordered before this races with it (TSan).
+    o->pipe_count = 1;
+    o->magic = MAGIC_DEAD;
+    free(q->slots[q->next]);
+    q->slots[q->next] = o;
+    q->next = (q->next + 1) % QUARANTINE;
+}
+
+static bool
+logged_poll(struct worker *w, struct ts *ts, uint64_t goal)
+{
+    bool result = false;
+    uint64_t before = tick();
+    int status = L.poll(ts->t, goal, &result);
+    uint64_t after = tick();
+    check_status(status, "poll");
+    record(&w->h, before, after, ts->id, H_POLL, goal, result);
+    return result;
+}
+
+static void *
+writer_main(void *arg)
+{
+    struct worker *w = arg;
+    struct round *r = w->r;
+    const struct config *c = r->c;
+    struct ts ts = {0};
+    int ok = new_registered(r, &ts, NULL) == 0;
+    pthread_barrier_wait(&r->barrier);          // 1
+    advance_race(w);
+    pthread_barrier_wait(&r->barrier);          // 2
+    pthread_barrier_wait(&r->barrier);          // 3
+    struct tobj *head = NULL, *tail = NULL;
+    uint64_t pending = 0, frees = 0;
+    struct quarantine q = {{NULL}, 0};
+    if (ok) {
+        LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
+        for (uint64_t n = 0; n < c->updates_per_round; n++) {
+            uint64_t serial = atomic_fetch_add(&r->updates, 1) + 1;
+            struct tobj *fresh = new_object(serial), *old;
+            unsigned choice = next_random(&w->rng);
+            // Unlink: an exchange (a full barrier), or a release store, after which nothing
+            // orders the unlink before the goal is taken, as in CPython's allocator, which
+            // takes a batching goal right after the caller unlinked.
+            struct tobj **mine = &r->current[w->index - c->readers];
+            if (choice & 1) {
+                old = __atomic_exchange_n(mine, fresh, __ATOMIC_ACQ_REL);
+            }
+            else {
+                old = __atomic_load_n(mine, __ATOMIC_RELAXED);
+                __atomic_store_n(mine, fresh, __ATOMIC_RELEASE);
+            }
+            uint64_t before = tick(), kind;
+            if (choice & 2) {
+                old->goal = L.advance(r->interp);
+                old->goal_from_advance = 1;
+                kind = H_GOAL_ADVANCE;
+            }
+            else if (r->profile == 313) {
+                check_status(L.deferred_advance(ts.t, &old->goal), "deferred_advance");
+                kind = H_GOAL_NEXT;
+            }
+            else {
+                check_status(L.shared_next(r->interp, &old->goal), "shared_next");
+                kind = H_GOAL_NEXT;
+            }
+            record(&w->h, before, tick(), ts.id, kind, old->goal, serial);
+            old->next = NULL;
+            if (tail) {
+                tail->next = old;
+            }
+            else {
+                head = old;
+            }
+            tail = old;
+            pending++;
+            LOGGED(&w->h, &ts, H_QS, 0, L.quiescent_state(ts.t));
+            if (pending > 32 && !logged_poll(w, &ts, head->goal)) {
+                (void)L.advance(r->interp);
+            }
+            while (head && logged_poll(w, &ts, head->goal)) {
+                struct tobj *o = head;
+                head = o->next;
+                if (!head) {
+                    tail = NULL;
+                }
+                release(&q, o);
+                frees++;
+                pending--;
+            }
+            uint64_t seen = atomic_load(&max_pending);
+            while (pending > seen && !atomic_compare_exchange_weak(&max_pending, &seen, pending)) {
+            }
+            if (stop_on_error && atomic_load(&errors_seen)) {
+                break;
+            }
+        }
+    }
+    if (atomic_fetch_add(&r->writers_done, 1) + 1 == c->writers) {
+        atomic_store_explicit(&r->readers_stop, 1, memory_order_release);
+    }
+    if (ok) {
+        LOGGED(&w->h, &ts, H_DETACH, 0, L.detach(ts.t));
+    }
+    pthread_barrier_wait(&r->barrier);          // 4: every reader and writer detached
+    if (ok && w->index == c->readers) {
+        (void)L.advance(r->interp);             // past every shared_next/deferred goal
+    }
+    pthread_barrier_wait(&r->barrier);          // 4b: the last advance is done
+    if (ok) {
+        // Liveness: no thread is attached but the writers, which attached after the last
+        // advance; every pending goal must be reached now (S-SAFE-2, S-POLL-2).
+        LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
+        for (struct tobj *o = head; o != NULL; o = o->next) {
+            if (!logged_poll(w, &ts, o->goal)) {
+                report(F_SAFE2, "goal %llu (object %llu) was not reached although every "
+                       "thread attached before it has since detached and wr_seq advanced past "
+                       "it", (unsigned long long)o->goal, (unsigned long long)o->serial);
+                break;
+            }
+        }
+        LOGGED(&w->h, &ts, H_DETACH, 0, L.detach(ts.t));
+    }
+    while (head) {
+        struct tobj *o = head;
+        head = o->next;
+        release(&q, o);
+        frees++;
+    }
+    for (int i = 0; i < QUARANTINE; i++) {
+        free(q.slots[i]);
+    }
+    atomic_fetch_add(&total_frees, frees);
+    pthread_barrier_wait(&r->barrier);          // 5
+    delete_registered(&ts);
+    return NULL;
+}
+
+static void *
+reserver_main(void *arg)
+{
+    // Reserves and registers slots while the others run, so that growths (stop-the-world)
+    // race readers and other reservers; each index must designate the slot it reserved.
+    struct worker *w = arg;
+    struct round *r = w->r;
+    const struct config *c = r->c;
+    struct ts *mine = calloc((size_t)c->slots_per_reserver, sizeof(*mine));
+    if (mine == NULL) {
+        abort();
+    }
+    pthread_barrier_wait(&r->barrier);          // 1
+    advance_race(w);
+    pthread_barrier_wait(&r->barrier);          // 2
+    pthread_barrier_wait(&r->barrier);          // 3
+    int made = 0;
+    uint64_t round_updates = c->updates_per_round * (uint64_t)c->writers;
+    for (; made < c->slots_per_reserver; made++) {
+        // Paced by the writers' updates, so growths happen throughout the round, and all
+        // reservers pass each threshold together (several reserve at once).
+        uint64_t target = (uint64_t)made * round_updates / (uint64_t)c->slots_per_reserver;
+        while (atomic_load(&r->updates) < target && !atomic_load(&r->readers_stop)) {
+            sched_yield();
+        }
+        int64_t index = -1;
+        if (new_registered(r, &mine[made], &index) != 0) {
+            break;
+        }
+        if (index >= 0 && index < r->owned_cap) {
+            uint64_t expected = 0, me = (uint64_t)w->index + 1;
+            if (!atomic_compare_exchange_strong(&r->owned[index], &expected, me)) {
+                report(F_RES1, "two reservers hold slot %lld at once", (long long)index);
+            }
+        }
+        if (next_random(&w->rng) % 2 == 0) {
+            // Attached for a moment while others grow the array.
+            LOGGED(&w->h, &mine[made], H_ATTACH, 0, L.attach(mine[made].t));
+            check_object(load_current(w), "a detach");
+            LOGGED(&w->h, &mine[made], H_DETACH, 0, L.detach(mine[made].t));
+        }
+        if (next_random(&w->rng) % 4 == 0) {
+            sched_yield();
+        }
+    }
+    atomic_fetch_add(&total_growth_slots, (uint64_t)made);
+    pthread_barrier_wait(&r->barrier);          // 4
+    pthread_barrier_wait(&r->barrier);          // 4b
+    pthread_barrier_wait(&r->barrier);          // 5
+    for (int i = 0; i < made; i++) {
+        int64_t index = -1;
+        if (L.tstate_slot(mine[i].t, &index) == 0 && index >= 0 && index < r->owned_cap) {
+            atomic_store(&r->owned[index], 0);
+        }
+        delete_registered(&mine[i]);
+    }
+    free(mine);
+    return NULL;
+}
+
+static long
+live_blocks(void)
+{
+    return L.mem_live_blocks ? L.mem_live_blocks() : 0;
+}
+
+// One round; returns 0, or -1 if it could not be set up.
+static int
+run_round(const struct config *c, uint64_t round_no)
+{
+    int nthreads = c->readers + c->writers + c->reservers;
+    struct round r;
+    memset(&r, 0, sizeof(r));
+    r.c = c;
+    r.profile = *L.profile;
+    long blocks_before = live_blocks();
+    r.interp = L.interp_new();
+    if (r.interp == NULL) {
+        report(F_HARNESS, "interp_new returned NULL");
+        return -1;
+    }
+    for (int i = 0; i < c->writers; i++) {
+        r.current[i] = new_object(0);
+    }
+    r.readers_running = c->readers;
+    r.owned_cap = 4 * (int64_t)(nthreads + (int64_t)c->reservers * c->slots_per_reserver) + 64;
+    r.owned = calloc((size_t)r.owned_cap, sizeof(*r.owned));
+    r.advance_goals = calloc((size_t)nthreads * ADVANCES_PER_THREAD, sizeof(uint64_t));
+    // Barriers 1, 2, 3, 4, 4b and 5 include every thread and this one.
+    pthread_barrier_init(&r.barrier, NULL, (unsigned)nthreads + 1);
+    pthread_t threads[MAX_THREADS];
+    struct worker workers[MAX_THREADS];
+    history_on = round_no < c->history_rounds;
+    uint64_t wr_before = L.shared_current(r.interp);
+    for (int i = 0; i < nthreads; i++) {
+        workers[i] = (struct worker){&r, i, (c->seed + 1) * 2654435761u + (unsigned)round_no *
+                                     7919u + (unsigned)i * 40503u, {NULL, 0, 0}};
+        void *(*entry)(void *) = i < c->readers ? reader_main
+                                 : i < c->readers + c->writers ? writer_main : reserver_main;
+        if (pthread_create(&threads[i], NULL, entry, &workers[i]) != 0) {
+            fprintf(stderr, "qsbr-cabi-torture: cannot create threads\n");
+            exit(70);
+        }
+    }
+    pthread_barrier_wait(&r.barrier);           // 1
+    pthread_barrier_wait(&r.barrier);           // 2: the advance race is over
+    uint64_t total = (uint64_t)nthreads * ADVANCES_PER_THREAD;
+    uint64_t wr_after = L.shared_current(r.interp);
+    if (wr_after - wr_before != 2 * total) {
+        report(F_ADV1, "%llu concurrent advance() calls moved wr_seq by %lld, not %llu: "
+               "increments were lost (advance is not an atomic read-modify-write)",
+               (unsigned long long)total, (long long)(wr_after - wr_before),
+               (unsigned long long)(2 * total));
+    }
+    else {
+        // Every goal in (wr_before, wr_after] exactly once.
+        uint8_t *seen = calloc((size_t)total + 1, 1);
+        for (uint64_t i = 0; i < total; i++) {
+            uint64_t g = r.advance_goals[i];
+            uint64_t k = (g - wr_before) / 2;
+            if ((g - wr_before) % 2 != 0 || k < 1 || k > total || seen[k]++) {
+                report(F_ADV1, "concurrent advance() calls returned goal %llu twice or out "
+                       "of range (wr_seq went from %llu to %llu)", (unsigned long long)g,
+                       (unsigned long long)wr_before, (unsigned long long)wr_after);
+                break;
+            }
+        }
+        free(seen);
+    }
+    pthread_barrier_wait(&r.barrier);           // 3
+    pthread_barrier_wait(&r.barrier);           // 4
+    pthread_barrier_wait(&r.barrier);           // 4b
+    pthread_barrier_wait(&r.barrier);           // 5
+    for (int i = 0; i < nthreads; i++) {
+        pthread_join(threads[i], NULL);
+        flush_history(&workers[i].h);
+        free(workers[i].h.words);
+    }
+    atomic_fetch_add(&total_updates, atomic_load(&r.updates));
+    for (int i = 0; i < c->writers; i++) {
+        free(r.current[i]);
+    }
+    L.interp_delete(r.interp);
+    long blocks_after = live_blocks();
+    if (blocks_after != blocks_before) {
+        report(F_RES1, "the library's live allocations went from %ld to %ld over a round "
+               "(threads reserved, the slot array grew, everything was unregistered and the "
+               "interpreter deleted): a growth did not free the old array, or something else "
+               "leaked", blocks_before, blocks_after);
+    }
+    free(r.owned);
+    free(r.advance_goals);
+    pthread_barrier_destroy(&r.barrier);
+    atomic_fetch_add(&total_rounds, 1);
+    return 0;
+}
+
+static double
+now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+print_counters(const char *label, double elapsed)
+{
+    printf("%s %.1fs rounds=%llu reads=%llu updates=%llu frees=%llu growth_slots=%llu "
+           "max_pending=%llu\n", label, elapsed, (unsigned long long)atomic_load(&total_rounds),
+           (unsigned long long)atomic_load(&total_reads),
+           (unsigned long long)atomic_load(&total_updates),
+           (unsigned long long)atomic_load(&total_frees),
+           (unsigned long long)atomic_load(&total_growth_slots),
+           (unsigned long long)atomic_load(&max_pending));
+    fflush(stdout);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct config c = {.readers = 3, .writers = 2, .reservers = 2, .slots_per_reserver = 40,
+                       .updates_per_round = 300, .rounds = 0, .seconds = 0, .seed = 1,
+                       .history_rounds = 4};
+    const char *history_path = NULL;
+    int opt;
+    while ((opt = getopt(argc, argv, "r:w:g:k:u:n:s:S:H:E:xq")) != -1) {
+        switch (opt) {
+            case 'r': c.readers = atoi(optarg); break;
+            case 'w': c.writers = atoi(optarg); break;
+            case 'g': c.reservers = atoi(optarg); break;
+            case 'k': c.slots_per_reserver = atoi(optarg); break;
+            case 'u': c.updates_per_round = strtoull(optarg, NULL, 10); break;
+            case 'n': c.rounds = strtoull(optarg, NULL, 10); break;
+            case 's': c.seconds = atof(optarg); break;
+            case 'S': c.seed = (unsigned)strtoul(optarg, NULL, 10); break;
+            case 'H': history_path = optarg; break;
+            case 'E': c.history_rounds = strtoull(optarg, NULL, 10); break;
+            case 'x': stop_on_error = 1; break;
+            case 'q': c.quiet = 1; break;
+            default: goto usage;
+        }
+    }
+    if (optind != argc - 1 || c.readers < 0 || c.writers < 1 || c.reservers < 0
+        || c.slots_per_reserver < 1 || c.updates_per_round < 1
+        || c.readers + c.writers + c.reservers > MAX_THREADS
+        || (c.rounds == 0 && c.seconds <= 0)) {
+        goto usage;
+    }
+    if (load_library(argv[optind]) != 0) {
+        return 65;
+    }
+    if (history_path != NULL) {
+        history_file = fopen(history_path, "wb");
+        if (history_file == NULL) {
+            perror(history_path);
+            return 65;
+        }
+    }
+    else {
+        c.history_rounds = 0;
+    }
+    printf("cabi-torture: %s, profile %d, %d readers, %d writers, %d reservers x %d slots, "
+           "%llu updates per round, mem_live_blocks %s\n", argv[optind], *L.profile,
+           c.readers, c.writers, c.reservers, c.slots_per_reserver,
+           (unsigned long long)c.updates_per_round,
+           L.mem_live_blocks ? "exported (resource check on)" : "not exported (no resource check)");
+    fflush(stdout);
+    double start = now_seconds(), last = start;
+    for (uint64_t round_no = 0; ; round_no++) {
+        if (c.rounds && round_no >= c.rounds) {
+            break;
+        }
+        if (c.seconds > 0 && now_seconds() - start >= c.seconds) {
+            break;
+        }
+        if (stop_on_error && atomic_load(&errors_seen)) {
+            break;
+        }
+        if (run_round(&c, round_no) != 0) {
+            break;
+        }
+        if (!c.quiet && now_seconds() - last >= 1.0) {
+            last = now_seconds();
+            print_counters("progress", last - start);
+        }
+    }
+    if (history_file != NULL) {
+        fclose(history_file);
+    }
+    print_counters("final   ", now_seconds() - start);
+    uint64_t errors = 0;
+    printf("errors:");
+    for (int f = 0; f < F_COUNT; f++) {
+        uint64_t n = atomic_load(&fact_errors[f]);
+        errors += n;
+        printf(" %s=%llu", fact_name[f], (unsigned long long)n);
+    }
+    printf("\n");
+    if (errors) {
+        printf("result: FAIL (errors)\n");
+        return 1;
+    }
+    if (atomic_load(&total_frees) == 0) {
+        printf("result: FAIL (nothing freed)\n");
+        return 2;
+    }
+    printf("result: PASS\n");
+    return 0;
+
+usage:
+    fprintf(stderr, "usage: %s LIBRARY [-r READERS] [-w WRITERS>=1] [-g RESERVERS] "
+            "[-k SLOTS] [-u UPDATES_PER_ROUND] (-n ROUNDS | -s SECONDS) [-S SEED] [-x] [-q] "
+            "[-H HISTORY [-E HISTORY_ROUNDS]]\n", argv[0]);
+    return 64;
+}
