@@ -31,6 +31,9 @@ def extension(profile: str = "3.13") -> ModuleType:
 class ReferencePort:
     """Adapter-protocol implementation backed by the Cython bridge."""
 
+    #: qsbr_api.h: operations on different thread states may run concurrently
+    thread_safe = True
+
     def __init__(self, profile: str = "3.13") -> None:
         self._ext = extension(profile)
         self.profile = profile

@@ -341,3 +341,42 @@ class _ReserveKeepsLink(OracleInterpreter):
 
 ISSUE14_MUTANTS["reserve_keeps_link"] = (_ReserveKeepsLink, "S-FREE-1")
 reserve_keeps_link = _factory(_ReserveKeepsLink, "reserve_keeps_link")
+class _EarlyPollInterpreter:
+    """The reference port with a grace-period bug: poll(goal) also answers true when the
+    previous goal is reached, so a reader attached before the goal may still hold the object."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def poll(self, handle, goal):
+        return (self._inner.goal_reached(handle, (goal - 2) & _MASK)   # bug: one period early
+                or self._inner.poll(handle, goal))
+
+
+class EarlyPoll:
+    """A thread-safe adapter (for the Python-threads torture) with the grace-period bug above."""
+
+    thread_safe = True
+
+    def __init__(self, profile: str = "3.13") -> None:
+        import cython_bridge
+        self._port = cython_bridge.reference_port(profile)
+        self.profile = profile
+        self.name = "reference port with an early poll"
+        self.version = "mutant"
+
+    def new_interpreter(self):
+        return _EarlyPollInterpreter(self._port.new_interpreter())
+
+    def qsbr_lt(self, a, b):
+        return self._port.qsbr_lt(a, b)
+
+    def qsbr_leq(self, a, b):
+        return self._port.qsbr_leq(a, b)
+
+
+def early_poll(profile: str = "3.13") -> EarlyPoll:
+    return EarlyPoll(profile)

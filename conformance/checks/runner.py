@@ -58,6 +58,10 @@ class RunResult:
     exploration: Any = None
     #: conformance.checks.modelcheck.ModelCheckResult (the reference port's Relacy results)
     modelcheck: Any = None
+    #: what the run's concurrent check did, or why none ran (a sentence; None: not attempted)
+    concurrency: str | None = None
+    #: the command that would check what this run left sequential-only
+    concurrency_command: str | None = None
 
     @property
     def fact_ids(self) -> list[str]:
@@ -71,7 +75,7 @@ class RunResult:
     @property
     def conforms(self) -> bool:
         return (not self.failures
-                and all(self.fact_status(f) in ("pass", "n/a") for f in self.fact_ids)
+                and all(self.fact_status(f) in status.CONFORMING for f in self.fact_ids)
                 and not (self.live is not None and self.live.failures))
 
 

@@ -301,6 +301,9 @@ class CabiInterpreter:
 
 
 class CabiImplementation:
+    #: qsbr_api.h promises that operations on different thread states may run concurrently
+    thread_safe = True
+
     def __init__(self, path: str, profile: str | None = None) -> None:
         self._library = _Library(path)
         self.profile = self._library.profile

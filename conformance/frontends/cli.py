@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="on a free-threaded build: generated action sequences to run "
                              "against the live interpreter (default: 10; 0 skips the live "
                              "check)")
+    parser.add_argument("--concurrency-rounds", type=int, default=12, metavar="N",
+                        help="rounds of the bounded concurrent torture that gives the ordering "
+                             "facts concurrent evidence (C ABI libraries and the reference "
+                             "port: the C driver; thread-safe Python adapters: Python threads, "
+                             "N * 250 updates); 0 skips it (default: 12, a few seconds)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -164,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print("checking the live interpreter ...", file=sys.stderr, flush=True)
         result.live = live.live_check(args.live_examples, args.seed)
+    if not args.quiet and args.concurrency_rounds > 0:
+        print("concurrent torture ...", file=sys.stderr, flush=True)
+    concurrent_check(result, args.impl, args.concurrency_rounds, args.seed,
+                     impl.profile, getattr(impl, "thread_safe", None))
     print(report.to_text(result))
     if isolate:
         impl.close()
@@ -173,6 +182,123 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.markdown, "w", encoding="utf-8") as handle:
             handle.write(report.to_markdown(result))
     return 0 if result.conforms else 1
+
+
+CABI_FACTORIES = ("conformance.cabi:from_env", "conformance.drivers.cabi:from_env")
+PYTHON_THREAD_FACTS = ("S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-ADV-1", "S-POLL-1",
+                       "S-POLL-2", "S-SAFE-1", "S-SAFE-2")
+
+
+def _library_for(spec: str, profile: str) -> str | None:
+    """The C ABI library the C driver can torture for this --impl, if there is one."""
+    import os
+    if spec in CABI_FACTORIES:
+        return os.environ.get("QSBR_LIBRARY")
+    if spec == DEFAULT_IMPL:
+        # The bridge compiles the same sources as reference_c's library.
+        import subprocess
+
+        from ..checks.cabi_torture import REFERENCE_C
+        folder = profile.replace(".", "")
+        path = REFERENCE_C / "build" / folder / "libqsbr.so"
+        if not path.exists():
+            subprocess.run(["make", "-C", str(REFERENCE_C), "--no-print-directory", "lib",
+                            f"PROFILE={folder}"], capture_output=True)
+        return str(path) if path.exists() else None
+    return None
+
+
+def concurrent_check(result: Any, spec: str, rounds: int, seed: int | None, profile: str,
+                     thread_safe: Any) -> None:
+    """A bounded concurrent torture of the implementation, judged by its own checks and the
+    contract oracle, credited to the ledger with source "concurrent"."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    from ..checks import cabi_torture
+    from ..checks.runner import Failure
+    ledger = result.ledger
+    library = _library_for(spec, profile)
+    if rounds <= 0:
+        result.concurrency = "the concurrent torture was skipped (--concurrency-rounds 0)"
+        result.concurrency_command = f"qsbr-conformance --impl {spec} --concurrency-rounds 12"
+        return
+    if library is not None:
+        result.concurrency_command = (f"qsbr-conformance torture --library {library} --tsan "
+                                      "(with the library built with -fsanitize=thread)")
+        try:
+            run = cabi_torture.run(library, rounds=rounds, seed=seed or 1, history=True,
+                                   history_rounds=2, stop_on_error=True)
+        except cabi_torture.TortureSetupError as exc:
+            result.concurrency = f"no concurrent check ran: {exc}"
+            return
+        contract = run.contract
+        oracle = (f"; contract oracle judged {contract.safety_checked} true and "
+                  f"{contract.liveness_checked} false polls" if contract is not None else "")
+        result.concurrency = (f"C ABI torture, {rounds} rounds, plain build: memory-order "
+                              f"bugs need the TSan mode{oracle}")
+        if run.status == 0:
+            for _ in range(rounds):
+                ledger.passed(*cabi_torture.CHECKED_FACTS, source="concurrent")
+            return
+        facts = tuple(run.failed_facts) or ("S-SAFE-2",)
+        for fact in facts:
+            details = run.errors.get(fact, [run.verdict()])
+            ledger.failed((fact,), details[0], source="concurrent")
+        result.failures.append(Failure("concurrent torture", facts, run.verdict()))
+        return
+    if not thread_safe:
+        result.concurrency = (f"no concurrent check ran: {spec} does not declare thread_safe "
+                              "= True (docs/adapter-protocol.md, 'Thread safety')")
+        result.concurrency_command = ("declare thread_safe = True if it is, then qsbr-conformance"
+                                      f" torture --impl {spec} --python-threads")
+        return
+    updates = rounds * 250
+    result.concurrency_command = (f"qsbr-conformance torture --impl {spec} --python-threads "
+                                  "--seconds 60 (on a free-threaded build)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "torture.json")
+        command = [sys.executable, "-m", "conformance", "torture", "--impl", spec,
+                   "--python-threads", "--updates", str(updates), "--readers", "3",
+                   "--writers", "2", "--profile", profile, "-q", "--json", out]
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            proc = None
+        if proc is None or not os.path.exists(out):
+            detail = ("the Python-threads torture hung" if proc is None else
+                      f"the Python-threads torture exited with {proc.returncode}: "
+                      f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
+            ledger.failed(("S-SAFE-2",), detail, source="concurrent")
+            result.failures.append(Failure("concurrent torture", ("S-SAFE-2",), detail))
+            result.concurrency = "Python-threads torture: " + detail
+            return
+        with open(out, encoding="utf-8") as handle:
+            data = json.load(handle)
+    stats = data["stats"]
+    judged: dict = stats.get("contract") or {}
+    result.concurrency = (f"Python-threads torture, {updates} updates, GIL "
+                          f"{'on' if getattr(sys, '_is_gil_enabled', lambda: True)() else 'off'}"
+                          f"; contract oracle judged {judged.get('safety_checked', 0)} true "
+                          f"and {judged.get('liveness_checked', 0)} false polls")
+    failures: dict[str, list[str]] = dict(judged.get("errors", {}))
+    if stats.get("errors_reclaimed"):
+        failures.setdefault("S-SAFE-1", []).append(
+            f"a reader saw a reclaimed object {stats['errors_reclaimed']} time(s)")
+    if stats.get("harness_errors"):
+        failures.setdefault("S-SAFE-2", []).append("; ".join(stats["harness_errors"][:2]))
+    if data["status"] == 2 and not failures:
+        failures["S-SAFE-2"] = ["nothing was reclaimed"]
+    if not failures:
+        for _ in range(rounds):
+            ledger.passed(*PYTHON_THREAD_FACTS, source="concurrent")
+        return
+    for fact, details in failures.items():
+        ledger.failed((fact,), details[0], source="concurrent")
+    result.failures.append(Failure("concurrent torture", tuple(sorted(failures)),
+                                   "; ".join(f"{f}: {d[0]}" for f, d in failures.items())))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ..checks.runner import RunResult
+from ..model import status as fact_statuses
 from ..model.facts import FACTS, MISUSE
 
 #: The sequential sources shown as columns (counts by source; all sources are in the JSON).
@@ -27,11 +28,15 @@ def _rows(result: RunResult) -> list[dict[str, Any]]:
                      "checks": result.ledger.checks[fact.id],
                      "by_source": result.ledger.counts_by_source(fact.id),
                      "result": status, "note": note,
+                     "checked_by": fact_statuses.checked_by(fact.id, result.ledger),
+                     "ordering": fact.ordering,
                      "failures": result.ledger.failures.get(fact.id, [])})
     rows.append({"id": MISUSE, "summary": "misuse upstream only asserts is rejected, "
                  "state unchanged", "checks": result.ledger.checks[MISUSE],
                  "by_source": result.ledger.counts_by_source(MISUSE),
                  "result": result.fact_status(MISUSE),
+                 "checked_by": fact_statuses.checked_by(MISUSE, result.ledger),
+                 "ordering": False,
                  "note": "", "failures": result.ledger.failures.get(MISUSE, [])})
     return rows
 
@@ -68,11 +73,28 @@ def _live_lines(result: RunResult) -> list[str]:
     return lines
 
 
+def _not_checked(result: RunResult) -> str:
+    """What the run did not check concurrently, and the command that would."""
+    sequential = [row["id"] for row in _rows(result)
+                  if row["result"] == fact_statuses.PASS_SEQUENTIAL]
+    if not sequential:
+        return (f"; not run: {result.concurrency_command}" if result.concurrency_command
+                else "")
+    text = (f"; NOT checked under concurrency (pass from sequential runs only): "
+            f"{', '.join(sequential)}")
+    if result.concurrency:
+        text += f" ({result.concurrency})"
+    if result.concurrency_command:
+        text += f"; to check them: {result.concurrency_command}"
+    return text
+
+
 def verdict(result: RunResult) -> str:
     if result.conforms:
         return (f"CONFORMS: {result.implementation} matches CPython's QSBR ({result.profile} "
-                f"profile) on every fact; {result.ledger.steps} steps in "
-                f"{result.ledger.examples} examples, {result.seconds:.1f} s")
+                f"profile) on every fact checked; {result.ledger.steps} steps in "
+                f"{result.ledger.examples} examples, {result.seconds:.1f} s"
+                + _not_checked(result))
     rows = _rows(result)
     failing = sorted({f for failure in result.failures for f in failure.facts}
                      | {row["id"] for row in rows if row["result"] == "FAIL"})
@@ -89,6 +111,14 @@ def verdict(result: RunResult) -> str:
     return text
 
 
+_KIND_LETTERS = {"sequential": "S", "concurrent": "C", "model-checked": "M", "live": "L"}
+
+
+def _kinds(row: dict[str, Any]) -> str:
+    """S(equential), C(oncurrent), M(odel-checked), L(ive): the kinds that checked a fact."""
+    return "".join(_KIND_LETTERS[kind] for kind in row["checked_by"]) or "-"
+
+
 def to_text(result: RunResult) -> str:
     rows = _rows(result)
     lines = [
@@ -98,19 +128,21 @@ def to_text(result: RunResult) -> str:
         "",
         "checks by source: scenario (the fixed coverage scenario), exhaustive (bounded-"
         "exhaustive exploration), random (Hypothesis); a check counts once per step, and only "
-        "where the step could tell a wrong implementation apart",
+        "where the step could tell a wrong implementation apart.  checked by: S sequential, "
+        "C concurrent (torture judged by its checks and the contract oracle), M model-checked, "
+        "L live",
         "",
-        f"{'fact':<11} {'what it says':<72} {'checks':>8} {'scenario':>8} {'exhaust.':>8} "
-        f"{'random':>8}  result",
-        f"{'-' * 11} {'-' * 72} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 8}  {'-' * 9}",
+        f"{'fact':<11} {'what it says':<60} {'checks':>8} {'scenario':>8} {'exhaust.':>8} "
+        f"{'random':>8} {'by':<4}  result",
+        f"{'-' * 11} {'-' * 60} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 4}  {'-' * 9}",
     ]
     for row in rows:
-        summary = row["summary"] if len(row["summary"]) <= 72 else row["summary"][:69] + "..."
+        summary = row["summary"] if len(row["summary"]) <= 60 else row["summary"][:57] + "..."
         note = f" ({row['note']})" if row["note"] else ""
         by_source = " ".join(f"{row['by_source'].get(source, 0):>8}"
                              for source in _SOURCE_COLUMNS)
-        lines.append(f"{row['id']:<11} {summary:<72} {row['checks']:>8} {by_source}  "
-                     f"{row['result']}{note}")
+        lines.append(f"{row['id']:<11} {summary:<60} {row['checks']:>8} {by_source} "
+                     f"{_kinds(row):<4}  {row['result']}{note}")
     lines += [""] + _exploration_lines(result)
     for failure in result.failures:
         lines += ["", f"FAILURE in {failure.check} check, facts {', '.join(failure.facts)}:",
@@ -118,6 +150,8 @@ def to_text(result: RunResult) -> str:
         if failure.steps:
             lines.append(_sequence_heading(failure.check))
             lines += [f"    {step}" for step in failure.steps]
+    if result.concurrency:
+        lines += ["", f"concurrency: {result.concurrency}"]
     live = _live_lines(result)
     if live:
         lines += [""] + live
@@ -140,14 +174,15 @@ def to_markdown(result: RunResult) -> str:
              f"- {result.ledger.examples} examples, {result.ledger.steps} steps, "
              f"{result.seconds:.1f} s", "",
              f"- {'; '.join(_exploration_lines(result))}", "",
-             "| fact | what it says | checks | scenario | exhaustive | random | result |",
-             "|---|---|---:|---:|---:|---:|---|"]
+             "| fact | what it says | checks | scenario | exhaustive | random | checked by "
+             "| result |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     for row in _rows(result):
         note = f" ({row['note']})" if row["note"] else ""
         by_source = " | ".join(str(row["by_source"].get(source, 0))
                                for source in _SOURCE_COLUMNS)
         lines.append(f"| {row['id']} | {row['summary']} | {row['checks']} | {by_source} | "
-                     f"{row['result']}{note} |")
+                     f"{', '.join(row['checked_by']) or '-'} | {row['result']}{note} |")
     for failure in result.failures:
         lines += ["", f"## Failure: {failure.check} ({', '.join(failure.facts)})", "",
                   "```", failure.message, *failure.steps, "```"]
@@ -172,6 +207,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "conforms": result.conforms,
         "verdict": verdict(result),
+        "concurrency": result.concurrency,
         "facts": _rows(result),
         "exploration": (None if result.exploration is None
                         else result.exploration.scope()),

@@ -1,9 +1,18 @@
-"""``qsbr-conformance torture``: the concurrency torture of the reference port (S-SAFE-1/2)."""
+"""``qsbr-conformance torture``: the concurrency torture (S-SAFE-1/2 and the ordering facts).
+
+Without ``--impl``/``--library``: the reference port, C threads (or ``--python-threads``
+through the bridge).  With ``--library PATH`` or ``--impl conformance.cabi:from_env``
+(``$QSBR_LIBRARY``): the C ABI driver (reference_c/harness/cabi_torture.c) loads that library
+with dlopen(); ``--tsan`` uses its ThreadSanitizer build for a library built with
+``-fsanitize=thread``.  With ``--impl M:F --python-threads``: Python threads drive a
+thread-safe Python adapter, judged by the contract oracle.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..model.adapter import PROFILES
@@ -33,6 +42,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--python-threads", action="store_true",
                    help="drive the protocol from Python threads through the bridge instead "
                         "of C threads (meaningful on free-threaded builds)")
+    p.add_argument("--impl", metavar="MODULE:FACTORY",
+                   help="torture this implementation: conformance.cabi:from_env (with "
+                        "$QSBR_LIBRARY) runs the C ABI driver on that library; any other "
+                        "adapter needs --python-threads and a thread-safe adapter")
+    p.add_argument("--library", metavar="PATH",
+                   help="a library exporting reference_c/include/qsbr_api.h: run the C ABI "
+                        "driver on it (same as --impl conformance.cabi:from_env)")
+    p.add_argument("--tsan", action="store_true",
+                   help="with a C ABI library built with -fsanitize=thread: run the "
+                        "ThreadSanitizer build of the driver; each data race fails the run, "
+                        "named by the fact whose ordering is missing")
+    p.add_argument("--rounds", type=int, default=0,
+                   help="C ABI driver: stop after this many rounds (each on a fresh "
+                        "interpreter) instead of --seconds")
+    p.add_argument("--history", action="store_true",
+                   help="C ABI driver: also record the first rounds' operations and judge "
+                        "them with the contract oracle")
     p.add_argument("--json", metavar="PATH", help="write the final counters as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     return p
@@ -54,6 +80,25 @@ def main(argv: list[str]) -> int:
     if args.seconds <= 0 and args.updates <= 0:
         print("qsbr-conformance torture: give --seconds > 0 or --updates > 0", file=sys.stderr)
         return 2
+    library = args.library
+    if args.impl is not None and library is None:
+        if args.impl.split(":")[0] in ("conformance.cabi", "conformance.drivers.cabi"):
+            library = os.environ.get("QSBR_LIBRARY")
+            if not library:
+                print("qsbr-conformance torture: set QSBR_LIBRARY to the library for "
+                      f"--impl {args.impl}", file=sys.stderr)
+                return 2
+        elif not args.python_threads:
+            print(f"qsbr-conformance torture: --impl {args.impl} is a Python adapter: add "
+                  "--python-threads (its implementation must declare thread_safe = True)",
+                  file=sys.stderr)
+            return 2
+    if library is not None:
+        return _cabi(args, library)
+    if args.tsan or args.rounds or args.history:
+        print("qsbr-conformance torture: --tsan, --rounds and --history need a C ABI library "
+              "(--library PATH or --impl conformance.cabi:from_env)", file=sys.stderr)
+        return 2
     import cython_bridge
 
     def progress(stats: dict) -> None:
@@ -67,9 +112,25 @@ def main(argv: list[str]) -> int:
           f"GIL {'on' if gil else 'off'}", flush=True)
     if args.python_threads:
         from ..checks.pytorture import python_torture
+        if args.impl is not None:
+            from ..model.adapter import AdapterError, load_implementation
+            try:
+                implementation = load_implementation(args.impl, profile=args.profile)
+            except (AdapterError, TypeError, ValueError, Exception) as exc:  # noqa: BLE001
+                print(f"qsbr-conformance torture: cannot load {args.impl}: {exc}",
+                      file=sys.stderr)
+                return 2
+            if not getattr(implementation, "thread_safe", False):
+                print(f"qsbr-conformance torture: {args.impl} does not declare thread_safe = "
+                      "True (docs/adapter-protocol.md, 'Thread safety'): its operations may "
+                      "not be called from several threads", file=sys.stderr)
+                return 2
+        else:
+            implementation = cython_bridge.reference_port(args.profile)
         status, stats = python_torture(
-            cython_bridge.reference_port(args.profile), readers=args.readers,
-            writers=args.writers, seconds=args.seconds, seed=args.seed, progress=report)
+            implementation, readers=args.readers, writers=args.writers,
+            seconds=args.seconds if not args.updates else 0.0, updates=args.updates,
+            seed=args.seed, progress=report)
     else:
         status, stats = cython_bridge.extension(args.profile).torture(
             readers=args.readers, writers=args.writers, churners=args.churn,
@@ -84,6 +145,12 @@ def main(argv: list[str]) -> int:
     else:
         print(f"errors:  reclaimed_object_seen={stats['errors_reclaimed']}"
               + (f"; harness: {stats['harness_errors']}" if stats["harness_errors"] else ""))
+        contract = stats.get("contract")
+        if contract is not None:
+            print(f"contract oracle: {contract['events']} events, {contract['safety_checked']} "
+                  f"true polls and {contract['liveness_checked']} false polls judged")
+            for fact, details in contract["errors"].items():
+                print(f"  FAIL {fact}: {details[0]}")
     verdict = {0: "PASS: no reader saw reclaimed memory, and reclamation progressed",
                1: "FAIL: errors (see the counters above)",
                2: "FAIL: nothing was reclaimed (no progress)"}[status]
@@ -93,3 +160,50 @@ def main(argv: list[str]) -> int:
             json.dump({"status": status, "config": vars(args), "stats": stats}, handle,
                       indent=2)
     return status
+
+
+def _cabi(args: argparse.Namespace, library: str) -> int:
+    from ..checks import cabi_torture
+    if args.python_threads:
+        print("qsbr-conformance torture: --python-threads does not apply to a C ABI library",
+              file=sys.stderr)
+        return 2
+    if not os.path.exists(library):
+        print(f"qsbr-conformance torture: no library at {library}", file=sys.stderr)
+        return 2
+    if args.tsan and not cabi_torture.library_has_tsan(library):
+        print(f"qsbr-conformance torture: --tsan: {library} was not built with "
+              "-fsanitize=thread (see README, 'ThreadSanitizer mode')", file=sys.stderr)
+        return 2
+    rounds = args.rounds if args.rounds > 0 else 0
+    seconds = 0.0 if rounds else args.seconds
+    print(f"torture: C ABI library {library}, {args.readers} readers, {args.writers} writers, "
+          f"{max(args.churn, 1) * 2} reservers, "
+          f"{f'{rounds} rounds' if rounds else f'{seconds:g} s'}"
+          f"{', ThreadSanitizer' if args.tsan else ''}", flush=True)
+    try:
+        result = cabi_torture.run(library, rounds=rounds, seconds=seconds,
+                                  readers=args.readers, writers=args.writers,
+                                  reservers=max(args.churn, 1) * 2, seed=args.seed,
+                                  tsan=args.tsan, history=args.history,
+                                  stop_on_error=True, progress=not args.quiet)
+    except cabi_torture.TortureSetupError as exc:
+        print(f"qsbr-conformance torture: {exc}", file=sys.stderr)
+        return 2
+    if result.counters:
+        print(result.counters)
+    if result.contract is not None:
+        c = result.contract
+        print(f"contract oracle: {c.events} events, {c.safety_checked} true polls and "
+              f"{c.liveness_checked} false polls judged")
+    for fact, details in sorted(result.errors.items()):
+        print(f"FAIL {fact}: {details[0]}")
+    if args.tsan and result.tsan_reports:
+        print(f"ThreadSanitizer reported {result.tsan_reports} race(s)")
+    print(f"torture: {result.verdict()}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({"status": result.status, "library": library,
+                       "failed_facts": result.failed_facts, "errors": result.errors,
+                       "counters": result.counters}, handle, indent=2)
+    return result.status

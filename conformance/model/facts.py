@@ -14,6 +14,9 @@ class Fact:
     id: str
     summary: str
     profiles: tuple[str, ...] = ("3.13", "3.14")
+    #: the rule is about ordering or concurrency (docs/semantics.md, "Which facts need a
+    #: concurrent check"): a sequential run cannot tell a wrong implementation apart
+    ordering: bool = False
 
 
 FACTS: tuple[Fact, ...] = (
@@ -28,30 +31,34 @@ FACTS: tuple[Fact, ...] = (
     Fact("S-FREE-2", "after growth the freelist is rebuilt in index order: highest index first"),
     Fact("S-FREE-3", "unregister pushes the slot on the freelist head (LIFO)"),
     Fact("S-FREE-4", "reserve returns -1 and changes nothing when growth cannot allocate"),
-    Fact("S-RES-1", "reserve: pop, or stop the world, grow, pop; returns the index or -1"),
-    Fact("S-REG-1", "register: the reserved, unowned slot records its thread state"),
-    Fact("S-UNREG-1", "unregister: detached owned slot is cleared and freed (pointer re-read)"),
+    Fact("S-RES-1", "reserve: pop, or stop the world, grow, pop; returns the index or -1",
+         ordering=True),
+    Fact("S-REG-1", "register: the reserved, unowned slot records its thread state", ordering=True),
+    Fact("S-UNREG-1", "unregister: detached owned slot is cleared and freed (pointer re-read)",
+         ordering=True),
     Fact("S-FINI-1", "fini frees the array (size 0, no freelist); sequences are kept"),
     Fact("S-FORK-1", "after_fork frees every other allocated slot in index order, keeps seq"),
-    Fact("S-ATTACH-1", "attach stores the current wr_seq in seq (seq_cst)"),
-    Fact("S-DETACH-1", "detach stores QSBR_OFFLINE (release)"),
-    Fact("S-QS-1", "quiescent_state stores the current wr_seq, also on a detached slot"),
-    Fact("S-ADV-1", "advance adds 2 to wr_seq and returns the new value"),
+    Fact("S-ATTACH-1", "attach stores the current wr_seq in seq (seq_cst)", ordering=True),
+    Fact("S-DETACH-1", "detach stores QSBR_OFFLINE (release)", ordering=True),
+    Fact("S-QS-1", "quiescent_state stores the current wr_seq, also on a detached slot",
+         ordering=True),
+    Fact("S-ADV-1", "advance adds 2 to wr_seq and returns the new value", ordering=True),
     Fact("S-DEF-1", "deferred_advance defers 9 calls (returns wr_seq+2), advances on the 10th",
          ("3.13",)),
     Fact("S-DEF-2", "shared_next returns wr_seq+2 without advancing; should_process reads "
          "the flag", ("3.14",)),
     Fact("S-DEF-3", "the deferral bookkeeping lives in the slot and survives reuse and growth"),
     Fact("S-GOAL-1", "goal_reached is QSBR_LEQ(goal, rd_seq), without a scan"),
-    Fact("S-POLL-1", "poll scans attached slots for the minimum and CASes rd_seq forward"),
+    Fact("S-POLL-1", "poll scans attached slots for the minimum and CASes rd_seq forward",
+         ordering=True),
     Fact("S-POLL-2", "rd_seq never moves back and never passes an attached seq; goals are "
-         "reached exactly when every earlier reader has moved on"),
+         "reached exactly when every earlier reader has moved on", ordering=True),
     Fact("S-SAFE-1", "memory retired with goal g and freed once poll(g) is true is never "
-         "read afterwards"),
+         "read afterwards", ordering=True),
     Fact("S-SAFE-2", "if every attached thread keeps reporting quiescent states, every goal "
-         "is reached"),
+         "is reached", ordering=True),
     Fact("S-READ-1", "a reader's first protected load after attach must be seq_cst "
-         "(acquire can be freed under; model-checked only)"),
+         "(acquire can be freed under; model-checked only)", ordering=True),
 )
 
 #: Facts only the model checker (reference_c/relacy, for the reference port) can exercise: without

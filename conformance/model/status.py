@@ -2,22 +2,33 @@
 
 Front ends (text, Markdown and JSON reports, the pytest plugin) render these statuses; they never
 decide one themselves.
+
+A fact whose rule is about ordering or concurrency (``Fact.ordering``) is "pass" only if a
+concurrent or model-checking check of THIS implementation exercised it (ledger kinds
+"concurrent" or "model-checked"); passed by sequential checks alone it is "pass (sequential
+only)": nothing contradicted it, but nothing that could have told a wrong implementation apart
+ran.  That status still conforms (exit status 0), and the verdict says what was not checked.
 """
 
 from __future__ import annotations
 
 from .facts import FACT_BY_ID, MODEL_CHECKED_ONLY
-from .ledger import FactLedger
+from .ledger import KINDS, FactLedger
 
 PASS = "pass"
+PASS_SEQUENTIAL = "pass (sequential only)"
 FAIL = "FAIL"
 UNCHECKED = "UNCHECKED"
 NOT_APPLICABLE = "n/a"
+#: statuses with which a run still conforms
+CONFORMING = (PASS, PASS_SEQUENTIAL, NOT_APPLICABLE)
+#: the kinds of check that can pass an ordering fact
+CONCURRENT_KINDS = frozenset({"concurrent", "model-checked"})
 
 
 def fact_status(fact_id: str, ledger: FactLedger, *, profile: str,
                 layout_checked: bool) -> str:
-    """pass / FAIL / UNCHECKED / n/a for a fact id (or the MISUSE pseudo-id)."""
+    """pass / pass (sequential only) / FAIL / UNCHECKED / n/a for a fact id (or MISUSE)."""
     fact = FACT_BY_ID.get(fact_id)
     if fact is not None and profile not in fact.profiles:
         return NOT_APPLICABLE
@@ -27,4 +38,14 @@ def fact_status(fact_id: str, ledger: FactLedger, *, profile: str,
         return FAIL
     if fact_id in MODEL_CHECKED_ONLY and not ledger.checks[fact_id]:
         return NOT_APPLICABLE
-    return PASS if ledger.checks[fact_id] else UNCHECKED
+    if not ledger.checks[fact_id]:
+        return UNCHECKED
+    if fact is not None and fact.ordering and not CONCURRENT_KINDS & ledger.kinds(fact_id):
+        return PASS_SEQUENTIAL
+    return PASS
+
+
+def checked_by(fact_id: str, ledger: FactLedger) -> list[str]:
+    """The kinds of check that exercised the fact, in a fixed order."""
+    kinds = ledger.kinds(fact_id)
+    return [kind for kind in KINDS if kind in kinds]

@@ -11,7 +11,10 @@
 // run, so the slot array keeps growing from its first size while everything else runs):
 //
 //   1. advance race: every round thread calls advance() at once; the returned goals must be
-//      distinct and wr_seq must have moved by exactly 2 per call (S-ADV-1, atomicity);
+//      distinct and wr_seq must have moved by exactly 2 per call (S-ADV-1, atomicity); then
+//      the reserve race: every round thread reserves and registers a few slots back to back,
+//      so growths run while the others wait for the mutex (S-RES-1: each index must be the
+//      slot reserved, and no slot is handed out twice);
 //   2. grace periods under growth: readers attached to the interpreter hold the shared object
 //      across read-side sections and leave them either with a quiescent state or with a detach
 //      (each in its own function, so a ThreadSanitizer report names which edge was missing);
@@ -325,6 +328,7 @@ struct round {
     _Atomic int writers_done;
     uint64_t *advance_goals;            // ADVANCES_PER_THREAD per thread
     _Atomic uint64_t updates;
+    _Atomic uint64_t sections;          // read-side sections completed by all readers
     // reservers' indices: owner of each index (0 = none), to find two at once
     _Atomic uint64_t *owned;
     int64_t owned_cap;
@@ -333,11 +337,15 @@ struct round {
 static _Atomic uint64_t total_reads, total_updates, total_frees, total_growth_slots;
 static _Atomic uint64_t total_rounds, max_pending;
 
+#define RACE_SLOTS 6
+
 struct worker {
     struct round *r;
     int index;
     unsigned rng;
     struct hbuf h;
+    struct ts race[RACE_SLOTS];     // slots taken in the reserve race
+    int race_made;
 };
 
 static unsigned
@@ -412,6 +420,53 @@ advance_race(struct worker *w)
     }
 }
 
+static void
+own_index(struct worker *w, int64_t index)
+{
+    struct round *r = w->r;
+    if (index >= 0 && index < r->owned_cap) {
+        uint64_t expected = 0, me = (uint64_t)w->index + 1;
+        if (!atomic_compare_exchange_strong(&r->owned[index], &expected, me)) {
+            report(F_RES1, "two threads hold slot %lld at once (reserve returned it twice)",
+                   (long long)index);
+        }
+    }
+}
+
+static void
+disown(struct worker *w, struct ts *ts)
+{
+    int64_t index = -1;
+    if (ts->t != NULL && L.tstate_slot(ts->t, &index) == 0 && index >= 0
+        && index < w->r->owned_cap) {
+        atomic_store(&w->r->owned[index], 0);
+    }
+    delete_registered(ts);
+}
+
+// Every round thread reserves and registers a few slots at once, back to back: the array
+// grows (stop-the-world) several times while the others hold the mutex or wait for it, so an
+// index computed outside the mutex (gh-129732) designates the wrong slot (S-RES-1).
+static void
+reserve_race(struct worker *w)
+{
+    for (w->race_made = 0; w->race_made < RACE_SLOTS; w->race_made++) {
+        int64_t index = -1;
+        if (new_registered(w->r, &w->race[w->race_made], &index) != 0) {
+            break;
+        }
+        own_index(w, index);
+    }
+}
+
+static void
+end_reserve_race(struct worker *w)
+{
+    for (int i = 0; i < w->race_made; i++) {
+        disown(w, &w->race[i]);
+    }
+}
+
 // A read-side section that ends with a quiescent state, and one that ends with a detach: kept
 // in separate functions, so a ThreadSanitizer report's stack says which edge did not order the
 // reads before the reclamation.
@@ -419,11 +474,14 @@ static NOINLINE uint64_t
 reader_section_then_quiesce(struct worker *w, struct ts *ts)
 {
     const struct tobj *held = load_current(w);
+    // Now and then a long section (many yields), so that a too-early reclamation has time
+    // to happen while the object is held, also in the slower recorded rounds.
     int burst = 1 + (int)(next_random(&w->rng) % 8);
+    int long_section = next_random(&w->rng) % 16 == 0;
     for (int i = 0; i < burst; i++) {
         check_object(held, "a quiescent state");
         check_object(load_current(w), "a quiescent state");
-        if ((next_random(&w->rng) & 7) == 0) {
+        if (long_section || (next_random(&w->rng) & 7) == 0) {
             sched_yield();
         }
     }
@@ -454,18 +512,20 @@ reader_main(void *arg)
     int ok = new_registered(r, &ts, NULL) == 0;
     pthread_barrier_wait(&r->barrier);          // 1: registered
     advance_race(w);
+    reserve_race(w);
     pthread_barrier_wait(&r->barrier);          // 2: advance race done
     pthread_barrier_wait(&r->barrier);          // 3: checked; grace phase starts
     uint64_t reads = 0;
     if (ok) {
         LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
         while (!atomic_load_explicit(&r->readers_stop, memory_order_acquire)) {
-            if (next_random(&w->rng) % 8 == 0) {
+            if (next_random(&w->rng) % 3 == 0) {
                 reads += reader_section_then_detach(w, &ts);
             }
             else {
                 reads += reader_section_then_quiesce(w, &ts);
             }
+            atomic_fetch_add_explicit(&r->sections, 1, memory_order_relaxed);
         }
         LOGGED(&w->h, &ts, H_DETACH, 0, L.detach(ts.t));
     }
@@ -475,6 +535,7 @@ reader_main(void *arg)
     pthread_barrier_wait(&r->barrier);          // 4b: the last advance is done
     pthread_barrier_wait(&r->barrier);          // 5: liveness checked
     delete_registered(&ts);
+    end_reserve_race(w);
     return NULL;
 }
 
@@ -506,6 +567,19 @@ logged_poll(struct worker *w, struct ts *ts, uint64_t goal)
     return result;
 }
 
+// Reclaims the oldest retired object of a writer (its goal was reached).
+#define RECLAIM_HEAD()                  \
+    do {                                \
+        struct tobj *o_ = head;         \
+        head = o_->next;                \
+        if (!head) {                    \
+            tail = NULL;                \
+        }                               \
+        release(&q, o_);                \
+        frees++;                        \
+        pending--;                      \
+    } while (0)
+
 static void *
 writer_main(void *arg)
 {
@@ -516,6 +590,7 @@ writer_main(void *arg)
     int ok = new_registered(r, &ts, NULL) == 0;
     pthread_barrier_wait(&r->barrier);          // 1
     advance_race(w);
+    reserve_race(w);
     pthread_barrier_wait(&r->barrier);          // 2
     pthread_barrier_wait(&r->barrier);          // 3
     struct tobj *head = NULL, *tail = NULL;
@@ -525,6 +600,25 @@ writer_main(void *arg)
         LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
         for (uint64_t n = 0; n < c->updates_per_round; n++) {
             uint64_t serial = atomic_fetch_add(&r->updates, 1) + 1;
+            // Paced by the readers (a count, not a clock): on a loaded machine the writers
+            // would otherwise finish a round before a reader is scheduled.  Loosely (a
+            // section per 8 updates), and closely in the recorded rounds, so the history
+            // holds readers to judge.
+            uint64_t wanted = history_on ? serial / 2 : serial / 8;
+            // While waiting, keep polling (a scan races the readers' stores; the oldest
+            // object is reclaimed as soon as its goal is reached).
+            while (c->readers
+                   && atomic_load_explicit(&r->sections, memory_order_relaxed) < wanted
+                   && atomic_load_explicit(&r->readers_running, memory_order_relaxed)
+                      == c->readers
+                   && !(stop_on_error && atomic_load(&errors_seen))) {
+                if (head && logged_poll(w, &ts, head->goal)) {
+                    RECLAIM_HEAD();
+                }
+                else {
+                    sched_yield();
+                }
+            }
             struct tobj *fresh = new_object(serial), *old;
             unsigned choice = next_random(&w->rng);
             // Unlink: an exchange (a full barrier), or a release store, after which nothing
@@ -567,14 +661,7 @@ writer_main(void *arg)
                 (void)L.advance(r->interp);
             }
             while (head && logged_poll(w, &ts, head->goal)) {
-                struct tobj *o = head;
-                head = o->next;
-                if (!head) {
-                    tail = NULL;
-                }
-                release(&q, o);
-                frees++;
-                pending--;
+                RECLAIM_HEAD();
             }
             uint64_t seen = atomic_load(&max_pending);
             while (pending > seen && !atomic_compare_exchange_weak(&max_pending, &seen, pending)) {
@@ -621,6 +708,7 @@ writer_main(void *arg)
     atomic_fetch_add(&total_frees, frees);
     pthread_barrier_wait(&r->barrier);          // 5
     delete_registered(&ts);
+    end_reserve_race(w);
     return NULL;
 }
 
@@ -638,6 +726,7 @@ reserver_main(void *arg)
     }
     pthread_barrier_wait(&r->barrier);          // 1
     advance_race(w);
+    reserve_race(w);
     pthread_barrier_wait(&r->barrier);          // 2
     pthread_barrier_wait(&r->barrier);          // 3
     int made = 0;
@@ -653,12 +742,7 @@ reserver_main(void *arg)
         if (new_registered(r, &mine[made], &index) != 0) {
             break;
         }
-        if (index >= 0 && index < r->owned_cap) {
-            uint64_t expected = 0, me = (uint64_t)w->index + 1;
-            if (!atomic_compare_exchange_strong(&r->owned[index], &expected, me)) {
-                report(F_RES1, "two reservers hold slot %lld at once", (long long)index);
-            }
-        }
+        own_index(w, index);
         if (next_random(&w->rng) % 2 == 0) {
             // Attached for a moment while others grow the array.
             LOGGED(&w->h, &mine[made], H_ATTACH, 0, L.attach(mine[made].t));
@@ -674,12 +758,9 @@ reserver_main(void *arg)
     pthread_barrier_wait(&r->barrier);          // 4b
     pthread_barrier_wait(&r->barrier);          // 5
     for (int i = 0; i < made; i++) {
-        int64_t index = -1;
-        if (L.tstate_slot(mine[i].t, &index) == 0 && index >= 0 && index < r->owned_cap) {
-            atomic_store(&r->owned[index], 0);
-        }
-        delete_registered(&mine[i]);
+        disown(w, &mine[i]);
     }
+    end_reserve_race(w);
     free(mine);
     return NULL;
 }
@@ -709,7 +790,8 @@ run_round(const struct config *c, uint64_t round_no)
         r.current[i] = new_object(0);
     }
     r.readers_running = c->readers;
-    r.owned_cap = 4 * (int64_t)(nthreads + (int64_t)c->reservers * c->slots_per_reserver) + 64;
+    r.owned_cap = 4 * (int64_t)(nthreads * (RACE_SLOTS + 1)
+                                + (int64_t)c->reservers * c->slots_per_reserver) + 64;
     r.owned = calloc((size_t)r.owned_cap, sizeof(*r.owned));
     r.advance_goals = calloc((size_t)nthreads * ADVANCES_PER_THREAD, sizeof(uint64_t));
     // Barriers 1, 2, 3, 4, 4b and 5 include every thread and this one.
@@ -719,8 +801,11 @@ run_round(const struct config *c, uint64_t round_no)
     history_on = round_no < c->history_rounds;
     uint64_t wr_before = L.shared_current(r.interp);
     for (int i = 0; i < nthreads; i++) {
-        workers[i] = (struct worker){&r, i, (c->seed + 1) * 2654435761u + (unsigned)round_no *
-                                     7919u + (unsigned)i * 40503u, {NULL, 0, 0}};
+        memset(&workers[i], 0, sizeof(workers[i]));
+        workers[i].r = &r;
+        workers[i].index = i;
+        workers[i].rng = (c->seed + 1) * 2654435761u + (unsigned)round_no * 7919u
+                         + (unsigned)i * 40503u;
         void *(*entry)(void *) = i < c->readers ? reader_main
                                  : i < c->readers + c->writers ? writer_main : reserver_main;
         if (pthread_create(&threads[i], NULL, entry, &workers[i]) != 0) {

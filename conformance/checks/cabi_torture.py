@@ -1,0 +1,216 @@
+"""The concurrency torture of any library that exports the QSBR C ABI (include/qsbr_api.h).
+
+Runs the C driver ``reference_c/harness/cabi_torture.c`` (built on first use with make) as a
+child process: it loads the library with dlopen(), so a crash is a failed run, never a crashed
+harness.  Its "error FACT: detail" lines name the broken facts; in ThreadSanitizer mode
+(``tsan=True``: the TSan-built driver, for a library built with ``-fsanitize=thread``) each
+data race report is also turned into facts:
+
+- a race inside a library call names that call's fact (the outermost ``qsbr_api_*`` frame of
+  each stack: reserve -> S-RES-1, advance -> S-ADV-1, poll -> S-POLL-1, ...);
+- a race between a reader's read of an object and the writer that reclaimed it names the edge
+  that should have ordered them: the driver reads in ``reader_section_then_detach`` or
+  ``reader_section_then_quiesce``.  TSan cannot tell the release side from the acquire side,
+  so a race after a detach names S-DETACH-1 and S-POLL-1 (the detach store or the scan's
+  loads), after a quiescent state S-QS-1 and S-POLL-1; races after both (seen when the run
+  does not stop at the first error) name only S-POLL-1, the side both edges share.
+
+With ``history=True`` the first rounds record every operation, and the contract oracle
+(conformance.checks.contract) judges that history independently of CPython's algorithm.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .contract import ContractResult
+
+REFERENCE_C = Path(__file__).resolve().parents[2] / "reference_c"
+
+#: the outermost qsbr_api_* frame of a race's stack -> the fact it breaks
+API_FACTS = {
+    "qsbr_api_reserve": "S-RES-1", "qsbr_api_register": "S-REG-1",
+    "qsbr_api_unregister": "S-UNREG-1", "qsbr_api_attach": "S-ATTACH-1",
+    "qsbr_api_detach": "S-DETACH-1", "qsbr_api_quiescent_state": "S-QS-1",
+    "qsbr_api_advance": "S-ADV-1", "qsbr_api_poll": "S-POLL-1",
+    "qsbr_api_deferred_advance": "S-DEF-1", "qsbr_api_shared_next": "S-DEF-2",
+    "qsbr_api_tstate_slot": "S-RES-1", "qsbr_api_tstate_delete": "S-UNREG-1",
+    "qsbr_api_interp_delete": "S-FINI-1",
+}
+#: the facts a clean run of the torture exercises concurrently
+CHECKED_FACTS = ("S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-ADV-1", "S-POLL-1", "S-POLL-2",
+                 "S-RES-1", "S-REG-1", "S-UNREG-1", "S-SAFE-1", "S-SAFE-2")
+
+
+class TortureSetupError(Exception):
+    """The driver could not be built or run (not a verdict on the implementation)."""
+
+
+@dataclass
+class CabiTortureResult:
+    status: int                         # 0 pass, 1 errors, 2 nothing freed
+    errors: dict[str, list[str]] = field(default_factory=dict)   # fact -> details
+    counters: str = ""
+    output: str = ""
+    tsan_reports: int = 0
+    contract: ContractResult | None = None      # when a history was judged
+
+    @property
+    def failed_facts(self) -> list[str]:
+        return sorted(self.errors)
+
+    def verdict(self) -> str:
+        if self.status == 0:
+            return "PASS: no reader saw reclaimed memory, and reclamation progressed"
+        if self.errors:
+            return "FAIL: " + "; ".join(f"{fact}: {details[0]}"
+                                        for fact, details in sorted(self.errors.items()))
+        return {2: "FAIL: nothing was reclaimed (no progress)"}.get(
+            self.status, f"FAIL: the driver exited with status {self.status}")
+
+
+def driver_path(tsan: bool = False) -> Path:
+    """The driver binary, built with make into reference_c/build/harness on first use."""
+    name = "qsbr-cabi-torture-tsan" if tsan else "qsbr-cabi-torture"
+    path = REFERENCE_C / "build" / "harness" / name
+    source = REFERENCE_C / "harness" / "cabi_torture.c"
+    if not source.exists():
+        raise TortureSetupError(f"the torture driver's source {source} is missing (it ships "
+                                "with the repository's reference_c/)")
+    if not path.exists() or path.stat().st_mtime < source.stat().st_mtime:
+        if not shutil.which("make"):
+            raise TortureSetupError("building the torture driver needs make and a C compiler")
+        proc = subprocess.run(["make", "-C", str(REFERENCE_C), "--no-print-directory",
+                               f"build/harness/{name}"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise TortureSetupError("cannot build the torture driver:\n" + proc.stdout
+                                    + proc.stderr)
+    return path
+
+
+def library_has_tsan(library: str) -> bool:
+    with open(library, "rb") as handle:
+        return b"__tsan_" in handle.read()
+
+
+_ERROR = re.compile(r"^error (\S+): (.*)$", re.M)
+_FRAME = re.compile(r"^\s+#\d+ (\S+) ")
+
+
+def tsan_facts(output: str) -> dict[str, list[str]]:
+    """Facts named by the ThreadSanitizer reports in ``output`` (see the module docstring)."""
+    facts: dict[str, list[str]] = {}
+    edges: set[str] = set()
+    reports = output.split("WARNING: ThreadSanitizer:")[1:]
+    for report in reports:
+        kind = report.splitlines()[0].split("(")[0].strip()
+        body = report.split("SUMMARY:")[0]
+        named: list[str] = []
+        for stack in re.split(r"\n\s*\n", body):
+            frames = [m.group(1) for line in stack.splitlines() if (m := _FRAME.match(line))]
+            api = [f for f in frames if f in API_FACTS]
+            if api:
+                named.append(API_FACTS[api[-1]])
+            if "reader_section_then_detach" in frames:
+                edges.add("detach")
+            if "reader_section_then_quiesce" in frames:
+                edges.add("quiescent state")
+        for fact in dict.fromkeys(named):
+            facts.setdefault(fact, []).append(
+                f"ThreadSanitizer: {kind} inside the library's calls "
+                f"({', '.join(dict.fromkeys(named))})")
+    if edges:
+        # The release side (the reader's detach or quiescent state) or the acquire side (the
+        # poller's scan) is missing; TSan cannot say which.  Both edges failing points at the
+        # side they share, the scan.
+        if len(edges) == 2:
+            named, why = ["S-POLL-1"], "the scan (poll) acquires neither edge"
+        else:
+            edge = next(iter(edges))
+            named = ["S-DETACH-1" if edge == "detach" else "S-QS-1", "S-POLL-1"]
+            why = (f"either the {edge} store does not release the reader's accesses, or the "
+                   "scan (poll) does not acquire it")
+        detail = ("ThreadSanitizer: a reader's read races with the reclamation of the object "
+                  f"after a grace period ended by {' and by '.join(sorted(edges))}: {why}")
+        for fact in named + ["S-SAFE-1"]:
+            facts.setdefault(fact, []).append(detail)
+    return facts
+
+
+def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3,
+        writers: int = 2, reservers: int = 2, slots: int = 40, updates: int = 2000,
+        seed: int = 1, stop_on_error: bool = True, tsan: bool = False,
+        history: bool = False, history_rounds: int = 2, timeout: float | None = None,
+        progress: bool = False) -> CabiTortureResult:
+    """Run the driver against ``library``; stops after ``rounds`` rounds or ``seconds``."""
+    if not os.path.exists(library):
+        raise TortureSetupError(f"no library at {library}")
+    if rounds <= 0 and seconds <= 0:
+        raise ValueError("give rounds > 0 or seconds > 0")
+    command = [str(driver_path(tsan)), os.path.abspath(library), "-r", str(readers),
+               "-w", str(writers), "-g", str(reservers), "-k", str(slots), "-u", str(updates),
+               "-S", str(seed)]
+    command += ["-n", str(rounds)] if rounds > 0 else []
+    command += ["-s", str(seconds)] if seconds > 0 else []
+    command += ["-x"] if stop_on_error else []
+    command += [] if progress else ["-q"]
+    env = dict(os.environ)
+    if tsan:
+        # Stopping at the first error ends the run at the first race; otherwise every distinct
+        # race is reported, so that both edges can be seen (the run is bounded anyway).
+        env["TSAN_OPTIONS"] = (f"halt_on_error={int(stop_on_error)}:report_signal_unsafe=0 "
+                               + env.get("TSAN_OPTIONS", ""))
+        command = ["setarch", platform.machine(), "-R"] + command
+    with tempfile.TemporaryDirectory() as tmp:
+        history_path = os.path.join(tmp, "history.bin")
+        if history:
+            command += ["-H", history_path, "-E", str(history_rounds)]
+        limit = timeout if timeout is not None else (seconds * 3 + 120 if seconds else 600)
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, env=env,
+                                  timeout=limit)
+        except subprocess.TimeoutExpired as exc:
+            out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (
+                exc.stdout or "")
+            return CabiTortureResult(1, {"S-SAFE-2": [f"the run hung: no end after {limit:g} s"
+                                                      " (a deadlock or a grace period that "
+                                                      "never ends)"]}, output=out)
+        output = proc.stdout + proc.stderr
+        errors: dict[str, list[str]] = {}
+        for fact, detail in _ERROR.findall(proc.stdout):
+            errors.setdefault(fact, []).append(detail)
+        reports = output.count("WARNING: ThreadSanitizer:")
+        if tsan:
+            for fact, details in tsan_facts(output).items():
+                errors.setdefault(fact, []).extend(details)
+        status = proc.returncode
+        if status in (64, 65) or (status == 66 and not reports):
+            raise TortureSetupError(output.strip().splitlines()[-1] if output.strip()
+                                    else f"the driver exited with {status}")
+        if status < 0:
+            errors.setdefault("S-SAFE-1", []).append(
+                f"the driver died with signal {-status} (a crash in the library, or a read "
+                "of reclaimed memory)")
+        if status not in (0, 1, 2) or reports:
+            status = 1
+        counters = "\n".join(line for line in proc.stdout.splitlines()
+                             if line.startswith(("final", "errors:")))
+        result = CabiTortureResult(status if errors or status == 2 else 0 if status == 0
+                                   else 1, errors, counters, output, reports)
+        if history and os.path.exists(history_path):
+            from . import contract
+            result.contract = contract.judge_file(history_path)
+            assert result.contract is not None
+            for fact, details in result.contract.errors.items():
+                result.errors.setdefault(fact, []).extend(f"contract oracle: {d}"
+                                                          for d in details)
+            if result.contract.errors:
+                result.status = 1
+        return result

@@ -1,0 +1,178 @@
+"""The grace-period contract, judged on the event history of a concurrent run.
+
+Independent of CPython's algorithm (no sequence numbers, no scan): it holds for any correct QSBR
+or epoch-based scheme, so an implementation with another algorithm can be told "safe" even
+where it is not "CPython-exact".
+
+History: one record per operation of a thread state, ``(before, after, tstate, kind, value,
+result)``.  ``before`` and ``after`` are tickets drawn from ONE global counter (an atomic
+fetch-and-add in C, a locked counter in Python) immediately before the operation starts and
+immediately after it returns, in the thread that performs it.  Tickets are totally ordered,
+and the ticket increments synchronize with each other, so ``a.after < b.before`` proves that
+operation ``a`` happened before ``b``; operations whose ticket intervals overlap may have taken
+effect in either order.  Each thread state's records are in its program order.
+
+Kinds: ATTACH, DETACH, QS (quiescent state), GOAL_ADVANCE (value: the goal advance()
+returned), GOAL_NEXT (value: a batching goal, shared_next/deferred_advance), POLL (value: the
+goal, result: the answer).  A writer frees, oldest first, the objects whose goal poll said was
+reached: its true polls consume its goals in the order it took them.
+
+The judgement claims only what the tickets prove (no false alarm from a logging race):
+
+- safety (S-SAFE-1): a poll that answered true for a goal taken at G is wrong if some thread
+  state was certainly attached at G (its last operation that certainly precedes G left it
+  attached) and certainly did not pass a quiescent state or detach between G and the poll (its
+  next QS/DETACH starts after the poll returned);
+- liveness (S-SAFE-2, goals from advance only; a batching goal is reached only once somebody
+  advances): a poll that answered false is wrong if every thread state that may have been
+  attached at G certainly passed a quiescent state or detached after G and before the poll.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+ATTACH, DETACH, QS, GOAL_ADVANCE, GOAL_NEXT, POLL = 1, 2, 3, 4, 5, 6
+KIND_NAMES = {ATTACH: "attach", DETACH: "detach", QS: "quiescent_state",
+              GOAL_ADVANCE: "advance", GOAL_NEXT: "batching goal", POLL: "poll"}
+Event = tuple[int, int, int, int, int, int]         # before, after, tstate, kind, value, result
+RECORD = struct.Struct("<6Q")
+
+
+@dataclass
+class ContractResult:
+    events: int = 0
+    safety_checked: int = 0         # true polls judged
+    liveness_checked: int = 0       # false polls of advance goals judged
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def fail(self, fact: str, detail: str) -> None:
+        details = self.errors.setdefault(fact, [])
+        if len(details) < 3:
+            details.append(detail)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class _Thread:
+    """One thread state's operations, in program order."""
+
+    def __init__(self) -> None:
+        self.ops: list[Event] = []
+
+    def prepare(self) -> None:
+        self.afters = [op[1] for op in self.ops]
+        attached = False
+        self.attached_after: list[bool] = []
+        for op in self.ops:
+            if op[3] == ATTACH:
+                attached = True
+            elif op[3] == DETACH:
+                attached = False
+            self.attached_after.append(attached)
+        # next_release[i]: index of the first QS/DETACH at or after i (len(ops) if none)
+        self.next_release = [len(self.ops)] * (len(self.ops) + 1)
+        for i in range(len(self.ops) - 1, -1, -1):
+            self.next_release[i] = i if self.ops[i][3] in (QS, DETACH) else \
+                self.next_release[i + 1]
+        self.first = self.ops[0][0] if self.ops else 0
+        self.last = self.ops[-1][1] if self.ops else 0
+
+    def last_before(self, ticket: int) -> int:
+        """Index of the last operation that returned before ``ticket`` (-1 if none)."""
+        return bisect_left(self.afters, ticket) - 1
+
+
+def judge(events: list[Event]) -> ContractResult:
+    result = ContractResult(events=len(events))
+    threads: dict[int, _Thread] = {}
+    for event in events:
+        threads.setdefault(event[2], _Thread()).ops.append(event)
+    for thread in threads.values():
+        thread.prepare()
+    by_first = sorted(threads.items(), key=lambda item: item[1].first)
+
+    def live_during(start: int, end: int) -> list[tuple[int, _Thread]]:
+        return [(tid, t) for tid, t in by_first if t.first < end and t.last > start]
+
+    for tid, writer in threads.items():
+        queue: list[Event] = []
+        for op in writer.ops:
+            kind = op[3]
+            if kind in (GOAL_ADVANCE, GOAL_NEXT):
+                queue.append(op)
+                continue
+            if kind != POLL or not queue or op[4] != queue[0][4]:
+                continue
+            goal = queue[0]
+            if op[5]:
+                queue.pop(0)
+                result.safety_checked += 1
+                _check_safety(result, tid, goal, op, live_during(goal[0], op[1]))
+            elif goal[3] == GOAL_ADVANCE:
+                result.liveness_checked += 1
+                _check_liveness(result, goal, op, live_during(0, op[0]))
+    return result
+
+
+def _check_safety(result: ContractResult, poller: int, goal: Event, poll: Event,
+                  candidates: list[tuple[int, _Thread]]) -> None:
+    for tid, thread in candidates:
+        k = thread.last_before(goal[0])
+        if k < 0 or not thread.attached_after[k]:
+            continue
+        release = thread.next_release[k + 1]
+        if release < len(thread.ops) and thread.ops[release][0] < poll[1]:
+            continue                # it may have passed a quiescent state in time
+        attach = next(op for op in reversed(thread.ops[:k + 1]) if op[3] in (ATTACH, QS))
+        result.fail("S-SAFE-1",
+                    f"poll(goal {goal[4]}) answered true (tickets {poll[0]}-{poll[1]}) for "
+                    f"a goal taken by {KIND_NAMES[goal[3]]} at tickets {goal[0]}-{goal[1]}, "
+                    f"but thread state {tid} was attached then (since its "
+                    f"{KIND_NAMES[attach[3]]} at {attach[0]}-{attach[1]}) and passed no "
+                    f"quiescent state nor detach before the poll returned")
+        return
+
+
+def _check_liveness(result: ContractResult, goal: Event, poll: Event,
+                    candidates: list[tuple[int, _Thread]]) -> None:
+    for _tid, thread in candidates:
+        k = thread.last_before(goal[0])
+        maybe_attached = (k >= 0 and thread.attached_after[k]) or (
+            k + 1 < len(thread.ops) and thread.ops[k + 1][3] == ATTACH
+            and thread.ops[k + 1][0] < goal[1])
+        if not maybe_attached:
+            continue
+        # a QS/DETACH that certainly started after the goal was taken and returned before
+        # the poll started
+        i = bisect_left(thread.afters, goal[1])
+        moved_on = False
+        while i < len(thread.ops) and thread.ops[i][1] < poll[0]:
+            op = thread.ops[i]
+            if op[3] in (QS, DETACH) and op[0] > goal[1]:
+                moved_on = True
+                break
+            i += 1
+        if not moved_on:
+            return
+    result.fail("S-SAFE-2",
+                f"poll(goal {goal[4]}) answered false (tickets {poll[0]}-{poll[1]}) although "
+                f"every thread attached when advance() returned that goal (tickets "
+                f"{goal[0]}-{goal[1]}) had since passed a quiescent state or detached")
+
+
+def read_file(path: str) -> list[Event]:
+    with open(path, "rb") as handle:
+        data = handle.read()
+    usable = len(data) - len(data) % RECORD.size
+    return [tuple(record) for record in RECORD.iter_unpack(data[:usable])]  # type: ignore[misc]
+
+
+def judge_file(path: str) -> ContractResult:
+    events = read_file(path)
+    events.sort(key=lambda e: e[0])     # per-thread order is kept: tickets grow in each thread
+    return judge(events)

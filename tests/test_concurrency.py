@@ -1,0 +1,204 @@
+"""Concurrency conformance of the implementation under test (issue 13).
+
+The C ABI torture (reference_c/harness/cabi_torture.c) against libraries built from reference_c
+with one single edit each must fail naming the broken fact, the unmodified library must pass;
+the contract oracle judges histories; statuses of ordering facts say what checked them.
+Every run here is bounded by a count of rounds or updates, never by a clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conformance.checks import cabi_torture, contract
+from conformance.checks.pytorture import python_torture
+from conformance.frontends import cli
+
+REFERENCE_C = Path(__file__).resolve().parents[1] / "reference_c"
+needs_cc = pytest.mark.skipif(
+    not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))),
+    reason="needs make and a C compiler to build the libraries and the driver")
+
+
+def _build(tmp: Path, name: str, mutant: str | None, sanitize: str = "",
+           profile: str = "313") -> str:
+    build = tmp / name
+    extra = f"-DQSBR_MUTANT_{mutant}" + ("" if sanitize else " -DNDEBUG") if mutant else ""
+    proc = subprocess.run(["make", "-C", str(REFERENCE_C), "--no-print-directory", "lib",
+                           f"BUILD={build}", f"PROFILE={profile}", f"EXTRA_CFLAGS={extra}",
+                           f"SANITIZE={sanitize}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return str(build / profile / "libqsbr.so")
+
+
+@pytest.fixture(scope="session")
+def libraries(tmp_path_factory):
+    """Fixtures: the reference library and single-edit mutants, plain and TSan builds."""
+    tmp = tmp_path_factory.mktemp("cabi-libs")
+    libs = {"reference": _build(tmp, "ref", None),
+            "reference-314": _build(tmp, "ref314", None, profile="314")}
+    for mutant in ("GROWTH_NO_STW", "ADVANCE_NONATOMIC", "GROWTH_LEAKS_OLD_ARRAY"):
+        libs[mutant] = _build(tmp, mutant, mutant)
+    libs["tsan"] = _build(tmp, "tsan", None, "thread")
+    for mutant in ("DETACH_RELAXED", "SCAN_RELAXED_LOADS", "RESERVE_INDEX_AFTER_UNLOCK"):
+        libs["tsan-" + mutant] = _build(tmp, "tsan-" + mutant, mutant, "thread")
+    return libs
+
+
+# --- the contract oracle ------------------------------------------------------------------
+
+A, D, Q, G, P = contract.ATTACH, contract.DETACH, contract.QS, contract.GOAL_ADVANCE, \
+    contract.POLL
+
+
+def test_contract_flags_a_poll_true_while_a_reader_holds_on():
+    history = [(1, 2, 10, A, 0, 0), (3, 4, 20, A, 0, 0), (5, 6, 20, G, 7, 0),
+               (7, 8, 20, Q, 0, 0), (9, 10, 20, P, 7, 1), (11, 12, 10, Q, 0, 0)]
+    judged = contract.judge(history)
+    assert judged.safety_checked == 1 and list(judged.errors) == ["S-SAFE-1"]
+
+
+def test_contract_no_false_alarm_when_the_order_is_not_certain():
+    # The reader's quiescent state overlaps the poll: it may have come first.
+    history = [(1, 2, 10, A, 0, 0), (3, 4, 20, A, 0, 0), (5, 6, 20, G, 7, 0),
+               (7, 8, 20, Q, 0, 0), (9, 12, 20, P, 7, 1), (10, 13, 10, Q, 0, 0)]
+    assert contract.judge(history).ok
+    # A reader that attached after the goal was taken does not hold it.
+    history = [(3, 4, 20, A, 0, 0), (5, 6, 20, G, 7, 0), (7, 8, 10, A, 0, 0),
+               (9, 10, 20, Q, 0, 0), (11, 12, 20, P, 7, 1)]
+    assert contract.judge(history).ok
+
+
+def test_contract_liveness():
+    # Everyone attached at the goal moved on, yet the poll said no.
+    history = [(1, 2, 10, A, 0, 0), (3, 4, 20, A, 0, 0), (5, 6, 20, G, 7, 0),
+               (7, 8, 10, Q, 0, 0), (9, 10, 20, Q, 0, 0), (11, 12, 20, P, 7, 0)]
+    judged = contract.judge(history)
+    assert judged.liveness_checked == 1 and list(judged.errors) == ["S-SAFE-2"]
+    # ... but not while the poller itself has not passed a quiescent state.
+    assert contract.judge([e for e in history if e[:3] != (9, 10, 20)]).ok
+
+
+# --- the C ABI torture --------------------------------------------------------------------
+
+@needs_cc
+@pytest.mark.parametrize("name", ["reference", "reference-314"])
+def test_cabi_torture_passes_the_reference_library(libraries, name):
+    result = cabi_torture.run(libraries[name], rounds=6, history=True, stop_on_error=False)
+    assert result.status == 0, result.output
+    assert result.contract.safety_checked > 0 and result.contract.ok
+
+
+@needs_cc
+@pytest.mark.parametrize("mutant,fact", [("ADVANCE_NONATOMIC", "S-ADV-1"),
+                                         ("GROWTH_NO_STW", "S-RES-1"),
+                                         ("GROWTH_LEAKS_OLD_ARRAY", "S-RES-1")])
+def test_cabi_torture_names_the_broken_fact(libraries, mutant, fact):
+    result = cabi_torture.run(libraries[mutant], rounds=2000)      # stops at the first error
+    assert result.status == 1 and fact in result.errors, result.output
+
+
+@needs_cc
+def test_tsan_mode_passes_the_reference_library(libraries):
+    result = cabi_torture.run(libraries["tsan"], rounds=6, updates=500, tsan=True)
+    assert result.status == 0 and result.tsan_reports == 0, result.output
+
+
+@needs_cc
+@pytest.mark.parametrize("mutant,fact", [("DETACH_RELAXED", "S-DETACH-1"),
+                                         ("SCAN_RELAXED_LOADS", "S-POLL-1"),
+                                         ("RESERVE_INDEX_AFTER_UNLOCK", "S-RES-1")])
+def test_tsan_mode_names_the_memory_order_fact(libraries, mutant, fact):
+    # Stops at the first race (a bound of rounds, not a clock).
+    result = cabi_torture.run(libraries["tsan-" + mutant], rounds=400, updates=500, tsan=True)
+    assert result.status == 1 and fact in result.errors, result.output
+
+
+def test_tsan_report_naming():
+    def report(*frames):
+        return ("WARNING: ThreadSanitizer: data race (pid=1)\n  Write of size 8 at 0x1 by "
+                "thread T2:\n" + "".join(f"    #{i} {f} x.c:1 (x+0x1)\n"
+                                         for i, f in enumerate(frames)) + "\nSUMMARY: x\n")
+    detach = report("check_object", "reader_section_then_detach", "reader_main")
+    quiesce = report("check_object", "reader_section_then_quiesce", "reader_main")
+    assert set(cabi_torture.tsan_facts(detach)) == {"S-DETACH-1", "S-POLL-1", "S-SAFE-1"}
+    assert set(cabi_torture.tsan_facts(quiesce)) == {"S-QS-1", "S-POLL-1", "S-SAFE-1"}
+    assert set(cabi_torture.tsan_facts(detach + quiesce)) == {"S-POLL-1", "S-SAFE-1"}
+    grow = report("grow_thread_array", "_Py_qsbr_reserve", "qsbr_api_reserve",
+                  "new_registered")
+    assert set(cabi_torture.tsan_facts(grow)) == {"S-RES-1"}
+
+
+@needs_cc
+def test_torture_command_on_a_library(libraries, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "t.json"
+    assert cli.main(["torture", "--library", libraries["ADVANCE_NONATOMIC"], "--rounds", "50",
+                     "-q", "--json", str(out)]) == 1
+    assert "FAIL S-ADV-1" in capsys.readouterr().out
+    assert json.loads(out.read_text())["failed_facts"] == ["S-ADV-1"]
+    monkeypatch.setenv("QSBR_LIBRARY", libraries["reference"])
+    assert cli.main(["torture", "--impl", "conformance.cabi:from_env", "--rounds", "3",
+                     "-q"]) == 0
+    assert "torture: PASS" in capsys.readouterr().out
+    assert cli.main(["torture", "--library", libraries["reference"], "--tsan",
+                     "--rounds", "1"]) == 2      # not a TSan build: a clear usage error
+    assert cli.main(["torture", "--library", str(tmp_path / "missing.so"), "-q"]) == 2
+    assert cli.main(["torture", "--impl", "conformance.oracle:oracle"]) == 2
+
+
+# --- Python adapters ----------------------------------------------------------------------
+
+def test_python_threads_torture_names_a_grace_period_bug(monkeypatch):
+    import mutant_adapters
+    status, stats = python_torture(mutant_adapters.early_poll("3.13"), readers=3, writers=2,
+                                   seconds=0, updates=4000)
+    assert status == 1
+    assert "S-SAFE-1" in stats["contract"]["errors"], stats
+
+
+def test_python_threads_torture_needs_a_thread_safe_adapter(capsys):
+    assert cli.main(["torture", "--impl", "conformance.oracle:oracle", "--python-threads",
+                     "--updates", "10"]) == 2
+    assert "thread_safe" in capsys.readouterr().err
+
+
+# --- statuses ------------------------------------------------------------------------------
+
+def test_sequential_only_run_says_what_it_did_not_check(tmp_path):
+    out = tmp_path / "r.json"
+    assert cli.main(["--impl", "conformance.oracle:oracle", "--examples", "5", "-q",
+                     "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    rows = {row["id"]: row for row in data["facts"]}
+    assert all("checked_by" in row for row in data["facts"])
+    assert rows["S-ATTACH-1"]["result"] == "pass (sequential only)"
+    assert rows["S-ATTACH-1"]["checked_by"] == ["sequential"]
+    assert rows["S-SEQ-3"]["result"] == "pass"
+    assert "NOT checked under concurrency" in data["verdict"]
+    assert "S-SAFE-1" in data["verdict"] and "thread_safe" in data["verdict"]
+
+
+@needs_cc
+def test_default_run_checks_ordering_facts_concurrently(tmp_path):
+    out = tmp_path / "r.json"
+    assert cli.main(["--examples", "5", "-q", "--json", str(out)]) == 0
+    rows = {row["id"]: row for row in json.loads(out.read_text())["facts"]}
+    assert rows["S-SAFE-1"]["result"] == "pass"
+    assert rows["S-SAFE-1"]["checked_by"] == ["sequential", "concurrent"]
+
+
+@needs_cc
+def test_default_run_of_a_cabi_mutant_fails_the_broken_fact(libraries, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setenv("QSBR_LIBRARY", libraries["GROWTH_LEAKS_OLD_ARRAY"])
+    out = tmp_path / "r.json"
+    assert cli.main(["--impl", "conformance.cabi:from_env", "--examples", "5", "-q",
+                     "--json", str(out)]) == 1
+    rows = {row["id"]: row for row in json.loads(out.read_text())["facts"]}
+    assert rows["S-RES-1"]["result"] == "FAIL"
