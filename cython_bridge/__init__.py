@@ -52,6 +52,10 @@ class ReferencePort:
     def layout(self) -> dict[str, int]:
         return self._ext.layout()
 
+    def live_allocations(self) -> int:
+        """Optional resource hook: blocks the port allocated and has not freed."""
+        return self._ext.live_allocations()
+
 
 def reference_port(profile: str = "3.13") -> ReferencePort:
     """Adapter factory: ``--impl cython_bridge:reference_port`` (the default)."""

@@ -21,9 +21,14 @@ from conformance.checks.pytorture import python_torture
 from conformance.frontends import cli
 
 REFERENCE_C = Path(__file__).resolve().parents[1] / "reference_c"
-needs_cc = pytest.mark.skipif(
+_needs_cc = pytest.mark.skipif(
     not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))),
     reason="needs make and a C compiler to build the libraries and the driver")
+
+
+def needs_cc(test):
+    """The C driver's tests: they need a compiler, and do not depend on the interpreter."""
+    return pytest.mark.c_driver(_needs_cc(test))
 
 
 def _build(tmp: Path, name: str, mutant: str | None, sanitize: str = "",

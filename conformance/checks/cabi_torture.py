@@ -32,8 +32,6 @@ from pathlib import Path
 
 from .contract import ContractResult
 
-REFERENCE_C = Path(__file__).resolve().parents[2] / "reference_c"
-
 #: the outermost qsbr_api_* frame of a race's stack -> the fact it breaks
 API_FACTS = {
     "qsbr_api_reserve": "S-RES-1", "qsbr_api_register": "S-REG-1",
@@ -51,6 +49,21 @@ CHECKED_FACTS = ("S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-ADV-1", "S-POLL-1", "S
 
 class TortureSetupError(Exception):
     """The driver could not be built or run (not a verdict on the implementation)."""
+
+
+def reference_c() -> Path:
+    """The reference_c/ folder with the driver's source: $QSBR_REFERENCE_C, the one beside
+    the package (a source checkout), or ./reference_c (an installed package run from the
+    repository, as tox does)."""
+    candidates = [Path(os.environ["QSBR_REFERENCE_C"])] if os.environ.get(
+        "QSBR_REFERENCE_C") else []
+    candidates += [Path(__file__).resolve().parents[2] / "reference_c",
+                   Path.cwd() / "reference_c"]
+    for candidate in candidates:
+        if (candidate / "harness" / "cabi_torture.c").is_file():
+            return candidate
+    raise TortureSetupError("cannot find reference_c/harness/cabi_torture.c (run from the "
+                            "repository, or set QSBR_REFERENCE_C to its reference_c folder)")
 
 
 @dataclass
@@ -79,15 +92,16 @@ class CabiTortureResult:
 def driver_path(tsan: bool = False) -> Path:
     """The driver binary, built with make into reference_c/build/harness on first use."""
     name = "qsbr-cabi-torture-tsan" if tsan else "qsbr-cabi-torture"
-    path = REFERENCE_C / "build" / "harness" / name
-    source = REFERENCE_C / "harness" / "cabi_torture.c"
+    folder = reference_c()
+    path = folder / "build" / "harness" / name
+    source = folder / "harness" / "cabi_torture.c"
     if not source.exists():
         raise TortureSetupError(f"the torture driver's source {source} is missing (it ships "
                                 "with the repository's reference_c/)")
     if not path.exists() or path.stat().st_mtime < source.stat().st_mtime:
         if not shutil.which("make"):
             raise TortureSetupError("building the torture driver needs make and a C compiler")
-        proc = subprocess.run(["make", "-C", str(REFERENCE_C), "--no-print-directory",
+        proc = subprocess.run(["make", "-C", str(folder), "--no-print-directory",
                                f"build/harness/{name}"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise TortureSetupError("cannot build the torture driver:\n" + proc.stdout

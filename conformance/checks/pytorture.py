@@ -65,6 +65,8 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
                     if kind == contract.POLL else 0))
         return answer
 
+    live_allocations = getattr(implementation, "live_allocations", None)
+    blocks_before = live_allocations() if live_allocations is not None else None
     interp = implementation.new_interpreter()
     current = [_Object(0)]
     swap_lock = threading.Lock()            # writers only; readers never take it
@@ -160,13 +162,21 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
     for thread in threads:
         thread.join()
     interp.close()
+    resources = None
+    if live_allocations is not None:
+        blocks_after = live_allocations()
+        if blocks_after != blocks_before:
+            resources = (f"live allocations went from {blocks_before} to {blocks_after} over "
+                         "the run (threads reserved, the array grew, everything was "
+                         "unregistered and the interpreter closed): S-RES-1")
     history.sort(key=lambda event: event[0])
     judged = contract.judge(history)
     stats = dict(counts, elapsed=time.monotonic() - started,
                  harness_errors=[f"{type(e).__name__}: {e}" for e in errors],
                  contract={"events": judged.events, "safety_checked": judged.safety_checked,
                            "liveness_checked": judged.liveness_checked,
-                           "errors": judged.errors})
-    if errors or counts["errors_reclaimed"] or judged.errors:
+                           "errors": judged.errors},
+                 resources=resources)
+    if errors or counts["errors_reclaimed"] or judged.errors or resources:
         return 1, stats
     return (0 if counts["frees"] else 2), stats

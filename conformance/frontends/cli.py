@@ -198,11 +198,15 @@ def _library_for(spec: str, profile: str) -> str | None:
         # The bridge compiles the same sources as reference_c's library.
         import subprocess
 
-        from ..checks.cabi_torture import REFERENCE_C
+        from ..checks.cabi_torture import TortureSetupError, reference_c
+        try:
+            source = reference_c()
+        except TortureSetupError:
+            return None
         folder = profile.replace(".", "")
-        path = REFERENCE_C / "build" / folder / "libqsbr.so"
+        path = source / "build" / folder / "libqsbr.so"
         if not path.exists():
-            subprocess.run(["make", "-C", str(REFERENCE_C), "--no-print-directory", "lib",
+            subprocess.run(["make", "-C", str(source), "--no-print-directory", "lib",
                             f"PROFILE={folder}"], capture_output=True)
         return str(path) if path.exists() else None
     return None
@@ -287,6 +291,8 @@ def concurrent_check(result: Any, spec: str, rounds: int, seed: int | None, prof
     if stats.get("errors_reclaimed"):
         failures.setdefault("S-SAFE-1", []).append(
             f"a reader saw a reclaimed object {stats['errors_reclaimed']} time(s)")
+    if stats.get("resources"):
+        failures.setdefault("S-RES-1", []).append(stats["resources"])
     if stats.get("harness_errors"):
         failures.setdefault("S-SAFE-2", []).append("; ".join(stats["harness_errors"][:2]))
     if data["status"] == 2 and not failures:

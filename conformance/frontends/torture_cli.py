@@ -145,6 +145,8 @@ def main(argv: list[str]) -> int:
     else:
         print(f"errors:  reclaimed_object_seen={stats['errors_reclaimed']}"
               + (f"; harness: {stats['harness_errors']}" if stats["harness_errors"] else ""))
+        if stats.get("resources"):
+            print(f"  FAIL S-RES-1: {stats['resources']}")
         contract = stats.get("contract")
         if contract is not None:
             print(f"contract oracle: {contract['events']} events, {contract['safety_checked']} "

@@ -12,9 +12,10 @@
 //
 //   1. advance race: every round thread calls advance() at once; the returned goals must be
 //      distinct and wr_seq must have moved by exactly 2 per call (S-ADV-1, atomicity); then
-//      the reserve race: every round thread reserves and registers a few slots back to back,
-//      so growths run while the others wait for the mutex (S-RES-1: each index must be the
-//      slot reserved, and no slot is handed out twice);
+//      the reserve race: writers and reservers reserve and register a few slots back to back,
+//      so growths run while the others wait for the mutex, and readers stay attached reporting
+//      quiescent states, so growths must stop them (S-RES-1: each index must be the slot
+//      reserved, no slot is handed out twice, no registered thread state loses its slot);
 //   2. grace periods under growth: readers attached to the interpreter hold the shared object
 //      across read-side sections and leave them either with a quiescent state or with a detach
 //      (each in its own function, so a ThreadSanitizer report names which edge was missing);
@@ -58,7 +59,7 @@
 #define QUARANTINE      128
 #define PAYLOAD_WORDS   4
 #define MAX_THREADS     64
-#define ADVANCES_PER_THREAD 512
+#define ADVANCES_PER_THREAD 2048
 #define NOINLINE __attribute__((noinline))
 
 // ---------------------------------------------------------------------------------------------
@@ -181,6 +182,10 @@ check_status(int status, const char *what)
 //   before, after, tstate id, kind, value (goal), result
 enum { H_ATTACH = 1, H_DETACH = 2, H_QS = 3, H_GOAL_ADVANCE = 4, H_GOAL_NEXT = 5, H_POLL = 6 };
 
+static const char *const kind_name[] = {
+    "?", "attach", "detach", "quiescent_state", "advance", "shared_next/deferred_advance",
+    "poll"};
+
 static _Atomic uint64_t ticket;
 static int history_on;                  // this round records
 static FILE *history_file;
@@ -239,7 +244,7 @@ struct ts {
         uint64_t before_ = tick();                          \
         int status_ = (call);                               \
         uint64_t after_ = tick();                           \
-        check_status(status_, #call);                       \
+        check_status(status_, kind_name[(kind)]);           \
         record((h), before_, after_, (ts)->id, (kind), (value), 0); \
     } while (0)
 
@@ -326,6 +331,7 @@ struct round {
     _Atomic int readers_stop;
     _Atomic int readers_running;
     _Atomic int writers_done;
+    _Atomic int race_finished;          // threads done with the reserve race
     uint64_t *advance_goals;            // ADVANCES_PER_THREAD per thread
     _Atomic uint64_t updates;
     _Atomic uint64_t sections;          // read-side sections completed by all readers
@@ -457,6 +463,7 @@ reserve_race(struct worker *w)
         }
         own_index(w, index);
     }
+    atomic_fetch_add(&w->r->race_finished, 1);
 }
 
 static void
@@ -512,8 +519,17 @@ reader_main(void *arg)
     int ok = new_registered(r, &ts, NULL) == 0;
     pthread_barrier_wait(&r->barrier);          // 1: registered
     advance_race(w);
-    reserve_race(w);
-    pthread_barrier_wait(&r->barrier);          // 2: advance race done
+    if (ok) {
+        // While the others race to reserve (and grow the array), stay attached and keep
+        // reporting quiescent states: growths must stop this thread (S-RES-1).
+        LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
+        while (atomic_load(&r->race_finished) < r->c->writers + r->c->reservers) {
+            check_object(load_current(w), "a quiescent state");
+            LOGGED(&w->h, &ts, H_QS, 0, L.quiescent_state(ts.t));
+        }
+        LOGGED(&w->h, &ts, H_DETACH, 0, L.detach(ts.t));
+    }
+    pthread_barrier_wait(&r->barrier);          // 2: advance and reserve races done
     pthread_barrier_wait(&r->barrier);          // 3: checked; grace phase starts
     uint64_t reads = 0;
     if (ok) {
