@@ -343,7 +343,7 @@ struct round {
 static _Atomic uint64_t total_reads, total_updates, total_frees, total_growth_slots;
 static _Atomic uint64_t total_rounds, max_pending;
 
-#define RACE_SLOTS 6
+#define RACE_SLOTS 10
 
 struct worker {
     struct round *r;
@@ -372,7 +372,7 @@ load_current(struct worker *w)
 }
 
 static int
-new_registered(struct round *r, struct ts *ts, int64_t *index_out)
+new_registered(struct round *r, struct ts *ts, int64_t *index_out, int yield_between)
 {
     ts->t = L.tstate_new(r->interp);
     ts->id = atomic_fetch_add(&next_tstate_id, 1);
@@ -381,6 +381,12 @@ new_registered(struct round *r, struct ts *ts, int64_t *index_out)
         return -1;
     }
     int64_t index = L.reserve(r->interp);
+    if (yield_between) {
+        // Let a thread waiting for the mutex take it (and grow the array) before this one
+        // takes it again to register: what reserve did after its unlock is then unordered
+        // with that growth (gh-129732 under ThreadSanitizer).
+        sched_yield();
+    }
     if (index_out) {
         *index_out = index;
     }
@@ -458,7 +464,7 @@ reserve_race(struct worker *w)
 {
     for (w->race_made = 0; w->race_made < RACE_SLOTS; w->race_made++) {
         int64_t index = -1;
-        if (new_registered(w->r, &w->race[w->race_made], &index) != 0) {
+        if (new_registered(w->r, &w->race[w->race_made], &index, 1) != 0) {
             break;
         }
         own_index(w, index);
@@ -516,7 +522,7 @@ reader_main(void *arg)
     struct worker *w = arg;
     struct round *r = w->r;
     struct ts ts = {0};
-    int ok = new_registered(r, &ts, NULL) == 0;
+    int ok = new_registered(r, &ts, NULL, 0) == 0;
     pthread_barrier_wait(&r->barrier);          // 1: registered
     advance_race(w);
     if (ok) {
@@ -603,7 +609,7 @@ writer_main(void *arg)
     struct round *r = w->r;
     const struct config *c = r->c;
     struct ts ts = {0};
-    int ok = new_registered(r, &ts, NULL) == 0;
+    int ok = new_registered(r, &ts, NULL, 0) == 0;
     pthread_barrier_wait(&r->barrier);          // 1
     advance_race(w);
     reserve_race(w);
@@ -755,7 +761,7 @@ reserver_main(void *arg)
             sched_yield();
         }
         int64_t index = -1;
-        if (new_registered(r, &mine[made], &index) != 0) {
+        if (new_registered(r, &mine[made], &index, 1) != 0) {
             break;
         }
         own_index(w, index);
