@@ -230,8 +230,12 @@ def concurrent_check(result: Any, spec: str, rounds: int, seed: int | None, prof
         result.concurrency_command = f"qsbr-conformance --impl {spec} --concurrency-rounds 12"
         return
     if library is not None:
-        result.concurrency_command = (f"qsbr-conformance torture --library {library} --tsan "
-                                      "(with the library built with -fsanitize=thread)")
+        tsan_library = ("reference_c/build/tsan/" + profile.replace(".", "") + "/libqsbr.so "
+                        "(make -C reference_c lib SANITIZE=thread BUILD=build/tsan PROFILE="
+                        + profile.replace(".", "") + ")" if spec == DEFAULT_IMPL
+                        else "LIB, with LIB your library built with -fsanitize=thread")
+        result.concurrency_command = ("memory orders under ThreadSanitizer: qsbr-conformance "
+                                      f"torture --tsan --seconds 60 --library {tsan_library}")
         try:
             run = cabi_torture.run(library, rounds=rounds, seed=seed or 1, history=True,
                                    history_rounds=2, stop_on_error=True)
@@ -260,8 +264,8 @@ def concurrent_check(result: Any, spec: str, rounds: int, seed: int | None, prof
                                       f" torture --impl {spec} --python-threads")
         return
     updates = rounds * 250
-    result.concurrency_command = (f"qsbr-conformance torture --impl {spec} --python-threads "
-                                  "--seconds 60 (on a free-threaded build)")
+    result.concurrency_command = ("a long run on a free-threaded build: qsbr-conformance "
+                                  f"torture --impl {spec} --python-threads --seconds 60")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "torture.json")
         command = [sys.executable, "-m", "conformance", "torture", "--impl", spec,

@@ -78,8 +78,8 @@ def _not_checked(result: RunResult) -> str:
     sequential = [row["id"] for row in _rows(result)
                   if row["result"] == fact_statuses.PASS_SEQUENTIAL]
     if not sequential:
-        return (f"; not run: {result.concurrency_command}" if result.concurrency_command
-                else "")
+        return (f"; not checked by this run: {result.concurrency_command}"
+                if result.concurrency_command else "")
     text = (f"; NOT checked under concurrency (pass from sequential runs only): "
             f"{', '.join(sequential)}")
     if result.concurrency:
