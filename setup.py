@@ -1,4 +1,5 @@
-"""Builds the Cython bridge: one extension per QSBR profile, from the same C sources.
+"""Builds the Cython bridge: one extension per C variant of the port (QSBR_PROFILE 313 = 3.13.3-3.13.5,
+314 = 3.14.4+, 31300 = 3.13.0-3.13.2, 31306 = 3.13.6-3.14.3), from the same C sources.
 
 The port's C files are compiled into each extension with hidden visibility, so nothing of the
 port (which reuses CPython's internal names through renamed symbols) is exported from it.
@@ -38,7 +39,7 @@ def live_probe() -> list[Extension]:
 
 setup(
     ext_modules=cythonize(
-        [bridge(313), bridge(314)],
+        [bridge(313), bridge(314), bridge(31300), bridge(31306)],
         compiler_directives={"language_level": 3, "freethreading_compatible": True},
     ) + live_probe(),
 )

@@ -16,16 +16,21 @@ try:
 except PackageNotFoundError:  # running from a source tree with an in-place build
     __version__ = "0+local"
 
-_MODULES = {"3.13": "cython_bridge._qsbr313", "3.14": "cython_bridge._qsbr314"}
+#: One extension per C variant of the port, keyed by release profile
+#: (conformance.model.profiles; "3.13" and "3.14" are aliases of 3.13.3-3.13.5 and 3.14.4+).
+_MODULES = {"3.13.0-3.13.2": "cython_bridge._qsbr31300",
+            "3.13.3-3.13.5": "cython_bridge._qsbr313",
+            "3.13.6-3.14.3": "cython_bridge._qsbr31306",
+            "3.14.4+": "cython_bridge._qsbr314"}
 
 
 def extension(profile: str = "3.13") -> ModuleType:
-    """The compiled extension module of one profile."""
+    """The compiled extension module of one profile (a release range, an alias or "auto")."""
+    from conformance.model.profiles import UnknownRelease, resolve
     try:
-        return import_module(_MODULES[profile])
-    except KeyError:
-        raise ValueError(
-            f"unknown profile {profile!r}; expected one of {sorted(_MODULES)}") from None
+        return import_module(_MODULES[resolve(profile).name])
+    except UnknownRelease as exc:
+        raise ValueError(str(exc)) from None
 
 
 class ReferencePort:
@@ -36,7 +41,8 @@ class ReferencePort:
 
     def __init__(self, profile: str = "3.13") -> None:
         self._ext = extension(profile)
-        self.profile = profile
+        self.profile = self._ext.PROFILE        # the API line: "3.13" or "3.14"
+        self.release = self._ext.RELEASE        # the release profile, e.g. "3.13.6-3.14.3"
         self.name = "reference_c port via Cython"
         self.version = __version__
 

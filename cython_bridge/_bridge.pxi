@@ -1,7 +1,7 @@
 # The Cython bridge over the port's checked C API (reference_c/include/qsbr_api.h).
 #
-# Included by _qsbr313.pyx and _qsbr314.pyx, which are compiled against the same C sources
-# with QSBR_PROFILE=313 or 314.  Every C call runs without the GIL (`with nogil`): reserve and
+# Included by _qsbr313.pyx, _qsbr314.pyx, _qsbr31300.pyx and _qsbr31306.pyx, which are compiled
+# against the same C sources with QSBR_PROFILE=313, 314, 31300 or 31306.  Every C call runs without the GIL (`with nogil`): reserve and
 # fini stop the world, register/unregister/snapshot take the QSBR mutex, and slot operations
 # pin their thread state; any of them may wait for another thread.
 
@@ -92,7 +92,11 @@ cdef extern from "qsbr_api.h" nogil:
     const char *qsbr_api_layout_name(long i)
 
 
-PROFILE = {313: "3.13", 314: "3.14"}[qsbr_api_profile]
+# The API line of this build (QSBR_PROFILE 31300/31303: 3.13, 31306/31404: 3.14) and its
+# release profile (conformance.model.profiles).
+PROFILE = "3.13" if qsbr_api_profile in (31300, 31303) else "3.14"
+RELEASE = {31300: "3.13.0-3.13.2", 31303: "3.13.3-3.13.5", 31306: "3.13.6-3.14.3",
+           31404: "3.14.4+"}[qsbr_api_profile]
 
 cdef uint64_t _U64_MAX = 0xFFFFFFFFFFFFFFFF
 cdef object _INT64_MIN = -(1 << 63)

@@ -19,6 +19,7 @@ from typing import Any
 from ..model import errors
 from ..model.adapter import STALE, UNOBSERVED, SlotView, Snapshot
 from ..model.layout import layout_differences
+from ..model.profiles import BY_C_PROFILE, resolve
 
 NO_SLOT, STALE_SLOT = -1, -2
 STATUS_BUFFER_TOO_SMALL_NAME = "BUFFER_TOO_SMALL"
@@ -93,18 +94,22 @@ class _Library:
         for name, (args, result) in signatures.items():
             function = getattr(lib, name)
             function.argtypes, function.restype = args, result
-        profile = ctypes.c_int.in_dll(lib, "qsbr_api_profile").value
-        self.profile = {313: "3.13", 314: "3.14"}[profile]
+        value = ctypes.c_int.in_dll(lib, "qsbr_api_profile").value
+        release = BY_C_PROFILE.get(value)
+        if release is None:
+            raise errors.QsbrError(f"{path}: qsbr_api_profile is {value}, not one of "
+                                   f"{sorted(BY_C_PROFILE)} (reference_c/include/qsbr_profile.h)")
+        self.profile, self.release = release.line, release.name
         # Optional: the interpreter's struct _qsbr_shared, to read the slot array through the
-        # layout itself -- only when the library's layout() is upstream's (else a wrong offset
-        # would read garbage).
+        # layout itself -- only when the library's layout() is upstream's for its release
+        # profile (else a wrong offset would read garbage).
         self.shared_address = getattr(lib, "qsbr_api_shared_address", None)
         self.raw_layout: dict[str, int] | None = None
         if self.shared_address is not None:
             self.shared_address.argtypes, self.shared_address.restype = [p], p
             names = [lib.qsbr_api_layout_name(k) for k in range(lib.qsbr_api_layout_count())]
             layout = {name.decode(): lib.qsbr_api_layout(name) for name in names}
-            if not layout_differences(self.profile, layout):
+            if not layout_differences(self.release, layout):
                 self.raw_layout = layout
 
     def check(self, status: int) -> None:
@@ -307,8 +312,12 @@ class CabiImplementation:
     def __init__(self, path: str, profile: str | None = None) -> None:
         self._library = _Library(path)
         self.profile = self._library.profile
-        if profile is not None and profile != self.profile:
-            raise errors.QsbrError(f"{path} implements the {self.profile} profile, not {profile}")
+        self.release = self._library.release
+        if profile is not None:
+            wanted = profile if profile in ("3.13", "3.14") else resolve(profile).name
+            if wanted not in (self.profile, self.release):
+                raise errors.QsbrError(
+                    f"{path} implements the {self.release} profile, not {profile}")
         self.name = f"C ABI library {os.path.basename(path)}"
         self.version = os.environ.get("QSBR_LIBRARY_VERSION", "unknown")
         self.path = path

@@ -139,6 +139,7 @@ class IsolatedImplementation:
         child = self._get_child()
         self.name = f"{child.info['name']} (isolated)"
         self.version, self.profile = child.info["version"], child.info["profile"]
+        self.release = child.info.get("release")
         if child.info["layout"] is not None:
             self.layout = lambda: dict(child.info["layout"])
 

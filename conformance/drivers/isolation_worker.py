@@ -42,6 +42,7 @@ def main() -> int:
     handles: dict[int, list] = {}       # per interpreter, for run_calls (logical thread ids)
     _write(replies, ("ok", {"name": impl.name, "version": str(impl.version),
                             "profile": impl.profile,
+                            "release": getattr(impl, "release", None),
                             "layout": impl.layout() if hasattr(impl, "layout") else None}))
     while (request := _read(requests)) is not None:
         target, method, args = request

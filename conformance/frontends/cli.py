@@ -20,7 +20,8 @@ from ..checks.exhaustive import DEFAULT_DEPTH as DEFAULT_EXPLORE_DEPTH
 from ..checks.exhaustive import DEFAULT_SECONDS as DEFAULT_EXPLORE_SECONDS
 from ..checks.runner import run_conformance
 from ..drivers.isolation import IsolatedImplementation
-from ..model.adapter import PROFILES, AdapterError, load_implementation
+from ..model import profiles
+from ..model.adapter import AdapterError, load_implementation
 from ..model.errors import QsbrError
 from ..model.ledger import FactLedger
 from . import report
@@ -31,15 +32,21 @@ DEFAULT_IMPL = "cython_bridge:reference_port"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qsbr-conformance",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check a QSBR implementation against CPython's semantics "
                     "(differential Hypothesis run against the oracle).  "
-                    "'qsbr-conformance torture --help' for the concurrency torture.")
+                    "'qsbr-conformance torture --help' for the concurrency torture, "
+                    "'qsbr-conformance upstream --help' to check a CPython release's own "
+                    "qsbr.c.",
+        epilog="release matrix (--profile; evidence in docs/semantics.md):\n"
+               + profiles.matrix_text())
     parser.add_argument("--impl", default=DEFAULT_IMPL, metavar="MODULE:FACTORY",
                         help=f"implementation to check (default: {DEFAULT_IMPL}, the reference "
                              "C port through the Cython bridge)")
-    parser.add_argument("--profile", choices=PROFILES, default=None,
-                        help="CPython revision to check against: 3.13 (3.13.0-3.13.5, the "
-                             "default) or 3.14 (3.13.6+ and 3.14); passed to the factory")
+    parser.add_argument("--profile", choices=profiles.CHOICES, default=None,
+                        help="CPython release range to check against (see the matrix below): "
+                             "3.13 = 3.13.3-3.13.5 (the default), 3.14 = 3.14.4+, auto = the "
+                             "running interpreter's; passed to the factory")
     parser.add_argument("--examples", type=int, default=150, metavar="N",
                         help="Hypothesis examples (step sequences) to run (default: 150)")
     parser.add_argument("--steps", type=int, default=60, metavar="N",
@@ -119,6 +126,18 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def _profile_matches(impl: Any, wanted: str) -> bool:
+    """An implementation declares its API line (``profile``) and may declare its release
+    profile (``release``); a line or alias asked for must match the line, a range the release
+    where the implementation declares one."""
+    if profiles.line_of(wanted) != impl.profile:
+        return False
+    release = getattr(impl, "release", None)
+    if release is None or wanted in ("3.13", "3.14"):
+        return True
+    return profiles.resolve(wanted).name == release
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "torture":
@@ -130,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "bench":
         from ..bench import cli as bench_cli
         return bench_cli.main(argv[1:])
+    if argv and argv[0] == "upstream":
+        from ..checks import upstream
+        return upstream.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.examples < 1 or args.steps < 1:
         print("qsbr-conformance: --examples and --steps must be at least 1", file=sys.stderr)
@@ -139,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     kwargs = {}
+    if args.profile == "auto":
+        try:
+            args.profile = profiles.resolve("auto").name
+        except profiles.UnknownRelease as exc:
+            print(f"qsbr-conformance: --profile auto: {exc}", file=sys.stderr)
+            return 2
     if args.profile is not None:
         kwargs["profile"] = args.profile
     isolate = args.isolate if args.isolate is not None else args.impl != DEFAULT_IMPL
@@ -151,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except (AdapterError, QsbrError, TypeError, ValueError) as exc:
         print(f"qsbr-conformance: cannot load {args.impl}: {exc}", file=sys.stderr)
         return 2
-    if args.profile is not None and impl.profile != args.profile:
-        print(f"qsbr-conformance: {args.impl} gave profile {impl.profile}, not {args.profile}",
+    if args.profile is not None and not _profile_matches(impl, args.profile):
+        print(f"qsbr-conformance: {args.impl} gave profile "
+              f"{getattr(impl, 'release', None) or impl.profile}, not {args.profile}",
               file=sys.stderr)
         return 2
 

@@ -91,15 +91,15 @@ def _not_checked(result: RunResult) -> str:
 
 def verdict(result: RunResult) -> str:
     if result.conforms:
-        return (f"CONFORMS: {result.implementation} matches CPython's QSBR ({result.profile} "
-                f"profile) on every fact checked; {result.ledger.steps} steps in "
+        return (f"CONFORMS: {result.implementation} matches CPython's QSBR "
+                f"({result.profile_label}) on every fact checked; {result.ledger.steps} steps in "
                 f"{result.ledger.examples} examples, {result.seconds:.1f} s"
                 + _not_checked(result))
     rows = _rows(result)
     failing = sorted({f for failure in result.failures for f in failure.facts}
                      | {row["id"] for row in rows if row["result"] == "FAIL"})
     unchecked = [row["id"] for row in rows if row["result"] == "UNCHECKED"]
-    text = f"DOES NOT CONFORM: {result.implementation} ({result.profile} profile)"
+    text = f"DOES NOT CONFORM: {result.implementation} ({result.profile_label})"
     if result.live is not None and result.live.failures:
         failing = failing + ["live interpreter"]
     if failing:
@@ -200,6 +200,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "implementation": result.implementation,
         "version": result.version,
         "profile": result.profile,
+        "release": result.release,
         "interpreter": result.interpreter,
         "gil_enabled": result.gil_enabled,
         "examples": result.ledger.examples,

@@ -1,5 +1,8 @@
 """S-SLOT-2: the struct layout of each profile, as measured on x86-64 Linux from the installed
-headers of CPython 3.13.5t (profile 3.13) and 3.14.7t (profile 3.14)."""
+headers of CPython 3.13.5t (3.13.3-3.13.5, alias 3.13), 3.13.15t (3.13.6-3.14.3) and 3.14.7t
+(3.14.4+, alias 3.14).  3.13.0-3.13.2 has 3.13.5's layout (gh-129732 changed no struct).
+
+Keys: the two API lines ("3.13", "3.14": their aliases' layouts) and every release profile."""
 
 from __future__ import annotations
 
@@ -43,7 +46,26 @@ EXPECTED_LAYOUT: dict[str, dict[str, int]] = {
 }
 
 
+_NO_ARRAY_RAW = {name: value for name, value in EXPECTED_LAYOUT["3.14"].items()
+                 if "array_raw" not in name}
+_NO_ARRAY_RAW.update({
+    "sizeof(struct _qsbr_shared)": 48,
+    "offsetof(struct _qsbr_shared, size)": 24,
+    "offsetof(struct _qsbr_shared, mutex)": 32,
+    "offsetof(struct _qsbr_shared, freelist)": 40,
+})
+EXPECTED_LAYOUT.update({
+    "3.13.0-3.13.2": EXPECTED_LAYOUT["3.13"],
+    "3.13.3-3.13.5": EXPECTED_LAYOUT["3.13"],
+    "3.13.6-3.14.3": _NO_ARRAY_RAW,
+    "3.14.4+": EXPECTED_LAYOUT["3.14"],
+})
+
+
 def layout_differences(profile: str, actual: dict[str, int]) -> list[str]:
     """Every expected entry that ``actual`` lacks or gets wrong."""
     return [f"{name}: got {actual.get(name)}, expected {value}"
-            for name, value in EXPECTED_LAYOUT[profile].items() if actual.get(name) != value]
+            for name, value in EXPECTED_LAYOUT[profile].items() if actual.get(name) != value] + [
+        f"{name}: got {value}, not part of the {profile} layout"
+        for name, value in actual.items()
+        if name not in EXPECTED_LAYOUT[profile] and "array_raw" in name]

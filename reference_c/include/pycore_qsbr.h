@@ -1,12 +1,17 @@
 // Port of CPython's Include/internal/pycore_qsbr.h.
 //
-// QSBR_PROFILE selects the upstream revision:
-//   313 (default): CPython 3.13.0 - 3.13.5 (the `deferrals` counter, _Py_qsbr_deferred_advance)
-//   314:           CPython 3.13.6+ and 3.14 (memory-aware batching, _Py_qsbr_shared_next,
-//                  _Py_qsbr_should_process, a 64-byte aligned array inside array_raw)
+// QSBR_PROFILE (see qsbr_profile.h) selects the upstream revision, named by the CPython releases
+// that ship it (the release matrix, with its evidence, is in docs/semantics.md):
+//   31300  3.13.0-3.13.2: the `deferrals` counter, _Py_qsbr_deferred_advance; _Py_qsbr_reserve
+//          computes the slot index after unlocking the mutex (before gh-129732)
+//   31303  3.13.3-3.13.5: the same with the index computed under the mutex (gh-129732)
+//   31306  3.13.6+ and 3.14.0-3.14.3: memory-aware batching (GH-133136): _Py_qsbr_shared_next,
+//          _Py_qsbr_should_process; the array is allocated and freed directly
+//   31404  3.14.4+: the array aligned to 64 bytes inside `array_raw` (gh-144438)
+//   313 and 314 are kept as aliases of 31303 and 31404 (the default is 313).
 // Apart from that switch, the stand-in includes and one QSBR_MUTANT_ switch (the mutant catalog,
-// never defined in a normal build), this file matches upstream line for line.
-
+// never defined in a normal build), this file matches upstream line for line: for each profile,
+// `qsbr-conformance upstream` checks that against the release's own file.
 // The QSBR APIs (quiescent state-based reclamation) provide a mechanism for
 // the free-threaded build to safely reclaim memory when there may be
 // concurrent accesses.
@@ -23,13 +28,6 @@
 #include "qsbr_pyport.h"        // Py_ssize_t, PyThreadState (stand-in for Python.h)
 #include "pyatomic.h"           // _Py_atomic_* (stand-in)
 #include "pycore_lock.h"        // PyMutex
-
-#ifndef QSBR_PROFILE
-#  define QSBR_PROFILE 313
-#endif
-#if QSBR_PROFILE != 313 && QSBR_PROFILE != 314
-#  error "QSBR_PROFILE must be 313 or 314"
-#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -67,7 +65,7 @@ struct _qsbr_thread_state {
     // Thread state (or NULL)
     PyThreadState *tstate;
 
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     // Used to defer advancing write sequence a fixed number of times
     int deferrals;
 #else
@@ -107,7 +105,7 @@ struct _qsbr_shared {
     // Minimum observed read sequence of all QSBR thread states
     uint64_t rd_seq;
 
-#if QSBR_PROFILE == 313
+#if !QSBR_ALIGNED_ARRAY
     // Array of QSBR thread states.
     struct _qsbr_pad *array;
 #else
@@ -160,7 +158,7 @@ _Py_qbsr_goal_reached(struct _qsbr_thread_state *qsbr, uint64_t goal)
 extern uint64_t
 _Py_qsbr_advance(struct _qsbr_shared *shared);
 
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
 // Batches requests to advance the write sequence. This advances the write
 // sequence every N calls, which reduces overhead but increases time to
 // reclamation. Returns the new goal.

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "qsbr_profile.h"       // QSBR_PROFILE and its feature switches
+
 #ifndef Py_BUILD_CORE
 #  define Py_BUILD_CORE 1
 #endif

@@ -1,8 +1,12 @@
 /*
- * Port of CPython's Python/qsbr.c (3.13.5; with QSBR_PROFILE=314, 3.14.x).
+ * Port of CPython's Python/qsbr.c, one upstream revision per QSBR_PROFILE (include/qsbr_profile.h):
+ * 31300 (3.13.0-3.13.2), 31303 (3.13.3-3.13.5, the default), 31306 (3.13.6+, 3.14.0-3.14.3) and
+ * 31404 (3.14.4+).
  *
  * Differences from upstream, all outside the algorithm:
  *   - the includes name this project's stand-ins instead of Python.h and friends;
+ *   - `#if` on the profile switches selects the revision (unifdef'ed for one profile, this file
+ *     is that release's qsbr.c: `qsbr-conformance upstream` checks it);
  *   - _Py_qsbr_unregister() drops upstream's `assert(!tstate->_status.holds_gil)`:
  *     the stand-in has no GIL;
  *   - QSBR_MUTANT_* switches re-introduce known bugs for the regression tests and the mutant
@@ -57,7 +61,7 @@
 #define MIN_ARRAY_SIZE 4
 #endif
 
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
 // For _Py_qsbr_deferred_advance(): the number of deferrals before advancing
 // the write sequence.
 #define QSBR_DEFERRED_LIMIT 10
@@ -118,7 +122,7 @@ grow_thread_array(struct _qsbr_shared *shared)
         new_size = MIN_ARRAY_SIZE;
     }
 
-#if QSBR_PROFILE == 313
+#if !QSBR_ALIGNED_ARRAY
     struct _qsbr_pad *array = PyMem_RawCalloc(new_size, sizeof(*array));
     if (array == NULL) {
         return -1;
@@ -188,7 +192,7 @@ _Py_qsbr_advance(struct _qsbr_shared *shared)
 #endif
 }
 
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
 uint64_t
 _Py_qsbr_deferred_advance(struct _qsbr_thread_state *qsbr)
 {
@@ -341,7 +345,7 @@ _Py_qsbr_reserve(PyInterpreterState *interp)
 #endif
     }
 
-#ifndef QSBR_MUTANT_RESERVE_INDEX_AFTER_UNLOCK
+#if !QSBR_RESERVE_INDEX_AFTER_UNLOCK && !defined(QSBR_MUTANT_RESERVE_INDEX_AFTER_UNLOCK)
     // Return an index rather than the pointer because the array may be
     // resized and the pointer invalidated.
     Py_ssize_t index = -1;
@@ -351,12 +355,14 @@ _Py_qsbr_reserve(PyInterpreterState *interp)
     PyMutex_Unlock(&shared->mutex);
     return index;
 #else
-    // gh-129732 (the bug, as in 3.13.0-3.13.2): the index is computed after the unlock, so
-    // a growth by another thread in between makes it relative to the wrong array.
     PyMutex_Unlock(&shared->mutex);
+
     if (qsbr == NULL) {
         return -1;
     }
+
+    // Return an index rather than the pointer because the array may be
+    // resized and the pointer invalidated.
     return (struct _qsbr_pad *)qsbr - shared->array;
 #endif
 }
@@ -422,13 +428,13 @@ void
 _Py_qsbr_fini(PyInterpreterState *interp)
 {
     struct _qsbr_shared *shared = &interp->qsbr;
-#if QSBR_PROFILE == 313
+#if !QSBR_ALIGNED_ARRAY
     PyMem_RawFree(shared->array);
 #else
     PyMem_RawFree(shared->array_raw);
 #endif
     shared->array = NULL;
-#if QSBR_PROFILE != 313
+#if QSBR_ALIGNED_ARRAY
     shared->array_raw = NULL;
 #endif
     shared->size = 0;

@@ -318,7 +318,7 @@ qsbr_api_shared_current(qsbr_api_interp *interp)
     return _Py_qsbr_shared_current(&INTERP(interp)->qsbr);
 }
 
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
 int
 qsbr_api_deferred_advance(qsbr_api_tstate *handle, uint64_t *goal)
 {
@@ -446,7 +446,7 @@ read_slot(const struct _qsbr_thread_state *qsbr, qsbr_api_slot *out)
     out->seq = _Py_atomic_load_uint64(&qsbr->seq);
     out->allocated = qsbr->allocated;
     out->owner = PUBLIC_TSTATE(qsbr->tstate);
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     out->deferrals = qsbr->deferrals;
 #else
     out->deferred_count = qsbr->deferred_count;

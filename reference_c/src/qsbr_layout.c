@@ -17,17 +17,13 @@ _Static_assert(offsetof(struct _qsbr_thread_state, tstate) == 16, "tstate offset
 _Static_assert(offsetof(struct _qsbr_shared, wr_seq) == 0, "wr_seq offset");
 _Static_assert(offsetof(struct _qsbr_shared, rd_seq) == 8, "rd_seq offset");
 _Static_assert(offsetof(struct _qsbr_shared, array) == 16, "array offset");
-#  if QSBR_PROFILE == 313
-_Static_assert(sizeof(struct _qsbr_thread_state) == 40, "3.13 thread state size");
+#  if QSBR_DEFERRALS
+_Static_assert(sizeof(struct _qsbr_thread_state) == 40, "3.13.0-3.13.5 thread state size");
 _Static_assert(offsetof(struct _qsbr_thread_state, deferrals) == 24, "deferrals offset");
 _Static_assert(offsetof(struct _qsbr_thread_state, allocated) == 28, "allocated offset");
 _Static_assert(offsetof(struct _qsbr_thread_state, freelist_next) == 32, "freelist_next offset");
-_Static_assert(sizeof(struct _qsbr_shared) == 48, "3.13 shared size");
-_Static_assert(offsetof(struct _qsbr_shared, size) == 24, "size offset");
-_Static_assert(offsetof(struct _qsbr_shared, mutex) == 32, "mutex offset");
-_Static_assert(offsetof(struct _qsbr_shared, freelist) == 40, "freelist offset");
 #  else
-_Static_assert(sizeof(struct _qsbr_thread_state) == 64, "3.14 thread state size");
+_Static_assert(sizeof(struct _qsbr_thread_state) == 64, "3.13.6+/3.14 thread state size");
 _Static_assert(offsetof(struct _qsbr_thread_state, deferred_count) == 24, "deferred_count");
 _Static_assert(offsetof(struct _qsbr_thread_state, deferred_memory) == 32, "deferred_memory");
 _Static_assert(offsetof(struct _qsbr_thread_state, deferred_page_memory) == 40,
@@ -35,7 +31,16 @@ _Static_assert(offsetof(struct _qsbr_thread_state, deferred_page_memory) == 40,
 _Static_assert(offsetof(struct _qsbr_thread_state, should_process) == 48, "should_process");
 _Static_assert(offsetof(struct _qsbr_thread_state, allocated) == 49, "allocated offset");
 _Static_assert(offsetof(struct _qsbr_thread_state, freelist_next) == 56, "freelist_next");
-_Static_assert(sizeof(struct _qsbr_shared) == 56, "3.14 shared size");
+#  endif
+#  if !QSBR_ALIGNED_ARRAY
+// 3.13.0-3.14.3: `array` is the allocation itself (measured on 3.13.5t and 3.13.15t).
+_Static_assert(sizeof(struct _qsbr_shared) == 48, "shared size without array_raw");
+_Static_assert(offsetof(struct _qsbr_shared, size) == 24, "size offset");
+_Static_assert(offsetof(struct _qsbr_shared, mutex) == 32, "mutex offset");
+_Static_assert(offsetof(struct _qsbr_shared, freelist) == 40, "freelist offset");
+#  else
+// 3.14.4+: the aligned array inside `array_raw` (measured on 3.14.7t).
+_Static_assert(sizeof(struct _qsbr_shared) == 56, "shared size with array_raw");
 _Static_assert(offsetof(struct _qsbr_shared, array_raw) == 24, "array_raw offset");
 _Static_assert(offsetof(struct _qsbr_shared, size) == 32, "size offset");
 _Static_assert(offsetof(struct _qsbr_shared, mutex) == 40, "mutex offset");
@@ -56,7 +61,7 @@ static const struct {
     {"offsetof(struct _qsbr_thread_state, seq)", offsetof(TS, seq)},
     {"offsetof(struct _qsbr_thread_state, shared)", offsetof(TS, shared)},
     {"offsetof(struct _qsbr_thread_state, tstate)", offsetof(TS, tstate)},
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     {"offsetof(struct _qsbr_thread_state, deferrals)", offsetof(TS, deferrals)},
 #else
     {"offsetof(struct _qsbr_thread_state, deferred_count)", offsetof(TS, deferred_count)},
@@ -70,7 +75,7 @@ static const struct {
     {"offsetof(struct _qsbr_shared, wr_seq)", offsetof(SH, wr_seq)},
     {"offsetof(struct _qsbr_shared, rd_seq)", offsetof(SH, rd_seq)},
     {"offsetof(struct _qsbr_shared, array)", offsetof(SH, array)},
-#if QSBR_PROFILE != 313
+#if QSBR_ALIGNED_ARRAY
     {"offsetof(struct _qsbr_shared, array_raw)", offsetof(SH, array_raw)},
 #endif
     {"offsetof(struct _qsbr_shared, size)", offsetof(SH, size)},

@@ -215,7 +215,7 @@ writer_main(void *arg)
         // Retire the unlinked object with a goal (S-SAFE-1).
         struct _qsbr_thread_state *qsbr = ((_PyThreadStateImpl *)ts)->qsbr;
         if (c->batching && (next_random(&w->rng) & 1)) {
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
             old->goal = _Py_qsbr_deferred_advance(qsbr);
 #else
             old->goal = _Py_qsbr_shared_next(qsbr->shared);

@@ -49,7 +49,7 @@ deferrer_main(void *arg)
 {
     struct fork_world *w = arg;
     _PyThreadState_Attach(w->deferrer);
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     for (int i = 0; i < 3; i++) {
         (void)_Py_qsbr_deferred_advance(IMPL(w->deferrer)->qsbr);   // mid-deferral at fork
     }

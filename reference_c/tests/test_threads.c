@@ -47,7 +47,7 @@ stress_worker(void *arg)
                 goal = _Py_qsbr_advance(shared);
                 break;
             case 1:
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
                 goal = _Py_qsbr_deferred_advance(q);
 #else
                 goal = _Py_qsbr_shared_next(shared);

@@ -120,14 +120,19 @@ test_layout(void)
                qsbr_api_layout(qsbr_api_layout_name(i)));
     }
     CHECK_EQ_I64(qsbr_api_layout("sizeof(struct _qsbr_pad)"), 64);
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     CHECK_EQ_I64(qsbr_api_layout("sizeof(struct _qsbr_thread_state)"), 40);
-    CHECK_EQ_I64(qsbr_api_layout("sizeof(struct _qsbr_shared)"), 48);
     CHECK_EQ_I64(qsbr_api_layout("offsetof(struct _qsbr_thread_state, allocated)"), 28);
 #else
     CHECK_EQ_I64(qsbr_api_layout("sizeof(struct _qsbr_thread_state)"), 64);
-    CHECK_EQ_I64(qsbr_api_layout("sizeof(struct _qsbr_shared)"), 56);
     CHECK_EQ_I64(qsbr_api_layout("offsetof(struct _qsbr_thread_state, allocated)"), 49);
+#endif
+#if QSBR_ALIGNED_ARRAY
+    CHECK_EQ_I64(qsbr_api_layout("sizeof(struct _qsbr_shared)"), 56);
+    CHECK_EQ_I64(qsbr_api_layout("offsetof(struct _qsbr_shared, array_raw)"), 24);
+#else
+    CHECK_EQ_I64(qsbr_api_layout("sizeof(struct _qsbr_shared)"), 48);
+    CHECK_EQ_I64(qsbr_api_layout("offsetof(struct _qsbr_shared, array_raw)"), -1);
 #endif
     CHECK_EQ_I64(qsbr_api_layout("no such field"), -1);
 }
@@ -167,7 +172,7 @@ test_growth_repoints_and_copies(void)
     }
     CHECK_EQ_I64(qsbr_api_attach(t[3]), QSBR_OK);
     (void)qsbr_api_advance(interp);
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     uint64_t goal;
     CHECK_EQ_I64(qsbr_api_deferred_advance(t[5], &goal), QSBR_OK);
     CHECK_EQ_I64(qsbr_api_deferred_advance(t[5], &goal), QSBR_OK);
@@ -187,7 +192,7 @@ test_growth_repoints_and_copies(void)
     CHECK_EQ_I64(slot_of(t[0]), 7);
     CHECK_EQ_I64(slot_of(t[8]), 15);
     CHECK_EQ_U64(IMPL(t[3])->qsbr->seq, seq3);           // copied byte for byte
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     CHECK_EQ_I64(IMPL(t[5])->qsbr->deferrals, 2);        // S-DEF-3: growth copies the count
 #endif
     for (int i = 0; i < 9; i++) {
@@ -272,7 +277,7 @@ test_deferred_batching(void)
 {
     qsbr_api_interp *interp = qsbr_api_interp_new();
     qsbr_api_tstate *t = registered(interp);
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     uint64_t goal = 0;
     // S-DEF-1: calls 1..9 return wr_seq + 2 without advancing, call 10 advances.
     for (int i = 1; i <= 9; i++) {
@@ -309,10 +314,12 @@ test_deferred_batching(void)
     struct _qsbr_thread_state *s = IMPL(t)->qsbr;
     CHECK(s->deferred_count == 3 && s->deferred_memory == 4096 && s->deferred_page_memory == 8192);
     CHECK_EQ_I64(qsbr_api_deferred_advance(t, &next), QSBR_E_UNSUPPORTED);
-    // S-SLOT-2: the array is 64-byte aligned inside the over-allocated block.
+#  if QSBR_ALIGNED_ARRAY
+    // S-SLOT-2 (3.14.4+): the array is 64-byte aligned inside the over-allocated block.
     PyInterpreterState *raw = (PyInterpreterState *)(void *)interp;
     CHECK((uintptr_t)raw->qsbr.array % 64 == 0);
     CHECK((uintptr_t)raw->qsbr.array - (uintptr_t)raw->qsbr.array_raw < 64);
+#  endif
 #endif
     release(t);
     qsbr_api_interp_delete(interp);
@@ -462,7 +469,7 @@ test_misuse_is_rejected(void)
     CHECK_EQ_I64(qsbr_api_unregister(t), QSBR_E_STILL_ATTACHED);
     CHECK_EQ_I64(qsbr_api_tstate_delete(t), QSBR_E_STILL_REGISTERED);
     CHECK(raw->qsbr.array[index].qsbr.tstate == &IMPL(t)->base);
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     CHECK_EQ_I64(qsbr_api_deferred_advance(u, &g), QSBR_E_NOT_REGISTERED);
 #else
     CHECK_EQ_I64(qsbr_api_should_process(u, &r), QSBR_E_NOT_REGISTERED);
