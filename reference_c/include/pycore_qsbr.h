@@ -12,6 +12,8 @@
 // Apart from that switch, the stand-in includes and one QSBR_MUTANT_ switch (the mutant catalog,
 // never defined in a normal build), this file matches upstream line for line: for each profile,
 // `qsbr-conformance upstream` checks that against the release's own file.
+// (This preamble, up to the first blank line, is the port's own and not compared.)
+
 // The QSBR APIs (quiescent state-based reclamation) provide a mechanism for
 // the free-threaded build to safely reclaim memory when there may be
 // concurrent accesses.

@@ -3,15 +3,19 @@
  * 31300 (3.13.0-3.13.2), 31303 (3.13.3-3.13.5, the default), 31306 (3.13.6+, 3.14.0-3.14.3) and
  * 31404 (3.14.4+).
  *
- * Differences from upstream, all outside the algorithm:
+ * Differences from upstream, all outside the algorithm (`qsbr-conformance upstream SOURCE`
+ * removes exactly these, the port's preamble up to the first blank line and runs of blank
+ * lines, and then compares this file line for line with a release's own qsbr.c):
  *   - the includes name this project's stand-ins instead of Python.h and friends;
- *   - `#if` on the profile switches selects the revision (unifdef'ed for one profile, this file
- *     is that release's qsbr.c: `qsbr-conformance upstream` checks it);
- *   - _Py_qsbr_unregister() drops upstream's `assert(!tstate->_status.holds_gil)`:
- *     the stand-in has no GIL;
+ *   - `#if` on the profile switches (QSBR_DEFERRALS, QSBR_ALIGNED_ARRAY,
+ *     QSBR_RESERVE_INDEX_AFTER_UNLOCK) selects the revision;
+ *   - _Py_qsbr_unregister() drops upstream's `assert(!tstate->_status.holds_gil)`
+ *     (3.14: `assert(!tstate->holds_gil)`): the stand-in has no GIL;
  *   - QSBR_MUTANT_* switches re-introduce known bugs for the regression tests and the mutant
  *     catalog.  None is defined in a normal build, and each is marked where it acts.
- *
+ */
+
+/*
  * Implementation of safe memory reclamation scheme using
  * quiescent states.
  *
@@ -387,6 +391,10 @@ _Py_qsbr_unregister(PyThreadState *tstate)
 {
     struct _qsbr_shared *shared = &tstate->interp->qsbr;
     struct _PyThreadStateImpl *tstate_imp = (_PyThreadStateImpl*) tstate;
+
+    // gh-119369: GIL must be released (if held) to prevent deadlocks, because
+    // we might not have an active tstate, which means that blocking on PyMutex
+    // locks will not implicitly release the GIL.
 
 #ifdef QSBR_MUTANT_GH115103
     // gh-115103 (the bug): the slot pointer is read before the mutex is taken, so a growth

@@ -1,0 +1,477 @@
+"""``qsbr-conformance upstream SOURCE``: CPython's own QSBR as the referee.
+
+SOURCE is a CPython source tree or release tarball.  The command
+
+1. reads the release's ``Python/qsbr.c``, ``Include/internal/pycore_qsbr.h`` and version;
+2. compares both, line for line, with the port (reference_c/) as each release profile compiles
+   it, after removing the port's documented differences (its preamble comment, the
+   ``#include`` lines, the profile and ``QSBR_MUTANT_*`` conditionals resolved for that profile,
+   runs of blank lines) and, on the upstream side, the one edit the build needs (the
+   ``holds_gil`` assert in ``_Py_qsbr_unregister``; the stand-in has no GIL): a release matches
+   a profile when nothing else differs, and every other difference is printed;
+3. builds the release's own qsbr.c and pycore_qsbr.h against the port's stand-ins (locks,
+   thread states with stop-the-world, allocator) into the C tests, the torture and a C ABI
+   library, and runs the C tests, the torture and the differential run (through
+   ``conformance.cabi``) on them.
+
+Exit status: 0 when the release matches the profile its version has in the release matrix with
+zero differences and every run passes; 1 otherwise; 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model.profiles import BY_NAME, RELEASE_PROFILES, ReleaseProfile, UnknownRelease, for_version
+
+QSBR_C = "Python/qsbr.c"
+QSBR_H = "Include/internal/pycore_qsbr.h"
+PATCHLEVEL = "Include/patchlevel.h"
+
+#: The one edit allowed on upstream's code: the GIL assert (3.13: ``tstate->_status.holds_gil``,
+#: 3.14: ``tstate->holds_gil``), which the port's GIL-less stand-in cannot satisfy.
+GIL_ASSERT = re.compile(r"^\s*assert\(!tstate->(_status\.)?holds_gil\);\s*$")
+INCLUDE = re.compile(r"^\s*#\s*include\b")
+DIRECTIVE = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b\s*(.*?)\s*$")
+
+
+class UpstreamError(Exception):
+    """A usage error: the source is missing or is not a CPython tree."""
+
+
+def _reference_c() -> Path:
+    """The port's sources: reference_c/ beside the package (a source checkout or sdist)."""
+    here = Path(__file__).resolve().parents[2] / "reference_c"
+    if not (here / "src" / "qsbr.c").is_file():
+        raise UpstreamError(f"the port's sources are not at {here}: run from a source checkout")
+    return here
+
+
+# --- reading a release -------------------------------------------------------------------------
+
+@dataclass
+class Release:
+    source: str
+    version: tuple[int, int, int]
+    qsbr_c: str
+    qsbr_h: str
+
+
+def _version(patchlevel: str) -> tuple[int, int, int]:
+    parts = []
+    for name in ("PY_MAJOR_VERSION", "PY_MINOR_VERSION", "PY_MICRO_VERSION"):
+        match = re.search(rf"#define\s+{name}\s+(\d+)", patchlevel)
+        if match is None:
+            raise UpstreamError(f"{PATCHLEVEL} has no {name}")
+        parts.append(int(match.group(1)))
+    return parts[0], parts[1], parts[2]
+
+
+def read_release(source: str) -> Release:
+    path = Path(source)
+    if path.is_dir():
+        files = {}
+        for name in (QSBR_C, QSBR_H, PATCHLEVEL):
+            if not (path / name).is_file():
+                raise UpstreamError(f"{source}: no {name} (not a CPython 3.13+ source tree)")
+            files[name] = (path / name).read_text(encoding="utf-8")
+    elif path.is_file():
+        try:
+            archive = tarfile.open(path)
+        except (tarfile.TarError, OSError) as exc:
+            raise UpstreamError(f"{source}: not a readable tarball ({exc})") from None
+        files = {}
+        with archive:
+            for member in archive.getmembers():
+                parts = member.name.split("/", 1)
+                if len(parts) == 2 and parts[1] in (QSBR_C, QSBR_H, PATCHLEVEL) and member.isfile():
+                    handle = archive.extractfile(member)
+                    if handle is not None:
+                        files[parts[1]] = handle.read().decode("utf-8")
+        missing = [name for name in (QSBR_C, QSBR_H, PATCHLEVEL) if name not in files]
+        if missing:
+            raise UpstreamError(f"{source}: the tarball has no {', '.join(missing)} "
+                                "(not a CPython 3.13+ source release)")
+    else:
+        raise UpstreamError(f"{source}: no such file or directory")
+    return Release(source, _version(files[PATCHLEVEL]), files[QSBR_C], files[QSBR_H])
+
+
+# --- normalising ------------------------------------------------------------------------------
+
+def _macros(profile: ReleaseProfile) -> dict[str, int]:
+    """The values of reference_c/include/qsbr_profile.h's switches for one profile."""
+    return {"QSBR_PROFILE": profile.c_profile,
+            "QSBR_DEFERRALS": int(profile.line == "3.13"),
+            "QSBR_RESERVE_INDEX_AFTER_UNLOCK": int(profile.index_after_unlock),
+            "QSBR_ALIGNED_ARRAY": int(profile.aligned_array)}
+
+
+def _evaluate(kind: str, expr: str, macros: dict[str, int]) -> bool | None:
+    """The value of a conditional on the port's switches, or None if it tests anything else.
+    Undefined QSBR_* names (the QSBR_MUTANT_* switches) are undefined, as in a normal build."""
+    if kind in ("ifdef", "ifndef"):
+        if not expr.startswith("QSBR_"):
+            return None
+        return (expr in macros) == (kind == "ifdef")
+    expr = re.sub(r"//.*|/\*.*?\*/", "", expr).strip()
+    expr = re.sub(r"defined\s*\(\s*(\w+)\s*\)|defined\s+(\w+)",
+                  lambda m: str(int((m.group(1) or m.group(2)) in macros)), expr)
+    names = re.findall(r"[A-Za-z_]\w*", expr)
+    if any(not name.startswith("QSBR_") for name in names):
+        return None
+    python = re.sub(r"[A-Za-z_]\w*", lambda m: str(macros.get(m.group(0), 0)), expr)
+    python = python.replace("&&", " and ").replace("||", " or ")
+    python = re.sub(r"!(?!=)", " not ", python)
+    return bool(eval(python, {"__builtins__": {}}, {}))  # noqa: S307 (digits and operators)
+
+
+def unifdef(text: str, macros: dict[str, int]) -> list[str]:
+    """The lines of ``text`` with every conditional on the port's switches resolved."""
+    out: list[str] = []
+    # One frame per open conditional: (resolved?, emitting now?, a branch already taken?)
+    stack: list[list[bool]] = []
+
+    def emitting() -> bool:
+        return all(frame[1] for frame in stack)
+
+    for number, line in enumerate(text.splitlines(), 1):
+        match = DIRECTIVE.match(line)
+        if match is None:
+            if emitting():
+                out.append(line)
+            continue
+        kind, expr = match.groups()
+        if kind in ("if", "ifdef", "ifndef"):
+            value = _evaluate(kind, expr, macros)
+            if value is None:
+                stack.append([False, True, False])
+                if emitting():
+                    out.append(line)
+            else:
+                stack.append([True, value, value])
+            continue
+        if not stack:
+            raise ValueError(f"line {number}: #{kind} without #if")
+        frame = stack[-1]
+        if not frame[0]:
+            if kind == "elif":
+                raise ValueError(f"line {number}: #elif on a condition that is not the port's")
+            if kind == "endif":
+                stack.pop()
+            if emitting() or (kind == "endif" and all(f[1] for f in stack)):
+                out.append(line)
+            continue
+        if kind == "elif":
+            value = _evaluate("if", expr, macros)
+            if value is None:
+                raise ValueError(f"line {number}: #elif mixes the port's switches with others")
+            frame[1] = value and not frame[2]
+            frame[2] = frame[2] or value
+        elif kind == "else":
+            frame[1] = not frame[2]
+            frame[2] = True
+        else:
+            stack.pop()
+    if stack:
+        raise ValueError("unterminated #if")
+    return out
+
+
+def _tidy(lines: list[str]) -> list[str]:
+    """Drop #include lines, strip trailing blanks, collapse runs of blank lines."""
+    out: list[str] = []
+    for line in lines:
+        if INCLUDE.match(line):
+            continue
+        line = line.rstrip()
+        if not line and (not out or not out[-1]):
+            continue
+        out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def normalise_port(text: str, profile: ReleaseProfile) -> list[str]:
+    """The port's file as this profile compiles it, without its documented differences."""
+    lines = text.splitlines()
+    blank = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
+    return _tidy(unifdef("\n".join(lines[blank + 1:]), _macros(profile)))
+
+
+def normalise_upstream(text: str, name: str) -> tuple[list[str], list[str]]:
+    """Upstream's file without its includes and the GIL assert; the edits made, as notes."""
+    kept, edits = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if name == QSBR_C and GIL_ASSERT.match(line):
+            edits.append(f"{name}:{number}: removed `{line.strip()}` (the port's thread-state "
+                         "stand-in has no GIL; the only edit made to upstream's code)")
+            continue
+        kept.append(line)
+    return _tidy(kept), edits
+
+
+@dataclass
+class Comparison:
+    profile: ReleaseProfile
+    diffs: dict[str, list[str]]        # file -> unified diff lines (empty: identical)
+
+    @property
+    def identical(self) -> bool:
+        return not any(self.diffs.values())
+
+    def count(self) -> int:
+        return sum(1 for lines in self.diffs.values() for line in lines
+                   if line[:1] in "+-" and not line.startswith(("+++", "---")))
+
+
+def compare(release: Release, port: Path) -> tuple[list[Comparison], list[str]]:
+    upstream_c, edits = normalise_upstream(release.qsbr_c, QSBR_C)
+    upstream_h, _ = normalise_upstream(release.qsbr_h, QSBR_H)
+    port_c = (port / "src" / "qsbr.c").read_text(encoding="utf-8")
+    port_h = (port / "include" / "pycore_qsbr.h").read_text(encoding="utf-8")
+    results = []
+    for profile in RELEASE_PROFILES:
+        diffs = {}
+        for name, ours, theirs in ((QSBR_C, normalise_port(port_c, profile), upstream_c),
+                                   (QSBR_H, normalise_port(port_h, profile), upstream_h)):
+            diffs[name] = list(difflib.unified_diff(
+                ours, theirs, f"port ({profile.name}) {name}", f"{release.source} {name}",
+                lineterm="", n=2))
+        results.append(Comparison(profile, diffs))
+    return results, edits
+
+
+# --- building and running upstream's code against the port's stand-ins --------------------------
+
+#: Upstream's includes that the port has no file for; each becomes a shim of the stand-ins.
+_SHIMS = ("Python.h", "pycore_initconfig.h", "pycore_interp.h", "pycore_pystate.h")
+_PRELUDE = """\
+// Included first in every file of the upstream build (gcc -include): the stand-ins for what
+// CPython's Python.h provides before pycore_qsbr.h (3.14's header no longer includes
+// pycore_lock.h itself).
+#include <assert.h>
+#include <stdbool.h>
+#include <string.h>
+#include "qsbr_pyport.h"
+#include "pyatomic.h"
+#include "pycore_lock.h"
+#include "pycore_pymem.h"
+"""
+_PORT_SOURCES = ("lock.c", "pymem.c", "pystate.c", "qsbr_api.c", "qsbr_layout.c", "torture.c")
+_TESTS = ("test_unit.c", "test_threads.c", "test_fork.c", "main.c")
+_CFLAGS = ("-std=c11", "-Wall", "-Wextra", "-D_GNU_SOURCE", "-O1", "-g")
+
+
+@dataclass
+class Run:
+    name: str
+    ok: bool
+    summary: str
+    output: str = ""
+
+
+@dataclass
+class Build:
+    directory: Path
+    profile: ReleaseProfile
+    tests: Path | None = None
+    torture: Path | None = None
+    library: Path | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def build(release: Release, profile: ReleaseProfile, port: Path, workdir: Path) -> Build:
+    shim = workdir / "include"
+    shim.mkdir(parents=True, exist_ok=True)
+    (shim / "pycore_qsbr.h").write_text(release.qsbr_h, encoding="utf-8")
+    for name in _SHIMS:
+        (shim / name).write_text(f"// shim for upstream's {name}: see qsbr_upstream_prelude.h\n"
+                                 '#include "pycore_tstate.h"\n', encoding="utf-8")
+    (shim / "qsbr_upstream_prelude.h").write_text(_PRELUDE, encoding="utf-8")
+    kept = [line for line in release.qsbr_c.splitlines() if not GIL_ASSERT.match(line)]
+    qsbr_c = workdir / "qsbr.c"
+    qsbr_c.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    cc = os.environ.get("CC", "cc")
+    common = [cc, *_CFLAGS, f"-I{shim}", f"-I{port / 'include'}",
+              "-include", "qsbr_upstream_prelude.h", f"-DQSBR_PROFILE={profile.c_profile}"]
+    sources = [str(qsbr_c), *(str(port / "src" / name) for name in _PORT_SOURCES)]
+    result = Build(workdir, profile)
+    targets = {
+        "tests": [*sources, *(str(port / "tests" / name) for name in _TESTS)],
+        "torture": [*sources, str(port / "tests" / "torture_main.c")],
+    }
+    for target, files in targets.items():
+        out = workdir / f"upstream-{target}"
+        proc = subprocess.run([*common, *files, "-o", str(out), "-lpthread"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            result.errors.append(f"{target}: {cc} failed:\n{proc.stderr[-3000:]}")
+        else:
+            setattr(result, target, out)
+    library = workdir / "libqsbr-upstream.so"
+    proc = subprocess.run([*common, "-fPIC", "-shared", *sources, "-o", str(library),
+                           "-lpthread"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        result.errors.append(f"library: {cc} failed:\n{proc.stderr[-3000:]}")
+    else:
+        result.library = library
+    return result
+
+
+def run_tests(binary: Path) -> Run:
+    proc = subprocess.run([str(binary)], capture_output=True, text=True, timeout=600)
+    last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+    ok = proc.returncode == 0 and last.endswith(" 0 failed")
+    return Run("C tests", ok, last if proc.returncode >= 0 else
+               f"killed by signal {-proc.returncode}", proc.stdout[-3000:] + proc.stderr[-3000:])
+
+
+def run_torture(binary: Path, seconds: float) -> Run:
+    proc = subprocess.run([str(binary), "-q", "-s", str(seconds)], capture_output=True,
+                          text=True, timeout=seconds + 300)
+    lines = proc.stdout.strip().splitlines()
+    final = next((line for line in lines if line.startswith("final")), "(no final line)")
+    return Run(f"torture ({seconds:g} s)", proc.returncode == 0,
+               f"{'PASS' if proc.returncode == 0 else 'FAIL'}: {final}",
+               proc.stdout[-3000:] + proc.stderr[-3000:])
+
+
+def run_differential(library: Path, profile: ReleaseProfile, examples: int) -> Run:
+    env = dict(os.environ, QSBR_LIBRARY=str(library),
+               QSBR_LIBRARY_VERSION=f"upstream {profile.name}")
+    proc = subprocess.run([sys.executable, "-m", "conformance", "--impl",
+                           "conformance.cabi:from_env", "--profile", profile.name,
+                           "--examples", str(examples), "--seed", "1", "--quiet",
+                           "--live-examples", "0"],
+                          capture_output=True, text=True, env=env, timeout=1800)
+    last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+    return Run("differential", proc.returncode == 0, last, proc.stdout[-6000:] + proc.stderr[-3000:])
+
+
+# --- the command ------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qsbr-conformance upstream",
+        description="Check a CPython release's own Python/qsbr.c and pycore_qsbr.h: compare "
+                    "them with the port's profiles (every difference is printed), build them "
+                    "against the port's stand-ins and run the C tests, the torture and the "
+                    "differential run on them.  The only edit made to upstream's code is "
+                    "removing the holds_gil assert in _Py_qsbr_unregister.")
+    parser.add_argument("source", metavar="SOURCE",
+                        help="a CPython source tree or release tarball (Python-X.Y.Z.tar.xz)")
+    parser.add_argument("--profile", choices=sorted(BY_NAME), default=None,
+                        help="build and check as this release profile (default: the profile "
+                             "of the release's version in the release matrix)")
+    parser.add_argument("--examples", type=int, default=100, metavar="N",
+                        help="differential examples (default: 100)")
+    parser.add_argument("--torture-seconds", type=float, default=3.0, metavar="S",
+                        help="torture length (default: 3)")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only compare the sources (no build, no runs)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.examples < 1 or args.torture_seconds <= 0:
+        print("qsbr-conformance upstream: --examples and --torture-seconds must be positive",
+              file=sys.stderr)
+        return 2
+    try:
+        port = _reference_c()
+        release = read_release(args.source)
+    except UpstreamError as exc:
+        print(f"qsbr-conformance upstream: {exc}", file=sys.stderr)
+        return 2
+    version = ".".join(map(str, release.version))
+    print(f"upstream: CPython {version} ({args.source})")
+    try:
+        expected: ReleaseProfile | None = for_version(release.version)
+    except UnknownRelease as exc:
+        expected = None
+        print(f"release matrix: {exc}")
+    else:
+        print(f"release matrix: {version} is profile {expected.name} "
+              f"(QSBR_PROFILE={expected.c_profile})")
+
+    comparisons, edits = compare(release, port)
+    for edit in edits:
+        print(f"edit: {edit}")
+    if not edits:
+        print("edit: none (no holds_gil assert found in qsbr.c)")
+    print("source comparison with the port (normalised: the port's preamble, includes, "
+          "profile and QSBR_MUTANT_ conditionals, blank-line runs):")
+    matching = [c.profile for c in comparisons if c.identical]
+    for c in comparisons:
+        state = "identical" if c.identical else f"{c.count()} lines differ"
+        mark = "  <- matches" if c.identical else ""
+        print(f"  {c.profile.name:<14} {state}{mark}")
+    target = BY_NAME[args.profile] if args.profile else expected
+    if target is None:
+        target = matching[0] if matching else min(comparisons, key=Comparison.count).profile
+    shown = next(c for c in comparisons if c.profile == target)
+    if not shown.identical:
+        print(f"differences from the port's {target.name} profile "
+              "('-' port, '+' upstream):")
+        for lines in shown.diffs.values():
+            for line in lines:
+                print(f"  {line}")
+    matches_expected = expected is not None and expected in matching
+
+    runs: list[Run] = []
+    if not args.compare_only:
+        with tempfile.TemporaryDirectory(prefix="qsbr-upstream-") as scratch:
+            built = build(release, target, port, Path(scratch))
+            print(f"build: upstream's qsbr.c and pycore_qsbr.h with the port's stand-ins, "
+                  f"QSBR_PROFILE={target.c_profile} ({target.name})")
+            for error in built.errors:
+                runs.append(Run("build", False, error.splitlines()[0], error))
+            if built.tests:
+                runs.append(run_tests(built.tests))
+            if built.torture:
+                runs.append(run_torture(built.torture, args.torture_seconds))
+            if built.library:
+                runs.append(run_differential(built.library, target, args.examples))
+        if importlib.util.find_spec("conformance.checks.modelcheck") is None:
+            print("  model checker: not run (conformance.checks.modelcheck is not in this tree)")
+        else:
+            print("  model checker: not run (its build of upstream's sources is not wired "
+                  "into this command)")
+        for run in runs:
+            print(f"  {run.name}: {'ok' if run.ok else 'FAILED'}: {run.summary}")
+            if not run.ok and run.output:
+                print("    " + run.output.strip().replace("\n", "\n    "))
+    ok_runs = all(run.ok for run in runs)
+    if matches_expected and ok_runs:
+        print(f"verdict: MATCHES {expected.name if expected else ''} with zero differences"
+              + ("" if args.compare_only else "; C tests, torture and differential run pass"))
+        return 0
+    reasons = []
+    if expected is None:
+        reasons.append("the version is not in the release matrix")
+    elif not matches_expected:
+        others = f" (matches {', '.join(p.name for p in matching)})" if matching else ""
+        reasons.append(f"DIFFERS from its profile {expected.name}: "
+                       f"{next(c for c in comparisons if c.profile == expected).count()} "
+                       f"lines{others}")
+    reasons += [f"{run.name} failed" for run in runs if not run.ok]
+    print("verdict: " + "; ".join(reasons))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+
