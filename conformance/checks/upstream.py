@@ -49,12 +49,16 @@ class UpstreamError(Exception):
     """A usage error: the source is missing or is not a CPython tree."""
 
 
-def _reference_c() -> Path:
-    """The port's sources: reference_c/ beside the package (a source checkout or sdist)."""
-    here = Path(__file__).resolve().parents[2] / "reference_c"
-    if not (here / "src" / "qsbr.c").is_file():
-        raise UpstreamError(f"the port's sources are not at {here}: run from a source checkout")
-    return here
+def _reference_c(explicit: str | None = None) -> Path:
+    """The port's sources: --source, else reference_c/ beside the package (a source checkout)
+    or in the current directory (tox runs there)."""
+    candidates = [Path(explicit)] if explicit else [
+        Path(__file__).resolve().parents[2] / "reference_c", Path.cwd() / "reference_c"]
+    for candidate in candidates:
+        if (candidate / "src" / "qsbr.c").is_file():
+            return candidate
+    raise UpstreamError(f"the port's sources are not at {' or '.join(map(str, candidates))} "
+                        "(give --source PATH/reference_c)")
 
 
 # --- reading a release -------------------------------------------------------------------------
@@ -357,7 +361,8 @@ def run_differential(library: Path, profile: ReleaseProfile, examples: int) -> R
                            "--live-examples", "0"],
                           capture_output=True, text=True, env=env, timeout=1800)
     last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
-    return Run("differential", proc.returncode == 0, last, proc.stdout[-6000:] + proc.stderr[-3000:])
+    return Run("differential", proc.returncode == 0, last,
+               proc.stdout[-6000:] + proc.stderr[-3000:])
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -379,6 +384,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="differential examples (default: 100)")
     parser.add_argument("--torture-seconds", type=float, default=3.0, metavar="S",
                         help="torture length (default: 3)")
+    parser.add_argument("--source", dest="port_source", metavar="DIR", default=None,
+                        help="the port's reference_c folder (default: found beside the package "
+                             "or in the current directory)")
     parser.add_argument("--compare-only", action="store_true",
                         help="only compare the sources (no build, no runs)")
     return parser
@@ -391,17 +399,17 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        port = _reference_c()
+        port = _reference_c(args.port_source)
         release = read_release(args.source)
     except UpstreamError as exc:
         print(f"qsbr-conformance upstream: {exc}", file=sys.stderr)
         return 2
     version = ".".join(map(str, release.version))
     print(f"upstream: CPython {version} ({args.source})")
+    expected: ReleaseProfile | None = None
     try:
-        expected: ReleaseProfile | None = for_version(release.version)
+        expected = for_version(release.version)
     except UnknownRelease as exc:
-        expected = None
         print(f"release matrix: {exc}")
     else:
         print(f"release matrix: {version} is profile {expected.name} "

@@ -37,6 +37,14 @@ typedef struct _PyThreadStateImpl {
     PyThreadState base;
 
     struct _qsbr_thread_state *qsbr;  // only used by free-threaded build
+
+    // Not upstream's: serializes the checked API's operations on this thread state
+    // (src/qsbr_api.c), taken before anything else they take.
+    PyMutex api_mutex;
+
+#if QSBR_TLBC_INDEX
+    int32_t tlbc_index;
+#endif
 } _PyThreadStateImpl;
 
 struct _stoptheworld_state {
@@ -60,6 +68,15 @@ struct _is {
     struct _stoptheworld_state stoptheworld;
 
     struct _qsbr_shared qsbr;
+
+    // Not upstream's: serializes the checked API's register and unregister (check and
+    // operation) on this interpreter; taken after a thread state's api_mutex.
+    PyMutex api_mutex;
+
+#if QSBR_TLBC_INDEX
+    int32_t next_tlbc_index;    // the stand-in's TLBC index allocator (atomic)
+    int tlbc_failures;          // injected _Py_ReserveTLBCIndex failures left (atomic)
+#endif
 };
 
 // The calling thread's attached thread state, or NULL.
@@ -101,6 +118,14 @@ extern void _PyEval_StartTheWorld(PyInterpreterState *interp);
 // touching its QSBR sequence, so that an operation on its slot cannot overlap an array growth.
 // Pin waits while the world is stopped; pinning an already pinned thread state waits for the
 // other pin to end.  Never block on the QSBR mutex while pinned.
+#if QSBR_TLBC_INDEX
+// Stand-in for 3.14's _Py_ReserveTLBCIndex(): a fresh index per call, or -1 while failures
+// injected by _QsbrStandin_FailNextTLBCReservations() remain.
+extern int32_t _Py_ReserveTLBCIndex(PyInterpreterState *interp);
+extern void _QsbrStandin_FailNextTLBCReservations(PyInterpreterState *interp, int count);
+#endif
+
+extern void _QsbrStandin_ZapThreads(PyInterpreterState *interp);
 extern PyThreadState *_QsbrStandin_ThreadState_Alloc(PyInterpreterState *interp);
 extern void _QsbrStandin_ThreadState_Free(PyThreadState *tstate);
 extern void _QsbrStandin_ThreadState_Pin(PyThreadState *tstate);

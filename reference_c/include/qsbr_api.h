@@ -158,6 +158,13 @@ extern long qsbr_api_layout(const char *name);
 extern long qsbr_api_layout_count(void);
 extern const char *qsbr_api_layout_name(long i);
 
+// Test hooks for the race tests (tests/test_threads.c).  When set, register and unregister
+// call the hook after their checks and before the operation, with the operation's name.
+extern void (*qsbr_api_test_after_check)(const char *operation, qsbr_api_tstate *tstate);
+// The number of times a call found another call holding the lock that serializes operations
+// on one thread state (or register/unregister on one interpreter) and waited for it.
+extern uint64_t qsbr_api_test_lock_waits(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,5 +25,11 @@
 #define QSBR_DEFERRALS (QSBR_PROFILE == 31300 || QSBR_PROFILE == 31303)
 #define QSBR_RESERVE_INDEX_AFTER_UNLOCK (QSBR_PROFILE == 31300)
 #define QSBR_ALIGNED_ARRAY (QSBR_PROFILE == 31404)
+// Not qsbr.c's but pystate.c's: new_threadstate() reserves a TLBC index after the QSBR slot
+// (3.14; the stand-in follows 3.14.7 in 31404, and 3.13's new_threadstate, which has no TLBC,
+// in the other profiles, including 31306 which also covers 3.14.0-3.14.3).
+#define QSBR_TLBC_INDEX (QSBR_PROFILE == 31404)
+// QSBR_GH155363_UNRESERVE (undefined in every release profile): the fix of gh-155363 as first
+// proposed in PR #155365, _Py_qsbr_unreserve() on new_threadstate()'s failure path.
 
 #endif  // QSBR_PROFILE_H

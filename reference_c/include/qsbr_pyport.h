@@ -57,5 +57,6 @@ typedef struct _is PyInterpreterState;
 #define _Py_HandlePending           _QsbrPort_Py_HandlePending
 #define _PyEval_StopTheWorld        _QsbrPort_PyEval_StopTheWorld
 #define _PyEval_StartTheWorld       _QsbrPort_PyEval_StartTheWorld
+#define _Py_ReserveTLBCIndex        _QsbrPort_Py_ReserveTLBCIndex
 
 #endif  // QSBR_PYPORT_H

@@ -41,12 +41,63 @@ PyInterpreterState_New(void)
     return interp;
 }
 
+static void remove_threadstate(PyThreadState *tstate);
+
+// Does `tstate` own a slot of the current array?  (After _Py_qsbr_fini() its pointer is stale.)
+static int
+owns_live_slot(_PyThreadStateImpl *tstate)
+{
+    struct _qsbr_shared *shared = &tstate->base.interp->qsbr;
+    uintptr_t p = (uintptr_t)tstate->qsbr, lo = (uintptr_t)shared->array;
+    return tstate->qsbr != NULL && shared->array != NULL && p >= lo
+           && p < lo + (uintptr_t)shared->size * sizeof(struct _qsbr_pad)
+           && tstate->qsbr->allocated && tstate->qsbr->tstate == &tstate->base;
+}
+
+// As upstream's zapthreads(): every remaining thread state is deleted, which unregisters its
+// QSBR state.
+void
+_QsbrStandin_ZapThreads(PyInterpreterState *interp)
+{
+    PyThreadState *tstate;
+    while ((tstate = interp->threads.head) != NULL) {
+        assert(tstate->state != _Py_THREAD_ATTACHED && "thread state still active");
+        remove_threadstate(tstate);
+        if (owns_live_slot((_PyThreadStateImpl *)tstate)) {
+            _Py_qsbr_unregister(tstate);
+        }
+        free(tstate);
+    }
+}
+
 void
 PyInterpreterState_Delete(PyInterpreterState *interp)
 {
+    // As upstream: the thread states go (zapthreads) before _Py_qsbr_fini() frees the array.
+    _QsbrStandin_ZapThreads(interp);
     _Py_qsbr_fini(interp);
     free(interp);
 }
+
+#if QSBR_TLBC_INDEX
+int32_t
+_Py_ReserveTLBCIndex(PyInterpreterState *interp)
+{
+    int left = _Py_atomic_load_int(&interp->tlbc_failures);
+    while (left > 0) {
+        if (_Py_atomic_compare_exchange_int(&interp->tlbc_failures, &left, left - 1)) {
+            return -1;
+        }
+    }
+    return __atomic_fetch_add(&interp->next_tlbc_index, 1, __ATOMIC_SEQ_CST);
+}
+
+void
+_QsbrStandin_FailNextTLBCReservations(PyInterpreterState *interp, int count)
+{
+    _Py_atomic_store_int(&interp->tlbc_failures, count < 0 ? 0 : count);
+}
+#endif
 
 static void
 decrement_stoptheworld_countdown(struct _stoptheworld_state *stw)
@@ -131,11 +182,26 @@ PyThreadState_New(PyInterpreterState *interp)
         free(tstate);
         return NULL;
     }
+#if QSBR_TLBC_INDEX
+    // 3.14.7's order: the TLBC index after the QSBR slot, and on failure only the thread state
+    // is freed, so the reserved slot stays allocated and unowned for good (gh-155363).
+    int32_t tlbc_idx = _Py_ReserveTLBCIndex(interp);
+    if (tlbc_idx < 0) {
+#  ifdef QSBR_GH155363_UNRESERVE
+        _Py_qsbr_unreserve(interp, qsbr_idx);
+#  endif
+        free(tstate);
+        return NULL;
+    }
+#endif
     HEAD_LOCK(interp);
     add_threadstate(interp, &tstate->base);
     HEAD_UNLOCK(interp);
     // Must be called with lock unlocked to avoid lock ordering deadlocks.
     _Py_qsbr_register(tstate, interp, qsbr_idx);
+#if QSBR_TLBC_INDEX
+    tstate->tlbc_index = tlbc_idx;
+#endif
     return &tstate->base;
 }
 

@@ -371,6 +371,24 @@ _Py_qsbr_reserve(PyInterpreterState *interp)
 #endif
 }
 
+#ifdef QSBR_GH155363_UNRESERVE
+// gh-155363 (PR #155365, later than every release profile): return a reserved, never
+// registered entry to the freelist, for new_threadstate()'s failure paths.
+void
+_Py_qsbr_unreserve(PyInterpreterState *interp, Py_ssize_t index)
+{
+    struct _qsbr_shared *shared = &interp->qsbr;
+
+    PyMutex_Lock(&shared->mutex);
+    struct _qsbr_thread_state *qsbr = &shared->array[index].qsbr;
+    assert(qsbr->allocated && qsbr->tstate == NULL);
+    qsbr->allocated = false;
+    qsbr->freelist_next = shared->freelist;
+    shared->freelist = qsbr;
+    PyMutex_Unlock(&shared->mutex);
+}
+#endif
+
 void
 _Py_qsbr_register(_PyThreadStateImpl *tstate, PyInterpreterState *interp,
                   Py_ssize_t index)

@@ -13,6 +13,39 @@
 
 const int qsbr_api_profile = QSBR_PROFILE;
 
+void (*qsbr_api_test_after_check)(const char *operation, qsbr_api_tstate *tstate) = NULL;
+static uint64_t lock_waits;
+
+uint64_t
+qsbr_api_test_lock_waits(void)
+{
+    return _Py_atomic_load_uint64(&lock_waits);
+}
+
+// The checked API's own locks (never upstream's): a thread state's api_mutex serializes every
+// operation on it, and the interpreter's api_mutex makes register's and unregister's check and
+// operation one step with respect to each other.  Upstream's functions take the QSBR mutex
+// themselves, so the check cannot share that hold.  Order: thread state, interpreter, QSBR
+// mutex.  Neither detaches while waiting: the caller is not attached here.
+static void
+api_lock(PyMutex *m)
+{
+    uint8_t expected = 0;
+    if (!_Py_atomic_compare_exchange_uint8(&m->_bits, &expected, _Py_LOCKED)) {
+        (void)_Py_atomic_add_uint64(&lock_waits, 1);
+        PyMutex_LockFlags(m, _Py_LOCK_DONT_DETACH);
+    }
+}
+
+static void
+after_check(const char *operation, _PyThreadStateImpl *t)
+{
+    void (*hook)(const char *, qsbr_api_tstate *) = qsbr_api_test_after_check;
+    if (hook != NULL) {
+        hook(operation, (qsbr_api_tstate *)(void *)t);
+    }
+}
+
 #define INTERP(h)   ((PyInterpreterState *)(void *)(h))
 #define TSTATE(h)   ((_PyThreadStateImpl *)(void *)(h))
 #define PUBLIC_TSTATE(t)  ((const qsbr_api_tstate *)(const void *)(t))
@@ -173,9 +206,11 @@ qsbr_api_tstate_delete(qsbr_api_tstate *handle)
 {
     _PyThreadStateImpl *t = TSTATE(handle);
     struct _qsbr_shared *shared = &t->base.interp->qsbr;
+    api_lock(&t->api_mutex);
     PyMutex_Lock(&shared->mutex);
     int64_t index = slot_index_of(t);
     PyMutex_Unlock(&shared->mutex);
+    PyMutex_Unlock(&t->api_mutex);
     if (index >= 0) {
         return QSBR_E_STILL_REGISTERED;
     }
@@ -197,6 +232,8 @@ qsbr_api_register(qsbr_api_tstate *handle, int64_t index)
     struct _qsbr_shared *shared = &interp->qsbr;
     int status = QSBR_OK;
 
+    api_lock(&t->api_mutex);
+    api_lock(&interp->api_mutex);
     PyMutex_Lock(&shared->mutex);
     int64_t current = slot_index_of(t);
     if (current >= 0) {
@@ -217,8 +254,11 @@ qsbr_api_register(qsbr_api_tstate *handle, int64_t index)
     PyMutex_Unlock(&shared->mutex);
 
     if (status == QSBR_OK) {
+        after_check("register", t);
         _Py_qsbr_register(t, interp, index);
     }
+    PyMutex_Unlock(&interp->api_mutex);
+    PyMutex_Unlock(&t->api_mutex);
     return status;
 }
 
@@ -229,6 +269,8 @@ qsbr_api_unregister(qsbr_api_tstate *handle)
     struct _qsbr_shared *shared = &t->base.interp->qsbr;
     struct _qsbr_thread_state *qsbr;
 
+    api_lock(&t->api_mutex);
+    api_lock(&t->base.interp->api_mutex);
     PyMutex_Lock(&shared->mutex);
     int status = checked_slot(t, &qsbr);
     if (status == QSBR_OK && _Py_atomic_load_uint64(&qsbr->seq) != QSBR_OFFLINE) {
@@ -237,8 +279,11 @@ qsbr_api_unregister(qsbr_api_tstate *handle)
     PyMutex_Unlock(&shared->mutex);
 
     if (status == QSBR_OK) {
+        after_check("unregister", t);
         _Py_qsbr_unregister(&t->base);
     }
+    PyMutex_Unlock(&t->base.interp->api_mutex);
+    PyMutex_Unlock(&t->api_mutex);
     return status;
 }
 
@@ -247,12 +292,14 @@ qsbr_api_unregister(qsbr_api_tstate *handle)
     do {                                                        \
         _PyThreadStateImpl *t_ = TSTATE(handle);                \
         struct _qsbr_thread_state *qsbr;                        \
+        api_lock(&t_->api_mutex);                               \
         _QsbrStandin_ThreadState_Pin(&t_->base);                \
         int status_ = checked_slot(t_, &qsbr);                  \
         if (status_ == QSBR_OK) {                               \
             body                                                \
         }                                                       \
         _QsbrStandin_ThreadState_Unpin(&t_->base);              \
+        PyMutex_Unlock(&t_->api_mutex);                         \
         return status_;                                         \
     } while (0)
 
@@ -420,6 +467,12 @@ qsbr_api_child_after_fork(qsbr_api_tstate *handle)
 {
     _PyParkingLot_AfterFork();
     _QsbrStandin_AfterFork(&TSTATE(handle)->base);
+    // The checked API's locks may be held by threads that do not exist in the child.
+    PyInterpreterState *interp = TSTATE(handle)->base.interp;
+    _PyMutex_at_fork_reinit(&interp->api_mutex);
+    for (PyThreadState *p = interp->threads.head; p != NULL; p = p->next) {
+        _PyMutex_at_fork_reinit(&((_PyThreadStateImpl *)p)->api_mutex);
+    }
     return qsbr_api_after_fork(handle);
 }
 

@@ -2,10 +2,13 @@
 // advance and poll; and the replay of gh-115103 (unregister racing with a growth).
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "qsbr.h"
+#include "qsbr_api.h"
 #include "harness.h"
 
 #define IMPL(t) ((_PyThreadStateImpl *)(void *)(t))
@@ -214,9 +217,114 @@ test_gh115103_unregister_during_growth(void)
     PyInterpreterState_Delete(g.interp);
 }
 
+// The checked API's promise (qsbr_api.h): operations on one thread state are serialized.
+// register and unregister check under the QSBR mutex and then call upstream's function, which
+// takes the mutex again; a hook between the two runs a conflicting call from another thread and
+// waits until that call has either returned or is waiting for the call in progress (counted by
+// qsbr_api_test_lock_waits(): no timing).  A conflicting call that returns QSBR_OK in between is
+// the race; the hook then undoes it, so that the operation's own asserts do not abort the run.
+struct api_race {
+    const char *operation;        // the operation the hook interposes on
+    qsbr_api_interp *interp;
+    qsbr_api_tstate *handle;      // the thread state the operation is on
+    qsbr_api_tstate *other;       // register: another thread state
+    int64_t index;                // register: the index both try to register
+    int kind;                     // 0: attach(handle); 1: register(other, index)
+    _Atomic int done;
+    int result;
+    int raced;                    // the conflicting call succeeded between check and operation
+    pthread_t thread;
+};
+
+static struct api_race *the_race;
+
+static void *
+api_race_call(void *arg)
+{
+    struct api_race *r = arg;
+    r->result = r->kind == 0 ? qsbr_api_attach(r->handle) : qsbr_api_register(r->other, r->index);
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+static void
+api_race_hook(const char *operation, qsbr_api_tstate *handle)
+{
+    struct api_race *r = the_race;
+    if (r == NULL || handle != r->handle || strcmp(operation, r->operation) != 0) {
+        return;
+    }
+    the_race = NULL;                                   // once
+    uint64_t waits = qsbr_api_test_lock_waits();
+    pthread_create(&r->thread, NULL, api_race_call, r);
+    while (!atomic_load(&r->done) && qsbr_api_test_lock_waits() == waits) {
+        sched_yield();
+    }
+    if (atomic_load(&r->done) && r->result == QSBR_OK) {
+        r->raced = 1;
+        if (r->kind == 0) {
+            (void)qsbr_api_detach(r->handle);          // unregister's precondition again
+        }
+        else {
+            (void)qsbr_api_unregister(r->other);       // frees the slot: reserve takes it back
+            CHECK_EQ_I64(qsbr_api_reserve(r->interp), r->index);
+        }
+    }
+}
+
+static void
+test_api_unregister_is_serialized_with_attach(void)
+{
+    qsbr_api_interp *interp = qsbr_api_interp_new();
+    qsbr_api_tstate *t = qsbr_api_tstate_new(interp);
+    CHECK_EQ_I64(qsbr_api_register(t, qsbr_api_reserve(interp)), QSBR_OK);
+    struct api_race r = {.operation = "unregister", .interp = interp, .handle = t, .kind = 0};
+    the_race = &r;
+    qsbr_api_test_after_check = api_race_hook;
+    CHECK_EQ_I64(qsbr_api_unregister(t), QSBR_OK);
+    qsbr_api_test_after_check = NULL;
+    pthread_join(r.thread, NULL);
+    if (r.raced) {
+        fprintf(stderr, "    attach succeeded between unregister's check and its operation\n");
+    }
+    CHECK(!r.raced);
+    CHECK_EQ_I64(r.result, QSBR_E_NOT_REGISTERED);     // it ran after the unregister
+    CHECK_EQ_I64(qsbr_api_tstate_delete(t), QSBR_OK);
+    qsbr_api_interp_delete(interp);
+}
+
+static void
+test_api_register_is_serialized(void)
+{
+    // Two thread states registering the same reserved slot: only one may own it.
+    qsbr_api_interp *interp = qsbr_api_interp_new();
+    qsbr_api_tstate *t = qsbr_api_tstate_new(interp), *u = qsbr_api_tstate_new(interp);
+    int64_t index = qsbr_api_reserve(interp);
+    struct api_race r = {.operation = "register", .interp = interp, .handle = t, .other = u,
+                         .index = index, .kind = 1};
+    the_race = &r;
+    qsbr_api_test_after_check = api_race_hook;
+    CHECK_EQ_I64(qsbr_api_register(t, index), QSBR_OK);
+    qsbr_api_test_after_check = NULL;
+    pthread_join(r.thread, NULL);
+    if (r.raced) {
+        fprintf(stderr, "    a second register of the slot succeeded between register's check "
+                "and its operation\n");
+    }
+    CHECK(!r.raced);
+    CHECK_EQ_I64(r.result, QSBR_E_SLOT_OWNED);
+    CHECK_EQ_I64(qsbr_api_unregister(t), QSBR_OK);
+    CHECK_EQ_I64(qsbr_api_tstate_delete(t), QSBR_OK);
+    CHECK_EQ_I64(qsbr_api_tstate_delete(u), QSBR_OK);
+    qsbr_api_interp_delete(interp);
+}
+
 const test_case thread_tests[] = {
     {"threads_stress_with_growth", "S-SLOT-3 S-POLL-2 S-SAFE-2 S-RES-1", test_threads_stress},
     {"gh115103_unregister_during_growth", "S-UNREG-1 gh-115103",
      test_gh115103_unregister_during_growth},
+    {"api_unregister_is_serialized_with_attach", "checked API",
+     test_api_unregister_is_serialized_with_attach},
+    {"api_register_is_serialized", "checked API", test_api_register_is_serialized},
     {NULL, NULL, NULL},
 };

@@ -561,7 +561,64 @@ test_mutex_basics(void)
     CHECK(PyEvent_WaitTimed(&e, -1, 0));
 }
 
+static void
+test_gh155363_tlbc_failure_after_reserve(void)
+{
+#if QSBR_TLBC_INDEX
+    // gh-155363, replayed on 3.14.7's new_threadstate(): the QSBR slot is reserved, then
+    // _Py_ReserveTLBCIndex() fails and only the thread state is freed.
+    PyInterpreterState *interp = PyInterpreterState_New();
+    PyThreadState *first = PyThreadState_New(interp);           // slot 7 of 8
+    struct _qsbr_shared *shared = &interp->qsbr;
+    struct _qsbr_thread_state *next_free = shared->freelist;    // slot 6: the next reserve's
+    _QsbrStandin_FailNextTLBCReservations(interp, 1);
+    CHECK(PyThreadState_New(interp) == NULL);
+#  ifndef QSBR_GH155363_UNRESERVE
+    // 3.14.7: the slot stays allocated, unowned and off the freelist for good.
+    CHECK(next_free->allocated && next_free->tstate == NULL);
+    CHECK(shared->freelist != next_free);
+    for (struct _qsbr_thread_state *p = shared->freelist; p != NULL; p = p->freelist_next) {
+        CHECK(p != next_free);
+    }
+#  else
+    // With _Py_qsbr_unreserve(): the slot is back on the freelist, first.
+    CHECK(!next_free->allocated && next_free->tstate == NULL);
+    CHECK(shared->freelist == next_free);
+#  endif
+    PyThreadState *second = PyThreadState_New(interp);
+    CHECK(second != NULL);
+    PyThreadState_Delete(second);
+    PyThreadState_Delete(first);
+    PyInterpreterState_Delete(interp);
+#endif
+}
+
+static void
+test_interpreter_delete_unregisters_remaining_threads(void)
+{
+    // As upstream's zapthreads(): deleting an interpreter deletes its remaining thread states
+    // (unregistering them) before _Py_qsbr_fini().  (Under ASan, a leak of the thread states is
+    // reported too.)
+    PyInterpreterState *interp = PyInterpreterState_New();
+    PyThreadState *a = PyThreadState_New(interp), *b = PyThreadState_New(interp);
+    CHECK(a != NULL && b != NULL);
+    struct _qsbr_shared *shared = &interp->qsbr;
+    struct _qsbr_thread_state *sa = ((_PyThreadStateImpl *)a)->qsbr;
+    struct _qsbr_thread_state *sb = ((_PyThreadStateImpl *)b)->qsbr;
+    CHECK(sa->allocated && sa->tstate == a && sb->allocated && sb->tstate == b);
+    _QsbrStandin_ZapThreads(interp);          // what PyInterpreterState_Delete does first
+    CHECK(interp->threads.head == NULL);
+    CHECK(!sa->allocated && sa->tstate == NULL && !sb->allocated && sb->tstate == NULL);
+    CHECK(shared->freelist == sa);            // unregistered head first: a, then b (LIFO)
+    CHECK(sa->freelist_next == sb);
+    PyInterpreterState_Delete(interp);
+}
+
 const test_case unit_tests[] = {
+    {"gh155363_tlbc_failure_after_reserve", "S-RES-1 gh-155363",
+     test_gh155363_tlbc_failure_after_reserve},
+    {"interpreter_delete_unregisters_remaining_threads", "S-UNREG-1 S-FINI-1",
+     test_interpreter_delete_unregisters_remaining_threads},
     {"constants_and_fresh_state", "S-SEQ-1 S-SEQ-2", test_constants},
     {"wrap_safe_compare", "S-SEQ-3", test_wrap_safe_compare},
     {"advance_wraps", "S-SEQ-3 S-SEQ-4 S-ADV-1", test_advance_wraps},
