@@ -4,10 +4,13 @@ The live probe reads CPython's own QSBR state; the oracle predicts it from the s
 Skipped on GIL builds, which have no QSBR.
 """
 
+import sys
+
 import pytest
 
 import cython_bridge
 from conformance.checks import live
+from conformance.model import profiles
 from conformance.model.layout import EXPECTED_LAYOUT
 
 pytestmark = [
@@ -24,9 +27,10 @@ def test_probe_is_built_for_this_interpreter():
 
 def test_layout_of_the_port_matches_the_live_interpreter():
     from conformance.checks import _live_probe
+    release = profiles.for_version(sys.version_info[:3]).name
     actual = _live_probe.layout()
-    assert actual == EXPECTED_LAYOUT[_live_probe.PROFILE]
-    port = cython_bridge.reference_port(_live_probe.PROFILE).layout()
+    assert actual == EXPECTED_LAYOUT[release]
+    port = cython_bridge.reference_port(release).layout()
     assert {k: port[k] for k in actual} == actual      # S-SLOT-2, port versus CPython
 
 
@@ -41,4 +45,42 @@ def test_generated_action_sequences():
     result = live.live_check(examples=30, seed=5)
     assert result.failures == []
     assert result.actions >= 300, result.actions
-    assert all(result.checks[fact] > 0 for fact in live.LIVE_FACTS), result.checks
+    other_line = {"3.13": "S-DEF-2", "3.14": "S-DEF-1"}[result.profile]
+    assert all(result.checks[fact] > 0 for fact in live.LIVE_FACTS if fact != other_line), \
+        result.checks
+    assert result.seq_values > 0 and result.seq_skipped == []
+
+
+def test_sequence_values_are_compared_operation_by_operation():
+    # wr_seq, rd_seq and every slot's seq after each driven operation: the interpreter's own
+    # _Py_qsbr_advance / _Py_qsbr_poll / batching function (found through .symtab), the
+    # header's quiescent_state and goal_reached, and a real detach/attach.
+    result = live.check_actions(live.SCENARIO)
+    assert result.failures == []
+    assert result.seq_skipped == [], result.seq_skipped
+    batch = "shared_next" if result.profile == "3.14" else "deferred_advance"
+    for op in ("quiescent_state", "advance", "goal_reached", "poll", batch, "detach_attach"):
+        assert result.seq_ops[op] > 0, result.seq_ops
+    assert result.seq_values >= 1000, result.seq_values
+    for fact in ("S-ADV-1", "S-POLL-1", "S-QS-1", "S-ATTACH-1", "S-DETACH-1", "S-GOAL-1"):
+        assert result.checks[fact] > 0, fact
+
+
+def test_the_interpreter_functions_are_located_soundly():
+    from conformance.checks import symbols
+    found = symbols.find_functions(("_Py_qsbr_advance", "_Py_qsbr_poll"))
+    assert len(set(found.values())) == 2 and all(found.values())
+
+
+def test_a_wrong_sequence_value_is_reported():
+    # The comparison must be able to fail: replay a recorded advance whose live result and
+    # wr_seq are off by one increment.
+    records = live.run_driver([["seq", "advance"]])
+    record = records[1]
+    model = live._Model(records[0]["profile"], records[0]["main_thread_id"])
+    record["seq"]["after"]["wr_seq"] += 2
+    record["seq"]["result"] += 2
+    result = live.LiveResult()
+    live._seq_compare(model, record, result, "step 1")
+    assert any("wr_seq: live" in f for f in result.failures), result.failures
+    assert any("result: live" in f for f in result.failures), result.failures

@@ -19,16 +19,24 @@
 #include "internal/pycore_tstate.h"       // _PyThreadStateImpl
 
 #include <stddef.h>
+#include <string.h>
 
 #if !defined(Py_GIL_DISABLED)
 #  error "the live probe is only for free-threaded builds"
 #endif
 
-// CPython 3.13.6 replaced `deferrals` with the memory-aware fields of 3.14 (gh-133136).
+// CPython 3.13.6 replaced `deferrals` with the memory-aware fields of 3.14 (gh-133136);
+// 3.14.4 aligned the array inside `array_raw` (gh-144438).  The release matrix is in
+// conformance/model/profiles.py.
 #if PY_VERSION_HEX >= 0x030D06F0
 #  define PROBE_PROFILE "3.14"
 #else
 #  define PROBE_PROFILE "3.13"
+#endif
+#if PY_VERSION_HEX >= 0x030E0400
+#  define PROBE_ARRAY_RAW 1
+#else
+#  define PROBE_ARRAY_RAW 0
 #endif
 
 static PyObject *
@@ -150,6 +158,159 @@ done:
     return result;
 }
 
+// --- Driving the sequences: one operation on the live state, with the state read just
+// before and just after, all inside one call with this thread attached and no Python code in
+// between (so nothing the interpreter does on its own, such as a GC or a deferred free, can
+// move the sequences inside the window; what it does between calls is reported separately).
+//
+// The header's static inline functions (_Py_qsbr_quiescent_state, _Py_qbsr_goal_reached,
+// _Py_qsbr_shared_current) are compiled in from the interpreter's own installed header.
+// _Py_qsbr_advance, _Py_qsbr_poll and _Py_qsbr_shared_next / _Py_qsbr_deferred_advance are
+// local symbols of the interpreter binary: conformance.checks.symbols finds their addresses in
+// its ELF symbol table, checked against exported anchors, and passes them in.  attach and
+// detach are driven by real interpreter activity (Py_BEGIN/END_ALLOW_THREADS).
+
+struct seq_state {
+    uint64_t wr_seq, rd_seq;
+    Py_ssize_t size;
+    uint64_t *seqs;
+    long long book;      // this thread's deferrals (3.13.0-3.13.5) or deferred_count
+};
+
+static int
+seq_state_alloc(struct seq_state *s, Py_ssize_t size)
+{
+    s->size = size;
+    s->seqs = PyMem_RawCalloc(size ? size : 1, sizeof(uint64_t));
+    return s->seqs != NULL ? 0 : -1;
+}
+
+static void
+seq_state_read(struct _qsbr_shared *shared, struct _qsbr_thread_state *mine,
+               struct seq_state *s)
+{
+    s->wr_seq = _Py_atomic_load_uint64(&shared->wr_seq);
+    s->rd_seq = _Py_atomic_load_uint64(&shared->rd_seq);
+    for (Py_ssize_t i = 0; i < s->size; i++) {
+        s->seqs[i] = _Py_atomic_load_uint64(&shared->array[i].qsbr.seq);
+    }
+#if PY_VERSION_HEX >= 0x030D06F0
+    s->book = mine->deferred_count;
+#else
+    s->book = mine->deferrals;
+#endif
+}
+
+static PyObject *
+seq_state_dict(const struct seq_state *s)
+{
+    PyObject *seqs = PyList_New(s->size);
+    if (seqs == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < s->size; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(s->seqs[i]);
+        if (v == NULL) {
+            Py_DECREF(seqs);
+            return NULL;
+        }
+        PyList_SET_ITEM(seqs, i, v);
+    }
+    PyObject *d = Py_BuildValue("{s:K,s:K,s:N,s:L}", "wr_seq", (unsigned long long)s->wr_seq,
+                                "rd_seq", (unsigned long long)s->rd_seq, "seqs", seqs,
+                                "book", s->book);
+    return d;
+}
+
+typedef uint64_t (*shared_fn)(struct _qsbr_shared *);
+typedef uint64_t (*slot_fn)(struct _qsbr_thread_state *);
+typedef bool (*poll_fn)(struct _qsbr_thread_state *, uint64_t);
+
+static PyObject *
+seq_op(PyObject *module, PyObject *args)
+{
+    const char *kind;
+    unsigned long long address, goal;
+    if (!PyArg_ParseTuple(args, "sKK", &kind, &address, &goal)) {
+        return NULL;
+    }
+    PyThreadState *me = _PyThreadState_GET();
+    struct _qsbr_shared *shared = &me->interp->qsbr;
+    struct _qsbr_thread_state *mine = ((_PyThreadStateImpl *)me)->qsbr;
+    // The array is stable while this thread is attached; the driver keeps every other thread
+    // blocked (detached), so nothing reserves (grows) while we run.
+    Py_ssize_t size = shared->size;
+    struct seq_state before = {0}, middle = {0}, after = {0};
+    if (seq_state_alloc(&before, size) < 0 || seq_state_alloc(&middle, size) < 0
+        || seq_state_alloc(&after, size) < 0) {
+        PyMem_RawFree(before.seqs);
+        PyMem_RawFree(middle.seqs);
+        PyMem_RawFree(after.seqs);
+        return PyErr_NoMemory();
+    }
+    unsigned long long result = 0;
+    int known = 1, has_middle = 0;
+
+    seq_state_read(shared, mine, &before);
+    if (strcmp(kind, "quiescent_state") == 0) {
+        _Py_qsbr_quiescent_state(mine);
+    }
+    else if (strcmp(kind, "goal_reached") == 0) {
+        result = _Py_qbsr_goal_reached(mine, goal);
+    }
+    else if (strcmp(kind, "advance") == 0 && address != 0) {
+        result = ((shared_fn)(uintptr_t)address)(shared);
+    }
+    else if (strcmp(kind, "poll") == 0 && address != 0) {
+        result = ((poll_fn)(uintptr_t)address)(mine, goal);
+    }
+#if PY_VERSION_HEX >= 0x030D06F0
+    else if (strcmp(kind, "shared_next") == 0 && address != 0) {
+        result = ((shared_fn)(uintptr_t)address)(shared);
+    }
+#else
+    else if (strcmp(kind, "deferred_advance") == 0 && address != 0) {
+        result = ((slot_fn)(uintptr_t)address)(mine);
+    }
+#endif
+    else if (strcmp(kind, "detach_attach") == 0) {
+        has_middle = 1;
+        Py_BEGIN_ALLOW_THREADS
+        seq_state_read(shared, mine, &middle);
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        known = 0;
+    }
+    seq_state_read(shared, mine, &after);
+    // The array must not have moved: the comparison assumes one array throughout.
+    int moved = shared->size != size || ((_PyThreadStateImpl *)me)->qsbr != mine;
+
+    PyObject *out = NULL;
+    if (!known) {
+        PyErr_Format(PyExc_ValueError, "unknown or unavailable operation %s", kind);
+    }
+    else if (moved) {
+        PyErr_SetString(PyExc_RuntimeError, "the QSBR array moved during a sequence operation");
+    }
+    else {
+        PyObject *b = seq_state_dict(&before), *a = seq_state_dict(&after);
+        PyObject *m = has_middle ? seq_state_dict(&middle) : Py_NewRef(Py_None);
+        if (b != NULL && a != NULL && m != NULL) {
+            out = Py_BuildValue("{s:K,s:O,s:O,s:O,s:n}", "result", result, "before", b,
+                                "middle", m, "after", a,
+                                "my_slot", (Py_ssize_t)((struct _qsbr_pad *)mine - shared->array));
+        }
+        Py_XDECREF(b);
+        Py_XDECREF(a);
+        Py_XDECREF(m);
+    }
+    PyMem_RawFree(before.seqs);
+    PyMem_RawFree(middle.seqs);
+    PyMem_RawFree(after.seqs);
+    return out;
+}
+
 #define TS struct _qsbr_thread_state
 #define SH struct _qsbr_shared
 #define ENTRY(name, value) \
@@ -175,7 +336,9 @@ layout(PyObject *module, PyObject *Py_UNUSED(ignored))
     ENTRY("offsetof(struct _qsbr_thread_state, deferred_page_memory)",
           offsetof(TS, deferred_page_memory));
     ENTRY("offsetof(struct _qsbr_thread_state, should_process)", offsetof(TS, should_process));
+#  if PROBE_ARRAY_RAW
     ENTRY("offsetof(struct _qsbr_shared, array_raw)", offsetof(SH, array_raw));
+#  endif
 #else
     ENTRY("offsetof(struct _qsbr_thread_state, deferrals)", offsetof(TS, deferrals));
 #endif
@@ -199,12 +362,19 @@ static PyMethodDef probe_methods[] = {
      "snapshot() -> dict: this interpreter's QSBR state, read under its mutex."},
     {"layout", layout, METH_NOARGS,
      "layout() -> dict: sizeof/offsetof of the interpreter's QSBR structs."},
+    {"seq_op", seq_op, METH_VARARGS,
+     "seq_op(kind, address, goal) -> dict: run one QSBR operation on this thread's slot "
+     "(address: the interpreter's function for advance, poll, shared_next, deferred_advance) "
+     "and return the result and the sequences just before and just after."},
     {NULL, NULL, 0, NULL},
 };
 
 static int
 probe_exec(PyObject *module)
 {
+    if (PyModule_AddIntConstant(module, "ARRAY_RAW", PROBE_ARRAY_RAW) < 0) {
+        return -1;
+    }
     return PyModule_AddStringConstant(module, "PROFILE", PROBE_PROFILE);
 }
 

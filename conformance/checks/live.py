@@ -7,6 +7,17 @@ state) and reports what conformance._live_probe reads after each one.  The oracl
 the same: every thread's slot, the array size and the freelist order.  The sequence rules are
 checked on the live state too: wr_seq odd, detached threads at 0, rd_seq not past the probing
 (attached) thread's seq.
+
+Sequence values are compared with the oracle operation by operation: a ["seq", kind] action
+runs one operation on the main thread's slot inside the probe (the header's own
+quiescent_state and goal_reached; the interpreter's own _Py_qsbr_advance, _Py_qsbr_poll and
+_Py_qsbr_shared_next / _Py_qsbr_deferred_advance, reached through their ELF symbols (see
+conformance.checks.symbols); detach and attach through Py_BEGIN/END_ALLOW_THREADS) and reports
+wr_seq, rd_seq and every slot's seq just before and just after.  The oracle starts from the
+"before" values and must predict the result and every "after" value.  The interpreter's own
+activity (GC, dict and list resizes, deferred frees) also advances wr_seq and moves rd_seq:
+it happens between actions, never inside the probe's window, and the difference between one
+action's "after" and the next one's "before" is reported as the interpreter's own advances.
 """
 
 from __future__ import annotations
@@ -26,7 +37,13 @@ from ..model.oracle import OracleInterpreter, qsbr_leq
 
 #: The facts a live run checks (reported in the conformance report's live section).
 LIVE_FACTS = ("S-SEQ-2", "S-SLOT-2", "S-SLOT-3", "S-FREE-1", "S-FREE-2", "S-FREE-3",
-              "S-RES-1", "S-REG-1", "S-UNREG-1", "S-FORK-1", "S-POLL-2")
+              "S-RES-1", "S-REG-1", "S-UNREG-1", "S-FORK-1", "S-POLL-2",
+              "S-QS-1", "S-ADV-1", "S-GOAL-1", "S-POLL-1", "S-DEF-1", "S-DEF-2",
+              "S-ATTACH-1", "S-DETACH-1")
+
+#: The sequence operations a live run drives ("batch": shared_next on 3.13.6+, else
+#: deferred_advance).
+SEQ_KINDS = ("quiescent_state", "advance", "goal_reached", "poll", "batch", "detach_attach")
 
 
 def free_threaded() -> bool:
@@ -59,6 +76,16 @@ class LiveResult:
     runs: int = 0
     checks: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    #: sequence values (wr_seq, rd_seq, each slot's seq, the operation's result) compared
+    seq_values: int = 0
+    #: sequence operations driven, by kind
+    seq_ops: Counter = field(default_factory=Counter)
+    #: wr_seq advances made by the interpreter itself between actions (GC, resizes, frees)
+    interpreter_advances: int = 0
+    #: why some operations could not be driven (e.g. no .symtab), if so
+    seq_skipped: list[str] = field(default_factory=list)
+    #: operations not compared because another thread's seq changed inside the window
+    seq_raced: int = 0
 
     def merge(self, other: LiveResult) -> None:
         self.version, self.profile = other.version or self.version, other.profile or self.profile
@@ -66,6 +93,11 @@ class LiveResult:
         self.runs += other.runs
         self.checks.update(other.checks)
         self.failures.extend(other.failures)
+        self.seq_values += other.seq_values
+        self.seq_ops.update(other.seq_ops)
+        self.interpreter_advances += other.interpreter_advances
+        self.seq_raced += other.seq_raced
+        self.seq_skipped.extend(s for s in other.seq_skipped if s not in self.seq_skipped)
 
 
 def run_driver(actions: list[list], timeout: float = 120) -> list[dict]:
@@ -84,6 +116,7 @@ class _Model:
     """The oracle, fed with what CPython does for each action."""
 
     def __init__(self, profile: str, main_ident: int) -> None:
+        self.profile = profile
         self.oracle = OracleInterpreter(profile)
         self.handle = {main_ident: self._new_thread()}
         self.main = self.handle[main_ident]
@@ -154,6 +187,61 @@ def _sequence_checks(snap: dict, result: LiveResult, where: str) -> None:
     result.failures.extend(f"{where}: {p}" for p in problems)
 
 
+def _seq_compare(model: _Model, record: dict, result: LiveResult, where: str) -> None:
+    """One driven sequence operation: the oracle, started from the live "before" values, must
+    predict the result and every "after" value."""
+    op, seq = record["op"], record["seq"]
+    oracle, main = model.oracle, model.main
+    before, after = seq["before"], seq["after"]
+    if len(before["seqs"]) != len(oracle.slots):
+        result.failures.append(f"{where}: live array of {len(before['seqs'])} slots, oracle "
+                               f"{len(oracle.slots)}")
+        return
+    oracle.wr_seq, oracle.rd_seq = before["wr_seq"], before["rd_seq"]
+    for slot, value in zip(oracle.slots, before["seqs"], strict=True):
+        slot.seq = value
+    others = [i for i in range(len(before["seqs"])) if i != seq["my_slot"]]
+    states = [before, after] + ([seq["middle"]] if seq["middle"] else [])
+    if any(len({state["seqs"][i] for state in states}) > 1 for i in others):
+        # Another thread attached or detached inside the window (the driver waits for them
+        # to settle first; on a loaded machine one may still be on its way): not comparable.
+        result.seq_raced += 1
+        return
+    mine = oracle.slots[seq["my_slot"]]
+    book = "deferrals" if model.profile == "3.13" else "deferred_count"
+    mine.bookkeeping[book] = before["book"]
+    compared = []                       # (what, live, oracle)
+    if op == "quiescent_state":
+        oracle.quiescent_state(main)
+    elif op == "advance":
+        compared.append(("result", seq["result"], oracle.advance()))
+    elif op == "goal_reached":
+        compared.append(("result", bool(seq["result"]), oracle.goal_reached(main, record["goal"])))
+    elif op == "poll":
+        compared.append(("result", bool(seq["result"]), oracle.poll(main, record["goal"])))
+    elif op == "shared_next":
+        compared.append(("result", seq["result"], oracle.shared_next()))
+    elif op == "deferred_advance":
+        compared.append(("result", seq["result"], oracle.deferred_advance(main)))
+        compared.append((book, after["book"], mine.bookkeeping[book]))
+    elif op == "detach_attach":
+        oracle.detach(main)
+        middle = seq["middle"]
+        compared += [("detached: wr_seq", middle["wr_seq"], oracle.wr_seq),
+                     ("detached: rd_seq", middle["rd_seq"], oracle.rd_seq)]
+        compared += [(f"detached: slot {i} seq", v, s.seq)
+                     for i, (v, s) in enumerate(zip(middle["seqs"], oracle.slots, strict=True))]
+        oracle.attach(main)
+    compared += [("wr_seq", after["wr_seq"], oracle.wr_seq),
+                 ("rd_seq", after["rd_seq"], oracle.rd_seq)]
+    compared += [(f"slot {i} seq", v, s.seq)
+                 for i, (v, s) in enumerate(zip(after["seqs"], oracle.slots, strict=True))]
+    result.seq_values += len(compared)
+    result.seq_ops[op] += 1
+    result.failures.extend(f"{where}: {what}: live {live!r}, oracle {want!r}"
+                           for what, live, want in compared if live != want)
+
+
 def check_actions(actions: list[list]) -> LiveResult:
     """Run one action sequence live and compare every step with the oracle."""
     records = run_driver(actions)
@@ -162,11 +250,18 @@ def check_actions(actions: list[list]) -> LiveResult:
                         actions=len(actions), runs=1)
     model = _Model(initial["profile"], initial["main_thread_id"])
 
-    diffs = layout_differences(initial["profile"], initial["layout"])
+    # The layout of the release profile: 3.13.6-3.14.3 and 3.14.4+ share the 3.14 API line.
+    release = initial["profile"]
+    if initial["profile"] == "3.14":
+        release = "3.14.4+" if initial.get("array_raw") else "3.13.6-3.14.3"
+    diffs = layout_differences(release, initial["layout"])
+    if initial.get("symbols_error"):
+        result.seq_skipped.append(initial["symbols_error"])
     result.checks["S-SLOT-2"] += 1
     result.failures.extend(f"layout: {d}" for d in diffs)
 
     previous_threads: list[int] = []
+    last_wr: int | None = None
     for step, record in enumerate(records):
         kind = record["action"]
         where = f"step {step} ({kind})"
@@ -181,6 +276,17 @@ def check_actions(actions: list[list]) -> LiveResult:
             diff = _differences(_observed(record["child"]), model.view(child_model))
             result.checks.update(_compared(child_model.applied))
             result.failures.extend(f"{where}, in the child: {d}" for d in diff)
+        elif kind == "seq":
+            if record["seq"] is None:
+                if record["skipped"] not in result.seq_skipped:
+                    result.seq_skipped.append(record["skipped"])
+            else:
+                if last_wr is not None:
+                    drift = (record["seq"]["before"]["wr_seq"] - last_wr) & ((1 << 64) - 1)
+                    result.interpreter_advances += drift // 2
+                model.oracle.applied = []
+                _seq_compare(model, record, result, where)
+                last_wr = record["seq"]["after"]["wr_seq"]
         elif kind == "subinterp" and record["sub"] is not None:
             # A new interpreter starts from a fresh QSBR state: its thread gets slot 7 of 8.
             fresh = _Model(initial["profile"], 0)
@@ -196,12 +302,17 @@ def check_actions(actions: list[list]) -> LiveResult:
     return result
 
 
-#: A fixed scenario: growth past 8, 16 and 32, releases in mixed order, fork, subinterpreter.
+#: A fixed scenario: growth past 8, 16 and 32, releases in mixed order, fork, subinterpreter,
+#: and the sequence operations ("batch": the interpreter's own batching function).
 _START: list[list[Any]] = [["start"]]
+_SEQ: list[list[Any]] = [["seq", "quiescent_state"], ["seq", "advance"], ["seq", "goal_reached"],
+                         ["seq", "poll"], ["seq", "detach_attach"], ["seq", "poll"],
+                         ["seq", "goal_reached"]]
+_BATCH: list[list[Any]] = [["seq", "batch"]] * 11     # deferred_advance: 10 defer, then advance
 SCENARIO: list[list[Any]] = (
-    _START * 10 + [["stop", 3], ["stop", 0], ["start"], ["fork"]]
-    + _START * 28 + [["stop", 7], ["stop", 20], ["stop", 1], ["fork"], ["subinterp"]]
-    + _START * 3 + [["stop", 2]] * 5
+    _SEQ + _START * 10 + [["stop", 3], ["stop", 0], ["start"], ["fork"]] + _SEQ + _BATCH
+    + _START * 28 + [["stop", 7], ["stop", 20], ["stop", 1], ["fork"], ["subinterp"]] + _SEQ
+    + _START * 3 + [["stop", 2]] * 5 + _SEQ
 )
 
 
@@ -214,7 +325,8 @@ def live_check(examples: int = 10, seed: int | None = None) -> LiveResult:
     total = check_actions([a for a in SCENARIO
                            if a[0] != "subinterp" or subinterpreters_available()])
     kinds: list[st.SearchStrategy[list[Any]]] = (
-        [st.just(["start"])] * 3 + [st.integers(0, 63).map(lambda k: ["stop", k])] * 2)
+        [st.just(["start"])] * 3 + [st.integers(0, 63).map(lambda k: ["stop", k])] * 2
+        + [st.sampled_from(SEQ_KINDS).map(lambda op: ["seq", op])] * 3)
     kinds.append(st.just(["fork"]))
     if subinterpreters_available():
         kinds.append(st.just(["subinterp"]))

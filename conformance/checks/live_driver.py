@@ -3,7 +3,12 @@ live probe sees after each one, as JSON lines.  Started by conformance.live in a
 
 Actions (JSON list on stdin): ["start"] starts a thread that stays alive; ["stop", k] ends
 and joins the k-th live thread; ["fork"] forks and reports the child's view; ["subinterp"]
-reports the view from inside a new subinterpreter.
+reports the view from inside a new subinterpreter; ["seq", kind] runs one sequence operation
+on the main thread's slot (quiescent_state, goal_reached, advance, poll, shared_next or
+deferred_advance, detach_attach) through _live_probe.seq_op, which reports the sequences just
+before and just after.  poll and goal_reached use the goal of the last advance (or
+shared_next / deferred_advance), else the current wr_seq.  ["seq", "batch"] is the
+interpreter's own batching function (shared_next on 3.13.6+, deferred_advance before).
 """
 
 from __future__ import annotations
@@ -20,14 +25,14 @@ def _probe():
     return _live_probe
 
 
-def _settled_snapshot(probe) -> dict:
+def _settled_snapshot(probe, deadline: float = 1.0) -> dict:
     """A snapshot once every other thread is blocked (detached).
 
     A thread that has just signalled "started" may still be attached on its way into
-    Event.wait(); give it up to a second to detach, then report whatever is seen.
+    Event.wait(); give it up to `deadline` seconds to detach, then report whatever is seen.
     """
     import time
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + deadline
     while True:
         snap = probe.snapshot()
         others = [s for i, s in enumerate(snap["slots"]) if i != snap["my_slot"]]
@@ -76,9 +81,28 @@ def _subinterpreter_snapshot() -> dict | None:
         return json.loads(out.read())
 
 
+#: The interpreter's local functions each operation calls (conformance.checks.symbols).
+FUNCTIONS = {"advance": "_Py_qsbr_advance", "poll": "_Py_qsbr_poll",
+             "shared_next": "_Py_qsbr_shared_next",
+             "deferred_advance": "_Py_qsbr_deferred_advance"}
+
+
+def _addresses(probe) -> tuple[dict[str, int], str | None]:
+    from conformance.checks.symbols import SymbolsUnavailable, find_functions
+    batching = "shared_next" if probe.PROFILE == "3.14" else "deferred_advance"
+    names = {kind: FUNCTIONS[kind] for kind in ("advance", "poll", batching)}
+    try:
+        found = find_functions(tuple(names.values()))
+    except SymbolsUnavailable as exc:
+        return {}, str(exc)
+    return {kind: found[name] for kind, name in names.items()}, None
+
+
 def main() -> int:
     actions = json.load(sys.stdin)
     probe = _probe()
+    addresses, symbols_error = _addresses(probe)
+    goal: int | None = None
     live: list[tuple[threading.Thread, threading.Event]] = []
 
     def emit(kind: str, snap: dict | None, **extra) -> None:
@@ -87,6 +111,8 @@ def main() -> int:
 
     emit("initial", probe.snapshot(), main_thread_id=threading.get_ident(),
          version=sys.version.split()[0], profile=probe.PROFILE, layout=probe.layout(),
+         array_raw=bool(probe.ARRAY_RAW), symbols_error=symbols_error,
+         functions=sorted(addresses),
          gil_enabled=getattr(sys, "_is_gil_enabled", lambda: True)())
     for action in actions:
         kind = action[0]
@@ -112,6 +138,20 @@ def main() -> int:
             emit(kind, probe.snapshot(), child=child)
         elif kind == "subinterp":
             emit(kind, probe.snapshot(), sub=_subinterpreter_snapshot())
+        elif kind == "seq":
+            op = action[1]
+            if op == "batch":       # this interpreter's batching function
+                op = "shared_next" if probe.PROFILE == "3.14" else "deferred_advance"
+            if op in FUNCTIONS and op not in addresses:
+                emit(kind, probe.snapshot(), op=op, seq=None, skipped=symbols_error
+                     or f"{op} is not part of this interpreter's profile")
+                continue
+            _settled_snapshot(probe, deadline=60.0)    # the other threads detached, if they will
+            target = goal if goal is not None else probe.snapshot()["wr_seq"]
+            record = probe.seq_op(op, addresses.get(op, 0), target)
+            if op in ("advance", "shared_next", "deferred_advance"):
+                goal = record["result"]
+            emit(kind, probe.snapshot(), op=op, goal=target, seq=record)
         else:
             raise SystemExit(f"unknown action {action!r}")
     for thread, release in live:

@@ -65,6 +65,18 @@ def _live_lines(result: RunResult) -> list[str]:
              f"{note}; {live.actions} actions in {live.runs} runs",
              "  confirmed against the real interpreter: "
              + ", ".join(f"{fact} ({n})" for fact, n in sorted(live.checks.items()))]
+    ops = ", ".join(f"{op} {n}" for op, n in sorted(getattr(live, "seq_ops", {}).items()))
+    lines.append(f"  sequence values compared with the oracle: {getattr(live, 'seq_values', 0)} "
+                 f"(wr_seq, rd_seq, every slot's seq, results) over "
+                 f"{sum(getattr(live, 'seq_ops', {}).values())} driven operations"
+                 + (f" ({ops})" if ops else "")
+                 + f"; the interpreter's own wr_seq advances between them: "
+                 f"{getattr(live, 'interpreter_advances', 0)}")
+    if getattr(live, "seq_raced", 0):
+        lines.append(f"  not compared: {live.seq_raced} operations during which another "
+                     "thread attached or detached")
+    for reason in getattr(live, "seq_skipped", []):
+        lines.append(f"  not driven: {reason}")
     if live.failures:
         lines.append(f"  DISAGREEMENTS ({len(live.failures)}):")
         lines += [f"    {failure}" for failure in live.failures[:10]]
@@ -221,7 +233,12 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "live": None if result.live is None else {
             "version": result.live.version, "profile": result.live.profile,
             "actions": result.live.actions, "runs": result.live.runs,
-            "checks": dict(result.live.checks), "failures": result.live.failures},
+            "checks": dict(result.live.checks), "failures": result.live.failures,
+            "seq_values_compared": result.live.seq_values,
+            "seq_operations": dict(result.live.seq_ops),
+            "interpreter_own_advances": result.live.interpreter_advances,
+            "seq_not_driven": result.live.seq_skipped,
+            "seq_not_compared_raced": result.live.seq_raced},
     }
 
 
