@@ -201,7 +201,7 @@ limit_advance(long n, int arg)
     }
 }
 
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
 static void
 port_deferred(long n, int arg)
 {
@@ -497,7 +497,7 @@ build_ops(void)
            no_urcu, 0, 0);
 #endif
     add_op("advance", "_Py_qsbr_advance", port_advance, limit_advance, no_urcu, 0, 0);
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     add_op(DEFERRED_NAME, "_Py_qsbr_deferred_advance", port_deferred, limit_deferred, no_urcu,
            0, 0);
 #else
@@ -743,7 +743,7 @@ wait_a_little(int polls)
 static uint64_t
 port_retire_goal(struct _qsbr_thread_state *q)
 {
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
     return _Py_qsbr_deferred_advance(q);
 #else
     // should_advance_qsbr_for_free(): advance when more than QSBR_DEFERRED_LIMIT (127) items
@@ -920,7 +920,7 @@ static void
 print_json(int rounds, double target_ns, int thread_rounds, double duration_ns, long items)
 {
     FILE *f = stdout;
-    fprintf(f, "{\n  \"profile\": \"%s\",\n", QSBR_PROFILE == 313 ? "3.13" : "3.14");
+    fprintf(f, "{\n  \"profile\": \"%s\",\n", QSBR_DEFERRALS ? "3.13" : "3.14");
     fprintf(f, "  \"clock\": \"CLOCK_MONOTONIC\",\n  \"unit\": \"ns/op\",\n");
     fprintf(f, "  \"cpus\": %d,\n  \"pinned\": %s,\n", n_cpus, pin_threads ? "true" : "false");
 #ifdef QSBR_BENCH_URCU
@@ -972,7 +972,7 @@ static void
 print_table(int rounds, int thread_rounds)
 {
     printf("qsbr-bench, profile %s: best (median) of %d interleaved rounds, ns/op, "
-           "CLOCK_MONOTONIC\n", QSBR_PROFILE == 313 ? "3.13" : "3.14", rounds);
+           "CLOCK_MONOTONIC\n", QSBR_DEFERRALS ? "3.13" : "3.14", rounds);
 #ifndef QSBR_BENCH_URCU
     printf("liburcu-qsbr: not found at build time (Debian: apt-get install liburcu-dev); "
            "its column is empty\n");
