@@ -19,7 +19,7 @@ from typing import Any
 from ..model import errors
 from ..model.adapter import STALE, UNOBSERVED, SlotView, Snapshot
 from ..model.layout import layout_differences
-from ..model.profiles import BY_C_PROFILE, resolve
+from ..model.profiles import BY_C_PROFILE, BY_NAME, resolve
 
 NO_SLOT, STALE_SLOT = -1, -2
 STATUS_BUFFER_TOO_SMALL_NAME = "BUFFER_TOO_SMALL"
@@ -250,6 +250,8 @@ class CabiInterpreter:
         mod_64: int | None | str = UNOBSERVED
         if self._l.raw_layout is not None:
             views, mod_64 = self._raw_slots(views, handle_of)
+            if not BY_NAME[self._l.release].aligned_array:
+                mod_64 = UNOBSERVED     # only 3.14.4+ promises a 64-byte aligned array
         return Snapshot(wr_seq=snap.wr_seq, rd_seq=snap.rd_seq, size=snap.size,
                         slots=tuple(views), freelist=tuple(freelist[:snap.freelist_len]),
                         threads=thread_view, array_address_mod_64=mod_64)
