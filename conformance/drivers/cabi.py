@@ -250,8 +250,9 @@ class CabiInterpreter:
         mod_64: int | None | str = UNOBSERVED
         if self._l.raw_layout is not None:
             views, mod_64 = self._raw_slots(views, handle_of)
-            if not BY_NAME[self._l.release].aligned_array:
-                mod_64 = UNOBSERVED     # only 3.14.4+ promises a 64-byte aligned array
+            if self._l.profile == "3.14" and not BY_NAME[self._l.release].aligned_array:
+                # The 3.14 line's alignment rule is 3.14.4+'s: 3.13.6-3.14.3 make no promise.
+                mod_64 = UNOBSERVED
         return Snapshot(wr_seq=snap.wr_seq, rd_seq=snap.rd_seq, size=snap.size,
                         slots=tuple(views), freelist=tuple(freelist[:snap.freelist_len]),
                         threads=thread_view, array_address_mod_64=mod_64)
