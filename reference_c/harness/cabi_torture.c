@@ -660,7 +660,7 @@ writer_main(void *arg)
                 old->goal_from_advance = 1;
                 kind = H_GOAL_ADVANCE;
             }
-            else if (r->profile == 313) {
+            else if (r->profile == 313 || r->profile == 31300 || r->profile == 31303) {
                 check_status(L.deferred_advance(ts.t, &old->goal), "deferred_advance");
                 kind = H_GOAL_NEXT;
             }

@@ -24,7 +24,8 @@
 extern "C" {
 #endif
 
-// 313: CPython 3.13.0-3.13.5, 314: CPython 3.13.6+ / 3.14 (see pycore_qsbr.h)
+// 31300: CPython 3.13.0-3.13.2, 31303: 3.13.3-3.13.5, 31306: 3.13.6+ and 3.14.0-3.14.3,
+// 31404: 3.14.4+ (include/qsbr_profile.h; builds with QSBR_PROFILE=313/314 export 31303/31404)
 extern const int qsbr_api_profile;
 
 typedef struct qsbr_api_interp qsbr_api_interp;

@@ -532,7 +532,7 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         }
         uint64_t goal;
         if (r == R_WRITER_NEXT) {
-#if QSBR_PROFILE == 313
+#if QSBR_DEFERRALS
             goal = _Py_qsbr_deferred_advance(q);
 #else
             goal = _Py_qsbr_shared_next(shared);
