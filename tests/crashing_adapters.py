@@ -60,3 +60,24 @@ def abort_on_fini(profile: str = "3.13") -> AbortOnFini:
 
 def hang(profile: str = "3.13") -> HangInPoll:
     return HangInPoll(profile)
+
+
+class _SnapshotRaises(OracleInterpreter):
+    def snapshot(self):  # type: ignore[override]
+        raise ValueError("snapshot is broken")
+
+
+class SnapshotRaises(_Adapter):
+    interpreter_class = _SnapshotRaises
+
+
+def snapshot_raises(profile: str = "3.13") -> SnapshotRaises:
+    return SnapshotRaises(profile)
+
+
+def returns_none(profile: str = "3.13") -> None:
+    return None
+
+
+def factory_raises(profile: str = "3.13") -> None:
+    raise RuntimeError("no QSBR here")

@@ -104,3 +104,33 @@ def test_c_abi_snapshot_reads_the_array_through_the_layout(reference_libraries, 
     finally:
         interp.close()
     assert explore(impl, depth=2, seconds=300).failure is None
+
+
+def test_a_call_cut_by_ctrl_c_stops_the_child_instead_of_hanging(monkeypatch):
+    # Ctrl-C landing between reading a reply's length and its body used to leave the pipe's
+    # framing broken: the next call (the machine's teardown) then read part of a body as a
+    # length and waited for ever.  A cut call must stop the child and fail every later call.
+    from conformance.drivers import isolation
+    from conformance.drivers.isolation import IsolatedImplementation
+    from conformance.model import errors
+
+    impl = IsolatedImplementation("conformance.oracle:oracle")
+    try:
+        interp = impl.new_interpreter()
+        child = impl._child
+        assert child is not None
+
+        def cut(stream):
+            stream.read(4)              # the reply's length only
+            raise KeyboardInterrupt
+        monkeypatch.setattr(isolation, "_read", cut)
+        with pytest.raises(KeyboardInterrupt):
+            interp.snapshot()
+        monkeypatch.undo()
+        assert child.proc.poll() is not None            # stopped, not left half-read
+        with pytest.raises(errors.ImplementationCrashedError, match="interrupted"):
+            interp.snapshot()
+        with pytest.raises(errors.ImplementationCrashedError, match="interrupted"):
+            impl.new_interpreter()                      # and no new child is started
+    finally:
+        impl.close()

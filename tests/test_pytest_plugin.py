@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from conformance.model.facts import FACTS
+
 TESTS = Path(__file__).resolve().parent
 
 pytest_plugins = ["pytester"]
@@ -34,3 +36,36 @@ def test_plugin_fails_the_broken_fact(pytester, monkeypatch):
 def test_plugin_is_silent_without_the_option(pytester):
     result = _run(pytester)
     result.assert_outcomes(passed=1)
+
+
+def test_plugin_runs_the_suite_once_under_xdist_with_junit_classes(pytester, monkeypatch,
+                                                                  tmp_path):
+    log = tmp_path / "factory.log"
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    monkeypatch.setenv("QSBR_TEST_FACTORY_LOG", str(log))
+    result = _run(pytester, "--qsbr-impl", "counting_adapters:counted", "--qsbr-examples",
+                  "10", "--qsbr-seed", "1", "-n", "2", "--junitxml", "report.xml", "-rs")
+    # as without xdist: S-DEF-2, S-SLOT-2 (n/a) and S-READ-1 (model-checked only) are skipped
+    result.assert_outcomes(passed=29, skipped=3)
+    result.stdout.fnmatch_lines(["*S-READ-1: only the model checker*"])
+    # One call to check the implementation loads (a usage error otherwise), one for the run:
+    # not one per worker or per collected fact.
+    assert len(log.read_text().splitlines()) == 2
+    import xml.etree.ElementTree as ET
+    cases = [c for c in ET.parse(pytester.path / "report.xml").iter("testcase")
+             if c.get("name", "").startswith("qsbr[")]
+    assert len(cases) == len(FACTS) + 2      # every fact, MISUSE, verdict
+    assert {c.get("classname") for c in cases} == {"qsbr_conformance"}
+    assert all(c.get("time") is not None for c in cases)
+
+
+def test_plugin_bad_options_are_one_usage_error(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    for args in (["--qsbr-impl", "nosuch:f"], ["--qsbr-impl", "crashing_adapters:returns_none"],
+                 ["--qsbr-impl", "conformance.oracle:oracle", "--qsbr-examples", "0"],
+                 ["--qsbr-impl", "conformance.oracle:oracle", "--qsbr-step-timeout", "-1"]):
+        result = _run(pytester, *args)
+        assert result.ret == 4, args            # pytest's usage error
+        text = result.stdout.str() + result.stderr.str()
+        assert "Traceback" not in text and "failed" not in result.stdout.str(), text
+        assert text.count("rror") <= 2, text

@@ -28,6 +28,7 @@ from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.observed import observes_wider_state, wider_differences
 from ..model.oracle import OracleInterpreter, qsbr_leq
+from . import interrupt
 from .blame import blame
 from .steps import NO_RESULT, StepRecord
 
@@ -39,6 +40,14 @@ start_sequences = st.one_of(
     st.integers(0, 6).map(lambda k: U64 - 2 * k),
     st.integers(0, (1 << 63) - 1).map(lambda n: 2 * n + 1),
 )
+
+
+def _own_traceback(exc: BaseException) -> str:
+    """The implementation's own traceback (the suite's frames left out), indented."""
+    from ..model.adapter import implementation_traceback
+
+    text = getattr(exc, "traceback_text", None) or implementation_traceback(exc)
+    return "".join(f"\n    {line}" for line in text.splitlines()) if text else ""
 
 
 class ConformanceFailure(AssertionError):
@@ -92,6 +101,7 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     def step(self, operation: str, *args: Any, thread: int | None = None) -> Any:
         """Run one operation on both sides, compare, and return the implementation's result."""
+        interrupt.check()           # a Ctrl-C dropped somewhere comes back here
         self.steps += 1
         self.oracle.applied = []
         oracle_args = args if thread is None else (self.oracle_handle[thread], *args)
@@ -119,7 +129,8 @@ class DifferentialMachine(RuleBasedStateMachine):
             self.trace.append(replace(record, error=f"{type(exc).__name__}: {exc}"))
             self._fail(blame(applied, ["result"], misuse=misuse, operation=operation),
                        f"{label}: raised {type(exc).__name__}: {exc} "
-                       f"(expected {self._describe(expected_error, result_expected)})")
+                       f"(expected {self._describe(expected_error, result_expected)})"
+                       + _own_traceback(exc))
         self.trace.append(replace(
             record, error=type(actual_error).__name__ if actual_error is not None else None,
             result=NO_RESULT if actual_error is not None or result_actual is None
@@ -146,8 +157,13 @@ class DifferentialMachine(RuleBasedStateMachine):
         try:
             raw = self.impl.snapshot()
             actual = self._logical_snapshot(raw, self.impl_handle)
-        except errors.QsbrError as exc:
-            self._fail(facts, f"after {label}: snapshot failed: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the implementation's failure, not ours
+            raised = (f"after {label}: snapshot() raised {type(exc).__name__}: {exc}"
+                      + _own_traceback(exc))
+        else:
+            raised = ""
+        if raised:      # raised outside the handler: the failure carries no chained context
+            self._fail(facts, raised)
         differences = []
         parts = []
         for part, message in wider_differences(raw, self.profile):

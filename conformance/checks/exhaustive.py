@@ -41,6 +41,7 @@ from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.observed import wider_differences
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
+from . import interrupt
 from .blame import blame
 from .steps import NO_RESULT, StepRecord
 
@@ -546,6 +547,7 @@ class _Explorer:
                     ) -> tuple[Any, list[Call], OracleInterpreter, bool, tuple, list[Call]]:
         """Run ``action`` from ``node``; returns the session, calls executed on it, the oracle,
         whether the state changed, the new oracle state's key and the action's calls."""
+        interrupt.check()           # a Ctrl-C dropped somewhere comes back here
         started = time.perf_counter()
         if oracle is None:
             oracle = _clone(parent_oracle)

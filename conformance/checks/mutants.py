@@ -19,7 +19,6 @@ time bound); the run fails otherwise.  Every row now has a killer; none is argue
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -28,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def run_mutant(source: Path, mutant: Mutant, work: Path, examples: int,
 
 def find_source(explicit: str | None) -> Path | None:
     candidates = [Path(explicit)] if explicit else [
-        Path(__file__).resolve().parents[1] / "reference_c", Path.cwd() / "reference_c"]
+        Path(__file__).resolve().parents[2] / "reference_c", Path.cwd() / "reference_c"]
     return next((c for c in candidates if (c / "Makefile").is_file()), None)
 
 
@@ -214,44 +214,75 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> Any:
+    from ..frontends import common
+
+    parser = common.ArgumentParser(
         prog="qsbr-conformance mutants",
         description="Build each mutant of the reference port and check that the suite kills "
-                    "it.  Needs the project's reference_c/ sources, make and a C compiler.")
-    parser.add_argument("--source", help="the reference_c folder (default: found beside the "
-                                         "package or in the current folder)")
-    parser.add_argument("--only", help="comma-separated mutant names")
-    parser.add_argument("--examples", type=int, default=60)
-    parser.add_argument("--torture-seconds", type=float, default=10.0)
-    parser.add_argument("--work", default=None, help="build folder (default: "
-                                                     "reference_c/build/mutants)")
-    parser.add_argument("--json", metavar="PATH")
+                    "it.  Needs the project's reference_c/ sources, make and a C compiler.  "
+                    "Exit status 0: every mutant killed or argued; 1: a mutant survived; "
+                    "2: usage error; 130: interrupted (Ctrl-C).")
+    parser.add_argument("--source", metavar="DIR",
+                        help="the reference_c folder (default: found beside the package or in "
+                             "the current folder)")
+    parser.add_argument("--only", metavar="NAME[,NAME...]",
+                        help="comma-separated mutant names (default: the whole catalog; see "
+                             "--list)")
+    parser.add_argument("--examples", type=common.positive_int, default=60, metavar="N",
+                        help="Hypothesis examples of the conformance attack (default: 60)")
+    parser.add_argument("--torture-seconds", type=common.positive_float, default=10.0,
+                        metavar="SECONDS",
+                        help="time bound of the torture attack per mutant (default: 10)")
+    parser.add_argument("--work", default=None, metavar="DIR",
+                        help="build folder (default: reference_c/build/mutants)")
+    parser.add_argument("--json", metavar="PATH", help="also write the kill table as JSON")
     parser.add_argument("--list", action="store_true", help="list the catalog and exit")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    from ..frontends import common
+
+    args = parser().parse_args(argv)
+    try:
+        common.check_output_path(args.json, "--json")
+    except common.UsageError as exc:
+        print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
+        return common.USAGE
     if args.list:
         for m in CATALOG:
             print(f"{m.name:<27} {m.breaks:<26} {m.description}")
         return 0
-    source = find_source(args.source)
-    if source is None:
-        print("qsbr-conformance mutants: cannot find reference_c/ (give --source)",
-              file=sys.stderr)
-        return 2
     chosen = list(CATALOG)
     if args.only:
         names = {n.strip() for n in args.only.split(",") if n.strip()}
         unknown = names - {m.name for m in CATALOG}
         if unknown:
-            print(f"qsbr-conformance mutants: unknown mutant(s): {', '.join(sorted(unknown))}",
-                  file=sys.stderr)
+            print(f"qsbr-conformance mutants: error: unknown mutant(s): "
+                  f"{', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
             return 2
         chosen = [m for m in CATALOG if m.name in names]
+    source = find_source(args.source)
+    if source is None:
+        print("qsbr-conformance mutants: error: cannot find reference_c/ (give --source)",
+              file=sys.stderr)
+        return 2
     work = Path(args.work) if args.work else source / "build" / "mutants"
     outcomes = []
-    for index, mutant in enumerate(chosen, 1):
-        print(f"[{index}/{len(chosen)}] {mutant.name} ...", file=sys.stderr, flush=True)
-        outcomes.append(run_mutant(source, mutant, work, args.examples, args.torture_seconds))
+    interrupted = False
+    try:
+        for index, mutant in enumerate(chosen, 1):
+            print(f"[{index}/{len(chosen)}] {mutant.name} ...", file=sys.stderr, flush=True)
+            outcomes.append(run_mutant(source, mutant, work, args.examples,
+                                       args.torture_seconds))
+    except KeyboardInterrupt:
+        interrupted = True
+    except subprocess.CalledProcessError as exc:
+        print(f"qsbr-conformance mutants: building {chosen[len(outcomes)].name} failed "
+              f"(exit status {exc.returncode}): {(exc.stderr or '').strip()[-300:]}",
+              file=sys.stderr)
+        return 1
     print(table(outcomes))
     killed = [o for o in outcomes if o.killed]
     survivors = [o for o in outcomes if not o.killed and not o.mutant.equivalent]
@@ -265,4 +296,8 @@ def main(argv: list[str]) -> int:
                         "killed": o.killed, "by": o.by, "detail": o.detail,
                         "seconds": round(o.seconds, 2), "argument": o.mutant.equivalent}
                        for o in outcomes], handle, indent=2)
+    if interrupted:
+        print(f"qsbr-conformance mutants: interrupted after {len(outcomes)} of {len(chosen)} "
+              f"mutants; the table above is incomplete", file=sys.stderr)
+        return common.INTERRUPTED
     return 1 if survivors else 0

@@ -105,6 +105,11 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
                     reads += 2
                 if held.reclaimed:
                     bad += 1
+                if reads >= 4096:       # publish now and then: progress shows real reads
+                    with counts_lock:
+                        counts["reads"] += reads
+                        counts["errors_reclaimed"] += bad
+                    reads = bad = 0
                 if rng.random() < 0.7:
                     logged(log, tid, contract.QS, lambda: interp.quiescent_state(handle))
                 elif rng.random() < 0.1:

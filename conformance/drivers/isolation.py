@@ -4,6 +4,13 @@ The parent (the harness) talks to it through a pipe.  If the child dies (segfaul
 os._exit) or does not answer within the step timeout, the call raises
 ImplementationCrashedError naming the signal or the hang; the differential run reports it as a
 failure of that step with the step sequence, and the next test case starts a fresh child.
+
+A hang verdict does not depend on how busy the machine is: the time a call is charged is the
+wall time minus the time the child spent waiting for a CPU (Linux's per-task schedstat), so a
+child starved by other processes is not a hang, while one that spins or blocks is.  Start-up
+(importing the adapter, calling the factory) has its own, generous, timeout.  A module that
+does not import, a missing factory or a factory that raises is a bad input (AdapterError), not
+a crash of the implementation.
 """
 
 from __future__ import annotations
@@ -15,17 +22,53 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any
 
+from ..checks import interrupt
 from ..model import errors
+from ..model.adapter import AdapterError
 from .isolation_worker import _read, _write
 
 #: After a hang, later calls wait this long at most: shrinking replays the hang many times.
-_TIMEOUT_AFTER_A_HANG = 0.25
+_TIMEOUT_AFTER_A_HANG = 0.5
+
+#: Default bound on the child's start-up (interpreter start, imports, the factory call).
+STARTUP_TIMEOUT = 120.0
+
+
+class ImplementationRaised(Exception):
+    """The implementation raised an exception that is not part of the protocol; carries the
+    implementation's own traceback (from the child)."""
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.traceback_text = traceback_text
+
+    @classmethod
+    def named(cls, name: str, message: str, traceback_text: str = "") -> ImplementationRaised:
+        """An instance whose class has the remote exception's name (reports show it)."""
+        if name not in _REMOTE_CLASSES:
+            _REMOTE_CLASSES[name] = type(name, (cls,), {})
+        return _REMOTE_CLASSES[name](message, traceback_text)
+
+
+_REMOTE_CLASSES: dict[str, type[ImplementationRaised]] = {}
+
+
+def _runqueue_wait(pid: int) -> float:
+    """Seconds the process's main thread has spent runnable but waiting for a CPU (0 where
+    the kernel does not say)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class _Child:
-    def __init__(self, spec: str, kwargs: dict, timeout: float) -> None:
+    def __init__(self, spec: str, kwargs: dict, timeout: float,
+                 startup_timeout: float = STARTUP_TIMEOUT) -> None:
         self.timeout = timeout
         self.stderr = tempfile.TemporaryFile()
         env = dict(os.environ)
@@ -34,9 +77,29 @@ class _Child:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "conformance.drivers.isolation_worker", spec,
              json.dumps(kwargs)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
+            process_group=0)     # Ctrl-C reaches the harness, which then closes the child
         self.dead: str | None = None
+        self.interrupted = False        # Ctrl-C cut a call: no new child either
+        self.startup_timeout = startup_timeout
         self.info: dict[str, Any] = self.call(("impl", "info", ()), first=True)
+
+    def _wait_for_reply(self, timeout: float) -> bool:
+        """True when the child has answered (or died); False after ``timeout`` seconds of
+        the child's own time (wall time less its run-queue waits)."""
+        assert self.proc.stdout is not None
+        pid = self.proc.pid
+        start_wall, start_wait = time.monotonic(), _runqueue_wait(pid)
+        while True:
+            charged = (time.monotonic() - start_wall) - (_runqueue_wait(pid) - start_wait)
+            remaining = timeout - charged
+            ready, _, _ = select.select([self.proc.stdout], [], [],
+                                        min(max(remaining, 0.0), 1.0))
+            if ready:
+                return True
+            interrupt.check()       # Ctrl-C while the child works: stop within a second
+            if remaining <= 0:
+                return False
 
     def _stderr_tail(self) -> str:
         """The crash site from faulthandler's report (innermost frames first), or the tail."""
@@ -64,18 +127,33 @@ class _Child:
         what = f"{request[1]}{request[2]!r}" if not first else "start-up"
         if self.dead is not None:
             raise errors.ImplementationCrashedError(self.dead)
+        try:
+            return self._call(request, first, what)
+        except KeyboardInterrupt:
+            # Ctrl-C cut this request/reply pair in the middle (half a request written, or
+            # half a reply read): the pipes' framing is lost, and a next call could wait for
+            # ever on a reply that never comes.  This child can answer nothing more.
+            self.interrupted = True
+            self.dead = f"the run was interrupted (Ctrl-C) during {what}"
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            raise
+
+    def _call(self, request: tuple, first: bool, what: str) -> Any:
         if not first:
             try:
                 _write(self.proc.stdin, request)
             except (BrokenPipeError, OSError):
                 raise self._death(what) from None
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
-        if not ready:
+        timeout = self.startup_timeout if first else self.timeout
+        if not self._wait_for_reply(timeout):
             self.proc.kill()
             self.proc.wait()
-            self.dead = (f"the implementation did not answer within {self.timeout:g} s during "
-                         f"{what} (hang or deadlock)")
+            option = "--startup-timeout" if first else "--step-timeout"
+            self.dead = (f"the implementation did not answer within {timeout:g} s ({option}) "
+                         f"during {what} (hang or deadlock)")
             raise errors.ImplementationCrashedError(self.dead)
         reply = _read(self.proc.stdout)
         if reply is None:
@@ -84,7 +162,11 @@ class _Child:
             return reply[1]
         if reply[0] == "qsbr":
             raise errors.error_for_kind(reply[1], reply[2])
-        raise RuntimeError(f"{reply[1]}: {reply[2]}")
+        if reply[0] == "load-error":
+            self.close()
+            self.dead = reply[1]
+            raise AdapterError(reply[1])
+        raise ImplementationRaised.named(*reply[1:])
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -133,8 +215,10 @@ class IsolatedInterpreter:
 class IsolatedImplementation:
     """An implementation loaded from MODULE:FACTORY in a child process."""
 
-    def __init__(self, spec: str, step_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, spec: str, step_timeout: float = 10.0, *,
+                 startup_timeout: float = STARTUP_TIMEOUT, **kwargs: Any) -> None:
         self.spec, self.kwargs, self.step_timeout = spec, kwargs, step_timeout
+        self.startup_timeout = startup_timeout
         self._child: _Child | None = None
         child = self._get_child()
         self.name = f"{child.info['name']} (isolated)"
@@ -146,10 +230,13 @@ class IsolatedImplementation:
     layout: Any      # set in __init__ when the implementation has layout()
 
     def _get_child(self) -> _Child:
+        if self._child is not None and self._child.interrupted:
+            raise errors.ImplementationCrashedError(self._child.dead or "interrupted")
         if self._child is None or self._child.dead is not None:
             if self._child is not None:
                 self._child.close()
-            self._child = _Child(self.spec, self.kwargs, self.step_timeout)
+            self._child = _Child(self.spec, self.kwargs, self.step_timeout,
+                                 self.startup_timeout)
         return self._child
 
     def _note_failure(self, child: _Child) -> None:

@@ -10,12 +10,13 @@ import faulthandler
 import json
 import os
 import pickle
+import signal
 import struct
 import sys
 from typing import Any
 
 from ..model import errors
-from ..model.adapter import load_implementation
+from ..model.adapter import AdapterError, implementation_traceback, load_implementation
 
 
 def _read(stream: Any) -> Any:
@@ -34,10 +35,17 @@ def _write(stream: Any, message: object) -> None:
 
 def main() -> int:
     faulthandler.enable()           # a crash leaves its C/Python traceback on stderr
+    # Ctrl-C goes to the whole process group: the parent decides when the run stops, and
+    # closes this child; the child must not die of it first (a "crash" of the implementation).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     spec, kwargs = sys.argv[1], json.loads(sys.argv[2])
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr         # stray prints must not corrupt the channel
-    impl = load_implementation(spec, **kwargs)
+    try:
+        impl = load_implementation(spec, **kwargs)
+    except AdapterError as exc:     # a bad input, not a crash: the parent makes it exit 2
+        _write(replies, ("load-error", str(exc)))
+        os._exit(0)
     interpreters: dict[int, object] = {}
     handles: dict[int, list] = {}       # per interpreter, for run_calls (logical thread ids)
     _write(replies, ("ok", {"name": impl.name, "version": str(impl.version),
@@ -68,7 +76,8 @@ def main() -> int:
         except errors.QsbrError as exc:
             _write(replies, ("qsbr", exc.kind, str(exc)))
         except Exception as exc:  # noqa: BLE001 - reported to the parent as a protocol breach
-            _write(replies, ("exception", type(exc).__name__, str(exc)))
+            _write(replies, ("exception", type(exc).__name__, str(exc),
+                             implementation_traceback(exc)))
     os._exit(0)
 
 

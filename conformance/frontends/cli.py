@@ -6,40 +6,80 @@
     qsbr-conformance bench [options]      benchmarks: the port beside liburcu and the hardware
                                           limit, and the suite's own speed (see bench --help)
 
-Exit status: 0 if the implementation conforms, 1 if it does not, 2 for a usage error.
+Exit status: 0 if the implementation conforms, 1 if it does not, 2 for a usage error (bad
+option, adapter, library or output path; reported before any work starts), 130 when stopped by
+Ctrl-C (the reports are still written, marked incomplete).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from ..checks import interrupt
 from ..checks.exhaustive import DEFAULT_DEPTH as DEFAULT_EXPLORE_DEPTH
 from ..checks.exhaustive import DEFAULT_SECONDS as DEFAULT_EXPLORE_SECONDS
-from ..checks.runner import run_conformance
-from ..drivers.isolation import IsolatedImplementation
+from ..checks.runner import RunResult, new_seed, run_conformance
+from ..drivers.isolation import STARTUP_TIMEOUT, IsolatedImplementation
 from ..model import profiles
 from ..model.adapter import AdapterError, load_implementation
 from ..model.errors import QsbrError
 from ..model.ledger import FactLedger
-from . import report
+from . import common, report
+from .common import UsageError
 
 DEFAULT_IMPL = "cython_bridge:reference_port"
 
 
+def _torture(argv: list[str]) -> int:
+    from . import torture_cli
+    return torture_cli.main(argv)
+
+
+def _mutants(argv: list[str]) -> int:
+    from ..checks import mutants
+    return mutants.main(argv)
+
+
+def _upstream(argv: list[str]) -> int:
+    from ..checks import upstream
+    return upstream.main(argv)
+
+
+def _bench(argv: list[str]) -> int:
+    from ..bench import cli as bench_cli
+    return bench_cli.main(argv)
+
+
+#: name -> (entry point, one-line description); the main --help lists them all.
+SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "torture": (_torture, "the concurrency torture of the reference port (S-SAFE-1/2)"),
+    "mutants": (_mutants, "build each mutant of the reference port and check that the "
+                          "suite kills it"),
+    "bench": (_bench, "benchmarks: the port beside liburcu and the hardware limit, and "
+                      "the suite's own speed"),
+    "upstream": (_upstream, "check a CPython release's own qsbr.c/pycore_qsbr.h against the "
+                            "port (SOURCE: a tarball or source tree)"),
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    epilog = ("subcommands (each has its own --help):\n" + "\n".join(
+        f"  qsbr-conformance {name:<9} {text}" for name, (_, text) in SUBCOMMANDS.items())
+        + "\n\nexit status: 0 conforms, 1 does not conform, 2 usage error, 130 interrupted")
+    parser = common.ArgumentParser(
         prog="qsbr-conformance",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check a QSBR implementation against CPython's semantics "
-                    "(differential Hypothesis run against the oracle).  "
-                    "'qsbr-conformance torture --help' for the concurrency torture, "
-                    "'qsbr-conformance upstream --help' to check a CPython release's own "
-                    "qsbr.c.",
-        epilog="release matrix (--profile; evidence in docs/semantics.md):\n"
+                    "(differential Hypothesis run against the oracle).",
+        epilog=epilog + "\n\nrelease matrix (--profile; evidence in docs/semantics.md):\n"
                + profiles.matrix_text())
+    parser.add_argument("--version", action="version", version=common.version_line())
     parser.add_argument("--impl", default=DEFAULT_IMPL, metavar="MODULE:FACTORY",
                         help=f"implementation to check (default: {DEFAULT_IMPL}, the reference "
                              "C port through the Cython bridge)")
@@ -47,33 +87,42 @@ def _parser() -> argparse.ArgumentParser:
                         help="CPython release range to check against (see the matrix below): "
                              "3.13 = 3.13.3-3.13.5 (the default), 3.14 = 3.14.4+, auto = the "
                              "running interpreter's; passed to the factory")
-    parser.add_argument("--examples", type=int, default=150, metavar="N",
+    parser.add_argument("--examples", type=common.positive_int, default=150, metavar="N",
                         help="Hypothesis examples (step sequences) to run (default: 150)")
-    parser.add_argument("--steps", type=int, default=60, metavar="N",
+    parser.add_argument("--steps", type=common.positive_int, default=60, metavar="N",
                         help="maximum steps per example (default: 60)")
     parser.add_argument("--explore-seconds", type=float, default=DEFAULT_EXPLORE_SECONDS,
                         metavar="SECONDS",
                         help="time bound of the bounded-exhaustive exploration (default: "
                              f"{DEFAULT_EXPLORE_SECONDS:g}; 0 turns it off)")
-    parser.add_argument("--explore-depth", type=int, default=DEFAULT_EXPLORE_DEPTH, metavar="N",
+    parser.add_argument("--explore-depth", type=common.nonnegative_int,
+                        default=DEFAULT_EXPLORE_DEPTH, metavar="N",
                         help="depth bound of the exploration, in actions from each start "
                              f"point (default: {DEFAULT_EXPLORE_DEPTH}; deeper needs more "
                              "--explore-seconds)")
-    parser.add_argument("--seed", type=int, default=None, metavar="N",
-                        help="seed for a reproducible run")
+    parser.add_argument("--seed", type=common.nonnegative_int, default=None, metavar="N",
+                        help="seed of the run (default: a random one, printed and saved in "
+                             "the reports, so that every run can be replayed)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     parser.add_argument("--markdown", metavar="PATH", help="also write the report as Markdown")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                         help="run the implementation in a child process, so a crash or hang "
                              "is reported as a failure (default: on for --impl other than "
                              "the built-in reference port)")
-    parser.add_argument("--step-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="with --isolate: a call that takes longer is a hang (default: 10)")
-    parser.add_argument("--live-examples", type=int, default=10, metavar="N",
+    parser.add_argument("--step-timeout", type=common.positive_float, default=10.0,
+                        metavar="SECONDS",
+                        help="with --isolate: a call that runs longer is a hang (default: 10; "
+                             "time spent waiting for a CPU on a busy machine is not counted)")
+    parser.add_argument("--startup-timeout", type=common.positive_float,
+                        default=STARTUP_TIMEOUT, metavar="SECONDS",
+                        help="with --isolate: bound on the child's start-up (imports, the "
+                             f"factory call) (default: {STARTUP_TIMEOUT:g})")
+    parser.add_argument("--live-examples", type=common.nonnegative_int, default=10,
+                        metavar="N",
                         help="on a free-threaded build: generated action sequences to run "
                              "against the live interpreter (default: 10; 0 skips the live "
                              "check)")
-    parser.add_argument("--concurrency-rounds", type=int, default=12, metavar="N",
+    parser.add_argument("--concurrency-rounds", type=common.nonnegative_int, default=12, metavar="N",
                         help="rounds of the bounded concurrent torture that gives the ordering "
                              "facts concurrent evidence (C ABI libraries and the reference "
                              "port: the C driver; thread-safe Python adapters: Python threads, "
@@ -82,8 +131,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def replay_command(args: argparse.Namespace, seed: int) -> str:
+    """The command line that replays this run (same implementation, options and seed)."""
+    parts = ["qsbr-conformance", "--impl", args.impl]
+    if args.profile is not None:
+        parts += ["--profile", args.profile]
+    parts += ["--examples", str(args.examples), "--steps", str(args.steps), "--seed", str(seed)]
+    if args.explore_seconds != DEFAULT_EXPLORE_SECONDS:
+        parts += ["--explore-seconds", f"{args.explore_seconds:g}"]
+    if args.explore_depth != DEFAULT_EXPLORE_DEPTH:
+        parts += ["--explore-depth", str(args.explore_depth)]
+    if args.isolate is not None:
+        parts.append("--isolate" if args.isolate else "--no-isolate")
+    return shlex.join(parts)
+
+
 class Progress:
-    """Progress on stderr: a live line on a terminal, a line per 10% otherwise."""
+    """Progress on stderr: a live line on a terminal; otherwise a line per 10% of the
+    examples and at least one every 5 s.  Once the run has found a failure, Hypothesis replays
+    it to shrink it: that is shown as shrinking, not as more examples."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total = max(total, 1)
@@ -91,19 +157,48 @@ class Progress:
         self.tty = sys.stderr.isatty()
         self.started = time.monotonic()
         self.last_decile = -1
+        self.last_line = self.started
+        self.name = ""
+        self.examples_at_start = 0
+        self.failures_at_start = 0
+        self.shrinking_since: int | None = None
+
+    def _emit(self, line: str, force: bool = False) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K" + line)
+            sys.stderr.flush()
+        elif force or time.monotonic() - self.last_line >= 5.0:
+            print(line, file=sys.stderr, flush=True)
+            self.last_line = time.monotonic()
+
+    def phase(self, name: str, ledger: FactLedger) -> None:
+        self.name = name
+        self.examples_at_start = ledger.examples
+        self.failures_at_start = sum(len(v) for v in ledger.failures.values())
+        if self.enabled:
+            self._emit(f"[{name}] {time.monotonic() - self.started:.1f} s", force=True)
 
     def __call__(self, ledger: FactLedger) -> None:
-        if not self.enabled:
+        if not self.enabled or interrupt.requested():     # stopping: no more progress
             return
-        done = ledger.examples
-        line = (f"[{done}/{self.total} examples] {ledger.steps} steps, "
-                f"{sum(ledger.checks.values())} checks, {time.monotonic() - self.started:.1f} s")
-        if self.tty:
-            sys.stderr.write("\r" + line)
-            sys.stderr.flush()
-        elif done * 10 // self.total > self.last_decile:
-            self.last_decile = done * 10 // self.total
-            print(line, file=sys.stderr, flush=True)
+        if self.name != "random examples":
+            self._emit(f"[{self.name}] {sum(ledger.checks.values())} checks, "
+                       f"{time.monotonic() - self.started:.1f} s")
+            return
+        done = ledger.examples - self.examples_at_start
+        failed = sum(len(v) for v in ledger.failures.values()) > self.failures_at_start
+        if failed and self.shrinking_since is None:
+            self.shrinking_since = done
+        tail = (f"{ledger.steps} steps, {sum(ledger.checks.values())} checks, "
+                f"{time.monotonic() - self.started:.1f} s")
+        if self.shrinking_since is not None:
+            self._emit(f"[failure found after {self.shrinking_since} examples; shrinking it: "
+                       f"{done - self.shrinking_since} replays] {tail}")
+            return
+        decile = min(done, self.total) * 10 // self.total
+        self._emit(f"[{min(done, self.total)}/{self.total} examples] {tail}",
+                   force=decile > self.last_decile)
+        self.last_decile = max(self.last_decile, decile)
 
     def exploring(self, result: Any) -> None:
         """Progress of the exhaustive exploration (at most one line a second)."""
@@ -138,78 +233,124 @@ def _profile_matches(impl: Any, wanted: str) -> bool:
     return profiles.resolve(wanted).name == release
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "torture":
-        from . import torture_cli
-        return torture_cli.main(argv[1:])
-    if argv and argv[0] == "mutants":
-        from ..checks import mutants
-        return mutants.main(argv[1:])
-    if argv and argv[0] == "bench":
-        from ..bench import cli as bench_cli
-        return bench_cli.main(argv[1:])
-    if argv and argv[0] == "upstream":
-        from ..checks import upstream
-        return upstream.main(argv[1:])
-    args = _parser().parse_args(argv)
-    if args.examples < 1 or args.steps < 1:
-        print("qsbr-conformance: --examples and --steps must be at least 1", file=sys.stderr)
-        return 2
-    if args.explore_seconds < 0 or args.explore_depth < 0:
-        print("qsbr-conformance: --explore-seconds and --explore-depth must not be negative",
-              file=sys.stderr)
-        return 2
+def _load(args: argparse.Namespace, isolate: bool) -> Any:
+    """The implementation, or UsageError (one line) for every way loading can fail."""
     kwargs = {}
     if args.profile == "auto":
         try:
             args.profile = profiles.resolve("auto").name
         except profiles.UnknownRelease as exc:
-            print(f"qsbr-conformance: --profile auto: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--profile auto: {exc}") from None
     if args.profile is not None:
         kwargs["profile"] = args.profile
-    isolate = args.isolate if args.isolate is not None else args.impl != DEFAULT_IMPL
-    impl: Any
     try:
         if isolate:
-            impl = IsolatedImplementation(args.impl, step_timeout=args.step_timeout, **kwargs)
+            impl: Any = IsolatedImplementation(args.impl, step_timeout=args.step_timeout,
+                                               startup_timeout=args.startup_timeout, **kwargs)
         else:
             impl = load_implementation(args.impl, **kwargs)
-    except (AdapterError, QsbrError, TypeError, ValueError) as exc:
-        print(f"qsbr-conformance: cannot load {args.impl}: {exc}", file=sys.stderr)
-        return 2
+    except AdapterError as exc:
+        raise UsageError(f"cannot load {args.impl}: {exc}") from None
+    except QsbrError as exc:            # e.g. the isolated child crashed while starting
+        raise UsageError(f"cannot load {args.impl}: {exc}") from None
     if args.profile is not None and not _profile_matches(impl, args.profile):
-        print(f"qsbr-conformance: {args.impl} gave profile "
-              f"{getattr(impl, 'release', None) or impl.profile}, not {args.profile}",
-              file=sys.stderr)
-        return 2
+        if isolate:
+            impl.close()
+        raise UsageError(f"{args.impl} gave profile "
+                         f"{getattr(impl, 'release', None) or impl.profile}, not {args.profile}")
+    return impl
 
-    progress = Progress(args.examples, enabled=not args.quiet)
-    result = run_conformance(impl, examples=args.examples, steps=args.steps, seed=args.seed,
-                             progress=progress, explore_seconds=args.explore_seconds,
-                             explore_depth=args.explore_depth,
-                             explore_progress=progress.exploring)
-    progress.finish()
-    from ..checks import live, modelcheck
-    result.modelcheck = modelcheck.apply(result.ledger, result.profile,
-                                         reference_port=args.impl == DEFAULT_IMPL)
-    if args.live_examples > 0 and live.probe_available():
-        if not args.quiet:
-            print("checking the live interpreter ...", file=sys.stderr, flush=True)
-        result.live = live.live_check(args.live_examples, args.seed)
-    if not args.quiet and args.concurrency_rounds > 0:
-        print("concurrent torture ...", file=sys.stderr, flush=True)
-    concurrent_check(result, args.impl, args.concurrency_rounds, args.seed,
-                     impl.profile, getattr(impl, "thread_safe", None))
-    print(report.to_text(result))
-    if isolate:
-        impl.close()
+
+def _write_reports(result: RunResult, args: argparse.Namespace) -> None:
     if args.json:
         report.write_json(result, args.json)
     if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as handle:
-            handle.write(report.to_markdown(result))
+        common.write_text(args.markdown, report.to_markdown(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (argparse's exits included: --help and
+    --version give 0, a bad option 2)."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return SUBCOMMANDS[argv[0]][0](argv[1:])
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else common.USAGE
+    try:
+        with interrupt.handling_sigint():
+            return _run(args)
+    except UsageError as exc:
+        print(f"qsbr-conformance: error: {exc}", file=sys.stderr)
+        return common.USAGE
+    except KeyboardInterrupt:           # before the run started (e.g. while loading)
+        print("qsbr-conformance: interrupted before the run started; nothing was checked",
+              file=sys.stderr)
+        return common.INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.explore_seconds < 0 or args.explore_seconds != args.explore_seconds:
+        raise UsageError("--explore-seconds must be >= 0 (0 turns the exploration off)")
+    common.check_output_path(args.json, "--json")
+    common.check_output_path(args.markdown, "--markdown")
+    common.keep_hypothesis_out_of_cwd()
+    seed = args.seed if args.seed is not None else new_seed()
+    isolate = args.isolate if args.isolate is not None else args.impl != DEFAULT_IMPL
+    # Loading can take seconds (a child interpreter, imports): say so if it does.
+    notice = threading.Timer(1.0, print, (f"qsbr-conformance: loading {args.impl} ...",),
+                             {"file": sys.stderr, "flush": True})
+    if not args.quiet:
+        notice.start()
+    try:
+        impl = _load(args, isolate)
+    finally:
+        notice.cancel()
+    if not args.quiet:
+        print(f"qsbr-conformance: checking {impl.name} with seed {seed} "
+              f"({args.examples} examples of up to {args.steps} steps)",
+              file=sys.stderr, flush=True)
+    progress = Progress(args.examples, enabled=not args.quiet)
+    try:
+        result = run_conformance(impl, examples=args.examples, steps=args.steps, seed=seed,
+                                 progress=progress, explore_seconds=args.explore_seconds,
+                                 explore_depth=args.explore_depth,
+                                 explore_progress=progress.exploring)
+        progress.finish()
+        from ..checks import live, modelcheck
+        result.modelcheck = modelcheck.apply(result.ledger, result.profile,
+                                             reference_port=args.impl == DEFAULT_IMPL)
+        if not result.interrupted and args.live_examples > 0 and live.probe_available():
+            if not args.quiet:
+                print("checking the live interpreter ...", file=sys.stderr, flush=True)
+            try:
+                result.live = live.live_check(args.live_examples, seed)
+            except KeyboardInterrupt:
+                result.interrupted = True
+        if not result.interrupted:
+            if not args.quiet and args.concurrency_rounds > 0:
+                print("concurrent torture ...", file=sys.stderr, flush=True)
+            try:
+                concurrent_check(result, args.impl, args.concurrency_rounds, seed,
+                                 impl.profile, getattr(impl, "thread_safe", None))
+            except KeyboardInterrupt:
+                result.interrupted = True
+    finally:
+        if isolate:
+            impl.close()
+    result.replay = replay_command(args, seed)
+    result.options = {key: value for key, value in sorted(vars(args).items())}
+    result.options["seed"] = seed
+    print(report.to_text(result))
+    _write_reports(result, args)
+    if result.interrupted:
+        written = [path for path in (args.json, args.markdown) if path]
+        where = (f"reports written, marked incomplete: {', '.join(written)}" if written
+                 else "no report file was asked for")
+        print(f"qsbr-conformance: interrupted after {result.ledger.examples} examples "
+              f"({result.seconds:.1f} s); {where}", file=sys.stderr)
+        return common.INTERRUPTED
     return 0 if result.conforms else 1
 
 

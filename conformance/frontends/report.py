@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from ..checks.runner import RunResult
@@ -101,7 +104,19 @@ def _not_checked(result: RunResult) -> str:
     return text
 
 
+#: Version of the JSON report's layout; bumped when a field changes meaning or goes away.
+SCHEMA_VERSION = 2
+
+
 def verdict(result: RunResult) -> str:
+    if result.interrupted:
+        rows = _rows(result)
+        failing = sorted({f for failure in result.failures for f in failure.facts})
+        checked = sum(1 for row in rows if row["result"].startswith("pass"))
+        return (f"INCOMPLETE: interrupted after {result.ledger.examples} examples "
+                f"({result.seconds:.1f} s); {checked} fact(s) passed so far"
+                + (f", failing so far: {', '.join(failing)}" if failing else "")
+                + "; no verdict")
     if result.conforms:
         return (f"CONFORMS: {result.implementation} matches CPython's QSBR "
                 f"({result.profile_label}) on every fact checked; {result.ledger.steps} steps in "
@@ -136,7 +151,7 @@ def to_text(result: RunResult) -> str:
     lines = [
         f"QSBR conformance report: {result.implementation} {result.version}",
         f"profile {result.profile}; interpreter {result.interpreter}; "
-        f"GIL {'on' if result.gil_enabled else 'off'}",
+        f"GIL {'on' if result.gil_enabled else 'off'}; seed {result.seed}",
         "",
         "checks by source: scenario (the fixed coverage scenario), exhaustive (bounded-"
         "exhaustive exploration), random (Hypothesis); a check counts once per step, and only "
@@ -158,10 +173,12 @@ def to_text(result: RunResult) -> str:
     lines += [""] + _exploration_lines(result)
     for failure in result.failures:
         lines += ["", f"FAILURE in {failure.check} check, facts {', '.join(failure.facts)}:",
-                  f"  {failure.message}"]
+                  *[f"  {line}" for line in failure.message.splitlines()]]
         if failure.steps:
             lines.append(_sequence_heading(failure.check))
             lines += [f"    {step}" for step in failure.steps]
+        if result.replay:
+            lines.append(f"  replay: {result.replay}")
     if result.concurrency:
         lines += ["", f"concurrency: {result.concurrency}"]
     live = _live_lines(result)
@@ -183,6 +200,8 @@ def to_markdown(result: RunResult) -> str:
     lines = [f"# QSBR conformance: {result.implementation} {result.version}", "",
              f"- profile: {result.profile}", f"- interpreter: {result.interpreter}",
              f"- GIL: {'on' if result.gil_enabled else 'off'}",
+             f"- seed: {result.seed}" + (f" (replay: `{result.replay}`)" if result.replay
+                                         else ""),
              f"- {result.ledger.examples} examples, {result.ledger.steps} steps, "
              f"{result.seconds:.1f} s", "",
              f"- {'; '.join(_exploration_lines(result))}", "",
@@ -198,6 +217,8 @@ def to_markdown(result: RunResult) -> str:
     for failure in result.failures:
         lines += ["", f"## Failure: {failure.check} ({', '.join(failure.facts)})", "",
                   "```", failure.message, *failure.steps, "```"]
+        if result.replay:
+            lines += ["", f"Replay: `{result.replay}`"]
     live = _live_lines(result)
     if live:
         lines += ["", "## Live interpreter", "", "```", *live, "```"]
@@ -207,8 +228,24 @@ def to_markdown(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def _versions() -> dict[str, str]:
+    import hypothesis
+
+    from .common import suite_version
+    return {"suite": suite_version(), "hypothesis": hypothesis.__version__,
+            "python": sys.version.split()[0], "implementation": sys.implementation.name}
+
+
 def to_json(result: RunResult) -> dict[str, Any]:
+    rows = _rows(result)
     return {
+        "schema_version": SCHEMA_VERSION,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "options": result.options,
+        "seed": result.seed,
+        "replay": result.replay,
+        "complete": not result.interrupted,
         "implementation": result.implementation,
         "version": result.version,
         "profile": result.profile,
@@ -221,11 +258,13 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "conforms": result.conforms,
         "verdict": verdict(result),
         "concurrency": result.concurrency,
-        "facts": _rows(result),
+        "counts": dict(Counter(row["result"] for row in rows)),
+        "facts": rows,
         "exploration": (None if result.exploration is None
                         else result.exploration.scope()),
         "failures": [{"check": f.check, "facts": list(f.facts), "message": f.message,
-                      "steps": f.steps, "step_records": [r.to_json() for r in f.records]}
+                      "steps": list(f.steps), "step_records": [r.to_json() for r in f.records],
+                      "replay": result.replay}
                      for f in result.failures],
         "modelcheck": None if result.modelcheck is None else {
             "ran": result.modelcheck.ran, "line": result.modelcheck.line,
@@ -244,6 +283,5 @@ def to_json(result: RunResult) -> dict[str, Any]:
 
 def write_json(result: RunResult, path: str) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(to_json(result), handle, indent=2)
+        json.dump(to_json(result), handle, indent=2, default=str)
         handle.write("\n")
-

@@ -16,28 +16,38 @@ import os
 import sys
 
 from ..model.adapter import PROFILES
+from . import common
 
 ERROR_KINDS = ("poisoned", "bad_magic", "too_old", "stall")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = common.ArgumentParser(
         prog="qsbr-conformance torture",
         description="Readers, writers and thread-state churn hammer the reference C port; "
                     "readers check that no object they can still reach was reclaimed "
                     "(S-SAFE-1) and the monitor checks that reclamation keeps going "
-                    "(S-SAFE-2).  Exit status 0: no error and objects were freed.")
-    p.add_argument("--readers", type=int, default=4)
-    p.add_argument("--writers", type=int, default=2)
-    p.add_argument("--churn", type=int, default=1, help="threads creating and deleting "
-                   "thread states, so the slot array grows during the run (default: 1)")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--updates", type=int, default=0, help="stop after this many updates")
-    p.add_argument("--profile", choices=PROFILES, default="3.13")
-    p.add_argument("--seed", type=int, default=1)
+                    "(S-SAFE-2).  Exit status 0: no error and objects were freed; 1: errors "
+                    "or nothing freed; 2: usage error; 130: interrupted (Ctrl-C).")
+    p.add_argument("--readers", type=common.positive_int, default=4, metavar="N",
+                   help="reader threads, which check every object they reach (default: 4)")
+    p.add_argument("--writers", type=common.positive_int, default=2, metavar="N",
+                   help="writer threads, which replace and retire objects (default: 2)")
+    p.add_argument("--churn", type=common.nonnegative_int, default=1, metavar="N",
+                   help="threads creating and deleting thread states, so the slot array grows "
+                        "during the run (default: 1; C threads only)")
+    p.add_argument("--seconds", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to run (default: 10; 0 with --updates: until that many "
+                        "updates)")
+    p.add_argument("--updates", type=common.nonnegative_int, default=0, metavar="N",
+                   help="stop after this many updates (default: 0, no limit)")
+    p.add_argument("--profile", choices=PROFILES, default="3.13",
+                   help="which profile of the reference port to torture (default: 3.13)")
+    p.add_argument("--seed", type=common.nonnegative_int, default=1, metavar="N",
+                   help="seed of the threads' random choices (default: 1)")
     p.add_argument("--no-batching", action="store_true",
                    help="writers use advance() only (not deferred_advance/shared_next)")
-    p.add_argument("--stall-ms", type=int, default=2000,
+    p.add_argument("--stall-ms", type=common.positive_int, default=2000, metavar="MS",
                    help="report a stall when nothing is freed for this long (default: 2000)")
     p.add_argument("--python-threads", action="store_true",
                    help="drive the protocol from Python threads through the bridge instead "
@@ -53,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
                    help="with a C ABI library built with -fsanitize=thread: run the "
                         "ThreadSanitizer build of the driver; each data race fails the run, "
                         "named by the fact whose ordering is missing")
-    p.add_argument("--rounds", type=int, default=0,
+    p.add_argument("--rounds", type=common.nonnegative_int, default=0, metavar="N",
                    help="C ABI driver: stop after this many rounds (each on a fresh "
                         "interpreter) instead of --seconds")
     p.add_argument("--history", action="store_true",
@@ -73,32 +83,43 @@ def _line(stats: dict) -> str:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    if args.readers < 0 or args.writers < 1 or args.churn < 0:
-        print("qsbr-conformance torture: need --readers >= 0, --writers >= 1, --churn >= 0",
-              file=sys.stderr)
-        return 2
-    if args.seconds <= 0 and args.updates <= 0:
-        print("qsbr-conformance torture: give --seconds > 0 or --updates > 0", file=sys.stderr)
-        return 2
-    library = args.library
-    if args.impl is not None and library is None:
-        if args.impl.split(":")[0] in ("conformance.cabi", "conformance.drivers.cabi"):
-            library = os.environ.get("QSBR_LIBRARY")
-            if not library:
-                print("qsbr-conformance torture: set QSBR_LIBRARY to the library for "
-                      f"--impl {args.impl}", file=sys.stderr)
-                return 2
-        elif not args.python_threads:
-            print(f"qsbr-conformance torture: --impl {args.impl} is a Python adapter: add "
-                  "--python-threads (its implementation must declare thread_safe = True)",
-                  file=sys.stderr)
-            return 2
-    if library is not None:
-        return _cabi(args, library)
-    if args.tsan or args.rounds or args.history:
-        print("qsbr-conformance torture: --tsan, --rounds and --history need a C ABI library "
-              "(--library PATH or --impl conformance.cabi:from_env)", file=sys.stderr)
-        return 2
+    prog = "qsbr-conformance torture"
+    try:
+        if args.seconds < 0 or args.seconds != args.seconds:
+            raise common.UsageError("--seconds must be >= 0")
+        if args.seconds == 0 and args.updates == 0:
+            raise common.UsageError("give --seconds > 0 or --updates > 0")
+        if args.python_threads and args.updates:
+            raise common.UsageError("--updates is for C threads; with --python-threads give "
+                                    "--seconds")
+        library = args.library
+        if args.impl is not None and library is None:
+            if args.impl.split(":")[0] in ("conformance.cabi", "conformance.drivers.cabi"):
+                library = os.environ.get("QSBR_LIBRARY")
+                if not library:
+                    raise common.UsageError("set QSBR_LIBRARY to the library for "
+                                            f"--impl {args.impl}")
+            elif not args.python_threads:
+                raise common.UsageError(
+                    f"--impl {args.impl} is a Python adapter: add --python-threads (its "
+                    "implementation must declare thread_safe = True)")
+        if library is None and (args.tsan or args.rounds or args.history):
+            raise common.UsageError("--tsan, --rounds and --history need a C ABI library "
+                                    "(--library PATH or --impl conformance.cabi:from_env)")
+        common.check_output_path(args.json, "--json")
+    except common.UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return common.USAGE
+    try:
+        if library is not None:
+            return _cabi(args, library)
+        return _run(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; no verdict", file=sys.stderr)
+        return common.INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     import cython_bridge
 
     def progress(stats: dict) -> None:
@@ -158,9 +179,10 @@ def main(argv: list[str]) -> int:
                2: "FAIL: nothing was reclaimed (no progress)"}[status]
     print(f"torture: {verdict}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"status": status, "config": vars(args), "stats": stats}, handle,
-                      indent=2)
+        common.write_text(args.json, json.dumps(
+            {"schema_version": 1, "versions": {"suite": common.suite_version(),
+                                               "python": sys.version.split()[0]},
+             "status": status, "config": vars(args), "stats": stats}, indent=2) + "\n")
     return status
 
 

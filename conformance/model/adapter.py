@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 #: Value of ``Snapshot.threads[h]`` for a thread state whose slot was released by fini or
@@ -109,24 +110,76 @@ class AdapterError(Exception):
     """An adapter could not be loaded or does not follow the protocol."""
 
 
+def implementation_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` without the suite's own frames (and Hypothesis'): what an
+    implementation's author needs to find their bug."""
+    import traceback
+
+    suite = str(Path(__file__).resolve().parents[1])
+    hypothesis_dir = str(Path(importlib.import_module("hypothesis").__file__ or "").parent)
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not frame.filename.startswith((suite, hypothesis_dir, "<frozen "))]
+    if not frames:
+        return ""
+    return ("Traceback (the implementation's frames only):\n"
+            + "".join(traceback.format_list(frames)).rstrip())
+
+
+def _where(exc: BaseException) -> str:
+    """' (file:line)' of the innermost frame outside the suite, or ''."""
+    import traceback
+
+    suite = str(Path(__file__).resolve().parents[1])
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith((suite, "<frozen "))]
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
 def load_implementation(spec: str, **kwargs: Any) -> Implementation:
-    """Load ``MODULE:FACTORY`` and call the factory."""
+    """Load ``MODULE:FACTORY`` and call the factory.
+
+    Every way this can go wrong (bad spec, a module that does not import or raises while
+    importing, no such factory, a factory that raises or returns something that is not an
+    implementation) raises AdapterError with a one-line message.
+    """
+    from .errors import QsbrError
+
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise AdapterError(f"--impl expects MODULE:FACTORY, got {spec!r}")
+        raise AdapterError(f"--impl expects MODULE:FACTORY (e.g. mypkg.adapter:make), "
+                           f"got {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AdapterError(f"cannot import {module_name!r}: {exc}") from exc
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise AdapterError(f"cannot import {module_name!r}: no module named {exc.name!r} "
+                               f"(is it installed, or on PYTHONPATH?)") from None
+        raise AdapterError(f"cannot import {module_name!r}: {exc}{_where(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - the adapter's own error, reported in one line
+        raise AdapterError(f"importing {module_name!r} raised {type(exc).__name__}: "
+                           f"{exc}{_where(exc)}") from None
     try:
         factory = getattr(module, attr)
     except AttributeError:
         raise AdapterError(f"module {module_name!r} has no attribute {attr!r}") from None
-    impl = factory(**kwargs)
+    if not callable(factory):
+        raise AdapterError(f"{spec} is a {type(factory).__name__}, not a factory to call")
+    try:
+        impl = factory(**kwargs)
+    except (QsbrError, AdapterError) as exc:
+        raise AdapterError(str(exc)) from None
+    except TypeError as exc:
+        raise AdapterError(f"calling {spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+                           f" raised TypeError: {exc}{_where(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - the adapter's own error, reported in one line
+        raise AdapterError(f"calling {spec}() raised {type(exc).__name__}: "
+                           f"{exc}{_where(exc)}") from None
+    if impl is None:
+        raise AdapterError(f"{spec}() returned None, not an implementation")
     missing = [name for name in ("name", "version", "profile", "new_interpreter",
                                  "qsbr_lt", "qsbr_leq") if not hasattr(impl, name)]
     if missing:
-        raise AdapterError(f"{spec} returned {impl!r}, which lacks {', '.join(missing)}")
+        raise AdapterError(f"{spec}() returned {impl!r:.60}, which lacks {', '.join(missing)}")
     if impl.profile not in PROFILES:
         raise AdapterError(f"{spec}: profile must be one of {PROFILES}, got {impl.profile!r}")
     return impl

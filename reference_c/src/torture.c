@@ -42,6 +42,9 @@ struct worker {
     unsigned rng;
     int index;
     PyThreadState *ts;      // created by qsbr_torture_run() before the thread starts
+    // Quiescent points passed (a quiescent state, a detach, a churn batch done): the stall
+    // check counts these, not time, so a machine too busy to run a thread is not a stall.
+    _Atomic uint64_t quiescent;
 };
 
 static unsigned
@@ -144,10 +147,12 @@ reader_main(void *arg)
         unsigned r = next_random(&w->rng) % 64;
         if (r < 40) {
             _Py_qsbr_quiescent_state(((_PyThreadStateImpl *)ts)->qsbr);
+            atomic_fetch_add_explicit(&w->quiescent, 1, memory_order_relaxed);
         }
         else if (r < 42) {
             // A blocking call: detached, so it must not hold reclamation back.
             _PyThreadState_Detach(ts);
+            atomic_fetch_add_explicit(&w->quiescent, 1, memory_order_relaxed);
             sched_yield();
             _PyThreadState_Attach(ts);
         }
@@ -238,6 +243,7 @@ writer_main(void *arg)
 
         // The writer holds no pointer across updates: a quiescent state for itself.
         _Py_qsbr_quiescent_state(qsbr);
+        atomic_fetch_add_explicit(&w->quiescent, 1, memory_order_relaxed);
 
         // Free what the poll allows, oldest first.  A goal from shared_next/deferred_advance
         // may not have been advanced to yet: advance once when the list grows long, as
@@ -312,10 +318,16 @@ churn_main(void *arg)
             PyThreadState_Delete(batch[--made]);
         }
         atomic_fetch_add(&t->churn_cycles, (uint64_t)n);
+        atomic_fetch_add_explicit(&w->quiescent, 1, memory_order_relaxed);
     }
     atomic_fetch_sub(&t->readers_running, 1);
     return NULL;
 }
+
+// Updates without a free, on top of stall_ms without one, that make a stall (S-SAFE-2), and
+// the quiescent points every reader, writer and churner must have passed meanwhile.
+#define STALL_UPDATES 1000
+#define STALL_QUIESCENT 8
 
 // Thread i's role: readers, then writers, then churners, then the idle thread.
 static void *(*role_of(const qsbr_torture_config *config, int i, int nthreads))(void *)
@@ -327,6 +339,19 @@ static void *(*role_of(const qsbr_torture_config *config, int i, int nthreads))(
         return writer_main;
     }
     return i < nthreads - 1 ? churn_main : idle_main;
+}
+
+static int
+all_passed_quiescent_points(const qsbr_torture_config *config, struct worker *workers,
+                            const uint64_t *since, int nthreads)
+{
+    for (int i = 0; i < nthreads; i++) {
+        if (role_of(config, i, nthreads) != idle_main
+            && atomic_load(&workers[i].quiescent) - since[i] < STALL_QUIESCENT) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 static double
@@ -400,7 +425,7 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
     for (int i = 0; i < nthreads; i++) {
         void *(*entry)(void *) = role_of(config, i, nthreads);
         workers[i] = (struct worker){t, (config->seed + 1) * 2654435761u + (unsigned)i * 40503u,
-                                     i, NULL};
+                                     i, NULL, 0};
         if (entry != churn_main) {
             // Created here, in order, before any churn: reader 0 owns slot 7, reader 1 slot 6,
             // and so on, so a scan that misses one end of the array misses a reader.
@@ -430,7 +455,11 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
 
     // The monitor: progress, stall detection, the clock.
     double start = now_seconds(), last_progress = start, last_free_change = start;
-    uint64_t last_frees = 0;
+    uint64_t last_frees = 0, updates_at_last_free = 0;
+    uint64_t *quiescent_at_last_free = calloc((size_t)nthreads, sizeof(uint64_t));
+    if (quiescent_at_last_free == NULL) {
+        abort();
+    }
     int stall_ms = config->stall_ms > 0 ? config->stall_ms : 2000;
     int in_stall = 0;
     while (!atomic_load(&t->stop)) {
@@ -438,12 +467,24 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
         nanosleep(&pause, NULL);
         double now = now_seconds();
         uint64_t frees = atomic_load(&t->frees);
+        uint64_t updates = atomic_load(&t->updates);
         if (frees != last_frees) {
             last_frees = frees;
             last_free_change = now;
+            updates_at_last_free = updates;
+            for (int i = 0; i < nthreads; i++) {
+                quiescent_at_last_free[i] = atomic_load(&workers[i].quiescent);
+            }
             in_stall = 0;
         }
-        else if (!in_stall && (now - last_free_change) * 1000 > stall_ms) {
+        // A stall (S-SAFE-2) is counted in events, not in time alone: nothing was freed
+        // while the writers made STALL_UPDATES updates and every thread that may hold a goal
+        // back passed STALL_QUIESCENT quiescent points.  A thread the machine is too busy to
+        // run (it may hold a goal back, legitimately) is not a stall.
+        else if (!in_stall && (now - last_free_change) * 1000 > stall_ms
+                 && updates - updates_at_last_free >= STALL_UPDATES
+                 && all_passed_quiescent_points(config, workers, quiescent_at_last_free,
+                                                nthreads)) {
             atomic_fetch_add(&t->errors_stall, 1);
             atomic_store(&t->errors_seen, 1);
             in_stall = 1;
@@ -462,6 +503,7 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
     for (int i = 0; i < started; i++) {
         pthread_join(threads[i], NULL);
     }
+    free(quiescent_at_last_free);
     collect(t, stats, now_seconds() - start);
     stats->array_size = t->interp->qsbr.size;
 

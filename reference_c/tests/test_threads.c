@@ -89,7 +89,9 @@ churn_worker(void *arg)
     // the stress workers run, and freed slots are reused.
     struct stress *st = arg;
     PyThreadState *batch[40];
-    while (atomic_load(&st->workers_running) > 0) {
+    // At least one whole batch, however the threads are scheduled (a loaded machine may
+    // finish the workers first): 40 thread states at once grow the array to 64.
+    do {
         int n = 0;
         for (; n < 40; n++) {
             batch[n] = PyThreadState_New(st->interp);
@@ -101,7 +103,7 @@ churn_worker(void *arg)
         while (n > 0) {
             PyThreadState_Delete(batch[--n]);
         }
-    }
+    } while (atomic_load(&st->workers_running) > 0);
     return NULL;
 }
 
