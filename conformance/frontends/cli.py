@@ -122,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="on a free-threaded build: generated action sequences to run "
                              "against the live interpreter (default: 10; 0 skips the live "
                              "check)")
-    parser.add_argument("--concurrency-rounds", type=common.nonnegative_int, default=12, metavar="N",
+    parser.add_argument("--concurrency-rounds", type=common.nonnegative_int, default=12,
+                        metavar="N",
                         help="rounds of the bounded concurrent torture that gives the ordering "
                              "facts concurrent evidence (C ABI libraries and the reference "
                              "port: the C driver; thread-safe Python adapters: Python threads, "
