@@ -89,9 +89,6 @@ def main(argv: list[str]) -> int:
             raise common.UsageError("--seconds must be >= 0")
         if args.seconds == 0 and args.updates == 0:
             raise common.UsageError("give --seconds > 0 or --updates > 0")
-        if args.python_threads and args.updates:
-            raise common.UsageError("--updates is for C threads; with --python-threads give "
-                                    "--seconds")
         library = args.library
         if args.impl is not None and library is None:
             if args.impl.split(":")[0] in ("conformance.cabi", "conformance.drivers.cabi"):
