@@ -29,8 +29,9 @@ from typing import Any
 
 import pytest
 
+from ..model import status as fact_statuses
 from ..model.adapter import PROFILES
-from ..model.facts import FACTS, MISUSE, MODEL_CHECKED_ONLY
+from ..model.facts import FACTS, MISUSE
 
 _OUTCOMES = pytest.StashKey[dict[str, Any]]()
 CLASSNAME = "qsbr_conformance"
@@ -110,11 +111,11 @@ def _outcomes_of(result: Any, replay: str) -> dict[str, Any]:
             facts[fact_id] = ["skip", f"{fact_id} is not part of the {result.profile} profile"]
             continue
         status = result.fact_status(fact_id)
-        if status == "n/a" and fact_id in MODEL_CHECKED_ONLY:
-            facts[fact_id] = ["skip", f"{fact_id}: only the model checker (make -C reference_c "
-                              "check-relacy, reference port only) exercises it"]
-        elif status == "n/a":
-            facts[fact_id] = ["skip", f"{fact_id}: the implementation exposes no layout()"]
+        if status == "n/a":
+            reason = fact_statuses.not_applicable_reason(
+                fact_id, result.ledger, profile=result.profile,
+                layout_checked=result.layout_checked)
+            facts[fact_id] = ["skip", f"{fact_id}: {reason}"]
         elif status == "UNCHECKED":
             facts[fact_id] = ["fail", f"{fact_id} was never exercised (raise --qsbr-examples)"]
         elif status == "FAIL":

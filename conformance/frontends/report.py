@@ -19,14 +19,10 @@ _SOURCE_COLUMNS = ("scenario", "exhaustive", "random")
 def _rows(result: RunResult) -> list[dict[str, Any]]:
     rows = []
     for fact in FACTS:
-        if result.profile not in fact.profiles:
-            status = "n/a"
-            note = f"not part of the {result.profile} profile"
-        else:
-            status = result.fact_status(fact.id)
-            note = ""
-            if status == "n/a":
-                note = "the implementation exposes no layout()"
+        status = result.fact_status(fact.id)
+        note = fact_statuses.not_applicable_reason(
+            fact.id, result.ledger, profile=result.profile,
+            layout_checked=result.layout_checked)
         rows.append({"id": fact.id, "summary": fact.summary,
                      "checks": result.ledger.checks[fact.id],
                      "by_source": result.ledger.counts_by_source(fact.id),

@@ -45,6 +45,21 @@ def fact_status(fact_id: str, ledger: FactLedger, *, profile: str,
     return PASS
 
 
+def not_applicable_reason(fact_id: str, ledger: FactLedger, *, profile: str,
+                          layout_checked: bool) -> str:
+    """Why a fact is n/a for this run ("" when it is not n/a); front ends print this."""
+    if fact_status(fact_id, ledger, profile=profile,
+                   layout_checked=layout_checked) != NOT_APPLICABLE:
+        return ""
+    fact = FACT_BY_ID.get(fact_id)
+    if fact is not None and profile not in fact.profiles:
+        return f"not part of the {profile} profile"
+    if fact_id in MODEL_CHECKED_ONLY:
+        return ("only the model checker exercises it (make -C reference_c check-relacy; "
+                "reference port only), and it has no results for this run")
+    return "the implementation exposes no layout()"
+
+
 def checked_by(fact_id: str, ledger: FactLedger) -> list[str]:
     """The kinds of check that exercised the fact, in a fixed order."""
     kinds = ledger.kinds(fact_id)
