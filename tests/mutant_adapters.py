@@ -6,6 +6,7 @@ name the fact the bug breaks.  They double as examples of small adapters.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 from conformance.model.oracle import Oracle, OracleInterpreter, _as_int64, qsbr_leq
@@ -380,3 +381,46 @@ class EarlyPoll:
 
 def early_poll(profile: str = "3.13") -> EarlyPoll:
     return EarlyPoll(profile)
+
+
+class _DetachedBlocksInterpreter(_EarlyPollInterpreter):
+    """The reference port with a liveness bug: poll answers false while any other thread state
+    is detached, as if an offline reader still had to pass a quiescent state."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self._detached: set = set()
+        self._lock = threading.Lock()
+
+    def attach(self, handle):
+        self._inner.attach(handle)
+        with self._lock:
+            self._detached.discard(id(handle))
+
+    def detach(self, handle):
+        with self._lock:
+            self._detached.add(id(handle))
+        self._inner.detach(handle)
+
+    def unregister(self, handle):
+        with self._lock:
+            self._detached.discard(id(handle))
+        self._inner.unregister(handle)
+
+    def poll(self, handle, goal):
+        with self._lock:
+            blocked = bool(self._detached - {id(handle)})
+        return self._inner.poll(handle, goal) and not blocked   # bug: detached ones block
+
+
+class DetachedBlocks(EarlyPoll):
+    def __init__(self, profile: str = "3.13") -> None:
+        super().__init__(profile)
+        self.name = "reference port whose poll waits for detached thread states"
+
+    def new_interpreter(self):
+        return _DetachedBlocksInterpreter(self._port.new_interpreter())
+
+
+def detached_blocks(profile: str = "3.13") -> DetachedBlocks:
+    return DetachedBlocks(profile)

@@ -11,10 +11,21 @@ driven this way.  Every operation is recorded with two tickets from one locked c
 history is judged by the contract oracle (conformance.checks.contract), which names S-SAFE-1 or
 S-SAFE-2 when a poll answered wrongly, whether or not a reader happened to see the object
 reclaimed.
+
+The run starts with grace-period probes (``probe_rounds``): the same threads, but driven
+through a fixed interleaving by handing each reader its next operation and waiting for it to
+finish (no clock, no sleeping).  In each probe round some readers hold the retired object
+across the goal (attached, no quiescent state), some pass a quiescent state after it, some stay
+detached, and some attach only after the goal was taken; the prober polls after every step.
+First each reader is held alone (so a scan that skips one slot is caught whatever its index),
+then the modes are drawn from the seed.  A poll that answers true while a holder has not moved
+on, or false once every reader attached at the goal has, is certain to be in the history, so a
+grace-period bug of that kind is found in every run, not by luck of the scheduler.
 """
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
@@ -36,14 +47,20 @@ class _Object:
 def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
                    seconds: float = 2.0, seed: int = 1, updates: int = 0,
                    progress: Callable[[dict], None] | None = None,
-                   progress_interval: float = 1.0) -> tuple[int, dict]:
+                   progress_interval: float = 1.0,
+                   probe_rounds: int | None = None) -> tuple[int, dict]:
     """Returns (status, stats) like the C torture: 0 ok, 1 errors, 2 nothing reclaimed.
 
     Stops after ``seconds``, or once ``updates`` updates were made when ``updates`` > 0.
+    ``probe_rounds`` grace-period probes run first (default: ``readers + 8``; 0: none).
     ``stats["contract"]`` is the contract oracle's judgement of the recorded history.
     """
     if seconds <= 0 and updates <= 0:
         raise ValueError("give seconds > 0 or updates > 0")
+    if readers < 1 or writers < 1:
+        raise ValueError("give at least one reader and one writer")
+    if probe_rounds is None:
+        probe_rounds = readers + 8
     tickets = [0]
     ticket_lock = threading.Lock()
     history: list[contract.Event] = []
@@ -71,7 +88,8 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
     current = [_Object(0)]
     swap_lock = threading.Lock()            # writers only; readers never take it
     stop = threading.Event()
-    counts = {"reads": 0, "updates": 0, "frees": 0, "errors_reclaimed": 0, "max_pending": 0}
+    counts = {"reads": 0, "updates": 0, "frees": 0, "errors_reclaimed": 0, "max_pending": 0,
+              "probe_rounds": 0, "probe_polls": 0}
     counts_lock = threading.Lock()
     errors: list[BaseException] = []
 
@@ -150,10 +168,16 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
         finally:
             retire(handle, tid, log)
 
+    started = time.monotonic()
+    if probe_rounds > 0:
+        try:
+            _probe(interp, readers, probe_rounds, random.Random(seed * 7919 + 17), register,
+                   retire, logged, counts, progress)
+        except BaseException as exc:    # an implementation that raised: reported below
+            errors.append(exc)
     threads = ([threading.Thread(target=reader, args=(i,)) for i in range(readers)]
                + [threading.Thread(target=writer, args=(i,)) for i in range(writers)])
-    started = time.monotonic()
-    for thread in threads:
+    for thread in threads if not errors else ():
         thread.start()
     next_progress = started + progress_interval
     while (not stop.is_set() and (seconds <= 0 or time.monotonic() - started < seconds)
@@ -164,7 +188,7 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
             with counts_lock:
                 progress(dict(counts, elapsed=time.monotonic() - started))
     stop.set()
-    for thread in threads:
+    for thread in threads if not errors else ():
         thread.join()
     interp.close()
     resources = None
@@ -185,3 +209,141 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
     if errors or counts["errors_reclaimed"] or judged.errors or resources:
         return 1, stats
     return (0 if counts["frees"] else 2), stats
+
+
+# --- grace-period probes -------------------------------------------------------------------
+
+HOLD, PASS, DETACHED, LATE = "hold", "pass", "detached", "late"
+
+
+class _Worker:
+    """A thread that runs the operations handed to it, one at a time, and says when each is
+    done: the prober decides the interleaving, the operations still run in the reader's own
+    OS thread (so a thread-affine implementation sees each thread state used by one thread)."""
+
+    def __init__(self) -> None:
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            task = self.tasks.get()
+            if task is None:
+                return
+            try:
+                self.done.put((True, task()))
+            except BaseException as exc:    # handed back to the prober
+                self.done.put((False, exc))
+
+    def run(self, task: Callable[[], Any]) -> Any:
+        self.tasks.put(task)
+        ok, value = self.done.get()
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        self.tasks.put(None)
+        self.thread.join()
+
+
+def _modes(round_no: int, readers: int, rng: random.Random) -> list[str]:
+    if round_no < readers:          # each reader held alone, every other one attached
+        return [HOLD if i == round_no else PASS for i in range(readers)]
+    if round_no == readers:         # nobody holds: the goal is reached once all have passed
+        return [PASS] * readers
+    if round_no == readers + 1:     # nobody attached at the goal: reached at once
+        return [DETACHED if i % 2 else LATE for i in range(readers)]
+    return [rng.choice((HOLD, HOLD, PASS, DETACHED, LATE)) for _ in range(readers)]
+
+
+def _probe(interp: Any, readers: int, rounds: int, rng: random.Random, register: Callable,
+           retire: Callable, logged: Callable, counts: dict,
+           progress: Callable[[dict], None] | None) -> None:
+    prober_log: list = []
+    handle, tid = register(prober_log)
+    workers: list[_Worker] = []
+    logs: list[list] = [[] for _ in range(readers)]
+    states: list[tuple[Any, int]] = []
+    attached = [True] * readers
+    held: list[_Object | None] = [None] * readers
+    pending: deque[tuple[int, _Object]] = deque()
+    current = _Object(-1)
+    try:
+        for i in range(readers):
+            workers.append(_Worker())
+            states.append(workers[i].run(lambda i=i: register(logs[i])))
+
+        def op(i: int, kind: int) -> None:
+            reader_handle, reader_tid = states[i]
+            call = {contract.QS: interp.quiescent_state, contract.ATTACH: interp.attach,
+                    contract.DETACH: interp.detach}[kind]
+            workers[i].run(lambda: logged(logs[i], reader_tid, kind,
+                                          lambda: call(reader_handle)))
+            if kind != contract.QS:
+                attached[i] = kind == contract.ATTACH
+
+        def poll_all() -> None:
+            while pending:
+                counts["probe_polls"] += 1
+                goal = pending[0][0]
+                if not logged(prober_log, tid, contract.POLL,
+                              lambda: interp.poll(handle, goal), goal):
+                    return
+                pending.popleft()[1].reclaimed = True
+                counts["frees"] += 1
+
+        def release(i: int, kind: int) -> None:
+            if held[i] is not None and held[i].reclaimed:
+                counts["errors_reclaimed"] += 1
+            held[i] = None
+            op(i, kind)
+
+        for round_no in range(rounds):
+            modes = _modes(round_no, readers, rng)
+            for i, mode in enumerate(modes):        # before the goal
+                if mode in (HOLD, PASS):
+                    if not attached[i]:
+                        op(i, contract.ATTACH)
+                    elif mode == HOLD and rng.random() < 0.5:
+                        op(i, contract.QS)
+                    held[i] = current if mode == HOLD else None
+                elif attached[i]:
+                    op(i, contract.DETACH)
+            old, current = current, _Object(round_no)
+            counts["updates"] += 1
+            pending.append((logged(prober_log, tid, contract.GOAL_ADVANCE, interp.advance),
+                            old))
+            logged(prober_log, tid, contract.QS, lambda: interp.quiescent_state(handle))
+            poll_all()
+            for i, mode in enumerate(modes):        # after the goal
+                if mode == PASS:
+                    op(i, contract.QS if rng.random() < 0.7 else contract.DETACH)
+                elif mode == LATE:
+                    op(i, contract.ATTACH)
+                    held[i] = current
+            poll_all()
+            holders = [i for i, mode in enumerate(modes) if mode == HOLD]
+            rng.shuffle(holders)
+            for i in holders:
+                release(i, contract.QS if rng.random() < 0.7 else contract.DETACH)
+                poll_all()
+            for i, mode in enumerate(modes):
+                if mode == LATE:
+                    release(i, contract.QS)
+            counts["probe_rounds"] += 1
+            counts["max_pending"] = max(counts["max_pending"], len(pending))
+        if progress is not None:
+            progress(dict(counts, elapsed=0.0))
+    finally:
+        for i, worker in enumerate(workers):
+            try:
+                if i < len(states):
+                    if not attached[i]:
+                        op(i, contract.ATTACH)
+                    worker.run(lambda i=i: retire(*states[i], logs[i]))
+            finally:
+                worker.close()
+        retire(handle, tid, prober_log)

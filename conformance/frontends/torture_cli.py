@@ -168,7 +168,10 @@ def _run(args: argparse.Namespace) -> int:
         contract = stats.get("contract")
         if contract is not None:
             print(f"contract oracle: {contract['events']} events, {contract['safety_checked']} "
-                  f"true polls and {contract['liveness_checked']} false polls judged")
+                  f"true polls and {contract['liveness_checked']} false polls judged "
+                  f"({stats.get('probe_rounds', 0)} grace-period probe rounds in a fixed "
+                  f"interleaving, {stats.get('probe_polls', 0)} polls, then free-running "
+                  "threads)")
             for fact, details in contract["errors"].items():
                 print(f"  FAIL {fact}: {details[0]}")
     verdict = {0: "PASS: no reader saw reclaimed memory, and reclamation progressed",

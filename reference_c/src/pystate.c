@@ -323,17 +323,11 @@ _QsbrStandin_ThreadState_Unpin(PyThreadState *tstate)
 {
     assert(current_tstate == tstate);
     current_tstate = NULL;
-    PyInterpreterState *interp = tstate->interp;
-    HEAD_LOCK(interp);
-    if (interp->stoptheworld.requested) {
-        // Settle with the requester at once instead of making it wait for its next scan.
-        tstate_set_detached(tstate, _Py_THREAD_SUSPENDED);
-        decrement_stoptheworld_countdown(&interp->stoptheworld);
-    }
-    else {
-        tstate_set_detached(tstate, _Py_THREAD_DETACHED);
-    }
-    HEAD_UNLOCK(interp);
+    // As upstream's _PyThreadState_Detach(): no lock.  A stop-the-world requester that counted
+    // this thread state parks it on its next scan (it rescans every millisecond).  Taking the
+    // thread-list lock here would order every caller's accesses with every other caller's, and
+    // hide the memory-order bugs of a QSBR operation from ThreadSanitizer.
+    tstate_set_detached(tstate, _Py_THREAD_DETACHED);
 }
 
 void
