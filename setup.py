@@ -7,6 +7,7 @@ QSBR_MUTANT=NAME[,NAME...] in the environment builds a mutant (see reference_c/s
 """
 
 import os
+import platform
 import sysconfig
 from glob import glob
 
@@ -37,7 +38,13 @@ def live_probe() -> list[Extension]:
                       define_macros=[("Py_BUILD_CORE_MODULE", "1")])]
 
 
+# One build folder per interpreter release: the live probe reads internal structs that change
+# within a release line, and setuptools would reuse an object file built for another 3.13t.
+BUILD_BASE = os.path.join("build", platform.python_version()
+                          + ("t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""))
+
 setup(
+    options={"build": {"build_base": BUILD_BASE}},
     ext_modules=cythonize(
         [bridge(313), bridge(314), bridge(31300), bridge(31306)],
         compiler_directives={"language_level": 3, "freethreading_compatible": True},

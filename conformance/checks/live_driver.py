@@ -139,7 +139,8 @@ def main() -> int:
             child = _fork_snapshot()
             emit(kind, probe.snapshot(), child=child)
         elif kind == "subinterp":
-            emit(kind, probe.snapshot(), sub=_subinterpreter_snapshot())
+            sub = _subinterpreter_snapshot()    # first: the snapshot must show its effects
+            emit(kind, probe.snapshot(), sub=sub)
         elif kind == "seq":
             op = action[1]
             if op == "batch":       # this interpreter's batching function

@@ -71,6 +71,10 @@ def _live_lines(result: RunResult) -> list[str]:
                  + (f" ({ops})" if ops else "")
                  + f"; the interpreter's own wr_seq advances between them: "
                  f"{getattr(live, 'interpreter_advances', 0)}")
+    if getattr(live, "interpreter_thread_states", 0):
+        lines.append(f"  {live.interpreter_thread_states} subinterpreter step(s) grew the main "
+                     "interpreter's full array through a thread state of its own (import.c's "
+                     "switch_to_main_interpreter), compared as such")
     if getattr(live, "seq_raced", 0):
         lines.append(f"  not compared: {live.seq_raced} operations during which another "
                      "thread attached or detached")
@@ -272,6 +276,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
             "seq_values_compared": result.live.seq_values,
             "seq_operations": dict(result.live.seq_ops),
             "interpreter_own_advances": result.live.interpreter_advances,
+            "interpreter_own_thread_states": result.live.interpreter_thread_states,
             "seq_not_driven": result.live.seq_skipped,
             "seq_not_compared_raced": result.live.seq_raced},
     }

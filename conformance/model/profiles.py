@@ -49,7 +49,9 @@ RELEASE_PROFILES: tuple[ReleaseProfile, ...] = (
                 "mutex (the gh-129732 race)",
         evidence=(f"PR: gh-129732 fixed by {PR}129738, 3.13 backport {PR}129747 merged "
                   "2025-02-06, after 3.13.2 (2025-02-04), so first in 3.13.3 (2025-04-08); "
-                  "the pre-fix text of _Py_qsbr_reserve is taken from that PR's diff",)),
+                  "the pre-fix _Py_qsbr_reserve is reconstructed from the PR's description (the "
+                  "read of shared->array moved under the lock), not checked against a 3.13.0-"
+                  "3.13.2 tarball or the PR's diff",)),
     ReleaseProfile(
         "3.13.3-3.13.5", "3.13", 31303, (3, 13, 3), (3, 13, 5), (),
         index_after_unlock=False, aligned_array=False,
