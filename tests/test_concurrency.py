@@ -52,7 +52,7 @@ def libraries(tmp_path_factory):
     for mutant in ("GROWTH_NO_STW", "ADVANCE_NONATOMIC", "GROWTH_LEAKS_OLD_ARRAY"):
         libs[mutant] = _build(tmp, mutant, mutant)
     libs["tsan"] = _build(tmp, "tsan", None, "thread")
-    for mutant in ("SCAN_RELAXED_LOADS", "RESERVE_INDEX_AFTER_UNLOCK"):
+    for mutant in ("SCAN_RELAXED_LOADS", "RESERVE_INDEX_AFTER_UNLOCK", "DETACH_RELAXED"):
         libs["tsan-" + mutant] = _build(tmp, "tsan-" + mutant, mutant, "thread")
     return libs
 
@@ -117,11 +117,9 @@ def test_tsan_mode_passes_the_reference_library(libraries):
 
 
 @needs_cc
-# DETACH_RELAXED is not here: on this port a detach race is only seen when a reader is
-# preempted inside the API call (4 of 5 runs of 55 s in tools/measure-torture-mutants), too
-# rare for a bounded test on a loaded machine.
 @pytest.mark.parametrize("mutant,fact", [("SCAN_RELAXED_LOADS", "S-POLL-1"),
-                                         ("RESERVE_INDEX_AFTER_UNLOCK", "S-RES-1")])
+                                         ("RESERVE_INDEX_AFTER_UNLOCK", "S-RES-1"),
+                                         ("DETACH_RELAXED", "S-POLL-1")])
 def test_tsan_mode_names_the_memory_order_fact(libraries, mutant, fact):
     # Stops at the first race (a bound of rounds, not a clock).
     result = cabi_torture.run(libraries["tsan-" + mutant], rounds=400, updates=500, tsan=True)
@@ -138,6 +136,11 @@ def test_tsan_report_naming():
     assert set(cabi_torture.tsan_facts(detach)) == {"S-DETACH-1", "S-POLL-1", "S-SAFE-1"}
     assert set(cabi_torture.tsan_facts(quiesce)) == {"S-QS-1", "S-POLL-1", "S-SAFE-1"}
     assert set(cabi_torture.tsan_facts(detach + quiesce)) == {"S-POLL-1", "S-SAFE-1"}
+    lost = (report("release", "writer_main") .replace(
+        "\nSUMMARY", "\n  Previous read of size 8 at 0x1 by thread T4:\n"
+                     "    [failed to restore the stack]\n\nSUMMARY"))
+    assert set(cabi_torture.tsan_facts(lost)) == {"S-POLL-1", "S-SAFE-1"}
+    assert cabi_torture.tsan_facts(report("release", "main")) == {}
     grow = report("grow_thread_array", "_Py_qsbr_reserve", "qsbr_api_reserve",
                   "new_registered")
     assert set(cabi_torture.tsan_facts(grow)) == {"S-RES-1"}

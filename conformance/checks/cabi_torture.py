@@ -122,11 +122,13 @@ def tsan_facts(output: str) -> dict[str, list[str]]:
     """Facts named by the ThreadSanitizer reports in ``output`` (see the module docstring)."""
     facts: dict[str, list[str]] = {}
     edges: set[str] = set()
+    unknown_edge = False
     reports = output.split("WARNING: ThreadSanitizer:")[1:]
     for report in reports:
         kind = report.splitlines()[0].split("(")[0].strip()
         body = report.split("SUMMARY:")[0]
         named: list[str] = []
+        reclaim = edge_seen = False
         for stack in re.split(r"\n\s*\n", body):
             frames = [m.group(1) for line in stack.splitlines() if (m := _FRAME.match(line))]
             api = [f for f in frames if f in API_FACTS]
@@ -134,8 +136,15 @@ def tsan_facts(output: str) -> dict[str, list[str]]:
                 named.append(API_FACTS[api[-1]])
             if "reader_section_then_detach" in frames:
                 edges.add("detach")
+                edge_seen = True
             if "reader_section_then_quiesce" in frames:
                 edges.add("quiescent state")
+                edge_seen = True
+            if frames[:2] == ["release", "writer_main"]:
+                reclaim = True      # the writer poisoning an object it reclaimed
+        # The reclamation raced a read whose stack TSan could no longer restore (its history
+        # is bounded): a premature reclamation all the same, the edge unknown.
+        unknown_edge |= reclaim and not edge_seen and not named
         for fact in dict.fromkeys(named):
             facts.setdefault(fact, []).append(
                 f"ThreadSanitizer: {kind} inside the library's calls "
@@ -154,6 +163,13 @@ def tsan_facts(output: str) -> dict[str, list[str]]:
         detail = ("ThreadSanitizer: a reader's read races with the reclamation of the object "
                   f"after a grace period ended by {' and by '.join(sorted(edges))}: {why}")
         for fact in named + ["S-SAFE-1"]:
+            facts.setdefault(fact, []).append(detail)
+    elif unknown_edge:
+        detail = ("ThreadSanitizer: the reclamation of an object races with a reader's earlier "
+                  "read (TSan could not restore the reader's stack, so whether its section "
+                  "ended by detach or by a quiescent state is unknown): the reader's release "
+                  "edge or the scan (poll) acquiring it is missing")
+        for fact in ("S-POLL-1", "S-SAFE-1"):
             facts.setdefault(fact, []).append(detail)
     return facts
 
@@ -179,7 +195,9 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
     if tsan:
         # Stopping at the first error ends the run at the first race; otherwise every distinct
         # race is reported, so that both edges can be seen (the run is bounded anyway).
-        env["TSAN_OPTIONS"] = (f"halt_on_error={int(stop_on_error)}:report_signal_unsafe=0 "
+        # history_size=7 (the most): fewer "failed to restore the stack" in the reports
+        env["TSAN_OPTIONS"] = (f"halt_on_error={int(stop_on_error)}:report_signal_unsafe=0:"
+                               "history_size=7 "
                                + env.get("TSAN_OPTIONS", ""))
         command = ["setarch", platform.machine(), "-R"] + command
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,10 @@ SOURCE is a CPython source tree or release tarball.  The command
 3. builds the release's own qsbr.c and pycore_qsbr.h against the port's stand-ins (locks,
    thread states with stop-the-world, allocator) into the C tests, the torture and a C ABI
    library, and runs the C tests, the torture and the differential run (through
-   ``conformance.cabi``) on them.
+   ``conformance.cabi``) on them;
+4. model-checks the release's qsbr.c under Relacy with the port's harness and scenarios
+   (``reference_c/relacy/run.py --source``), where a C++ compiler and Relacy are installed (the
+   output says when it was not run, and why).
 
 Exit status: 0 when the release matches the profile its version has in the release matrix with
 zero differences and every run passes; 1 otherwise; 2 for a usage error.
@@ -22,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -301,8 +304,11 @@ def build(release: Release, profile: ReleaseProfile, port: Path, workdir: Path) 
     shim.mkdir(parents=True, exist_ok=True)
     (shim / "pycore_qsbr.h").write_text(release.qsbr_h, encoding="utf-8")
     for name in _SHIMS:
+        # Python.h brings <assert.h>, as upstream's does: under Relacy, which redefines
+        # assert, that restores the NDEBUG meaning for qsbr.c (run_model_checker)
         (shim / name).write_text(f"// shim for upstream's {name}: see qsbr_upstream_prelude.h\n"
-                                 '#include "pycore_tstate.h"\n', encoding="utf-8")
+                                 + ("#include <assert.h>\n" if name == "Python.h" else "")
+                                 + '#include "pycore_tstate.h"\n', encoding="utf-8")
     (shim / "qsbr_upstream_prelude.h").write_text(_PRELUDE, encoding="utf-8")
     kept = [line for line in release.qsbr_c.splitlines() if not GIL_ASSERT.match(line)]
     qsbr_c = workdir / "qsbr.c"
@@ -362,6 +368,28 @@ def run_differential(library: Path, profile: ReleaseProfile, examples: int) -> R
                           capture_output=True, text=True, env=env, timeout=1800)
     last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
     return Run("differential", proc.returncode == 0, last,
+               proc.stdout[-6000:] + proc.stderr[-3000:])
+
+
+def run_model_checker(workdir: Path, profile: ReleaseProfile, port: Path) -> Run | str:
+    """Relacy over upstream's qsbr.c (the build's workdir: the edited qsbr.c, include/), with
+    the port's Relacy harness and plan for the correct port (reference_c/relacy/run.py
+    --source).  A string says why it could not run."""
+    runner = port / "relacy" / "run.py"
+    if not runner.is_file():
+        return f"no {runner}"
+    if not (shutil.which(os.environ.get("CXX", "")) or shutil.which("g++")
+            or shutil.which("clang++")):
+        return "no C++ compiler"
+    if not Path("/usr/include/relacy/relacy.hpp").is_file():
+        return "Relacy is not installed (apt-get install relacy-dev)"
+    proc = subprocess.run([sys.executable, str(runner), "--source", str(workdir),
+                           "--profile", str(profile.c_profile), "--build",
+                           str(workdir / "relacy"), "--no-mutants"],
+                          capture_output=True, text=True, timeout=1800)
+    last = next((line for line in reversed(proc.stdout.splitlines())
+                 if line.startswith("check-relacy:")), f"exit {proc.returncode}")
+    return Run("model checker (Relacy)", proc.returncode == 0, last.removeprefix("check-relacy: "),
                proc.stdout[-6000:] + proc.stderr[-3000:])
 
 
@@ -453,11 +481,11 @@ def main(argv: list[str]) -> int:
                 runs.append(run_torture(built.torture, args.torture_seconds))
             if built.library:
                 runs.append(run_differential(built.library, target, args.examples))
-        if importlib.util.find_spec("conformance.checks.modelcheck") is None:
-            print("  model checker: not run (conformance.checks.modelcheck is not in this tree)")
-        else:
-            print("  model checker: not run (its build of upstream's sources is not wired "
-                  "into this command)")
+            checked = run_model_checker(Path(scratch), target, port)
+            if isinstance(checked, Run):
+                runs.append(checked)
+            else:
+                print(f"  model checker: not run ({checked})")
         for run in runs:
             print(f"  {run.name}: {'ok' if run.ok else 'FAILED'}: {run.summary}")
             if not run.ok and run.output:
@@ -465,7 +493,8 @@ def main(argv: list[str]) -> int:
     ok_runs = all(run.ok for run in runs)
     if matches_expected and ok_runs:
         print(f"verdict: MATCHES {expected.name if expected else ''} with zero differences"
-              + ("" if args.compare_only else "; C tests, torture and differential run pass"))
+              + ("" if args.compare_only else "; "
+                 + ", ".join(run.name for run in runs) + " pass"))
         return 0
     reasons = []
     if expected is None:

@@ -78,10 +78,16 @@ def relacy_present() -> bool:
         for p in os.environ.get("CPLUS_INCLUDE_PATH", "").split(":") if p)
 
 
-def build(cxx: str, out: Path, profile: str, mutant: str | None) -> Path:
-    binary = out / (f"qsbr-relacy-{profile}" + (f"-{mutant}" if mutant else ""))
+def build(cxx: str, out: Path, profile: str, mutant: str | None,
+          source: Path | None = None) -> Path:
+    binary = out / (f"qsbr-relacy-{profile}" + (f"-{mutant}" if mutant else "")
+                    + ("-source" if source else ""))
+    # Another qsbr.c (--source): its folder and its include/ come first, so that
+    # qsbr_relacy.cpp's #include "qsbr.c" and qsbr.c's #include "pycore_qsbr.h" find them;
+    # the headers shim.h replaces keep their include guards, whoever includes them.
+    first = ["-I", str(source), "-I", str(source / "include")] if source else []
     cmd = [cxx, "-std=c++11", "-O1", "-g0", "-w", "-fpermissive", "-fno-sized-deallocation",
-           "-DNDEBUG", f"-DQSBR_PROFILE={profile}", "-I", str(ROOT / "include"),
+           "-DNDEBUG", f"-DQSBR_PROFILE={profile}", *first, "-I", str(ROOT / "include"),
            "-I", str(ROOT / "src"), "-I", str(HERE), str(HERE / "qsbr_relacy.cpp"),
            "-o", str(binary)]
     if mutant:
@@ -164,7 +170,20 @@ def main(argv: list[str]) -> int:
                         help="only this mutant (repeatable; skips the correct-port runs)")
     parser.add_argument("--no-mutants", action="store_true")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--source", metavar="DIR",
+                        help="model-check another qsbr.c instead of the port's: DIR holds "
+                             "qsbr.c and include/pycore_qsbr.h (as `qsbr-conformance "
+                             "upstream` prepares them); runs the correct-port plan only")
+    parser.add_argument("--profile", action="append", choices=("313", "314", "31300",
+                                                               "31303", "31306", "31404"),
+                        help="QSBR_PROFILE to build (repeatable; default: 313 and 314)")
     args = parser.parse_args(argv)
+    source = Path(args.source).resolve() if args.source else None
+    if source is not None and not (source / "qsbr.c").is_file():
+        print(f"check-relacy: --source {source}: no qsbr.c there", file=sys.stderr)
+        return 2
+    if source is not None and (args.mutant or not args.no_mutants):
+        args.no_mutants, args.mutant = True, None   # mutants are switches of the port's file
     cxx = compiler()
     if cxx is None:
         print("check-relacy: no C++ compiler (g++ or clang++; set CXX)", file=sys.stderr)
@@ -184,7 +203,7 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     jobs: list[tuple[str, str | None]] = []
     if not args.mutant:
-        jobs += [(p, None) for p in PROFILES]
+        jobs += [(p, None) for p in (args.profile or PROFILES)]
     if not args.no_mutants:
         jobs += [(MUTANTS[m][0], m) for m in (args.mutant or MUTANTS)]
     print(f"check-relacy: building {len(jobs)} binaries with {cxx} ...", file=sys.stderr,
@@ -192,23 +211,34 @@ def main(argv: list[str]) -> int:
 
     def work(job: tuple[str, str | None]) -> list[dict]:
         profile, mutant = job
-        binary = build(cxx, out, profile, mutant)
+        try:
+            binary = build(cxx, out, profile, mutant, source)
+        except subprocess.CalledProcessError as exc:
+            errors = [line for line in exc.stderr.splitlines() if "error" in line]
+            return [{"subject": mutant or "port", "scenario": "(build)", "profile": profile,
+                     "scheduler": "-", "iterations": 0, "ms": 0, "verdict": "error",
+                     "expected": "clean", "ok": False,
+                     "detail": f"{cxx} failed: {(errors or exc.stderr.splitlines() or [''])[0]}"}]
         return mutant_runs(binary, mutant, logs) if mutant else correct_runs(binary, profile,
                                                                              logs)
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         results = list(pool.map(work, jobs))
     rows = [row for result in results for row in result]
+    if source is not None:
+        for row in rows:
+            row["subject"] = "source"
     seconds = time.monotonic() - started
     print(table(rows))
     failed = [r for r in rows if not r["ok"]]
-    mutants = sorted({r["subject"] for r in rows if r["subject"] != "port"})
-    killed = sorted({r["subject"] for r in rows if r["subject"] != "port"
+    mutants = sorted({r["subject"] for r in rows if r["subject"] not in ("port", "source")})
+    killed = sorted({r["subject"] for r in rows if r["subject"] not in ("port", "source")
                      and r["verdict"] == "found"})
     print(f"\ncheck-relacy: {len(rows)} runs in {seconds:.0f} s; "
           f"mutants killed {len(killed)}/{len(mutants)}; "
           f"{'all expectations hold' if not failed else f'{len(failed)} run(s) FAILED'}")
-    result = {"sources_sha256": sources_hash(), "seconds": round(seconds, 1),
+    result = {"sources_sha256": sources_hash() if source is None else None,
+              "source": str(source) if source else None, "seconds": round(seconds, 1),
               "random_iterations": RANDOM_ITERATIONS, "bound_cap": BOUND_CAP,
               "context_bound": CONTEXT_BOUND, "findings": FINDINGS,
               "mutants": {m: {"killed": m in killed,
