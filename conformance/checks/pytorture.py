@@ -25,6 +25,7 @@ grace-period bug of that kind is found in every run, not by luck of the schedule
 
 from __future__ import annotations
 
+import functools
 import queue
 import random
 import threading
@@ -274,7 +275,7 @@ def _probe(interp: Any, readers: int, rounds: int, rng: random.Random, register:
     try:
         for i in range(readers):
             workers.append(_Worker())
-            states.append(workers[i].run(lambda i=i: register(logs[i])))
+            states.append(workers[i].run(functools.partial(register, logs[i])))
 
         def op(i: int, kind: int) -> None:
             reader_handle, reader_tid = states[i]
@@ -290,13 +291,14 @@ def _probe(interp: Any, readers: int, rounds: int, rng: random.Random, register:
                 counts["probe_polls"] += 1
                 goal = pending[0][0]
                 if not logged(prober_log, tid, contract.POLL,
-                              lambda: interp.poll(handle, goal), goal):
+                              functools.partial(interp.poll, handle, goal), goal):
                     return
                 pending.popleft()[1].reclaimed = True
                 counts["frees"] += 1
 
         def release(i: int, kind: int) -> None:
-            if held[i] is not None and held[i].reclaimed:
+            holding = held[i]
+            if holding is not None and holding.reclaimed:
                 counts["errors_reclaimed"] += 1
             held[i] = None
             op(i, kind)
@@ -343,7 +345,7 @@ def _probe(interp: Any, readers: int, rounds: int, rng: random.Random, register:
                 if i < len(states):
                     if not attached[i]:
                         op(i, contract.ATTACH)
-                    worker.run(lambda i=i: retire(*states[i], logs[i]))
+                    worker.run(functools.partial(retire, *states[i], logs[i]))
             finally:
                 worker.close()
         retire(handle, tid, prober_log)
