@@ -342,15 +342,19 @@ class _ReserveKeepsLink(OracleInterpreter):
 
 ISSUE14_MUTANTS["reserve_keeps_link"] = (_ReserveKeepsLink, "S-FREE-1")
 reserve_keeps_link = _factory(_ReserveKeepsLink, "reserve_keeps_link")
-class _EarlyPollInterpreter:
-    """The reference port with a grace-period bug: poll(goal) also answers true when the
-    previous goal is reached, so a reader attached before the goal may still hold the object."""
+class _Delegate:
+    """An interpreter of the reference port, with the methods a subclass overrides changed."""
 
     def __init__(self, inner) -> None:
         self._inner = inner
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
+
+
+class _EarlyPollInterpreter(_Delegate):
+    """The reference port with a grace-period bug: poll(goal) also answers true when the
+    previous goal is reached, so a reader attached before the goal may still hold the object."""
 
     def poll(self, handle, goal):
         return (self._inner.goal_reached(handle, (goal - 2) & _MASK)   # bug: one period early
@@ -383,7 +387,7 @@ def early_poll(profile: str = "3.13") -> EarlyPoll:
     return EarlyPoll(profile)
 
 
-class _DetachedBlocksInterpreter(_EarlyPollInterpreter):
+class _DetachedBlocksInterpreter(_Delegate):
     """The reference port with a liveness bug: poll answers false while any other thread state
     is detached, as if an offline reader still had to pass a quiescent state."""
 
@@ -424,3 +428,40 @@ class DetachedBlocks(EarlyPoll):
 
 def detached_blocks(profile: str = "3.13") -> DetachedBlocks:
     return DetachedBlocks(profile)
+
+
+class _LeakyGrowthInterpreter(_Delegate):
+    """The reference port, as an implementation that keeps each array it outgrew: every
+    reserve that needs a larger array leaks one block (seen through live_allocations())."""
+
+    def __init__(self, inner, leaks: list) -> None:
+        super().__init__(inner)
+        self._leaks = leaks
+        self._capacity = 0
+        self._lock = threading.Lock()
+
+    def reserve(self):
+        index = self._inner.reserve()
+        with self._lock:
+            while index >= self._capacity:          # the array doubled (8, 16, 32, ...)
+                if self._capacity:
+                    self._leaks.append(self._capacity)  # bug: the old array is never freed
+                self._capacity = max(8, 2 * self._capacity)
+        return index
+
+
+class LeakyGrowth(EarlyPoll):
+    def __init__(self, profile: str = "3.13") -> None:
+        super().__init__(profile)
+        self.name = "reference port whose growth leaks the old array"
+        self._leaks: list = []
+
+    def new_interpreter(self):
+        return _LeakyGrowthInterpreter(self._port.new_interpreter(), self._leaks)
+
+    def live_allocations(self) -> int:
+        return self._port.live_allocations() + len(self._leaks)
+
+
+def leaky_growth(profile: str = "3.13") -> LeakyGrowth:
+    return LeakyGrowth(profile)

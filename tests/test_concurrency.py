@@ -179,6 +179,17 @@ def test_python_threads_torture_names_a_grace_period_bug(mutant, fact, seed):
     assert list(stats["contract"]["errors"]) == [fact], stats
 
 
+def test_python_threads_torture_checks_the_resource_hook():
+    # 3 readers, 2 writers and the prober: 6 thread states outgrow nothing, so use more
+    # readers; the adapter's live_allocations() counts each array its growth did not free.
+    import mutant_adapters
+    status, stats = python_torture(mutant_adapters.leaky_growth("3.13"), readers=9, writers=2,
+                                   seconds=0, updates=20, seed=1)
+    assert status == 1
+    assert stats["resources"] and "S-RES-1" in stats["resources"], stats
+    assert stats["contract"]["errors"] == {}
+
+
 def test_python_threads_probes_pass_on_the_reference_port():
     status, stats = python_torture(cython_bridge.reference_port("3.14"), readers=4, writers=1,
                                    seconds=0, updates=20, seed=4)
