@@ -410,8 +410,13 @@ cdef class Interpreter:
                 if status != QSBR_E_BUFFER_TOO_SMALL:
                     break
             _raise_for(status)
+            # Not dict(self._handles): on 3.13t, PyDict_Copy of a dict with deleted entries takes
+            # the dict's critical section twice (PyDict_Copy, then dict_merge), and the inner
+            # attempt spins 40 sched_yield() calls before it parks and resolves the nesting;
+            # beside CPU-bound processes each yield gives the core away for a whole time slice,
+            # which made every snapshot take tenths of a second (3.14 skips the nested lock).
             with self._lock:
-                handles = dict(self._handles)
+                handles = {address: handle for address, handle in self._handles.items()}
             slot_views = []
             for i in range(snap.size):
                 owner = None
