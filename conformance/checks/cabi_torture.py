@@ -180,6 +180,7 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
         history: bool = False, history_rounds: int = 2, timeout: float | None = None,
         progress: bool = False) -> CabiTortureResult:
     """Run the driver against ``library``; stops after ``rounds`` rounds or ``seconds``."""
+    from ..drivers.patience import run_watched
     if not os.path.exists(library):
         raise TortureSetupError(f"no library at {library}")
     if rounds <= 0 and seconds <= 0:
@@ -204,16 +205,15 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
         history_path = os.path.join(tmp, "history.bin")
         if history:
             command += ["-H", history_path, "-E", str(history_rounds)]
+        # The bound is charged as conformance.drivers.patience does: time the driver's
+        # threads spent waiting for a CPU behind other processes is not counted, so a busy
+        # machine makes the run slower, never a hang.
         limit = timeout if timeout is not None else (seconds * 3 + 120 if seconds else 600)
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, env=env,
-                                  timeout=limit)
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (
-                exc.stdout or "")
-            return CabiTortureResult(1, {"S-SAFE-2": [f"the run hung: no end after {limit:g} s"
-                                                      " (a deadlock or a grace period that "
-                                                      "never ends)"]}, output=out)
+        proc = run_watched(command, budget=limit, env=env, what="the C ABI torture driver")
+        if proc.hung is not None:
+            return CabiTortureResult(1, {"S-SAFE-2": [f"the run hung: {proc.hung} (a "
+                                                      "deadlock or a grace period that never "
+                                                      "ends)"]}, output=proc.stdout)
         output = proc.stdout + proc.stderr
         errors: dict[str, list[str]] = {}
         for fact, detail in _ERROR.findall(proc.stdout):
@@ -223,6 +223,7 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
             for fact, details in tsan_facts(output).items():
                 errors.setdefault(fact, []).extend(details)
         status = proc.returncode
+        assert status is not None       # ended by itself (a hang returned above)
         if status in (64, 65) or (status == 66 and not reports):
             raise TortureSetupError(output.strip().splitlines()[-1] if output.strip()
                                     else f"the driver exited with {status}")

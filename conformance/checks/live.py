@@ -23,8 +23,8 @@ action's "after" and the next one's "before" is reported as the interpreter's ow
 from __future__ import annotations
 
 import copy
+import functools
 import json
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -104,13 +104,29 @@ class LiveResult:
         self.seq_skipped.extend(s for s in other.seq_skipped if s not in self.seq_skipped)
 
 
+@functools.lru_cache(maxsize=1)
+def _symtab_values() -> dict[str, dict[str, int]]:
+    """Read once here and handed to every driver: reading them there imports pyelftools in
+    each fresh interpreter, about half of a driver's start-up on 3.13t."""
+    from .live_driver import FUNCTIONS
+    from .symbols import symtab_values
+    return symtab_values(tuple(FUNCTIONS.values()))
+
+
 def run_driver(actions: list[list], timeout: float = 120) -> list[dict]:
-    """Run the actions in a fresh interpreter; one record per action (plus the initial one)."""
+    """Run the actions in a fresh interpreter; one record per action (plus the initial one).
+
+    ``timeout`` bounds the time between two records, charged as conformance.drivers.patience
+    does (time spent waiting for a CPU behind other processes does not count)."""
+    from ..drivers.patience import run_watched
+    request = {"actions": actions, "symtab": _symtab_values()}
     with tempfile.TemporaryDirectory() as scratch:
         # Outside the source tree: the installed package (with its probe) is what runs.
-        proc = subprocess.run([sys.executable, "-m", "conformance.checks.live_driver"],
-                              input=json.dumps(actions), capture_output=True, text=True,
-                              timeout=timeout, cwd=scratch)
+        proc = run_watched([sys.executable, "-m", "conformance.checks.live_driver"],
+                           input_text=json.dumps(request), budget=timeout, cwd=scratch,
+                           what="the live driver (CPython itself)")
+    if proc.hung is not None:
+        raise RuntimeError(f"live driver failed: {proc.hung}\n{proc.stderr[-4000:]}")
     if proc.returncode != 0:
         raise RuntimeError(f"live driver failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]

@@ -1,13 +1,15 @@
 """Runs QSBR-relevant actions in this (fresh, free-threaded) interpreter and prints what the
 live probe sees after each one, as JSON lines.  Started by conformance.live in a subprocess.
 
-Actions (JSON list on stdin): ["start"] starts a thread that stays alive; ["stop", k] ends
-and joins the k-th live thread; ["fork"] forks and reports the child's view; ["subinterp"]
-reports the view from inside a new subinterpreter; ["seq", kind] runs one sequence operation
-on the main thread's slot (quiescent_state, goal_reached, advance, poll, shared_next or
-deferred_advance, detach_attach) through _live_probe.seq_op, which reports the sequences just
-before and just after.  poll and goal_reached use the goal of the last advance (or
-shared_next / deferred_advance), else the current wr_seq.  ["seq", "batch"] is the
+Actions (a JSON list on stdin, or {"actions": list, "symtab": values} where the parent passes
+the .symtab values it read, conformance.checks.symbols.symtab_values): ["start"] starts a
+thread that stays alive; ["stop", k] ends and joins the k-th live thread; ["fork"] forks and
+reports the child's view; ["subinterp"] reports the view from inside a new subinterpreter;
+["seq", kind] runs one sequence operation on the main thread's slot (quiescent_state,
+goal_reached, advance, poll, shared_next or deferred_advance, detach_attach) through
+_live_probe.seq_op, which reports the sequences just before and just after.  poll and
+goal_reached use the goal of the last advance (or shared_next / deferred_advance), else the
+current wr_seq.  ["seq", "batch"] is the
 interpreter's own batching function (shared_next on 3.13.6+, deferred_advance before).
 """
 
@@ -31,14 +33,18 @@ def _settled_snapshot(probe, deadline: float = 1.0) -> dict:
     A thread that has just signalled "started" may still be attached on its way into
     Event.wait(): wait for the condition (every other slot detached), not for a time.  The
     bound only keeps a real bug (a thread that never detaches) from hanging the driver; it is
-    generous so that a busy machine, which delays the other thread, changes nothing.
+    generous, and charged as conformance.drivers.patience does (time this process's threads
+    spent waiting for a CPU does not count), so a busy machine changes nothing.
     """
     import time
-    deadline = time.monotonic() + max(deadline, 60.0)
+
+    from conformance.drivers.patience import Patience
+    patience = Patience(os.getpid())
+    deadline = max(deadline, 60.0)
     while True:
         snap = probe.snapshot()
         others = [s for i, s in enumerate(snap["slots"]) if i != snap["my_slot"]]
-        if all(s["seq"] == 0 for s in others if s["allocated"]) or time.monotonic() > deadline:
+        if all(s["seq"] == 0 for s in others if s["allocated"]) or patience.charged() > deadline:
             return snap
         time.sleep(0.001)
 
@@ -89,21 +95,26 @@ FUNCTIONS = {"advance": "_Py_qsbr_advance", "poll": "_Py_qsbr_poll",
              "deferred_advance": "_Py_qsbr_deferred_advance"}
 
 
-def _addresses(probe) -> tuple[dict[str, int], str | None]:
+def _addresses(probe, known: dict | None = None) -> tuple[dict[str, int], str | None]:
     from conformance.checks.symbols import SymbolsUnavailable, find_functions
     batching = "shared_next" if probe.PROFILE == "3.14" else "deferred_advance"
     names = {kind: FUNCTIONS[kind] for kind in ("advance", "poll", batching)}
     try:
-        found = find_functions(tuple(names.values()))
+        found = find_functions(tuple(names.values()), known)
     except SymbolsUnavailable as exc:
         return {}, str(exc)
     return {kind: found[name] for kind, name in names.items()}, None
 
 
 def main() -> int:
-    actions = json.load(sys.stdin)
+    request = json.load(sys.stdin)
+    # {"actions": [...], "symtab": symbols.symtab_values(...) of the parent}, or the actions
+    if isinstance(request, dict):
+        actions, known = request["actions"], request.get("symtab")
+    else:
+        actions, known = request, None
     probe = _probe()
-    addresses, symbols_error = _addresses(probe)
+    addresses, symbols_error = _addresses(probe, known)
     goal: int | None = None
     live: list[tuple[threading.Thread, threading.Event]] = []
 

@@ -22,13 +22,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
 
 from ..checks import interrupt
 from ..model import errors
 from ..model.adapter import AdapterError
 from .isolation_worker import _read, _write
+from .patience import Patience
 
 #: After a hang, later calls wait this long at most: shrinking replays the hang many times.
 _TIMEOUT_AFTER_A_HANG = 0.5
@@ -56,16 +56,6 @@ class ImplementationRaised(Exception):
 _REMOTE_CLASSES: dict[str, type[ImplementationRaised]] = {}
 
 
-def _runqueue_wait(pid: int) -> float:
-    """Seconds the process's main thread has spent runnable but waiting for a CPU (0 where
-    the kernel does not say)."""
-    try:
-        with open(f"/proc/{pid}/schedstat", encoding="ascii") as handle:
-            return int(handle.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 class _Child:
     def __init__(self, spec: str, kwargs: dict, timeout: float,
                  startup_timeout: float = STARTUP_TIMEOUT) -> None:
@@ -85,14 +75,13 @@ class _Child:
         self.info: dict[str, Any] = self.call(("impl", "info", ()), first=True)
 
     def _wait_for_reply(self, timeout: float) -> bool:
-        """True when the child has answered (or died); False after ``timeout`` seconds of
-        the child's own time (wall time less its run-queue waits)."""
+        """True when the child has answered (or died); False after ``timeout`` seconds
+        charged to the child (conformance.drivers.patience: wall time less its run-queue
+        waits)."""
         assert self.proc.stdout is not None
-        pid = self.proc.pid
-        start_wall, start_wait = time.monotonic(), _runqueue_wait(pid)
+        patience = Patience(self.proc.pid)
         while True:
-            charged = (time.monotonic() - start_wall) - (_runqueue_wait(pid) - start_wait)
-            remaining = timeout - charged
+            remaining = timeout - patience.charged()
             ready, _, _ = select.select([self.proc.stdout], [], [],
                                         min(max(remaining, 0.0), 1.0))
             if ready:

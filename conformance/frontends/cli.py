@@ -14,17 +14,17 @@ Ctrl-C (the reports are still written, marked incomplete).
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checks import interrupt
 from ..checks.exhaustive import DEFAULT_DEPTH as DEFAULT_EXPLORE_DEPTH
 from ..checks.exhaustive import DEFAULT_SECONDS as DEFAULT_EXPLORE_SECONDS
-from ..checks.runner import RunResult, new_seed, run_conformance
 from ..drivers.isolation import STARTUP_TIMEOUT, IsolatedImplementation
 from ..model import profiles
 from ..model.adapter import AdapterError, load_implementation
@@ -32,6 +32,11 @@ from ..model.errors import QsbrError
 from ..model.ledger import FactLedger
 from . import common, report
 from .common import UsageError
+
+if TYPE_CHECKING:
+    # Imported when a run starts (conformance.checks.runner imports Hypothesis: about 0.15 s,
+    # and 20,000 sched_yield() calls on 3.13t): --help, --version and bad input stay cheap.
+    from ..checks.runner import RunResult
 
 DEFAULT_IMPL = "cython_bridge:reference_port"
 
@@ -297,6 +302,7 @@ def _run(args: argparse.Namespace) -> int:
     common.check_output_path(args.json, "--json")
     common.check_output_path(args.markdown, "--markdown")
     common.keep_hypothesis_out_of_cwd()
+    from ..checks.runner import new_seed, run_conformance
     seed = args.seed if args.seed is not None else new_seed()
     isolate = args.isolate if args.isolate is not None else args.impl != DEFAULT_IMPL
     # Loading can take seconds (a child interpreter, imports): say so if it does.
@@ -383,17 +389,25 @@ def _library_for(spec: str, profile: str) -> str | None:
     return None
 
 
+def _torture_progress(stdout: str, stderr: str) -> tuple[str, ...]:
+    """The last progress line's update and free counts (conformance.frontends.torture_cli)."""
+    for line in reversed(stderr.splitlines()):
+        if line.startswith("progress "):
+            return tuple(re.findall(r"\b(?:updates|frees)=(\d+)", line))
+    return ()
+
+
 def concurrent_check(result: Any, spec: str, rounds: int, seed: int | None, profile: str,
                      thread_safe: Any) -> None:
     """A bounded concurrent torture of the implementation, judged by its own checks and the
     contract oracle, credited to the ledger with source "concurrent"."""
     import json
     import os
-    import subprocess
     import tempfile
 
     from ..checks import cabi_torture
     from ..checks.runner import Failure
+    from ..drivers.patience import run_watched
     ledger = result.ledger
     library = _library_for(spec, profile)
     if rounds <= 0:
@@ -441,13 +455,14 @@ def concurrent_check(result: Any, spec: str, rounds: int, seed: int | None, prof
         out = os.path.join(tmp, "torture.json")
         command = [sys.executable, "-m", "conformance", "torture", "--impl", spec,
                    "--python-threads", "--updates", str(updates), "--readers", "3",
-                   "--writers", "2", "--profile", profile, "-q", "--json", out]
-        try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            proc = None
-        if proc is None or not os.path.exists(out):
-            detail = ("the Python-threads torture hung" if proc is None else
+                   "--writers", "2", "--profile", profile, "--json", out]
+        # A hang is 300 s charged without an update or a free (its progress lines, on
+        # stderr): time its threads spent waiting for a CPU is not charged, so a busy machine
+        # only makes it slower (conformance.drivers.patience).
+        proc = run_watched(command, budget=300, progress=_torture_progress,
+                           what="the Python-threads torture")
+        if proc.hung is not None or not os.path.exists(out):
+            detail = (proc.hung if proc.hung is not None else
                       f"the Python-threads torture exited with {proc.returncode}: "
                       f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
             ledger.failed(("S-SAFE-2",), detail, source="concurrent")

@@ -1,0 +1,154 @@
+"""Waiting for a child process without calling a busy machine's slowness a hang.
+
+A child is charged the wall time it could have used: wall time less the run-queue wait of its
+most-starved thread (Linux's per-task ``/proc/PID/task/TID/schedstat``, second field: time
+spent runnable but waiting for a CPU).  A child that is blocked (a deadlock) or spins on an
+idle machine is charged its wall time; a child that is only starved by other processes is
+charged little, so it is never called hung however busy the machine is.  Where the kernel
+does not say (no ``/proc``), the charge is the wall time.
+
+Where the child reports progress (a line per action, a counter that grows), the charge starts
+again at every change: the budget bounds the time *without progress*, not the whole run.
+
+Everything here reads with ``os.open``/``os.read``, never ``open()``: it runs about once a
+second, and on 3.13t closing a buffered file re-enters its critical section (close calls
+flush), which spins 40 ``sched_yield()`` calls before it parks (gh-114203, fixed in 3.14
+only): beside busy processes each yield gives the CPU away for a whole time slice.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from ..checks import interrupt
+
+
+def _read_small(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 512)
+    finally:
+        os.close(fd)
+
+
+def runqueue_waits(pid: int) -> dict[int, float]:
+    """Seconds each thread of ``pid`` has spent runnable but waiting for a CPU ({} where the
+    kernel does not say, or the process is gone)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    waits: dict[int, float] = {}
+    for tid in tids:
+        try:
+            waits[int(tid)] = int(_read_small(f"/proc/{pid}/task/{tid}/schedstat").split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue        # the thread ended between the listing and the read
+    return waits
+
+
+class Patience:
+    """The time charged to process ``pid`` since the last :meth:`restart`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.restart()
+
+    def restart(self) -> None:
+        self._wall = time.monotonic()
+        # Threads started later have waited only since they started: their base is 0.
+        self._base = runqueue_waits(self.pid)
+        self._waited: dict[int, float] = {}
+
+    def charged(self) -> float:
+        for tid, wait in runqueue_waits(self.pid).items():
+            # The largest wait seen per thread: a thread that ends keeps what it waited.
+            self._waited[tid] = max(self._waited.get(tid, 0.0), wait - self._base.get(tid, 0.0))
+        starved = max(self._waited.values(), default=0.0)
+        return max(0.0, time.monotonic() - self._wall - starved)
+
+
+@dataclass
+class Watched:
+    """What :func:`run_watched` saw: ``hung`` is None when the child ended by itself."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    hung: str | None = None
+
+
+def run_watched(command: list[str], *, budget: float, input_text: str | None = None,
+                cwd: str | None = None, env: dict[str, str] | None = None,
+                progress: Callable[[str, str], Hashable] | None = None,
+                what: str = "the child") -> Watched:
+    """Run ``command`` to its end, or kill it once it was charged ``budget`` seconds (see the
+    module docstring) without progress.  ``progress(stdout, stderr)`` returns a token that
+    changes whenever the child made progress; by default any new output on stdout is progress.
+    Ctrl-C (conformance.checks.interrupt) kills the child and raises KeyboardInterrupt."""
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=cwd, env=env, process_group=0)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    chunks: dict[int, list[bytes]] = {proc.stdout.fileno(): [], proc.stderr.fileno(): []}
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    patience = Patience(proc.pid)
+    token: Hashable = None
+    hung: str | None = None
+
+    def text(fd: int) -> str:
+        return b"".join(chunks[fd]).decode(errors="replace")
+
+    try:
+        try:
+            if input_text:
+                os.write(proc.stdin.fileno(), input_text.encode())     # small: the actions
+        except BrokenPipeError:
+            pass
+        proc.stdin.close()
+        open_fds = [out_fd, err_fd]
+        while open_fds:
+            remaining = budget - patience.charged()
+            if remaining <= 0:
+                hung = (f"{what} made no progress for {budget:g} s of the time it had the CPU "
+                        "for (time spent waiting for a CPU behind other processes is not "
+                        "counted): a hang or a deadlock")
+                break
+            ready, _, _ = select.select(open_fds, [], [], min(remaining, 1.0))
+            for fd in ready:
+                data = os.read(fd, 65536)
+                if data:
+                    chunks[fd].append(data)
+                else:
+                    open_fds.remove(fd)
+            if ready:
+                now = (progress(text(out_fd), text(err_fd)) if progress is not None
+                       else sum(len(c) for c in chunks[out_fd]))
+                if now != token:
+                    token = now
+                    patience.restart()
+            interrupt.check()
+    except BaseException:
+        _kill(proc)
+        raise
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    if hung is not None:
+        _kill(proc)
+        return Watched(None, text(out_fd), text(err_fd), hung)
+    return Watched(proc.wait(), text(out_fd), text(err_fd))
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+    proc.wait()
