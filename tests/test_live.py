@@ -85,6 +85,23 @@ def test_the_interpreter_functions_are_located_soundly():
     assert len(set(found.values())) == 2 and all(found.values())
 
 
+def test_symtab_values_handed_to_a_driver_are_checked_there():
+    from conformance.checks import symbols
+    names = ("_Py_qsbr_advance", "_Py_qsbr_poll")
+    known = symbols.symtab_values(names)
+    assert known, "this interpreter's .symtab could not be read"
+    assert symbols.find_functions(names, known) == symbols.find_functions(names)
+    # Values of another binary (every anchor off by the same amount, as a rebuilt interpreter
+    # would be) must not be used as they are: the functions are read from the files instead.
+    (path, values), = known.items()
+    shifted = {name: value + 64 for name, value in values.items()}
+    shifted[symbols.ANCHORS[0]] += 16           # the anchors no longer agree on one bias
+    assert symbols.find_functions(names, {path: shifted}) == symbols.find_functions(names)
+    reasons: list[str] = []
+    assert symbols._from_values(path, names, shifted, reasons) is None
+    assert "do not agree on one load address" in reasons[0]
+
+
 def test_a_wrong_sequence_value_is_reported():
     # The comparison must be able to fail: replay a recorded advance whose live result and
     # wr_seq are off by one increment.

@@ -45,42 +45,87 @@ def _exported_address(name: str) -> int:
     return ctypes.cast(function, ctypes.c_void_p).value or 0
 
 
-def find_functions(names: tuple[str, ...]) -> dict[str, int]:
-    """Run-time addresses of ``names`` in this process; raises SymbolsUnavailable."""
+def find_functions(names: tuple[str, ...],
+                   known: dict[str, dict[str, int]] | None = None) -> dict[str, int]:
+    """Run-time addresses of ``names`` in this process; raises SymbolsUnavailable.
+
+    ``known`` is :func:`symtab_values` of another process of the same interpreter: the
+    ``.symtab`` values it read, per file.  They spare reading the ELF files again (pyelftools
+    alone imports some ninety modules, each costly on 3.13t); the load bias is still measured
+    here and checked on two anchors, so values from another binary are refused as before.
+    """
+    reasons: list[str] = []
+    for path, values in (known or {}).items():
+        checked = _from_values(path, names, values, reasons)
+        if checked is not None:
+            return checked
+    return _from_values_of_files(names, reasons)
+
+
+def symtab_values(names: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """The ``.symtab`` values of those of ``names`` it has and the anchors, from the first
+    interpreter file of this process that passes the anchor check ({} where none does), for
+    :func:`find_functions` in another process of the same interpreter."""
     try:
-        from elftools.common.exceptions import ELFError
-        from elftools.elf.elffile import ELFFile
-        from elftools.elf.sections import SymbolTableSection
+        import elftools.elf.elffile  # noqa: F401
+    except ImportError:
+        return {}
+    for path in _candidates():
+        values = _read_symtab(path, set(names) | set(ANCHORS), [])
+        if values is not None and _from_values(path, (), values, []) is not None:
+            return {path: values}
+    return {}
+
+
+def _from_values(path: str, names: tuple[str, ...], values: dict[str, int],
+                 reasons: list[str]) -> dict[str, int] | None:
+    missing = [name for name in names if name not in values]
+    if missing:
+        reasons.append(f"{path}: no {', '.join(missing)} in .symtab")
+        return None
+    biases = {anchor: _exported_address(anchor) - values[anchor]
+              for anchor in ANCHORS if anchor in values}
+    if len(biases) < 2 or len(set(biases.values())) != 1:
+        reasons.append(f"{path}: the exported anchors {sorted(biases)} do not agree on one "
+                       "load address (not the running binary)")
+        return None
+    bias = next(iter(biases.values()))
+    return {name: values[name] + bias for name in names}
+
+
+def _read_symtab(path: str, wanted: set[str], reasons: list[str]) -> dict[str, int] | None:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+    try:
+        with open(path, "rb") as handle:
+            elf = ELFFile(handle)
+            symtab = elf.get_section_by_name(".symtab")
+            if not isinstance(symtab, SymbolTableSection):
+                reasons.append(f"{path}: no .symtab (stripped)")
+                return None
+            values: dict[str, int] = {}
+            for symbol in symtab.iter_symbols():
+                if symbol.name in wanted and symbol["st_info"]["type"] == "STT_FUNC" \
+                        and symbol["st_value"]:
+                    values.setdefault(symbol.name, symbol["st_value"])
+            return values
+    except (OSError, ELFError) as exc:
+        reasons.append(f"{path}: {exc}")
+        return None
+
+
+def _from_values_of_files(names: tuple[str, ...], reasons: list[str]) -> dict[str, int]:
+    try:
+        import elftools.elf.elffile  # noqa: F401
     except ImportError as exc:
         raise SymbolsUnavailable(f"pyelftools is not installed ({exc})") from None
     wanted = set(names) | set(ANCHORS)
-    reasons = []
     for path in _candidates():
-        try:
-            with open(path, "rb") as handle:
-                elf = ELFFile(handle)
-                symtab = elf.get_section_by_name(".symtab")
-                if not isinstance(symtab, SymbolTableSection):
-                    reasons.append(f"{path}: no .symtab (stripped)")
-                    continue
-                values: dict[str, int] = {}
-                for symbol in symtab.iter_symbols():
-                    if symbol.name in wanted and symbol["st_info"]["type"] == "STT_FUNC" \
-                            and symbol["st_value"]:
-                        values.setdefault(symbol.name, symbol["st_value"])
-        except (OSError, ELFError) as exc:
-            reasons.append(f"{path}: {exc}")
+        values = _read_symtab(path, wanted, reasons)
+        if values is None:
             continue
-        missing = [name for name in names if name not in values]
-        if missing:
-            reasons.append(f"{path}: no {', '.join(missing)} in .symtab")
-            continue
-        biases = {anchor: _exported_address(anchor) - values[anchor]
-                  for anchor in ANCHORS if anchor in values}
-        if len(biases) < 2 or len(set(biases.values())) != 1:
-            reasons.append(f"{path}: the exported anchors {sorted(biases)} do not agree on one "
-                           "load address (not the running binary)")
-            continue
-        bias = next(iter(biases.values()))
-        return {name: values[name] + bias for name in names}
+        checked = _from_values(path, names, values, reasons)
+        if checked is not None:
+            return checked
     raise SymbolsUnavailable("; ".join(reasons) or "no interpreter binary found")

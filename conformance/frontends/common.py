@@ -76,8 +76,13 @@ def suite_version() -> str:
 
 
 def version_line() -> str:
-    import hypothesis
-    return (f"qsbr-conformance {suite_version()} (Hypothesis {hypothesis.__version__}, "
+    # The distribution's metadata, not ``import hypothesis``: every parser builds this line,
+    # and importing Hypothesis would make --help and every usage error pay for it.
+    try:
+        hypothesis_version = metadata.version("hypothesis")
+    except metadata.PackageNotFoundError:
+        hypothesis_version = "not installed"
+    return (f"qsbr-conformance {suite_version()} (Hypothesis {hypothesis_version}, "
             f"{sys.implementation.name} {sys.version.split()[0]})")
 
 

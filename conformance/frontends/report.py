@@ -6,11 +6,13 @@ import json
 import sys
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..checks.runner import RunResult
 from ..model import status as fact_statuses
 from ..model.facts import FACTS, MISUSE
+
+if TYPE_CHECKING:
+    from ..checks.runner import RunResult
 
 #: The sequential sources shown as columns (counts by source; all sources are in the JSON).
 _SOURCE_COLUMNS = ("scenario", "exhaustive", "random")
