@@ -1,8 +1,9 @@
 """The command line: report, JSON, exit codes, bad input."""
 
 import json
-import subprocess
 import sys
+
+import watched
 
 from conformance.frontends import cli
 from conformance.model.facts import FACTS, MODEL_CHECKED_ONLY
@@ -85,8 +86,7 @@ def test_bad_impl_is_a_usage_error(capsys):
 
 def test_python_dash_m_entry_point(tmp_path):
     # Outside the source tree, so the installed package is what runs.
-    proc = subprocess.run([sys.executable, "-m", "conformance", "--examples", "80", "--seed",
-                           "1", "--explore-seconds", "2", "-q"], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+    proc = watched.run([sys.executable, "-m", "conformance", "--examples", "80", "--seed",
+                        "1", "--explore-seconds", "2", "-q"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CONFORMS" in proc.stdout

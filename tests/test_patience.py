@@ -83,3 +83,22 @@ def test_progress_restarts_the_charge():
     watched = patience.run_watched([sys.executable, "-c", code], budget=1.5,
                                    progress=lambda stdout, stderr: 0)
     assert watched.hung is not None and watched.returncode is None
+
+
+def test_a_childs_own_children_are_watched_too():
+    # A command line waits (blocked) on its own child: that child's run-queue waits must count.
+    import os
+    import subprocess
+    if not os.path.exists(f"/proc/{os.getpid()}/task"):
+        pytest.skip("no /proc: run-queue waits are not reported")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; child = subprocess.Popen(['sleep', "
+                               "'600']); print(child.pid, flush=True); child.wait()"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        grandchild = int(parent.stdout.readline())
+        assert grandchild in patience.runqueue_waits(parent.pid)
+    finally:
+        os.kill(grandchild, 9)
+        parent.wait()

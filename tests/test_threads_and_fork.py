@@ -6,13 +6,13 @@ concurrently in C, since every call into the port releases the GIL.
 """
 
 import os
-import subprocess
 import sys
 import sysconfig
 import threading
 import warnings
 
 import pytest
+import watched
 
 import cython_bridge
 from conformance.model.oracle import OracleInterpreter
@@ -32,8 +32,7 @@ def test_importing_the_bridge_keeps_the_gil_disabled(module, tmp_path):
     code = (f"import sys, warnings; warnings.simplefilter('error'); import {module}; "
             "print(sys._is_gil_enabled())")
     # Run outside the source tree, so the installed package is imported, not the sources.
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    proc = watched.run([sys.executable, "-c", code], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import watched
 
 from conformance.checks import mutants
 from conformance.frontends import cli
@@ -27,8 +28,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "conformance", *args], capture_output=True,
-                          text=True, timeout=300, cwd=cwd, env=_env(**env))
+    return watched.run([sys.executable, "-m", "conformance", *args], cwd=cwd, env=_env(**env))
 
 
 def _one_clean_line(proc: subprocess.CompletedProcess[str]) -> str:

@@ -1,10 +1,11 @@
 """Waiting for a child process without calling a busy machine's slowness a hang.
 
 A child is charged the wall time it could have used: wall time less the run-queue wait of its
-most-starved thread (Linux's per-task ``/proc/PID/task/TID/schedstat``, second field: time
-spent runnable but waiting for a CPU).  A child that is blocked (a deadlock) or spins on an
-idle machine is charged its wall time; a child that is only starved by other processes is
-charged little, so it is never called hung however busy the machine is.  Where the kernel
+most-starved thread, its descendants' threads included (Linux's per-task
+``/proc/PID/task/TID/schedstat``, second field: time spent runnable but waiting for a CPU).
+A child that is blocked (a deadlock) or spins on an idle machine is charged its wall time; a
+child that is only starved by other processes is charged little, so it is never called hung
+however busy the machine is.  Where the kernel
 does not say (no ``/proc``), the charge is the wall time.
 
 Where the child reports progress (a line per action, a counter that grows), the charge starts
@@ -29,27 +30,37 @@ from dataclasses import dataclass
 from ..checks import interrupt
 
 
-def _read_small(path: str) -> bytes:
+def _read_small(path: str, size: int = 512) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
-        return os.read(fd, 512)
+        return os.read(fd, size)
     finally:
         os.close(fd)
 
 
 def runqueue_waits(pid: int) -> dict[int, float]:
-    """Seconds each thread of ``pid`` has spent runnable but waiting for a CPU ({} where the
-    kernel does not say, or the process is gone)."""
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return {}
+    """Seconds each thread of ``pid`` and of its descendants (a command line waiting for its
+    own child, make waiting for the compiler) has spent runnable but waiting for a CPU ({}
+    where the kernel does not say, or the process is gone)."""
     waits: dict[int, float] = {}
-    for tid in tids:
+    pending, seen = [pid], set()
+    while pending:
+        process = pending.pop()
+        if process in seen:
+            continue
+        seen.add(process)
         try:
-            waits[int(tid)] = int(_read_small(f"/proc/{pid}/task/{tid}/schedstat").split()[1]) / 1e9
-        except (OSError, ValueError, IndexError):
-            continue        # the thread ended between the listing and the read
+            tids = os.listdir(f"/proc/{process}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            base = f"/proc/{process}/task/{tid}"
+            try:
+                waits[int(tid)] = int(_read_small(f"{base}/schedstat").split()[1]) / 1e9
+                children = _read_small(f"{base}/children", 65536).split()
+                pending.extend(int(child) for child in children)
+            except (OSError, ValueError, IndexError):
+                continue        # the thread ended between the listing and the read
     return waits
 
 
