@@ -16,7 +16,6 @@ an implementation (conformance.drivers.isolation) then starts without loading Hy
 """
 
 from importlib import import_module
-from typing import Any
 
 _EXPORTS = {
     "STALE": "model.adapter", "Implementation": "model.adapter", "Interpreter": "model.adapter",
@@ -29,7 +28,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:     # not typing.Any: every child process imports this
     if name in _EXPORTS:
         return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'conformance' has no attribute {name!r}")

@@ -22,10 +22,8 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 
 from ..checks import interrupt
 
@@ -85,14 +83,16 @@ class Patience:
         return max(0.0, time.monotonic() - self._wall - starved)
 
 
-@dataclass
 class Watched:
-    """What :func:`run_watched` saw: ``hung`` is None when the child ended by itself."""
+    """What :func:`run_watched` saw: ``hung`` is None when the child ended by itself.  (A
+    plain class: a dataclass would import inspect into every live driver, which costs a
+    3.13t interpreter thousands of sched_yield() calls.)"""
 
-    returncode: int | None
-    stdout: str
-    stderr: str
-    hung: str | None = None
+    __slots__ = ("returncode", "stdout", "stderr", "hung")
+
+    def __init__(self, returncode: int | None, stdout: str, stderr: str,
+                 hung: str | None = None) -> None:
+        self.returncode, self.stdout, self.stderr, self.hung = returncode, stdout, stderr, hung
 
 
 def run_watched(command: list[str], *, budget: float, input_text: str | None = None,
@@ -103,6 +103,17 @@ def run_watched(command: list[str], *, budget: float, input_text: str | None = N
     module docstring) without progress.  ``progress(stdout, stderr)`` returns a token that
     changes whenever the child made progress; by default any new output on stdout is progress.
     Ctrl-C (conformance.checks.interrupt) kills the child and raises KeyboardInterrupt."""
+    # here: the live driver imports this module for Patience alone
+    import subprocess
+
+    def kill() -> None:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                proc.kill()
+        proc.wait()
+
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=cwd, env=env, process_group=0)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
@@ -145,21 +156,12 @@ def run_watched(command: list[str], *, budget: float, input_text: str | None = N
                     patience.restart()
             interrupt.check()
     except BaseException:
-        _kill(proc)
+        kill()
         raise
     finally:
         proc.stdout.close()
         proc.stderr.close()
     if hung is not None:
-        _kill(proc)
+        kill()
         return Watched(None, text(out_fd), text(err_fd), hung)
     return Watched(proc.wait(), text(out_fd), text(err_fd))
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            proc.kill()
-    proc.wait()
