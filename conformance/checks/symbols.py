@@ -70,11 +70,8 @@ def symtab_values(names: tuple[str, ...]) -> dict[str, dict[str, int]]:
         import elftools.elf.elffile  # noqa: F401
     except ImportError:
         return {}
-    for path in _candidates():
-        values = _read_symtab(path, set(names) | set(ANCHORS), [])
-        if values is not None and _from_values(path, (), values, []) is not None:
-            return {path: values}
-    return {}
+    found = _scan_files(names, (), [])
+    return {found[0]: found[1]} if found is not None else {}
 
 
 def _from_values(path: str, names: tuple[str, ...], values: dict[str, int],
@@ -120,12 +117,22 @@ def _from_values_of_files(names: tuple[str, ...], reasons: list[str]) -> dict[st
         import elftools.elf.elffile  # noqa: F401
     except ImportError as exc:
         raise SymbolsUnavailable(f"pyelftools is not installed ({exc})") from None
-    wanted = set(names) | set(ANCHORS)
+    found = _scan_files(names, names, reasons)
+    if found is None:
+        raise SymbolsUnavailable("; ".join(reasons) or "no interpreter binary found")
+    return found[2]
+
+
+def _scan_files(names: tuple[str, ...], required: tuple[str, ...], reasons: list[str]
+                ) -> tuple[str, dict[str, int], dict[str, int]] | None:
+    """The first interpreter file whose ``.symtab`` has ``required`` and passes the anchor
+    check: (its path, the values read of ``names`` and the anchors, the addresses of
+    ``required``)."""
     for path in _candidates():
-        values = _read_symtab(path, wanted, reasons)
+        values = _read_symtab(path, set(names) | set(ANCHORS), reasons)
         if values is None:
             continue
-        checked = _from_values(path, names, values, reasons)
-        if checked is not None:
-            return checked
-    raise SymbolsUnavailable("; ".join(reasons) or "no interpreter binary found")
+        addresses = _from_values(path, required, values, reasons)
+        if addresses is not None:
+            return path, values, addresses
+    return None
