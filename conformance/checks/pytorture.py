@@ -69,10 +69,9 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
     # lock: every operation takes two tickets, and on 3.13t each contended acquire spins 40
     # sched_yield() calls before it parks, which starves the threads beside busy processes.
     tickets = itertools.count(1)
-    ticket_lock = threading.Lock()          # thread ids only
+    ids = itertools.count(1)                # thread ids for the history, the same way
     history: list[contract.Event] = []
     history_lock = threading.Lock()
-    ids = [0]
 
     def tick() -> int:
         return next(tickets)
@@ -101,9 +100,7 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
     def register(log: list) -> tuple[Any, int]:
         handle = interp.new_thread_state()
         interp.register(handle, interp.reserve())
-        with ticket_lock:
-            ids[0] += 1
-            tid = ids[0]
+        tid = next(ids)
         logged(log, tid, contract.ATTACH, lambda: interp.attach(handle))
         return handle, tid
 
