@@ -5,8 +5,8 @@ most-starved thread, its descendants' threads included (Linux's per-task
 ``/proc/PID/task/TID/schedstat``, second field: time spent runnable but waiting for a CPU).
 A child that is blocked (a deadlock) or spins on an idle machine is charged its wall time; a
 child that is only starved by other processes is charged little, so it is never called hung
-however busy the machine is.  Where the kernel
-does not say (no ``/proc``), the charge is the wall time.
+however busy the machine is.  Where the kernel does not say (no ``/proc``), the charge is
+the wall time.
 
 Where the child reports progress (a line per action, a counter that grows), the charge starts
 again at every change: the budget bounds the time *without progress*, not the whole run.
@@ -121,6 +121,7 @@ def run_watched(command: list[str], *, budget: float, input_text: str | None = N
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     patience = Patience(proc.pid)
     token: Hashable = None
+    received = 0            # bytes on stdout: the default progress token
     hung: str | None = None
 
     def text(fd: int) -> str:
@@ -146,11 +147,12 @@ def run_watched(command: list[str], *, budget: float, input_text: str | None = N
                 data = os.read(fd, 65536)
                 if data:
                     chunks[fd].append(data)
+                    received += len(data) if fd == out_fd else 0
                 else:
                     open_fds.remove(fd)
             if ready:
                 now = (progress(text(out_fd), text(err_fd)) if progress is not None
-                       else sum(len(c) for c in chunks[out_fd]))
+                       else received)
                 if now != token:
                     token = now
                     patience.restart()
