@@ -1,6 +1,7 @@
 """The reference C port (reference_c/) compiled through Cython, as an adapter implementation.
 
-``reference_port(profile="3.13")`` is the default implementation the conformance run checks.
+``reference_port(profile="3.13", release=None)`` is the default implementation the conformance
+run checks.  The bridge is code under test: it imports nothing from ``conformance``.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ try:
 except PackageNotFoundError:  # running from a source tree with an in-place build
     __version__ = "0+local"
 
-#: One extension per C variant of the port, keyed by release profile
-#: (conformance.model.profiles; "3.13" and "3.14" are aliases of 3.13.3-3.13.5 and 3.14.4+).
+#: One extension per C variant of the port, keyed by release profile (the release matrix of
+#: docs/semantics.md); each extension knows its own PROFILE (line) and RELEASE (range).
 _MODULES = {"3.13.0-3.13.2": "cython_bridge._qsbr31300",
             "3.13.3-3.13.5": "cython_bridge._qsbr313",
             "3.13.6-3.14.3": "cython_bridge._qsbr31306",
             "3.14.4+": "cython_bridge._qsbr314"}
+#: Each API line's default release profile (the aliases of --profile).
+_ALIASES = {"3.13": "3.13.3-3.13.5", "3.14": "3.14.4+"}
 
 
 def extension(profile: str = "3.13") -> ModuleType:
-    """The compiled extension module of one profile (a release range, an alias or "auto")."""
-    from conformance.model.profiles import UnknownRelease, resolve
-    try:
-        return import_module(_MODULES[resolve(profile).name])
-    except UnknownRelease as exc:
-        raise ValueError(str(exc)) from None
+    """The compiled extension module of one profile (a release range or a line)."""
+    name = _ALIASES.get(profile, profile)
+    if name not in _MODULES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of "
+                         f"{', '.join([*_ALIASES, *_MODULES])}")
+    return import_module(_MODULES[name])
 
 
 class ReferencePort:
@@ -39,8 +42,10 @@ class ReferencePort:
     #: qsbr_api.h: operations on different thread states may run concurrently
     thread_safe = True
 
-    def __init__(self, profile: str = "3.13") -> None:
-        self._ext = extension(profile)
+    def __init__(self, profile: str = "3.13", release: str | None = None) -> None:
+        self._ext = extension(release or profile)
+        if release and profile in _ALIASES and self._ext.PROFILE != profile:
+            raise ValueError(f"release {release} is not of the {profile} line")
         self.profile = self._ext.PROFILE        # the API line: "3.13" or "3.14"
         self.release = self._ext.RELEASE        # the release profile, e.g. "3.13.6-3.14.3"
         self.name = "reference_c port via Cython"
@@ -63,6 +68,7 @@ class ReferencePort:
         return self._ext.live_allocations()
 
 
-def reference_port(profile: str = "3.13") -> ReferencePort:
-    """Adapter factory: ``--impl cython_bridge:reference_port`` (the default)."""
-    return ReferencePort(profile)
+def reference_port(profile: str = "3.13", release: str | None = None) -> ReferencePort:
+    """Adapter factory: ``--impl cython_bridge:reference_port`` (the default).  ``profile`` is
+    the API line ("3.13", "3.14") or a release range; ``release`` a release range of it."""
+    return ReferencePort(profile, release)

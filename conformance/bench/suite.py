@@ -24,13 +24,10 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.stateful import run_state_machine_as_test
 
 from ..checks.differential import coverage_scenario, make_machine
-from ..checks.runner import run_conformance
+from ..checks.plan import DEFAULT_EXAMPLES, DEFAULT_STEPS
+from ..drivers.target import REFERENCE_IMPL as DEFAULT_IMPL
 from ..model.adapter import Implementation, load_implementation
 from ..model.ledger import FactLedger
-
-DEFAULT_IMPL = "cython_bridge:reference_port"
-DEFAULT_EXAMPLES = 150          # the CLI's defaults (conformance.frontends.cli)
-DEFAULT_STEPS = 60
 
 
 def _rate(steps: int, seconds: float) -> float:
@@ -81,17 +78,24 @@ def exhaustive_mode(impl: Implementation, seconds: float) -> dict[str, Any]:
             "steps_per_second": _rate(result.steps, result.seconds)}
 
 
-def time_to_verdict(impl: Implementation, examples: int, steps: int = DEFAULT_STEPS,
+def time_to_verdict(impl_spec: str, profile: str, examples: int, steps: int = DEFAULT_STEPS,
                     seed: int = 1) -> dict[str, Any]:
-    """A whole conformance run (layout, comparisons, scenario, random mode) to its verdict."""
+    """A whole conformance run to its verdict, through the one runner the command line uses
+    (conformance.checks.runner.run): every phase of a default run, with this many examples."""
+    from ..checks import runner
+    from ..checks.plan import Plan
+    from ..drivers import target as targets
+
+    plan = Plan(seed=seed, examples=examples, steps=steps)
+    target = targets.resolve(impl_spec, profile)
     began = time.perf_counter()
-    result = run_conformance(impl, examples=examples, steps=steps, seed=seed)
+    result = runner.run(plan, target)
     seconds = time.perf_counter() - began
     return {"examples": examples, "steps_per_example": steps, "seed": seed,
             "conforms": result.conforms, "checked_steps": result.ledger.steps,
-            "seconds": round(seconds, 3),
-            "what": "run_conformance() as `qsbr-conformance` runs it, without the live "
-                    "interpreter check (free-threaded builds only) and without start-up"}
+            "phases": result.phases, "seconds": round(seconds, 3),
+            "what": "conformance.checks.runner.run(), the run `qsbr-conformance` makes (every "
+                    "phase it runs on this interpreter), without the process start-up"}
 
 
 def mutant_kill_times(path: Path) -> dict[str, Any]:
@@ -128,7 +132,7 @@ def measure(*, quick: bool, profile: str = "3.13", impl_spec: str = DEFAULT_IMPL
     modes.append(exhaustive_mode(impl, 2.0 if quick else 10.0))   # bounds; it overshoots
     examples = 20 if quick else DEFAULT_EXAMPLES
     note(f"suite: a conformance run of {examples} examples to its verdict")
-    verdict = time_to_verdict(impl, examples)
+    verdict = time_to_verdict(impl_spec, profile, examples)
     verdict["default_run"] = examples == DEFAULT_EXAMPLES
     return {"implementation": impl_spec, "profile": profile, "modes": modes,
             "time_to_verdict": verdict,

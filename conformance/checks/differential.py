@@ -22,13 +22,13 @@ from hypothesis.stateful import (
     rule,
 )
 
+from ..drivers import interrupt
 from ..model import errors
 from ..model.adapter import Implementation, SlotView, Snapshot
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.observed import observes_wider_state, wider_differences
 from ..model.oracle import OracleInterpreter, qsbr_leq
-from . import interrupt
 from .blame import blame
 from .steps import NO_RESULT, StepRecord
 
@@ -655,4 +655,5 @@ def make_machine(implementation: Implementation, ledger: FactLedger,
         "implementation": implementation,
         "ledger": ledger,
         "on_example_done": staticmethod(on_example_done) if on_example_done else None,
+        "last_instance": [None],        # per class: the runner reads the machine that failed
     })

@@ -35,13 +35,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..drivers import interrupt
 from ..model import errors
 from ..model.adapter import STALE, Implementation
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.observed import wider_differences
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
-from . import interrupt
 from .blame import blame
 from .steps import NO_RESULT, StepRecord
 

@@ -1,29 +1,43 @@
-"""Runs the conformance checks against one implementation and collects a ledger."""
+"""The one runner: a frozen plan and a resolved target in, one ledger and one result out.
+
+:func:`run` is what every front end calls (the command line, the pytest plugin, the
+benchmarks, the mutant table).  It runs the phases of :data:`conformance.checks.plan.PHASES`
+in order: layout, comparisons, the coverage scenario, the bounded-exhaustive exploration and
+the random examples (:func:`run_conformance`, the sequential phases), then the model
+checker's results, the live interpreter and the concurrent torture; every phase credits the
+same :class:`~conformance.model.ledger.FactLedger`, and :mod:`conformance.model.status` alone
+decides each fact's status from it.
+"""
 
 from __future__ import annotations
 
 import platform
-import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
+from ..drivers import interrupt
 from ..model import errors, status
 from ..model.adapter import Implementation
 from ..model.facts import MISUSE, facts_for_profile
 from ..model.layout import EXPECTED_LAYOUT, layout_differences
 from ..model.ledger import FactLedger
 from ..model.oracle import qsbr_leq, qsbr_lt
-from . import exhaustive, interrupt
+from . import exhaustive
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
+from .plan import Plan, new_seed
 from .steps import StepRecord, render_steps
+
+if TYPE_CHECKING:
+    from ..drivers.target import Capabilities, Target
 
 
 @dataclass
@@ -74,6 +88,12 @@ class RunResult:
 
     #: the release profile (conformance.model.profiles) where the implementation declares one
     release: str | None = None
+    #: the plan and the target the run was made from (None for run_conformance alone)
+    plan: Plan | None = None
+    target: Target | None = None
+    capabilities: Capabilities | None = None
+    #: the phases that ran, in order, and the phase an interrupt or a stop came in
+    phases: list[str] = field(default_factory=list)
 
     @property
     def profile_label(self) -> str:
@@ -115,11 +135,6 @@ def _notes(exc: BaseException) -> list[str]:
         lines.extend(line for line in str(note).splitlines()
                      if line.strip() and line.strip() not in _INVARIANT_CALLS)
     return lines
-
-
-def new_seed() -> int:
-    """A seed for a run that was given none, so that every run can be replayed."""
-    return random.SystemRandom().randrange(1 << 32)
 
 
 def _phase(progress: Any, name: str, ledger: FactLedger) -> None:
@@ -184,10 +199,12 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                     stop_at_first_failure: bool = False,
                     explore_seconds: float = exhaustive.DEFAULT_SECONDS,
                     explore_depth: int = exhaustive.DEFAULT_DEPTH,
-                    explore_progress: Callable[[Any], None] | None = None) -> RunResult:
-    """The whole conformance run: layout, comparisons, the fixed coverage scenario, the
+                    explore_progress: Callable[[Any], None] | None = None,
+                    database: Any = None) -> RunResult:
+    """The sequential phases of a run: layout, comparisons, the fixed coverage scenario, the
     bounded-exhaustive exploration (``explore_seconds`` 0 turns it off), then Hypothesis'
-    random step sequences."""
+    random step sequences (``database``: a Hypothesis example database, or a directory or
+    redis:// URL of one, whose examples are replayed first)."""
     started = time.monotonic()
     seed = new_seed() if seed is None else seed
     ledger = FactLedger()
@@ -195,26 +212,39 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
     layout_checked = False
     interrupted = False
     exploration = None
+    phases: list[str] = []
+    # The exploration's latest state, so that an interrupted run still reports the scope it
+    # reached (the exploration itself is cut by the KeyboardInterrupt).
+    explored: list[Any] = []
+
+    def explore_seen(current: Any) -> None:
+        explored[:] = [current]
+        if explore_progress is not None:
+            explore_progress(current)
     # A first Ctrl-C stops the run at the next step (interrupt.check), not wherever the main
     # thread happens to be (inside a gc callback it would be dropped).
     with interrupt.deferred():
         try:
             _phase(progress, "layout and comparisons", ledger)
+            phases.append("layout")
             layout_checked, failure = check_layout(impl, ledger)
             if failure:
                 failures.append(failure)
+            phases.append("comparisons")
             failure = check_comparisons(impl, ledger, examples, seed, progress)
             if failure:
                 failures.append(failure)
             _phase(progress, "coverage scenario", ledger)
+            phases.append("scenario")
             machine = _coverage_scenario(impl, ledger, progress, failures)
             if machine is not None and explore_seconds > 0 and explore_depth > 0 and not (
                     stop_at_first_failure and failures):
                 _phase(progress, "exhaustive exploration", ledger)
+                phases.append("exhaustive")
                 try:
                     exploration = exhaustive.explore(impl, seconds=explore_seconds,
                                                      depth=explore_depth, ledger=ledger,
-                                                     progress=explore_progress)
+                                                     progress=explore_seen)
                 except errors.QsbrError as exc:
                     failures.append(Failure("exhaustive", (MISUSE,),
                                             f"{type(exc).__name__}: {exc}"))
@@ -231,7 +261,7 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                 max_examples=examples,
                 stateful_step_count=steps,
                 deadline=None,
-                database=None,
+                database=_database(database),
                 suppress_health_check=list(HealthCheck),
                 report_multiple_bugs=False,
                 # No "explain" phase: its notes point into the suite's own sources, not at the
@@ -241,16 +271,33 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
             if stop_at_first_failure and failures:
                 machine = None          # e.g. to time how fast a mutant is killed
             _phase(progress, "random examples", ledger)
+            if machine is not None:
+                phases.append("random")
             try:
                 if machine is not None:
                     run_state_machine_as_test(machine, settings=machine_settings)
             except ConformanceFailure as exc:
                 failures.append(_random_failure(machine, exc.facts, str(exc), exc))
+            except Flaky as exc:
+                # The failure did not happen again when Hypothesis replayed it: blame the
+                # disagreement it first saw, not MISUSE, and say it varies between runs.
+                first = _first_conformance_failure(exc)
+                if first is None:
+                    failures.append(_random_failure(machine, (MISUSE,),
+                                                    f"{type(exc).__name__}: {exc}", exc))
+                else:
+                    failures.append(_random_failure(
+                        machine, first.facts, f"{first} (flaky: the same steps did not fail "
+                        "again when replayed; the implementation's answers vary between runs, "
+                        "e.g. with allocation addresses or thread timing)", exc))
             except Exception as exc:  # noqa: BLE001 - report, do not crash the harness
                 failures.append(_random_failure(machine, (MISUSE,),
                                                 f"{type(exc).__name__}: {exc}", exc))
         except KeyboardInterrupt:
             interrupted = True
+            if exploration is None and explored and phases[-1:] == ["exhaustive"]:
+                exploration = explored[0]
+                exploration.stopped_by = "interrupted"
     # Ctrl-C pressed after the last check point: the run may not have done all it was asked
     # to, so it is incomplete too.
     interrupted = interrupt.acknowledge() or interrupted
@@ -261,8 +308,39 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
         interpreter=interpreter, gil_enabled=gil, ledger=ledger, failures=failures,
         seconds=time.monotonic() - started, layout_checked=layout_checked,
         exploration=exploration, seed=seed, interrupted=interrupted,
-        release=getattr(impl, "release", None),
+        release=getattr(impl, "release", None), phases=phases,
     )
+
+
+def _first_conformance_failure(exc: BaseException) -> ConformanceFailure | None:
+    """The first ConformanceFailure inside a Flaky (an exception group) or its context."""
+    seen: list[BaseException] = [exc]
+    visited: set[int] = set()
+    while seen:
+        current = seen.pop(0)
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        if isinstance(current, ConformanceFailure):
+            return current
+        seen.extend(getattr(current, "exceptions", ()) or ())
+        if current.__cause__ is not None:
+            seen.append(current.__cause__)
+        if current.__context__ is not None:
+            seen.append(current.__context__)
+    return None
+
+
+def _database(database: Any) -> Any:
+    """A Hypothesis example database from a URL or path (None: no database)."""
+    if database is None or not isinstance(database, str):
+        return database
+    try:
+        from .database import open_database
+    except ImportError:         # conformance.checks.database: campaigns (docs/campaigns.md)
+        from hypothesis.database import DirectoryBasedExampleDatabase
+        return DirectoryBasedExampleDatabase(database)
+    return open_database(database)
 
 
 def _coverage_scenario(impl: Implementation, ledger: FactLedger, progress: Any,
@@ -282,22 +360,29 @@ def _coverage_scenario(impl: Implementation, ledger: FactLedger, progress: Any,
         with ledger.crediting("scenario"):
             coverage_scenario(scenario)
     except ConformanceFailure as exc:
-        # The whole sequence, never cut: a replay needs every step.
-        records = scenario.trace if scenario is not None else []
+        # The whole sequence of the machine that failed, never cut: a replay needs every
+        # step (the wrap part of the scenario runs on a machine of its own).
         failures.append(Failure.with_records("coverage scenario", exc.facts, str(exc),
-                                             records))
+                                             _failed_trace(machine, scenario)))
     except errors.QsbrError as exc:
         failures.append(Failure.with_records("coverage scenario", (MISUSE,),
                                              f"{type(exc).__name__}: {exc}",
-                                             scenario.trace if scenario is not None else []))
+                                             _failed_trace(machine, scenario)))
     except Exception as exc:  # noqa: BLE001 - the implementation raised outside the protocol
         where = "new_interpreter()" if scenario is None else "the coverage scenario"
         text = getattr(exc, "traceback_text", None) or implementation_traceback(exc)
         failures.append(Failure.with_records(
             "coverage scenario", (MISUSE,),
             f"the implementation raised {type(exc).__name__}: {exc} in {where}"
-            + (f"\n{text}" if text else ""), scenario.trace if scenario is not None else []))
+            + (f"\n{text}" if text else ""), _failed_trace(machine, scenario)))
     return machine
+
+
+def _failed_trace(machine: Any, scenario: Any) -> list[StepRecord]:
+    """The steps of the scenario machine built last (the one that was running), or []."""
+    last = getattr(machine, "last_instance", [None])[0]
+    current = last if last is not None else scenario
+    return list(current.trace) if current is not None else []
 
 
 def _random_failure(machine: Any, facts: tuple[str, ...], message: str,
@@ -309,3 +394,79 @@ def _random_failure(machine: Any, facts: tuple[str, ...], message: str,
     if records:
         return Failure.with_records("differential", facts, message, records)
     return Failure("differential", facts, message, _notes(exc))
+
+
+def run(plan: Plan, target: Target, *, progress: Any = None,
+        explore_progress: Callable[[Any], None] | None = None,
+        say: Callable[[str], None] | None = None) -> RunResult:
+    """The whole run of ``plan`` against ``target``: every front end calls this.
+
+    Opens the target (``conformance.drivers.target.TargetError`` when it cannot be loaded: a
+    usage error, raised before any check), runs the sequential phases, then credits the model
+    checker's results, checks the live interpreter and runs the concurrent torture, and closes
+    the target.  ``progress``/``explore_progress`` receive the ledger and the exploration's
+    state as the run goes; ``say`` one line when a later phase starts.
+    """
+    from ..drivers.target import Capabilities
+    from ..drivers.target import close as close_target
+
+    impl = target.open()
+    capabilities = Capabilities.of(impl)
+    try:
+        result = run_conformance(
+            impl, examples=plan.examples, steps=plan.steps, seed=plan.seed, progress=progress,
+            stop_at_first_failure=plan.stop_at_first_failure,
+            explore_seconds=plan.explore_seconds, explore_depth=plan.explore_depth,
+            explore_progress=explore_progress, database=plan.database)
+    finally:
+        if target.isolate:
+            close_target(impl)
+    result.plan, result.target, result.capabilities = plan, target, capabilities
+    stop = result.interrupted or (plan.stop_at_first_failure and bool(result.failures))
+    if plan.model_check:
+        _model_check_phase(result, target)
+    if not stop and plan.live_examples > 0:
+        stop = _live_phase(result, plan, say)
+    if not stop:
+        from . import concurrent
+        if say is not None and plan.concurrency_rounds > 0:
+            say("concurrent torture ...")
+        result.phases.append("concurrent")
+        try:
+            concurrent.run_phase(result, target, capabilities, plan.concurrency_rounds,
+                                 plan.seed)
+        except KeyboardInterrupt:
+            result.interrupted = True
+    return result
+
+
+def _model_check_phase(result: RunResult, target: Target) -> None:
+    from ..model import profiles
+    from . import modelcheck
+
+    result.phases.append("model check")
+    folder = profiles.build_folder(result.release or result.profile)
+    result.modelcheck = modelcheck.apply(result.ledger, folder,
+                                         reference_port=target.kind == "reference")
+
+
+def _live_phase(result: RunResult, plan: Plan, say: Callable[[str], None] | None) -> bool:
+    """Checks the running free-threaded interpreter (where the probe is built) and credits
+    what it confirmed to the ledger's ``live`` source when the interpreter has the API line
+    being checked; True when interrupted."""
+    from . import live
+
+    if not live.probe_available():
+        return False
+    if say is not None:
+        say("checking the live interpreter ...")
+    result.phases.append("live")
+    try:
+        result.live = live.live_check(plan.live_examples, plan.seed)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        return True
+    if result.live.profile == result.profile and not result.live.failures:
+        for fact, count in result.live.checks.items():
+            result.ledger.passed(fact, source="live", count=count)
+    return False

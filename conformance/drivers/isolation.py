@@ -24,17 +24,15 @@ import sys
 import tempfile
 from typing import Any
 
-from ..checks import interrupt
 from ..model import errors
 from ..model.adapter import AdapterError
+from . import interrupt
 from .isolation_worker import _read, _write
 from .patience import Patience
+from .target import STARTUP_TIMEOUT
 
 #: After a hang, later calls wait this long at most: shrinking replays the hang many times.
 _TIMEOUT_AFTER_A_HANG = 0.5
-
-#: Default bound on the child's start-up (interpreter start, imports, the factory call).
-STARTUP_TIMEOUT = 120.0
 
 
 class ImplementationRaised(Exception):
@@ -56,14 +54,23 @@ class ImplementationRaised(Exception):
 _REMOTE_CLASSES: dict[str, type[ImplementationRaised]] = {}
 
 
+def child_environment() -> dict[str, str]:
+    """The environment of a child process that imports the adapter module the way this
+    process would (its sys.path, e.g. a test's syspath_prepend, as PYTHONPATH)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
 class _Child:
     def __init__(self, spec: str, kwargs: dict, timeout: float,
-                 startup_timeout: float = STARTUP_TIMEOUT) -> None:
+                 startup_timeout: float = STARTUP_TIMEOUT,
+                 configured_timeout: float | None = None) -> None:
         self.timeout = timeout
+        #: the --step-timeout asked for (``timeout`` is cut after a hang, see below)
+        self.configured_timeout = timeout if configured_timeout is None else configured_timeout
         self.stderr = tempfile.TemporaryFile()
-        env = dict(os.environ)
-        # The child imports the adapter module the way the parent would.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env = child_environment()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "conformance.drivers.isolation_worker", spec,
              json.dumps(kwargs)],
@@ -140,9 +147,15 @@ class _Child:
         if not self._wait_for_reply(timeout):
             self.proc.kill()
             self.proc.wait()
-            option = "--startup-timeout" if first else "--step-timeout"
-            self.dead = (f"the implementation did not answer within {timeout:g} s ({option}) "
-                         f"during {what} (hang or deadlock)")
+            if first:
+                bound = f"{timeout:g} s (--startup-timeout)"
+            elif timeout < self.configured_timeout:
+                bound = (f"{timeout:g} s (--step-timeout {self.configured_timeout:g} s, cut to "
+                         f"{timeout:g} s after an earlier hang, while shrinking)")
+            else:
+                bound = f"{timeout:g} s (--step-timeout)"
+            self.dead = (f"the implementation did not answer within {bound} during {what} "
+                         "(hang or deadlock)")
             raise errors.ImplementationCrashedError(self.dead)
         reply = _read(self.proc.stdout)
         if reply is None:
@@ -207,16 +220,23 @@ class IsolatedImplementation:
     def __init__(self, spec: str, step_timeout: float = 10.0, *,
                  startup_timeout: float = STARTUP_TIMEOUT, **kwargs: Any) -> None:
         self.spec, self.kwargs, self.step_timeout = spec, kwargs, step_timeout
+        self.configured_timeout = step_timeout
         self.startup_timeout = startup_timeout
         self._child: _Child | None = None
         child = self._get_child()
         self.name = f"{child.info['name']} (isolated)"
         self.version, self.profile = child.info["version"], child.info["profile"]
         self.release = child.info.get("release")
+        #: declared by the implementation in the child (docs/adapter-protocol.md)
+        self.thread_safe = bool(child.info.get("thread_safe", False))
         if child.info["layout"] is not None:
             self.layout = lambda: dict(child.info["layout"])
+        if child.info.get("live_allocations"):
+            self.live_allocations = lambda: self._get_child().call(
+                ("impl", "live_allocations", ()))
 
-    layout: Any      # set in __init__ when the implementation has layout()
+    layout: Any             # set in __init__ when the implementation has layout()
+    live_allocations: Any   # set in __init__ when the implementation has live_allocations()
 
     def _get_child(self) -> _Child:
         if self._child is not None and self._child.interrupted:
@@ -225,7 +245,7 @@ class IsolatedImplementation:
             if self._child is not None:
                 self._child.close()
             self._child = _Child(self.spec, self.kwargs, self.step_timeout,
-                                 self.startup_timeout)
+                                 self.startup_timeout, self.configured_timeout)
         return self._child
 
     def _note_failure(self, child: _Child) -> None:

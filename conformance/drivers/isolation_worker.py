@@ -48,10 +48,15 @@ def main() -> int:
         os._exit(0)
     interpreters: dict[int, object] = {}
     handles: dict[int, list] = {}       # per interpreter, for run_calls (logical thread ids)
+    # Every capability the implementation declares (docs/adapter-protocol.md) crosses the
+    # process boundary, so an isolated run treats it exactly as an in-process one.
     _write(replies, ("ok", {"name": impl.name, "version": str(impl.version),
                             "profile": impl.profile,
                             "release": getattr(impl, "release", None),
-                            "layout": impl.layout() if hasattr(impl, "layout") else None}))
+                            "layout": impl.layout() if hasattr(impl, "layout") else None,
+                            "thread_safe": getattr(impl, "thread_safe", False) is True,
+                            "live_allocations": callable(getattr(impl, "live_allocations",
+                                                                 None))}))
     while (request := _read(requests)) is not None:
         target, method, args = request
         try:

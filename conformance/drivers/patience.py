@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Callable, Hashable
 
-from ..checks import interrupt
+from . import interrupt
 
 
 def _read_small(path: str, size: int = 512) -> bytes:

@@ -135,8 +135,25 @@ def _where(exc: BaseException) -> str:
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
+def _accepts(factory: Any, keyword: str) -> bool:
+    """Whether ``factory`` takes ``keyword`` (by name, or through ``**kwargs``)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):     # no signature (a builtin): pass the keyword
+        return True
+    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in parameters)
+
+
 def load_implementation(spec: str, **kwargs: Any) -> Implementation:
     """Load ``MODULE:FACTORY`` and call the factory.
+
+    ``profile`` (an API line, "3.13" or "3.14") is passed as given; ``release`` (a release
+    range such as "3.13.6-3.14.3") only when the factory's signature accepts it, so that a
+    factory written to docs/adapter-protocol.md (``make(profile="3.13")``) works with every
+    ``--profile``.
 
     Every way this can go wrong (bad spec, a module that does not import or raises while
     importing, no such factory, a factory that raises or returns something that is not an
@@ -164,6 +181,8 @@ def load_implementation(spec: str, **kwargs: Any) -> Implementation:
         raise AdapterError(f"module {module_name!r} has no attribute {attr!r}") from None
     if not callable(factory):
         raise AdapterError(f"{spec} is a {type(factory).__name__}, not a factory to call")
+    if "release" in kwargs and (kwargs["release"] is None or not _accepts(factory, "release")):
+        del kwargs["release"]
     try:
         impl = factory(**kwargs)
     except (QsbrError, AdapterError) as exc:

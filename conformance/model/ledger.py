@@ -64,12 +64,13 @@ class FactLedger:
         finally:
             self.source = previous
 
-    def passed(self, *fact_ids: str, source: str | None = None) -> None:
+    def passed(self, *fact_ids: str, source: str | None = None, count: int = 1) -> None:
+        """``count`` checks of each fact passed (one per round of a torture, say)."""
         source = self._source(source)
         with self._lock:
             counter = self.by_source.setdefault(source, Counter())
             for fact_id in set(fact_ids):
-                counter[fact_id] += 1
+                counter[fact_id] += count
 
     def failed(self, fact_ids: set[str] | tuple[str, ...], detail: str,
                source: str | None = None) -> None:
@@ -93,6 +94,10 @@ class FactLedger:
     def counts_by_source(self, fact_id: str) -> dict[str, int]:
         return {source: counter[fact_id] for source, counter in self.by_source.items()
                 if counter[fact_id]}
+
+    def counts_by_source_total(self, source: str) -> int:
+        """Checks credited to ``source``, all facts together."""
+        return sum(self.by_source.get(source, Counter()).values())
 
     def kinds(self, fact_id: str) -> set[str]:
         """The kinds of checking (sequential, concurrent, ...) that exercised this fact."""

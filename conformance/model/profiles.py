@@ -118,6 +118,13 @@ def resolve(name: str) -> ReleaseProfile:
                              f"{', '.join(CHOICES)}") from None
 
 
+def build_folder(name: str) -> str:
+    """reference_c's build folder and ``make PROFILE=`` value of a profile name: 313 and 314
+    for the two aliases' ranges, the QSBR_PROFILE number for the others (31300, 31306)."""
+    c_profile = resolve(name).c_profile
+    return {31303: "313", 31404: "314"}.get(c_profile, str(c_profile))
+
+
 def line_of(name: str) -> str:
     """The API line of a profile name (a line, an alias or a range)."""
     if name in ("3.13", "3.14"):
