@@ -6,7 +6,8 @@ whose answer differs is charged to S-POLL-1, and to S-SEQ-3 only when wrap-aroun
 answer (the oracle records S-SEQ-3 only then); a difference in a slot's bookkeeping after an
 unregister is charged to S-DEF-3, not to S-FREE-3.  :func:`blame` intersects the facts the step
 applied with the facts that decide the part that differs; when the intersection is empty (a bug
-in a part the step should not have touched at all), every applied fact is named.
+in a part the step should not have touched at all), the facts that decide that part are named
+(and every applied fact only when no fact decides it).
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ STATE_FACTS: dict[str, frozenset[str]] = {
     "bookkeeping": frozenset({"S-DEF-1", "S-DEF-2", "S-DEF-3"}),
     "freelist_next": frozenset({"S-FREE-1", "S-SLOT-1"}),
     "shared": frozenset({"S-FREE-1", "S-SLOT-1"}),
-    "alignment": frozenset({"S-SLOT-2", "S-SLOT-3"}),
+    "alignment": frozenset({"S-SLOT-2"}),
 }
+
+#: Parts decided by one fact whatever the step applied: the array's alignment is S-SLOT-2's
+#: rule (the 64-byte aligned array of 3.14.4+), even when a growth (S-SLOT-3) made the array.
+ABSOLUTE_PARTS: dict[str, str] = {"alignment": "S-SLOT-2"}
 
 #: The facts that decide each operation's return value.
 RESULT_FACTS: dict[str, frozenset[str]] = {
@@ -60,6 +65,9 @@ def blame(applied: Iterable[str], parts: Iterable[str], *, misuse: bool = False,
         return {MISUSE}
     deciding: set[str] = set()
     parts = list(parts)
+    absolute = {ABSOLUTE_PARTS[part] for part in parts if part in ABSOLUTE_PARTS}
+    if absolute and all(part in ABSOLUTE_PARTS for part in parts):
+        return absolute
     if operation == "reserve" and "result" in parts:
         # Which index reserve returns is decided by the freelist's head: the rebuild after a
         # growth (S-FREE-2), a failed growth (S-FREE-4), or the pop itself (S-FREE-1); who
@@ -72,4 +80,7 @@ def blame(applied: Iterable[str], parts: Iterable[str], *, misuse: bool = False,
             deciding |= RESULT_FACTS.get(operation, frozenset())
         else:
             deciding |= STATE_FACTS.get(part, frozenset())
-    return (applied & deciding) or applied or {MISUSE}
+    # A part the step's own rules do not decide (a field it should not have touched, or a
+    # default it should have set) is charged to the facts that decide that part, not to every
+    # rule the step applied.
+    return (applied & deciding) or deciding or applied or {MISUSE}

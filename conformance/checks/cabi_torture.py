@@ -76,6 +76,17 @@ class CabiTortureResult:
     contract: ContractResult | None = None      # when a history was judged
 
     @property
+    def counter_values(self) -> dict[str, dict[str, float]]:
+        """The driver's "final" and "errors:" lines as numbers: {"final": {"updates": ...}}."""
+        values: dict[str, dict[str, float]] = {}
+        for line in self.counters.splitlines():
+            head, _, rest = line.partition(" ")
+            numbers = {key: float(value) if "." in value else int(value)
+                       for key, value in re.findall(r"(\w+)=(-?\d+(?:\.\d+)?)", rest)}
+            values[head.rstrip(":")] = numbers
+        return values
+
+    @property
     def failed_facts(self) -> list[str]:
         return sorted(self.errors)
 
@@ -224,7 +235,15 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
                 errors.setdefault(fact, []).extend(details)
         status = proc.returncode
         assert status is not None       # ended by itself (a hang returned above)
-        if status in (64, 65) or (status == 66 and not reports):
+        # TSan's own exit status (66) without a race report: a crash TSan caught ("ERROR:
+        # ThreadSanitizer: SEGV ..."), which is the library's failure, not a setup error.
+        crash = next((line.strip() for line in output.splitlines()
+                      if "ERROR: ThreadSanitizer" in line), "")
+        if status == 66 and not reports and crash:
+            errors.setdefault("S-SAFE-1", []).append(
+                f"the library crashed under ThreadSanitizer ({crash}): a crash in the "
+                "library, or a read of reclaimed memory")
+        if status in (64, 65) or (status == 66 and not reports and not crash):
             raise TortureSetupError(output.strip().splitlines()[-1] if output.strip()
                                     else f"the driver exited with {status}")
         if status < 0:

@@ -14,8 +14,19 @@ from ..model.facts import FACTS, MISUSE
 if TYPE_CHECKING:
     from ..checks.runner import RunResult
 
-#: The sequential sources shown as columns (counts by source; all sources are in the JSON).
+#: The sources shown as columns of their own; "other" adds up the rest (layout, comparisons,
+#: concurrent, model-checked, live: each is in the JSON's by_source), so the columns add up to
+#: "checks".
 _SOURCE_COLUMNS = ("scenario", "exhaustive", "random")
+
+
+def _other(row: dict[str, Any]) -> int:
+    return row["checks"] - sum(row["by_source"].get(s, 0) for s in _SOURCE_COLUMNS)
+
+
+def rows(result: RunResult) -> list[dict[str, Any]]:
+    """One row per fact (and MISUSE): its status, counts by source and failures."""
+    return _rows(result)
 
 
 def _rows(result: RunResult) -> list[dict[str, Any]]:
@@ -45,8 +56,19 @@ def _rows(result: RunResult) -> list[dict[str, Any]]:
 def _exploration_lines(result: RunResult) -> list[str]:
     exploration = result.exploration
     if exploration is None:
+        made = result.ledger.counts_by_source_total("exhaustive")
+        plan = result.plan
+        if made:
+            return ["exhaustive exploration: stopped before its first level was complete "
+                    f"({made} checks made)"]
+        if plan is not None and (plan.explore_seconds <= 0 or plan.explore_depth <= 0):
+            return ["exhaustive exploration: off (--explore-seconds 0 or --explore-depth 0)"]
+        if plan is not None:
+            return ["exhaustive exploration: not run (the run stopped before it)"]
         return ["exhaustive exploration: off"]
     lines = [exploration.summary()]
+    if exploration.stopped_by == "interrupted":
+        lines.append("  interrupted: the scope above is what was reached")
     if exploration.failure is None and exploration.stopped_by == "depth":
         lines.append(f"  every action sequence up to depth {exploration.depth_bound} from each "
                      "start point was compared")
@@ -156,20 +178,22 @@ def to_text(result: RunResult) -> str:
         f"GIL {'on' if result.gil_enabled else 'off'}; seed {result.seed}",
         "",
         "checks by source: scenario (the fixed coverage scenario), exhaustive (bounded-"
-        "exhaustive exploration), random (Hypothesis); a check counts once per step, and only "
-        "where the step could tell a wrong implementation apart.  checked by: S sequential, "
-        "C concurrent (torture judged by its checks and the contract oracle), M model-checked, "
-        "L live",
+        "exhaustive exploration), random (Hypothesis), other (layout, comparisons, concurrent, "
+        "model-checked, live; each in the JSON's by_source); a check counts once per step, and "
+        "only where the step could tell a wrong implementation apart.  checked by: S "
+        "sequential, C concurrent (torture judged by its checks and the contract oracle), M "
+        "model-checked, L live (the running interpreter confirmed the rule)",
         "",
         f"{'fact':<11} {'what it says':<60} {'checks':>8} {'scenario':>8} {'exhaust.':>8} "
-        f"{'random':>8} {'by':<4}  result",
-        f"{'-' * 11} {'-' * 60} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 4}  {'-' * 9}",
+        f"{'random':>8} {'other':>8} {'by':<4}  result",
+        f"{'-' * 11} {'-' * 60} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 8} {'-' * 4}  "
+        f"{'-' * 9}",
     ]
     for row in rows:
         summary = row["summary"] if len(row["summary"]) <= 60 else row["summary"][:57] + "..."
         note = f" ({row['note']})" if row["note"] else ""
-        by_source = " ".join(f"{row['by_source'].get(source, 0):>8}"
-                             for source in _SOURCE_COLUMNS)
+        by_source = " ".join([f"{row['by_source'].get(source, 0):>8}"
+                              for source in _SOURCE_COLUMNS] + [f"{_other(row):>8}"])
         lines.append(f"{row['id']:<11} {summary:<60} {row['checks']:>8} {by_source} "
                      f"{_kinds(row):<4}  {row['result']}{note}")
     lines += [""] + _exploration_lines(result)
@@ -181,6 +205,9 @@ def to_text(result: RunResult) -> str:
             lines += [f"    {step}" for step in failure.steps]
         if result.replay:
             lines.append(f"  replay: {result.replay}")
+    for fact_id, details in _unexplained(result, rows):
+        lines += ["", f"FAILURE of {fact_id} (no step sequence recorded):",
+                  *[f"  {line}" for detail in details for line in detail.splitlines()]]
     if result.concurrency:
         lines += ["", f"concurrency: {result.concurrency}"]
     live = _live_lines(result)
@@ -190,6 +217,15 @@ def to_text(result: RunResult) -> str:
         lines += ["", result.modelcheck.line]
     lines += ["", verdict(result)]
     return "\n".join(lines)
+
+
+def _unexplained(result: RunResult, rows: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """FAIL rows that no failure above explains: their ledger details, so that no FAIL is
+    left without a reason in the text and Markdown reports."""
+    explained = {fact for failure in result.failures for fact in failure.facts}
+    return [(row["id"], row["failures"]) for row in rows
+            if row["result"] == fact_statuses.FAIL and row["id"] not in explained
+            and row["failures"]]
 
 
 def _sequence_heading(check: str) -> str:
@@ -207,13 +243,13 @@ def to_markdown(result: RunResult) -> str:
              f"- {result.ledger.examples} examples, {result.ledger.steps} steps, "
              f"{result.seconds:.1f} s", "",
              f"- {'; '.join(_exploration_lines(result))}", "",
-             "| fact | what it says | checks | scenario | exhaustive | random | checked by "
-             "| result |",
-             "|---|---|---:|---:|---:|---:|---|---|"]
+             "| fact | what it says | checks | scenario | exhaustive | random | other "
+             "| checked by | result |",
+             "|---|---|---:|---:|---:|---:|---:|---|---|"]
     for row in _rows(result):
         note = f" ({row['note']})" if row["note"] else ""
-        by_source = " | ".join(str(row["by_source"].get(source, 0))
-                               for source in _SOURCE_COLUMNS)
+        by_source = " | ".join([str(row["by_source"].get(source, 0))
+                                for source in _SOURCE_COLUMNS] + [str(_other(row))])
         lines.append(f"| {row['id']} | {row['summary']} | {row['checks']} | {by_source} | "
                      f"{', '.join(row['checked_by']) or '-'} | {row['result']}{note} |")
     for failure in result.failures:
@@ -221,6 +257,11 @@ def to_markdown(result: RunResult) -> str:
                   "```", failure.message, *failure.steps, "```"]
         if result.replay:
             lines += ["", f"Replay: `{result.replay}`"]
+    for fact_id, details in _unexplained(result, _rows(result)):
+        lines += ["", f"## Failure: {fact_id} (no step sequence recorded)", "", "```",
+                  *details, "```"]
+    if result.concurrency:
+        lines += ["", f"Concurrency: {result.concurrency}"]
     live = _live_lines(result)
     if live:
         lines += ["", "## Live interpreter", "", "```", *live, "```"]
@@ -262,6 +303,9 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "concurrency": result.concurrency,
         "counts": dict(Counter(row["result"] for row in rows)),
         "facts": rows,
+        "phases": list(result.phases),
+        "plan": result.plan.as_dict() if result.plan is not None else None,
+        "target": result.target.describe() if result.target is not None else None,
         "exploration": (None if result.exploration is None
                         else result.exploration.scope()),
         "failures": [{"check": f.check, "facts": list(f.facts), "message": f.message,

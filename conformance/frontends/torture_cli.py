@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from ..model.adapter import PROFILES
+from ..model import profiles
 from . import common
 
 ERROR_KINDS = ("poisoned", "bad_magic", "too_old", "stall")
@@ -41,8 +41,9 @@ def parser() -> argparse.ArgumentParser:
                         "updates)")
     p.add_argument("--updates", type=common.nonnegative_int, default=0, metavar="N",
                    help="stop after this many updates (default: 0, no limit)")
-    p.add_argument("--profile", choices=PROFILES, default="3.13",
-                   help="which profile of the reference port to torture (default: 3.13)")
+    p.add_argument("--profile", choices=profiles.CHOICES, default="3.13",
+                   help="which release profile to torture (the matrix of qsbr-conformance "
+                        "--help; default: 3.13; auto: the running interpreter's)")
     p.add_argument("--seed", type=common.nonnegative_int, default=1, metavar="N",
                    help="seed of the threads' random choices (default: 1)")
     p.add_argument("--no-batching", action="store_true",
@@ -104,6 +105,11 @@ def main(argv: list[str]) -> int:
             raise common.UsageError("--tsan, --rounds and --history need a C ABI library "
                                     "(--library PATH or --impl conformance.cabi:from_env)")
         common.check_output_path(args.json, "--json")
+        if args.profile == "auto":
+            try:
+                args.profile = profiles.resolve("auto").name
+            except profiles.UnknownRelease as exc:
+                raise common.UsageError(f"--profile auto: {exc}") from None
     except common.UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return common.USAGE
@@ -131,12 +137,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.python_threads:
         from ..checks.pytorture import python_torture
         if args.impl is not None:
-            from ..model.adapter import AdapterError, load_implementation
+            from ..drivers import target as targets
             try:
-                implementation = load_implementation(args.impl, profile=args.profile)
-            except (AdapterError, TypeError, ValueError, Exception) as exc:  # noqa: BLE001
-                print(f"qsbr-conformance torture: cannot load {args.impl}: {exc}",
-                      file=sys.stderr)
+                implementation = targets.resolve(args.impl, args.profile,
+                                                 isolate=False).open()
+            except (targets.TargetError, Exception) as exc:  # noqa: BLE001
+                print(f"qsbr-conformance torture: {exc}", file=sys.stderr)
                 return 2
             if not getattr(implementation, "thread_safe", False):
                 print(f"qsbr-conformance torture: {args.impl} does not declare thread_safe = "
@@ -229,5 +235,6 @@ def _cabi(args: argparse.Namespace, library: str) -> int:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"status": result.status, "library": library,
                        "failed_facts": result.failed_facts, "errors": result.errors,
-                       "counters": result.counters}, handle, indent=2)
+                       "counters": result.counter_values, "counters_text": result.counters},
+                      handle, indent=2)
     return result.status

@@ -8,6 +8,8 @@ want to check).  Nothing from conformance.oracle is used.  Run it with:
 
 from __future__ import annotations
 
+import threading
+
 from conformance import errors
 from conformance.adapter import STALE, SlotView, Snapshot
 
@@ -222,11 +224,30 @@ class Interp:
         self.tstates.clear()
 
 
+class Locked:
+    """Every operation of one interpreter under one lock: TinyQsbr has no atomics of its own,
+    so this is what makes the declaration ``thread_safe = True`` below true (each operation is
+    atomic, as the C port's are).  A port that is not thread safe leaves the declaration out,
+    and the report then says which facts were checked sequentially only."""
+
+    def __init__(self, interp: Interp) -> None:
+        self._interp, self._lock = interp, threading.Lock()
+
+    def __getattr__(self, name):
+        method = getattr(self._interp, name)
+
+        def locked(*args):
+            with self._lock:
+                return method(*args)
+        return locked
+
+
 class Impl:
     name, version, profile = "TinyQsbr (docs/examples)", "1.0", "3.13"
+    thread_safe = True      # docs/adapter-protocol.md, "Thread safety": see Locked
 
     def new_interpreter(self):
-        return Interp()
+        return Locked(Interp())
 
     def qsbr_lt(self, a, b):
         return lt(a, b)
