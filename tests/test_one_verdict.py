@@ -1,0 +1,211 @@
+"""One verdict on every path: the command line and the pytest plugin build the same plan and
+target and call the same runner, so every fact's status and the verdict agree; isolation
+carries every declared capability; failures carry their own step sequence.
+
+Every run is bounded by counts (examples, rounds, a depth-bounded exploration), never by a
+clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conformance.checks import plan as plans
+from conformance.checks import runner
+from conformance.drivers import target as targets
+from conformance.drivers.isolation import IsolatedImplementation
+from conformance.frontends import cli
+from conformance.model import status as statuses
+from conformance.model.facts import FACTS
+
+TESTS = Path(__file__).resolve().parent
+REFERENCE_C = TESTS.parent / "reference_c"
+ORDERING = [fact.id for fact in FACTS if fact.ordering and fact.id != "S-READ-1"]
+
+pytest_plugins = ["pytester"]
+
+#: A small, deterministic plan: the exploration bounded by depth alone (a huge time bound and
+#: depth 3 is always complete), so both front ends check the same scope.
+OPTIONS = ["--examples", "12", "--seed", "5", "--explore-seconds", "1000", "--explore-depth",
+           "2", "--live-examples", "0", "--concurrency-rounds", "2"]
+
+
+@pytest.fixture(autouse=True)
+def _adapters_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]))
+
+
+def _facts(path: Path) -> dict[str, dict]:
+    return {row["id"]: row for row in json.loads(path.read_text())["facts"]}
+
+
+def test_isolation_carries_the_declared_capabilities():
+    impl = IsolatedImplementation("verdict_adapters:locked_oracle")
+    try:
+        assert impl.thread_safe is True
+        assert impl.live_allocations() == 0
+    finally:
+        impl.close()
+    plain = IsolatedImplementation("conformance.oracle:oracle")
+    try:
+        assert plain.thread_safe is False
+        assert not hasattr(plain, "live_allocations")
+    finally:
+        plain.close()
+
+
+def test_an_isolated_thread_safe_adapter_gets_concurrent_checks(tmp_path):
+    out = tmp_path / "r.json"
+    assert cli.main(["--impl", "verdict_adapters:locked_oracle", *OPTIONS, "-q",
+                     "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["target"]["isolate"] is True
+    assert "concurrent" in data["phases"]
+    rows = _facts(out)
+    for fact in ("S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-ADV-1", "S-POLL-1", "S-SAFE-1",
+                 "S-SAFE-2"):
+        assert "concurrent" in rows[fact]["checked_by"], fact
+        assert rows[fact]["result"] == statuses.PASS, fact
+
+
+def test_a_race_only_concurrency_reveals_fails_the_default_isolated_run(tmp_path):
+    out = tmp_path / "r.json"
+    assert cli.main(["--impl", "verdict_adapters:racy_advance", *OPTIONS, "-q",
+                     "--json", str(out)]) == 1
+    data = json.loads(out.read_text())
+    failing = {row["id"] for row in data["facts"] if row["result"] == statuses.FAIL}
+    assert failing and failing <= set(ORDERING), failing
+    assert all("concurrent" in _facts(out)[fact]["checked_by"] for fact in failing)
+    assert [f["check"] for f in data["failures"]] == ["concurrent torture"]
+
+
+def test_the_same_adapter_without_the_declaration_is_sequential_only(tmp_path):
+    out = tmp_path / "r.json"
+    assert cli.main(["--impl", "conformance.oracle:oracle", *OPTIONS, "-q",
+                     "--json", str(out)]) == 0
+    rows = _facts(out)
+    assert rows["S-ADV-1"]["result"] == statuses.PASS_SEQUENTIAL
+    assert "thread_safe" in json.loads(out.read_text())["concurrency"]
+
+
+def test_a_wrap_only_failure_carries_its_own_sequence(tmp_path):
+    out = tmp_path / "r.json"
+    assert cli.main(["--impl", "verdict_adapters:scan_plain_minimum", *OPTIONS, "-q",
+                     "--json", str(out)]) == 1
+    failure = next(f for f in json.loads(out.read_text())["failures"]
+                   if f["check"] == "coverage scenario")
+    near_wrap = (1 << 64) - 3
+    first, last = failure["step_records"][0], failure["step_records"][-1]
+    assert first["operation"] == "set_sequences" and first["args"][0] == near_wrap
+    assert last["operation"] == "poll" and last["result"] is True
+    assert failure["steps"][-1] == last["text"]
+    assert "set_sequences" in failure["steps"][0]
+
+
+def test_factory_written_to_the_docs_accepts_every_release_profile(tmp_path):
+    # minimal_adapter.make(profile="3.13") knows only the lines "3.13"/"3.14"; a release range
+    # asked for reaches it as its line.
+    sys.path.insert(0, str(TESTS.parent / "docs" / "examples"))
+    try:
+        target = targets.resolve("minimal_adapter:make", "3.13.3-3.13.5", isolate=False)
+        impl = target.open()
+        assert impl.profile == "3.13"
+    finally:
+        sys.path.remove(str(TESTS.parent / "docs" / "examples"))
+
+
+def _needs_cc() -> None:
+    if not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))):
+        pytest.skip("needs make and a C compiler to build the C ABI library")
+
+
+@pytest.fixture(scope="module")
+def cabi_library(tmp_path_factory) -> str:
+    _needs_cc()
+    build = tmp_path_factory.mktemp("cabi")
+    subprocess.run(["make", "-C", str(REFERENCE_C), "--no-print-directory", "lib",
+                    f"BUILD={build}", "PROFILE=313"], check=True, capture_output=True)
+    return str(build / "313" / "libqsbr.so")
+
+
+@pytest.mark.parametrize("impl", ["cython_bridge:reference_port", "conformance.cabi:from_env",
+                                  "verdict_adapters:locked_oracle",
+                                  "verdict_adapters:racy_advance"])
+def test_command_line_json_and_plugin_junit_agree_fact_by_fact(impl, pytester, tmp_path,
+                                                               monkeypatch, request):
+    if impl == "conformance.cabi:from_env":
+        monkeypatch.setenv("QSBR_LIBRARY", request.getfixturevalue("cabi_library"))
+    out = tmp_path / "cli.json"
+    status = cli.main(["--impl", impl, *OPTIONS, "-q", "--json", str(out)])
+    cli_rows = _facts(out)
+    cli_verdict = json.loads(out.read_text())["conforms"]
+
+    plugin_options = [option.replace("--", "--qsbr-", 1) if option.startswith("--") else option
+                      for option in OPTIONS]
+    pytester.makepyfile(test_own="def test_own_project():\n    assert True\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--qsbr-impl", impl, *plugin_options,
+        *(["--qsbr-no-isolate"] if impl == "cython_bridge:reference_port" else []),
+        "--junitxml", "junit.xml")
+    cases = {case.get("name"): case for case in
+             ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    for fact_id, row in cli_rows.items():
+        case = cases[f"qsbr[{fact_id}]"]
+        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+        assert properties["qsbr_status"] == row["result"], fact_id
+        assert properties["qsbr_checked_by"] == ",".join(row["checked_by"]), fact_id
+        shown = ("failed" if case.find("failure") is not None
+                 else "skipped" if case.find("skipped") is not None else "passed")
+        expected = {statuses.PASS: "passed", statuses.PASS_SEQUENTIAL: "skipped",
+                    statuses.NOT_APPLICABLE: "skipped", statuses.FAIL: "failed",
+                    statuses.UNCHECKED: "failed"}[row["result"]]
+        assert shown == expected, (fact_id, row["result"], shown)
+    verdict = cases["qsbr[verdict]"]
+    assert (verdict.find("failure") is None) == cli_verdict == (status == 0)
+    assert result.ret == (0 if cli_verdict else 1)
+
+
+def test_plugin_says_what_sequential_only_means(pytester):
+    pytester.makepyfile(test_own="def test_own_project():\n    assert True\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--qsbr-impl", "conformance.oracle:oracle", "--qsbr-examples",
+        "10", "--qsbr-seed", "1", "--qsbr-explore-depth", "1", "-rs")
+    result.stdout.fnmatch_lines(["*passed from sequential checks only (shown as skipped)*",
+                                 "*S-ADV-1: pass (sequential only)*thread_safe*"])
+    assert result.ret == 0
+
+
+def test_unreached_facts_of_a_stopped_run_say_so():
+    from conformance.frontends import pytest_plugin
+
+    plan = plans.Plan(seed=1, examples=5, explore_seconds=0, live_examples=0,
+                      concurrency_rounds=0, stop_at_first_failure=True)
+    target = targets.resolve("mutant_adapters:advance_returns_old", isolate=False)
+    result = runner.run(plan, target)
+    outcomes = pytest_plugin.outcomes_of(result)["facts"]
+    unreached = [entry for entry in outcomes.values() if entry["status"] == statuses.UNCHECKED]
+    for entry in unreached:
+        assert "not reached: the run stopped at its first failure (" in entry["message"]
+        assert "raise --qsbr-examples" not in entry["message"]
+
+
+def test_every_front_end_uses_the_same_defaults():
+    from conformance.bench import suite
+    from conformance.frontends import pytest_plugin
+
+    args = cli._parser().parse_args([])
+    assert (args.examples, args.steps, args.live_examples, args.concurrency_rounds) == (
+        plans.DEFAULT_EXAMPLES, plans.DEFAULT_STEPS, plans.DEFAULT_LIVE_EXAMPLES,
+        plans.DEFAULT_CONCURRENCY_ROUNDS)
+    assert suite.DEFAULT_EXAMPLES == plans.DEFAULT_EXAMPLES
+    assert "plan_and_target" in vars(pytest_plugin)
