@@ -690,6 +690,7 @@ class _Retirer:
     flag: int | None  # parameter index of the use_qsbr-like flag
     inner: _Node  # the call in fn's body that retires (a goal API or another retirer)
     rule: str
+    goals: list[_Node] = field(default_factory=list)  # a goal taker's goal calls (all paths)
 
 
 @dataclass
@@ -879,14 +880,15 @@ class _Auditor:
         for fn in list(self.code.fns.values()):
             if fn.rel == QSBR_IMPL or not any(g in fn.text for g in goal):
                 continue
-            for node in fn.calls():
-                if node.cursor.spelling in goal and node.anc and node.anc[-1].cursor.kind not in (
-                        self.ck.COMPOUND_STMT,):
-                    idx = next((i for i, t in enumerate(fn.param_types)
-                                if "*" in t or t in ("unsigned long", "uintptr_t")), 0)
-                    self.retirers[fn.usr] = _Retirer(
-                        fn, idx, None, node, f"keeps the goal of {node.cursor.spelling}()")
-                    break
+            kept = [node for node in fn.calls()
+                    if node.cursor.spelling in goal and node.anc
+                    and node.anc[-1].cursor.kind != self.ck.COMPOUND_STMT]
+            if kept:
+                idx = next((i for i, t in enumerate(fn.param_types)
+                            if "*" in t or t in ("unsigned long", "uintptr_t")), 0)
+                takes = " or ".join(sorted({n.cursor.spelling + "()" for n in kept}))
+                self.retirers[fn.usr] = _Retirer(fn, idx, None, kept[0],
+                                                 f"keeps the goal of {takes}", kept)
         while True:
             names = {r.fn.name for r in self.retirers.values()}
             self.parse_mentioning(names)
@@ -993,6 +995,8 @@ class _Auditor:
                 continue
             if start is not None and node.start < start.end and node.cursor == start.cursor:
                 continue
+            if _exclusive(node, end, self.ck):
+                continue  # another branch than the one that reaches ``end``
             got = self.code.classify(node.cursor)
             if got is None:
                 continue
@@ -1012,9 +1016,21 @@ class _Auditor:
         ck = self.ck
         args = _args(call.cursor)
         chain = self.chain(r)
+        # a goal taker may take different goals on different paths (3.13.6+: an advancing goal
+        # when enough memory is deferred, else a non-advancing one): judge the weakest
+        rank = {"none": 0, "maybe": 1, "unknown": 1, "always": 2}
+        last = chain[-1]
+        options = []
+        for g in last.goals or [last.inner]:
+            gfn = self.code.fn_of(g.cursor)
+            options.append((rank[self.code.summary(gfn) if gfn else "unknown"], g))
+        options.sort(key=lambda o: (o[0], o[1].start))
+        chain[-1] = _Retirer(last.fn, last.retired, last.flag, options[0][1], last.rule,
+                             last.goals)
         goal_call = chain[-1].inner.cursor
         goal_fn = self.code.fn_of(goal_call)
         goal_summary = self.code.summary(goal_fn) if goal_fn is not None else "unknown"
+        other_goals = sorted({g.cursor.spelling for _, g in options[1:]} - {goal_call.spelling})
         goal_kind = {"always": "advancing", "maybe": "non-advancing",
                      "none": "non-advancing"}.get(goal_summary, "unknown")
         flag_text = (self.code.text(args[r.flag]) if r.flag is not None and r.flag < len(args)
@@ -1030,18 +1046,19 @@ class _Auditor:
             "retire": self.code.text(call.cursor), "retirer": r.fn.name,
             "chain": [link.fn.name for link in chain] + [goal_call.spelling],
             "goal": goal_call.spelling, "goal_kind": goal_kind,
-            "goal_advances_sometimes": goal_summary == "maybe", "flag": flag_text,
+            "goal_advances_sometimes": goal_summary == "maybe",
+            "other_goals": other_goals, "flag": flag_text,
             "retired": retired_text, "field": None, "unlink": None, "unlink_line": None,
             "between": [], "verdict": "no-local-unlink", "note": "",
         }
         if src[0] != "field":
-            what = (f"parameter {fn.params[src[1]]}" if src[0] == "param"
+            what = (f"parameter {fn.params[int(src[1])]}" if src[0] == "param"
                     else f"from {src[1]!s}")
             info["note"] = ("the retired pointer is not loaded from a field in this function "
                             f"({what}); the unlink, if any, is elsewhere: not judged")
             info["between"] = chain_items
             return info
-        var, fld = src[1]
+        var, fld = str(src[1][0]), str(src[1][1])
         info["field"] = f"{var}->{fld}"
         load: _Node | None = src[2]
         read_at = load.start if load is not None else call.start
