@@ -324,3 +324,21 @@ def test_planted_reorder_in_dictresize_is_flagged(version, tmp_path):
     sites = [s for s in audit.audit_source(copy) if s["function"] == "dictresize"
              and s["retirer"] == "free_keys_object"]
     assert [s["verdict"] for s in sites] == ["retire-before-unlink"], sites
+
+
+@needs_libclang
+def test_planted_fence_in_list_resize_orders_it(tmp_path):
+    """The fix the findings propose, planted: a seq_cst fence after list_resize's unlink makes
+    the site ordered (the audit sees the fence through _Py_atomic_fence_seq_cst's body)."""
+    root = audit.source_tree(tarball("3.14.7"))
+    copy = tmp_path / "tree"
+    shutil.copytree(root, copy)
+    path = copy / "Objects" / "listobject.c"
+    text = path.read_text()
+    unlink = "_Py_atomic_store_ptr_release(&self->ob_item, &array->ob_item);\n"
+    assert text.count(unlink) == 1
+    path.write_text(text.replace(unlink, unlink + "    _Py_atomic_fence_seq_cst();\n"))
+    sites = [s for s in audit.audit_source(copy) if s["function"] == "list_resize"]
+    assert [s["verdict"] for s in sites] == ["ordered"], sites
+    assert any("_Py_atomic_fence_seq_cst" in b["what"] and not b["conditional"]
+               for b in sites[0]["between"])

@@ -115,6 +115,8 @@ FENCE_BUILTINS = ("__atomic_thread_fence", "__c11_atomic_thread_fence")
 STORE_BUILTINS = ("__atomic_store", "__atomic_exchange", "__atomic_compare_exchange",
                   "__c11_atomic_store", "__c11_atomic_exchange", "__c11_atomic_compare_exchange")
 SEQ_CST = ("__ATOMIC_SEQ_CST", "memory_order_seq_cst", "5")
+SC_STORE = ("a seq_cst store, not a fence: C11 orders it only before later seq_cst operations; "
+            "on x86-64 GCC and Clang emit it as XCHG or MOV+MFENCE, full barriers")
 
 PYCONFIG = """\
 /* pyconfig.h written by qsbr-conformance's audit: enough to parse the free-threaded core on
@@ -478,11 +480,14 @@ class _Code:
             name = builtin
             if name.startswith("__sync_") and not name.startswith("__sync_lock_release"):
                 return ("full-barrier", f"{name} (full barrier)")
+            words = self.text(call).replace("(", " ").replace(")", " ").replace(",", " ")
+            seq_cst = any(t in SEQ_CST for t in words.split())
             if name.startswith(FENCE_BUILTINS) or name.startswith(RMW_BUILTINS):
-                words = self.text(call).replace("(", " ").replace(")", " ").replace(",", " ")
-                if any(t in SEQ_CST for t in words.split()):
+                if seq_cst:
                     what = "seq_cst fence" if name.startswith(FENCE_BUILTINS) else "seq_cst RMW"
                     return ("full-barrier", f"{name} ({what})")
+            elif name.startswith(("__atomic_store", "__c11_atomic_store")) and seq_cst:
+                return ("seq_cst-store", f"{name} ({SC_STORE})")
             return None
         if call.kind != self.ck.CALL_EXPR:
             return None
@@ -505,7 +510,25 @@ class _Code:
             return ("full-barrier", f"{name} (a seq_cst RMW or fence on every path)")
         if summ == "maybe":
             return ("maybe-barrier", f"{name} (a full barrier on some paths only)")
+        if self.sc_store(fn):
+            return ("seq_cst-store", f"{name} ({SC_STORE})")
         return None
+
+    def sc_store(self, fn: _Fn) -> bool:
+        """Whether fn is a seq_cst store wrapper (``_Py_atomic_store_ptr``)."""
+        ck = self.ck
+        exits = [n for n in fn.nodes if n.cursor.kind in (ck.RETURN_STMT, ck.GOTO_STMT)]
+        for node in fn.nodes:
+            if node.cursor.kind != ck.UNEXPOSED_EXPR and node.cursor.kind != ck.CALL_EXPR:
+                continue
+            name = self.builtin(node.cursor)
+            if name is None or _conditional(node, (), ck) or any(
+                    r.end <= node.start for r in exits):
+                continue
+            got = self.classify(node.cursor)
+            if got is not None and got[0] == "seq_cst-store":
+                return True
+        return False
 
     def summary(self, fn: _Fn) -> str:
         """'always': every path through fn makes a full barrier; 'maybe': some; 'none'."""
@@ -558,7 +581,9 @@ class _Code:
 
     def lvalue(self, c: Any) -> tuple[str, str | None] | None:
         """(variable, field) for ``var->field`` / ``var.field``; (``*var``, None) for
-        ``*var``; None for anything else."""
+        ``*var``; None for anything else.  A base that is not a variable
+        (``_PyObject_ManagedDictPointer(obj)->dict``) is named by its source text, so two
+        accesses match when they are written alike."""
         c = _strip(c, self.ck)
         if c is None:
             return None
@@ -568,6 +593,10 @@ class _Code:
                 base = _strip(kids[0], self.ck)
                 if base is not None and base.kind == self.ck.DECL_REF_EXPR:
                     return (base.spelling, c.spelling)
+                if base is not None and base.kind == self.ck.CALL_EXPR:
+                    key = self.key(base)
+                    if key:
+                        return (key, c.spelling)
             return None
         if c.kind == self.ck.UNARY_OPERATOR:
             kids = list(c.get_children())
@@ -575,6 +604,25 @@ class _Code:
                 base = _strip(kids[0], self.ck)
                 if base is not None and base.kind == self.ck.DECL_REF_EXPR:
                     return ("*" + base.spelling, None)
+        return None
+
+    def key(self, c: Any, depth: int = 0) -> str | None:
+        """A structural name for a simple expression (calls, variables, fields, constants),
+        the same wherever it is written, macro arguments included; None for anything else."""
+        c = _strip(c, self.ck)
+        if c is None or depth > 6:
+            return None
+        if c.kind == self.ck.DECL_REF_EXPR:
+            return str(c.spelling)
+        if c.kind == self.ck.MEMBER_REF_EXPR:
+            kids = list(c.get_children())
+            base = self.key(kids[0], depth + 1) if kids else None
+            return f"{base}->{c.spelling}" if base else None
+        if c.kind == self.ck.CALL_EXPR and c.spelling:
+            parts = [self.key(a, depth + 1) for a in _args(c)]
+            if any(p is None for p in parts):
+                return None
+            return f"{c.spelling}({', '.join(p for p in parts if p is not None)})"
         return None
 
     def addr_of(self, c: Any) -> tuple[str, str | None] | None:
@@ -586,7 +634,7 @@ class _Code:
             kids = list(c.get_children())
             if kids and _unary(c, kids[0]) == "&":
                 inner = self.lvalue(kids[0])
-                if inner and inner[1]:
+                if inner:
                     return inner
             return None
         if c.kind == self.ck.DECL_REF_EXPR:
@@ -720,6 +768,7 @@ class _Auditor:
                       f"-I{root / 'Python'}", f"-I{root / 'Objects'}"]
         self.retirers: dict[str, _Retirer] = {}
         self._files: dict[str, str] | None = None
+        self._defines: list[tuple[str, str]] | None = None
 
     # files ---------------------------------------------------------------------------------
 
@@ -742,28 +791,34 @@ class _Auditor:
         return self._files
 
     def header_aliases(self, names: set[str]) -> set[str]:
-        """Macros in Include/ whose body names one of ``names`` (so a file using the macro is
-        parsed too; the AST sees the expansion)."""
+        """Macros (in Include/ or in the scanned .c files) whose body names one of ``names``,
+        transitively, so that a file or function using the macro is parsed and scanned too
+        (``DECREF_KEYS_FT`` in dictobject.c); the AST then sees the expansion."""
+        if self._defines is None:
+            defines: list[tuple[str, str]] = []
+            texts = list(self.files().values())
+            for path in (self.root / "Include").rglob("*.h"):
+                try:
+                    texts.append(path.read_text(encoding="utf-8", errors="replace"))
+                except OSError:
+                    continue
+            for text in texts:
+                if "define" not in text:
+                    continue
+                for line in text.replace("\\\n", " ").splitlines():
+                    words = line.replace("#", "# ", 1).split()
+                    if len(words) >= 3 and words[0] == "#" and words[1] == "define":
+                        defines.append((words[2].split("(")[0], line))
+            self._defines = defines
         out: set[str] = set()
-        for path in (self.root / "Include").rglob("*.h"):
-            try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                continue
-            if not any(n in text for n in names):
-                continue
-            for line in text.replace("\\\n", " ").splitlines():
-                words = line.split()
-                if len(words) >= 2 and words[0] in ("#define", "#") and any(
-                        n in line for n in names):
-                    if words[0] == "#":
-                        if len(words) < 3 or words[1] != "define":
-                            continue
-                        macro = words[2]
-                    else:
-                        macro = words[1]
-                    out.add(macro.split("(")[0])
-        return out
+        wanted = set(names)
+        while True:
+            new = {macro for macro, line in self._defines
+                   if macro not in out and macro not in wanted
+                   and any(n in line for n in wanted | out)}
+            if not new:
+                return out
+            out |= new
 
     def parse_mentioning(self, names: set[str]) -> None:
         names = set(names) | self.header_aliases(names)
@@ -791,7 +846,7 @@ class _Auditor:
                 if src is not None:
                     return self.derive(fn, src[0], src[1], depth + 1)
             return ("other", c.spelling, None)
-        if c.kind == ck.MEMBER_REF_EXPR:
+        if c.kind in (ck.MEMBER_REF_EXPR, ck.UNARY_OPERATOR):
             loc = self.code.lvalue(c)
             if loc:
                 node = next((n for n in fn.nodes if n.cursor == c), None)
@@ -1011,7 +1066,44 @@ class _Auditor:
         return any(n.cursor.kind in (ck.RETURN_STMT, ck.GOTO_STMT) and a.end <= n.start
                    and n.end <= b.start and not _conditional(n, (a, b), ck) for n in fn.nodes)
 
+    def field_at_callers(self, fn: _Fn, q: int) -> tuple[str, str | None] | None:
+        """The field of one of fn's parameters that every parsed call of fn passes as its
+        parameter q (``code_extra_grow_ft(co, co->co_extra, ...)``), named in fn's terms, or
+        None when there is no call or the calls disagree."""
+        found: set[tuple[str, str | None]] = set()
+        for caller in self.code.fns.values():
+            if fn.name not in caller.text:
+                continue
+            for node in caller.calls():
+                ref = node.cursor.referenced
+                if ref is None or ref.get_usr() != fn.usr:
+                    continue
+                args = _args(node.cursor)
+                if q >= len(args):
+                    return None
+                src = self.derive(caller, args[q], node.start)
+                if src[0] != "field":
+                    return None
+                var, fld = src[1]
+                mapped = None
+                for j, arg in enumerate(args):
+                    base = _strip(arg, self.ck)
+                    if base is not None and base.kind == self.ck.DECL_REF_EXPR and \
+                            base.spelling == var.lstrip("*") and j < len(fn.params):
+                        mapped = ("*" if var.startswith("*") else "") + fn.params[j]
+                if mapped is None:
+                    return None
+                found.add((mapped, fld))
+        return found.pop() if len(found) == 1 else None
+
     def judge(self, site: _Site) -> dict[str, Any]:
+        info = self._judge(site)
+        via = info.pop("_via", "")
+        if via:
+            info["note"] += via
+        return info
+
+    def _judge(self, site: _Site) -> dict[str, Any]:
         fn, call, r = site.fn, site.call, site.retirer
         ck = self.ck
         args = _args(call.cursor)
@@ -1051,6 +1143,14 @@ class _Auditor:
             "retired": retired_text, "field": None, "unlink": None, "unlink_line": None,
             "between": [], "verdict": "no-local-unlink", "note": "",
         }
+        via_callers = ""
+        if src[0] == "param":
+            got = self.field_at_callers(fn, int(src[1]))
+            if got is not None:
+                via_callers = (f"; parameter {fn.params[int(src[1])]} is {got[0]}->{got[1]} "
+                               "at every call of " + fn.name)
+                src = ("field", got, None)
+        info["_via"] = via_callers
         if src[0] != "field":
             what = (f"parameter {fn.params[int(src[1])]}" if src[0] == "param"
                     else f"from {src[1]!s}")
@@ -1058,10 +1158,11 @@ class _Auditor:
                             f"({what}); the unlink, if any, is elsewhere: not judged")
             info["between"] = chain_items
             return info
-        var, fld = str(src[1][0]), str(src[1][1])
-        info["field"] = f"{var}->{fld}"
+        var, fld = src[1][0], src[1][1]
+        info["field"] = f"{var}->{fld}" if fld else var
         load: _Node | None = src[2]
-        read_at = load.start if load is not None else call.start
+        read_at = (load.start if load is not None
+                   else -1 if via_callers else call.start)
         stores: list[_Node] = []
         for node in fn.nodes:
             cur = node.cursor
@@ -1087,8 +1188,8 @@ class _Auditor:
             info["unlink"] = self.code.text(unlink.cursor)
             info["unlink_line"] = unlink.cursor.location.line
             own = self.code.classify(unlink.cursor)
-            if own is not None and own[0] == "full-barrier":
-                items.insert(0, {"kind": "full-barrier", "what": "the unlink itself: " + own[1],
+            if own is not None and own[0] in ("full-barrier", "seq_cst-store"):
+                items.insert(0, {"kind": own[0], "what": "the unlink itself: " + own[1],
                                  "function": fn.name, "file": fn.rel,
                                  "line": info["unlink_line"], "conditional": False})
             items += chain_items
@@ -1111,6 +1212,10 @@ class _Auditor:
                                 "between them on every path")
                 if opaque:
                     info["note"] += "; not inspected: " + ", ".join(opaque[:4])
+                if any(i["kind"] == "seq_cst-store" and not i["conditional"] for i in items):
+                    info["note"] += ("; a seq_cst store lies between (see between): ordered in "
+                                     "practice on x86-64, not by C11 nor on ARM64 with "
+                                     "RCpc (LDAPR) acquire loads")
             return info
         if after:
             unlink = min(after, key=lambda s: s.start)
