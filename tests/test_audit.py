@@ -269,6 +269,23 @@ def test_not_a_cpython_tree(tmp_path):
     assert audit.main([str(tmp_path / "missing")]) == 2
 
 
+@needs_libclang
+def test_a_failed_parse_is_an_error_not_an_empty_audit(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSBR_AUDIT_CLANG_INCLUDE", str(tmp_path / "no-such-folder"))
+    with pytest.raises(audit.AuditError, match="could not parse"):
+        audit.audit_source(synthetic_tree(tmp_path))
+
+
+@needs_libclang
+def test_a_tree_where_nothing_keeps_a_goal_is_an_error(tmp_path):
+    root = synthetic_tree(tmp_path)
+    c = root / "Objects" / "synth.c"
+    c.write_text(c.read_text().replace("uint64_t goal = _Py_qsbr_shared_next(&shared);",
+                                       "uint64_t goal = 0;"))
+    with pytest.raises(audit.AuditError, match="keeps a QSBR goal"):
+        audit.audit_source(root)
+
+
 # --- the releases -------------------------------------------------------------------------
 
 @needs_libclang

@@ -218,8 +218,15 @@ def source_tree(source: Path | str) -> Path:
             tmp.mkdir(parents=True)
             try:
                 with tarfile.open(path) as archive:
-                    members = [m for m in archive.getmembers() if _wanted(m.name)]
-                    archive.extractall(tmp, members=members, filter="data")
+                    members = [m for m in archive.getmembers() if _wanted(m.name)
+                               and (m.isfile() or m.isdir())]
+                    try:
+                        archive.extractall(tmp, members=members, filter="data")
+                    except TypeError:  # Python < 3.11.4: no filters; members are checked
+                        if any(m.name.startswith("/") or ".." in m.name.split("/")
+                               for m in members):
+                            raise tarfile.TarError("unsafe member names") from None
+                        archive.extractall(tmp, members=members)
             except (tarfile.TarError, OSError) as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise AuditError(f"{source}: not a readable tarball ({exc})") from None
@@ -391,6 +398,7 @@ class _Code:
         self.tus: list[Any] = []  # kept alive: cursors refer into them
         self.parsed: set[str] = set()
         self.errors: list[str] = []
+        self.fatal: list[str] = []
         self._texts: dict[str, bytes] = {}
         self._summ: dict[str, str] = {}
         self._stores: dict[str, set[tuple]] = {}
@@ -425,6 +433,9 @@ class _Code:
         tu = index.parse(str(path), args=args)
         self.tus.append(tu)
         for diag in tu.diagnostics:
+            if diag.severity >= 4:
+                where = diag.location.file.name if diag.location.file is not None else rel
+                self.fatal.append(f"{where}:{diag.location.line}: {diag.spelling}")
             if diag.severity >= 3 and diag.location.file is not None:
                 drel = self.rel(diag.location.file.name)
                 if drel is not None:
@@ -758,7 +769,10 @@ class _Auditor:
         self.index = self.ck_mod.Index.create()
         cfg = _cache_dir() / "pyconfig"
         cfg.mkdir(parents=True, exist_ok=True)
-        (cfg / "pyconfig.h").write_text(PYCONFIG)
+        if not (cfg / "pyconfig.h").is_file() or (cfg / "pyconfig.h").read_text() != PYCONFIG:
+            tmp = cfg / f"pyconfig.h.{os.getpid()}"
+            tmp.write_text(PYCONFIG)
+            tmp.replace(cfg / "pyconfig.h")
         self.args = ["-x", "c", "-std=gnu11", "-ferror-limit=0", "-w",
                      "-DPy_BUILD_CORE", "-DPy_BUILD_CORE_BUILTIN"]
         for inc in _builtin_include():
@@ -1002,6 +1016,17 @@ class _Auditor:
             return _Retirer(fn, q, None, node, f"calls {r.fn.name} on every path")
         return None
 
+    def check(self) -> None:
+        """Refuse a result that a failed parse would make look clean."""
+        if self.code.fatal:
+            raise AuditError(
+                f"libclang could not parse the sources ({self.code.fatal[0]}); if a compiler "
+                "header is missing, set QSBR_AUDIT_CLANG_INCLUDE to a clang resource include "
+                "folder (clang -print-resource-dir)/include or install libclang-common-*-dev")
+        if not self.retirers:
+            raise AuditError(f"{self.root}: no function outside {QSBR_IMPL} keeps a QSBR goal "
+                             f"({', '.join(GOAL_APIS)}): nothing to audit")
+
     # sites ---------------------------------------------------------------------------------
 
     def sites(self) -> list[_Site]:
@@ -1240,9 +1265,9 @@ def audit_source(path: Path | str) -> list[dict[str, Any]]:
     the module docstring).  Raises AuditError when libclang is missing or the source is not a
     CPython 3.13+ tree."""
     _cindex()
-    root = source_tree(path)
-    auditor = _Auditor(root)
+    auditor = _Auditor(source_tree(path))
     auditor.derive_retirers()
+    auditor.check()
     results = [auditor.judge(site) for site in auditor.sites()]
     errors = [e for e in auditor.code.errors
               if any(e.startswith(r["file"] + ":") for r in results)]
@@ -1257,6 +1282,7 @@ def retiring_functions(path: Path | str) -> list[dict[str, Any]]:
     _cindex()
     auditor = _Auditor(source_tree(path))
     auditor.derive_retirers()
+    auditor.check()
     return sorted(({"function": r.fn.name, "file": r.fn.rel, "line": r.fn.line,
                     "retired": r.fn.params[r.retired] if r.retired < len(r.fn.params) else None,
                     "flag": r.fn.params[r.flag] if r.flag is not None else None,
@@ -1280,6 +1306,8 @@ def render_text(sites: list[dict[str, Any]]) -> str:
                 cond = " (conditional)" if b["conditional"] else ""
                 lines.append(f"    between: {b['what']} in {b['function']} "
                              f"({b['file']}:{b['line']}){cond}")
+        elif s["unlink"] and s["verdict"] == "retire-before-unlink":
+            lines.append("    between: (the retire comes first)")
         elif s["unlink"]:
             lines.append("    between: nothing that orders")
         if s["note"]:
