@@ -4,25 +4,46 @@
 retires memory through QSBR, with the *unlink* it follows (the store that makes the retired memory
 unreachable), what lies between the unlink and the goal the retire takes, and a verdict.
 
+Command line: ``python -m conformance.checks.audit SOURCE [--json PATH]`` prints the retiring
+functions derived, then one entry per site; the JSON holds ``sites``, ``retiring_functions``,
+``parsed_files`` and ``seconds``.  Exit status: 0 when no site is ``retire-before-unlink`` or
+``unordered``, 1 when one is, 2 when the audit cannot run (libclang missing, not a CPython 3.13+
+tree, a fatal parse error).  A tarball is unpacked once (``Include/``, ``Objects/``, ``Python/``,
+``Modules/``, ``Parser/``) into ``~/.cache/qsbr-conformance/audit/<sha256 prefix>/``.
+
+Each site is a dict with ``file``, ``function``, ``line``, ``retire`` (the call's text),
+``retirer`` and ``chain`` (the retiring functions down to the goal API), ``goal``, ``goal_kind``
+(``non-advancing`` / ``advancing``; ``goal_advances_sometimes`` when the goal function advances
+on some paths only, ``other_goals`` when the goal taker takes another goal on other paths),
+``flag`` (the use_qsbr-like argument's text), ``retired``, ``field`` (where the retired pointer
+was loaded from), ``unlink`` and ``unlink_line`` (or None), ``between`` (a list of
+``{kind, what, function, file, line, conditional}``), ``verdict``, ``note``, ``parse_errors``.
+
 Parser
 ------
 libclang (PyPI ``libclang``, the optional extra ``audit``).  Both candidates were tried on
-3.13.5's ``Objects/listobject.c``: pycparser stops at the first GCC extension of the system
-headers (``__attribute__`` in ``<assert.h>``); with those defined away it stops at the next one
-(``<bits/mathcalls.h>``), and CPython's own headers need ``__typeof__``, ``_Atomic`` and the
-``__atomic_*`` builtins, so it would need a hand-kept set of fake headers for every release.
-libclang parses ``dictobject.c``, ``listobject.c``, ``obmalloc.c`` (with the mimalloc sources it
-includes), ``codeobject.c``, ``typeobject.c``, ``object.c`` and ``Python/*.c`` in about one or
-two seconds each, expands CPython's macros (``FT_ATOMIC_STORE_PTR_RELEASE``, ``DECREF_KEYS``,
-critical sections) into the calls they make, and resolves every call to its declaration, so the
-retiring functions can be derived from the call graph rather than from names.  The only errors
-it reports are in the compiler's intrinsic headers (``emmintrin.h``) when the builtin headers
-found belong to another clang version; function bodies of the source tree are unaffected, and
-errors inside the tree's own files are reported in the result (``parse_errors``).
+3.13.5's ``Objects/listobject.c``: pycparser (on ``gcc -E`` output) stops at the first GCC
+extension of the system headers (``__attribute__`` in ``<assert.h>``); with those defined away it
+stops at the next (``<bits/mathcalls.h>``), and CPython's own headers need ``__typeof__``,
+``_Atomic`` and the ``__atomic_*`` builtins, so it would need a hand-kept set of fake headers per
+release and would lose the macro structure.  libclang parses ``dictobject.c``, ``listobject.c``,
+``obmalloc.c`` (with the mimalloc sources it includes), ``codeobject.c``, ``typeobject.c``,
+``object.c``, ``Python/ceval.c``, ``gc_free_threading.c`` and ``pystate.c`` in one to two
+seconds each, expands CPython's macros (``FT_ATOMIC_STORE_PTR_RELEASE``, ``DECREF_KEYS``,
+critical sections) into the calls they make while keeping the invocation's source position,
+and resolves every call to its declaration, so the retiring functions are derived from the call
+graph rather than from names.  The libclang wheel ships no compiler headers (``stddef.h``,
+``stdatomic.h``): the audit uses ``$QSBR_AUDIT_CLANG_INCLUDE``, else a clang's resource folder,
+else an installed ``libclang-common-*-dev``, else GCC's (on 3.14.7 GCC's headers and clang 14's
+give the same sites and verdicts; the only errors are in intrinsic headers such as
+``emmintrin.h``).  A fatal parse error (a header not found) is an error, never an empty audit;
+errors inside a site's file are listed in its ``parse_errors``.
 
 The translation units are compiled as the free-threaded core: ``Py_GIL_DISABLED=1``,
 ``Py_BUILD_CORE``, with a minimal generated ``pyconfig.h`` (x86-64 Linux sizes) and the
-include paths ``Include/``, ``Include/internal/``, ``Include/internal/mimalloc/``.
+include paths ``Include/``, ``Include/internal/``, ``Include/internal/mimalloc/``.  Which files
+are parsed is chosen by a plain text prefilter (a file that names a goal API, a retiring
+function, or a macro expanding to one); everything after that is read from the AST.
 
 Which functions retire (derived from the sources, not listed by name)
 ---------------------------------------------------------------------
@@ -31,53 +52,66 @@ Which functions retire (derived from the sources, not listed by name)
    result* (the goal is stored with the memory).  ``free_delayed`` and
    ``_PyMem_mi_page_maybe_free`` are found this way; a call whose result is discarded
    (``process_delayed_frees`` advancing the sequence in a stop-the-world pause) retires nothing.
-   The retired argument of a goal taker is its first pointer (or ``uintptr_t``) parameter.
+   The retired argument of a goal taker is its first pointer (or ``uintptr_t``) parameter.  A
+   goal taker with several goal calls (3.13.6+: ``_Py_qsbr_advance`` when enough memory is
+   deferred, else ``_Py_qsbr_shared_next``) is judged by the weakest.
 2. **Wrappers**, transitively: a function W that calls a retiring function R passing, as R's
-   retired argument, one of W's own parameters (through casts, pointer arithmetic and locals
-   initialised from it, never through a field load), and either
+   retired argument, one of W's own parameters (through casts, pointer arithmetic, tagging and
+   locals initialised from it, never through a field load), with R's flag (if any) not the
+   constant false, and either
    a. passes one of its own parameters as R's flag argument (``dictkeys_decref(..., use_qsbr)``
       calling ``free_keys_object(dk, use_qsbr)``), or
    b. makes the call only under ``if (p)`` for a parameter ``p`` (``free_keys_object``,
-      ``free_list_items``, ``free_values`` under ``if (use_qsbr)``): ``p`` is W's flag, or
-   c. R has no flag and W calls it on every path except a null test of the pointer
-      (``_PyMem_FreeDelayed``, ``_PyObject_FreeDelayed``: pure aliases).
-   Anything else is a *site*.
+      ``free_list_items``, ``free_values`` under ``if (use_qsbr)``, 3.14's ``decref_maybe_delay``
+      under ``if (delay)``): ``p`` is W's flag, or
+   c. R has no flag and W calls it on every path, tests of the pointer itself aside
+      (``_PyMem_FreeDelayed``, ``_PyObject_FreeDelayed``, ``_PyObject_XDecRefDelayed``).
 3. **Sites**: every other call of a retiring function, except those whose flag argument is the
-   constant false (those free immediately, not through QSBR).
+   constant false (those free at once, not through QSBR).
 
 Unlinks, what lies between, verdicts
 ------------------------------------
-The retired argument is traced back (casts, locals) to the field it was loaded from
-(``mp->ma_keys``, ``self->ob_item``).  An *unlink* is a store into the same field of the same
-variable in the site's function: an assignment, or a call of a function that stores through
-that argument (``set_keys(mp, k)``, ``_Py_atomic_store_ptr_release(&self->ob_item, ...)``,
-``FT_ATOMIC_STORE_PTR_RELEASE``), found by summarising every function body, transitively.
+The retired argument is traced back (casts, locals) to the location it was loaded from: a field
+(``mp->ma_keys``, ``self->ob_item``, ``_PyObject_ManagedDictPointer(obj)->dict``) or a pointer
+(``*dictptr``).  When it is a parameter of the site's function, every parsed call of that
+function is asked: if all pass the same field of one of its other arguments
+(``code_extra_grow_ft(co, co->co_extra, ...)``), that field is used.  An *unlink* is a store into
+the same location in the site's function: an assignment, or a call of a function that stores
+through that argument (``set_keys(mp, k)``, ``_Py_atomic_store_ptr_release(&self->ob_item, ...)``,
+``FT_ATOMIC_STORE_PTR_RELEASE``), found by summarising every function body, transitively, down
+to the ``__atomic_*`` builtins.
 
-*Between* lists the calls on the path from the unlink to the goal load: in the site's function
+*Between* lists what lies on the path from the unlink to the goal load: in the site's function
 (source order between the two, marked ``conditional`` when inside a branch or loop the path need
-not take) and inside the retiring chain before its goal call (``dictkeys_decref`` ->
-``free_keys_object`` -> ``_PyMem_FreeDelayed`` -> ``free_delayed`` -> goal).  Each is classified:
-``full-barrier`` (a seq_cst atomic read-modify-write or fence, ``__sync_*``, or a call whose
-every path makes one), ``lock`` (``PyMutex_*``, critical sections, ``PyThread_*_lock``; marked
-whether the lock's code shows a full barrier), ``maybe-barrier`` (a call that makes one only on
-some paths), ``opaque`` (a call whose body is not in the parsed sources: not inspected).
+not take; calls in another branch than the retire's are left out) and inside the retiring chain
+before its goal call (``dictkeys_decref`` -> ``free_keys_object`` -> ``_PyMem_FreeDelayed`` ->
+``free_delayed`` -> goal).  Each is classified: ``full-barrier`` (a seq_cst atomic
+read-modify-write or fence, ``__sync_*``, or a call whose every path makes one, such as
+``DECREF_KEYS``' ``_Py_atomic_add_ssize``), ``lock`` (``PyMutex_*``, critical sections,
+``PyThread_*_lock``, stop-the-world; marked whether the lock's code makes a full barrier on
+every path), ``maybe-barrier`` (a call that makes one on some paths only), ``seq_cst-store`` (a
+seq_cst store: not a fence; C11 orders it only before later seq_cst operations, the goal loads
+are acquire loads), ``opaque`` (a call whose body is in no parsed file: not inspected, listed).
 
 Verdicts:
 
-* ``retire-before-unlink``: the only unlinks of the field on a path through the site come after
-  the retire: a reader may pass a quiescent state between the two and then load the retired
-  memory, whatever the hardware.
+* ``retire-before-unlink``: the unlinks of the location on a path through the site all come
+  after the retire: a reader may pass a quiescent state between the two and then load the
+  retired memory, whatever the hardware.
 * ``unordered``: an unlink precedes the retire and no unconditional full barrier (nor a lock whose
-  code makes one, nor an advancing goal) lies between the unlink and the non-advancing goal load.
-* ``ordered``: an unlink precedes the retire and an unconditional full barrier lies between.
-* ``no-local-unlink``: the retired memory is not loaded from a field that this function stores
-  (mimalloc page frees, ``PyObject_GC_Del``): the unlink, if any, is elsewhere; not judged.
+  code makes one on every path, nor an advancing goal) lies between it and the non-advancing
+  goal load.
+* ``ordered``: an unlink precedes the retire and one of those lies between.
+* ``no-local-unlink``: the retired memory is not loaded from a location this function stores
+  (mimalloc page frees, ``PyObject_GC_Del``, a lookup dropping its own reference): the unlink,
+  if any, is elsewhere; not judged.
 
 Limits: paths are approximated from the structure of the code (branches of ``if``/``switch``/
 ``?:``/``&&``/``||`` and loop bodies are conditional, a ``return``/``goto`` between two
-statements separates them); aliasing is by variable name; functions whose body is in no parsed
-translation unit are opaque.  A verdict says what the source shows under these rules, nothing
-more.
+statements separates them); aliasing is by name (two spellings of one object are two
+locations); a full barrier counts as ordering whatever the memory model says about seq_cst RMWs
+on other locations (it does on x86-64 and ARM64); functions whose body is in no parsed file are
+opaque.  A verdict says what the source shows under these rules, nothing more.
 """
 
 from __future__ import annotations
@@ -1260,34 +1294,55 @@ class _Auditor:
         return info
 
 
-def audit_source(path: Path | str) -> list[dict[str, Any]]:
-    """Every QSBR retire site of the CPython tree or tarball at ``path`` with its verdict (see
-    the module docstring).  Raises AuditError when libclang is missing or the source is not a
-    CPython 3.13+ tree."""
+@dataclass
+class AuditResult:
+    """One audit: the sites, the retiring functions derived, what was parsed."""
+
+    source: str
+    sites: list[dict[str, Any]]
+    retiring_functions: list[dict[str, Any]]
+    parsed_files: list[str]
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "sites": self.sites,
+                "retiring_functions": self.retiring_functions,
+                "parsed_files": self.parsed_files, "seconds": round(self.seconds, 2)}
+
+
+def audit(path: Path | str) -> AuditResult:
+    """The full audit of the CPython tree or tarball at ``path`` (see the module docstring).
+    Raises AuditError when libclang is missing, the source is not a CPython 3.13+ tree, or
+    libclang could not parse it."""
+    began = time.monotonic()
     _cindex()
     auditor = _Auditor(source_tree(path))
     auditor.derive_retirers()
     auditor.check()
-    results = [auditor.judge(site) for site in auditor.sites()]
-    errors = [e for e in auditor.code.errors
-              if any(e.startswith(r["file"] + ":") for r in results)]
-    for r in results:
-        r["parse_errors"] = [e for e in errors if e.startswith(r["file"] + ":")][:5]
-    results.sort(key=lambda r: (r["file"], r["line"], r["function"]))
-    return results
+    sites = [auditor.judge(site) for site in auditor.sites()]
+    for site in sites:
+        site["parse_errors"] = [e for e in auditor.code.errors
+                                if e.startswith(site["file"] + ":")][:5]
+    sites.sort(key=lambda r: (r["file"], r["line"], r["function"]))
+    retirers = sorted(({"function": r.fn.name, "file": r.fn.rel, "line": r.fn.line,
+                        "retired": (r.fn.params[r.retired] if r.retired < len(r.fn.params)
+                                    else None),
+                        "flag": r.fn.params[r.flag] if r.flag is not None else None,
+                        "rule": r.rule} for r in auditor.retirers.values()),
+                      key=lambda d: (d["file"], d["line"]))
+    return AuditResult(str(path), sites, retirers, sorted(auditor.code.parsed),
+                       time.monotonic() - began)
+
+
+def audit_source(path: Path | str) -> list[dict[str, Any]]:
+    """Every QSBR retire site of the CPython tree or tarball at ``path``, one dict each (keys
+    in the module docstring), sorted by file and line."""
+    return audit(path).sites
 
 
 def retiring_functions(path: Path | str) -> list[dict[str, Any]]:
     """The retiring functions derived from the sources, with the rule that made each one."""
-    _cindex()
-    auditor = _Auditor(source_tree(path))
-    auditor.derive_retirers()
-    auditor.check()
-    return sorted(({"function": r.fn.name, "file": r.fn.rel, "line": r.fn.line,
-                    "retired": r.fn.params[r.retired] if r.retired < len(r.fn.params) else None,
-                    "flag": r.fn.params[r.flag] if r.flag is not None else None,
-                    "rule": r.rule} for r in auditor.retirers.values()),
-                  key=lambda d: (d["file"], d["line"]))
+    return audit(path).retiring_functions
 
 
 def render_text(sites: list[dict[str, Any]]) -> str:
@@ -1300,7 +1355,8 @@ def render_text(sites: list[dict[str, Any]]) -> str:
                      f"{s['goal_kind']} goal]")
         if s["unlink"]:
             lines.append(f"    unlink: line {s['unlink_line']}: {s['unlink']}")
-        shown = [b for b in s["between"] if b["kind"] != "opaque"]
+        shown = [b for b in s["between"] if b["kind"] != "opaque" and (
+            s["verdict"] in ("ordered", "unordered") or not b["conditional"])]
         if shown:
             for b in shown:
                 cond = " (conditional)" if b["conditional"] else ""
@@ -1325,18 +1381,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="a CPython release tarball or source tree (3.13+)")
     parser.add_argument("--json", metavar="PATH", help="also write the sites as JSON")
     opts = parser.parse_args(argv)
-    began = time.monotonic()
     try:
-        sites = audit_source(opts.source)
+        result = audit(opts.source)
     except AuditError as exc:
         print(f"audit: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(render_text(sites))
-    print(f"({time.monotonic() - began:.1f} s)")
+    print(f"{opts.source}: {len(result.parsed_files)} translation units parsed; "
+          "retiring functions derived from the sources:")
+    for r in result.retiring_functions:
+        flag = f", flag {r['flag']}" if r["flag"] else ""
+        print(f"  {r['function']} ({r['file']}:{r['line']}; retires {r['retired']}{flag}): "
+              f"{r['rule']}")
+    sys.stdout.write(render_text(result.sites))
+    print(f"({result.seconds:.1f} s)")
     if opts.json:
-        Path(opts.json).write_text(json.dumps({"source": str(opts.source), "sites": sites},
-                                              indent=2) + "\n")
-    flagged = [s for s in sites if s["verdict"] in ("retire-before-unlink", "unordered")]
+        Path(opts.json).write_text(json.dumps(result.as_json(), indent=2) + "\n")
+    flagged = [s for s in result.sites
+               if s["verdict"] in ("retire-before-unlink", "unordered")]
     return 1 if flagged else 0
 
 
