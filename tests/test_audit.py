@@ -40,13 +40,17 @@ def tarball(version: str) -> Path:
     return path
 
 
-_RESULTS: dict[str, list[dict]] = {}
+_RESULTS: dict[str, audit.AuditResult] = {}
+
+
+def result_of(version: str) -> audit.AuditResult:
+    if version not in _RESULTS:
+        _RESULTS[version] = audit.audit(tarball(version))
+    return _RESULTS[version]
 
 
 def sites_of(version: str) -> list[dict]:
-    if version not in _RESULTS:
-        _RESULTS[version] = audit.audit_source(tarball(version))
-    return _RESULTS[version]
+    return result_of(version).sites
 
 
 def find(sites: list[dict], function: str, retire_starts: str) -> list[dict]:
@@ -287,6 +291,21 @@ def test_a_tree_where_nothing_keeps_a_goal_is_an_error(tmp_path):
 
 
 # --- the releases -------------------------------------------------------------------------
+
+@needs_libclang
+@pytest.mark.parametrize("version", RELEASES)
+def test_the_retiring_functions_are_derived_from_each_release(version):
+    derived = {r["function"]: r for r in result_of(version).retiring_functions}
+    assert {"free_delayed", "_PyMem_mi_page_maybe_free"} <= {
+        name for name, r in derived.items() if r["rule"].startswith("keeps the goal")}
+    for wrapper, flag in (("_PyMem_FreeDelayed", None), ("free_keys_object", "use_qsbr"),
+                          ("free_list_items", "use_qsbr"), ("dictkeys_decref", "use_qsbr"),
+                          ("free_values", "use_qsbr")):
+        assert derived[wrapper]["flag"] == flag, derived[wrapper]
+    assert "process_delayed_frees" not in derived  # advances, keeps no goal: retires nothing
+    goals = {"3.13.5": "_Py_qsbr_deferred_advance"}.get(version, "_Py_qsbr_shared_next")
+    assert {s["goal"] for s in sites_of(version) if s["retirer"] == "free_list_items"} == {goals}
+
 
 @needs_libclang
 @pytest.mark.parametrize("version", RELEASES)

@@ -109,9 +109,10 @@ Verdicts:
 Limits: paths are approximated from the structure of the code (branches of ``if``/``switch``/
 ``?:``/``&&``/``||`` and loop bodies are conditional, a ``return``/``goto`` between two
 statements separates them); aliasing is by name (two spellings of one object are two
-locations); a full barrier counts as ordering whatever the memory model says about seq_cst RMWs
-on other locations (it does on x86-64 and ARM64); functions whose body is in no parsed file are
-opaque.  A verdict says what the source shows under these rules, nothing more.
+locations); a seq_cst RMW counts as a full barrier, as the hardware makes it on x86-64 (a
+LOCK-prefixed instruction) and as the Linux kernel relies on for ARM64's acquire-release RMWs,
+although C11 alone does not order other locations' accesses by it; functions whose body is in no
+parsed file are opaque.  A verdict says what the source shows under these rules, nothing more.
 """
 
 from __future__ import annotations
