@@ -363,6 +363,29 @@ def test_planted_reorder_in_dictresize_is_flagged(version, tmp_path):
 
 
 @needs_libclang
+@pytest.mark.parametrize("version", ["3.13.15"])
+def test_planted_reorder_of_an_ordered_site_is_flagged(version, tmp_path):
+    """clear_lock_held's combined-table branch is ordered (set_keys, then dictkeys_decref whose
+    DECREF_KEYS is a seq_cst RMW); swapping the two statements must be flagged."""
+    assert [s["verdict"] for s in sites_of(version) if s["function"] == "clear_lock_held"
+            and s["retirer"] == "dictkeys_decref"] == ["ordered"]
+    root = audit.source_tree(tarball(version))
+    copy = tmp_path / "tree"
+    shutil.copytree(root, copy)
+    path = copy / "Objects" / "dictobject.c"
+    text = path.read_text()
+    safe = ("        set_keys(mp, Py_EMPTY_KEYS);\n"
+            "        assert(oldkeys->dk_refcnt == 1);\n"
+            "        dictkeys_decref(interp, oldkeys, IS_DICT_SHARED(mp));\n")
+    assert text.count(safe) == 1, "clear_lock_held changed in this release"
+    path.write_text(text.replace(safe, "        dictkeys_decref(interp, oldkeys, "
+                                 "IS_DICT_SHARED(mp));\n        set_keys(mp, Py_EMPTY_KEYS);\n"))
+    sites = [s for s in audit.audit_source(copy) if s["function"] == "clear_lock_held"
+             and s["retirer"] == "dictkeys_decref"]
+    assert [s["verdict"] for s in sites] == ["retire-before-unlink"], sites
+
+
+@needs_libclang
 def test_planted_fence_in_list_resize_orders_it(tmp_path):
     """The fix the findings propose, planted: a seq_cst fence after list_resize's unlink makes
     the site ordered (the audit sees the fence through _Py_atomic_fence_seq_cst's body)."""
