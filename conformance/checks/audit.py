@@ -265,9 +265,16 @@ def source_tree(source: Path | str) -> Path:
             except (tarfile.TarError, OSError) as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise AuditError(f"{source}: not a readable tarball ({exc})") from None
-            shutil.rmtree(target, ignore_errors=True)
-            tmp.rename(target)
-            done.write_text(str(path) + "\n")
+            (tmp / ".unpacked").write_text(str(path) + "\n")
+            # The marker is inside before the rename, so a folder under the final name is
+            # always complete; a concurrent audit that renamed first wins, ours is dropped.
+            try:
+                tmp.rename(target)
+            except OSError:
+                if not done.is_file():  # a partial folder from an older layout: replace it
+                    shutil.rmtree(target, ignore_errors=True)
+                    tmp.rename(target)
+            shutil.rmtree(tmp, ignore_errors=True)
         tops = [p for p in target.iterdir() if p.is_dir()]
         root = tops[0] if len(tops) == 1 else target
     else:
