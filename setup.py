@@ -3,7 +3,8 @@
 
 The port's C files are compiled into each extension with hidden visibility, so nothing of the
 port (which reuses CPython's internal names through renamed symbols) is exported from it.
-QSBR_MUTANT=NAME[,NAME...] in the environment builds a mutant (see reference_c/src/qsbr.c).
+Mutants of the port are patch files (reference_c/mutants/) built by `make mutant` from a copy;
+the bridge is always built from the port as it is.
 """
 
 import os
@@ -15,7 +16,6 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 C_SOURCES = sorted(glob("reference_c/src/*.c"))
-MUTANTS = [m for m in os.environ.get("QSBR_MUTANT", "").split(",") if m]
 
 
 def bridge(profile: int) -> Extension:
@@ -23,8 +23,7 @@ def bridge(profile: int) -> Extension:
         f"cython_bridge._qsbr{profile}",
         [f"cython_bridge/_qsbr{profile}.pyx", *C_SOURCES],
         include_dirs=["reference_c/include"],
-        define_macros=[("QSBR_PROFILE", str(profile)), ("_GNU_SOURCE", None)]
-        + [(f"QSBR_MUTANT_{name}", None) for name in MUTANTS],
+        define_macros=[("QSBR_PROFILE", str(profile)), ("_GNU_SOURCE", None)],
         extra_compile_args=["-fvisibility=hidden"],
     )
 
