@@ -275,7 +275,8 @@ _PRELUDE = """\
 #include "pycore_lock.h"
 #include "pycore_pymem.h"
 """
-_PORT_SOURCES = ("lock.c", "pymem.c", "pystate.c", "qsbr_api.c", "qsbr_layout.c", "torture.c")
+_PORT_SOURCES = ("src/lock.c", "src/pymem.c", "src/pystate.c", "src/qsbr_api.c",
+                 "src/qsbr_layout.c", "harness/torture.c")
 _TESTS = ("test_unit.c", "test_threads.c", "test_fork.c", "main.c")
 _CFLAGS = ("-std=c11", "-Wall", "-Wextra", "-D_GNU_SOURCE", "-O1", "-g")
 
@@ -313,9 +314,9 @@ def build(release: Release, profile: ReleaseProfile, port: Path, workdir: Path) 
     qsbr_c = workdir / "qsbr.c"
     qsbr_c.write_text("\n".join(kept) + "\n", encoding="utf-8")
     cc = os.environ.get("CC", "cc")
-    common = [cc, *_CFLAGS, f"-I{shim}", f"-I{port / 'include'}",
+    common = [cc, *_CFLAGS, f"-I{shim}", f"-I{port / 'include'}", f"-I{port / 'harness'}",
               "-include", "qsbr_upstream_prelude.h", f"-DQSBR_PROFILE={profile.c_profile}"]
-    sources = [str(qsbr_c), *(str(port / "src" / name) for name in _PORT_SOURCES)]
+    sources = [str(qsbr_c), *(str(port / name) for name in _PORT_SOURCES)]
     result = Build(workdir, profile)
     targets = {
         "tests": [*sources, *(str(port / "tests" / name) for name in _TESTS)],
