@@ -189,12 +189,6 @@ _Py_qsbr_detach(struct _qsbr_thread_state *qsbr);
 extern Py_ssize_t
 _Py_qsbr_reserve(PyInterpreterState *interp);
 
-#ifdef QSBR_GH155363_UNRESERVE
-// Returns a reserved but never registered QSBR state to the freelist (gh-155363).
-extern void
-_Py_qsbr_unreserve(PyInterpreterState *interp, Py_ssize_t index);
-#endif
-
 // Associates a PyThreadState with the QSBR state at the given index
 extern void
 _Py_qsbr_register(struct _PyThreadStateImpl *tstate,

@@ -11,8 +11,9 @@
  *     QSBR_RESERVE_INDEX_AFTER_UNLOCK) selects the revision;
  *   - _Py_qsbr_unregister() drops upstream's `assert(!tstate->_status.holds_gil)`
  *     (3.14: `assert(!tstate->holds_gil)`): the stand-in has no GIL.
- * Variants of this file (the mutant catalog, known upstream bugs re-introduced) are patch files
- * applied to a copy at build time: reference_c/mutants/NAME.patch.
+ * Variants of this file are patch files applied to a copy at build time: the mutant catalog
+ * (reference_c/mutants/NAME.patch, known upstream bugs among them) and fixes of upstream bugs
+ * later than every release profile (reference_c/fixes/NAME.patch).
  */
 
 /*
@@ -284,24 +285,6 @@ _Py_qsbr_reserve(PyInterpreterState *interp)
     return (struct _qsbr_pad *)qsbr - shared->array;
 #endif
 }
-
-#ifdef QSBR_GH155363_UNRESERVE
-// gh-155363 (PR #155365, later than every release profile): return a reserved, never
-// registered entry to the freelist, for new_threadstate()'s failure paths.
-void
-_Py_qsbr_unreserve(PyInterpreterState *interp, Py_ssize_t index)
-{
-    struct _qsbr_shared *shared = &interp->qsbr;
-
-    PyMutex_Lock(&shared->mutex);
-    struct _qsbr_thread_state *qsbr = &shared->array[index].qsbr;
-    assert(qsbr->allocated && qsbr->tstate == NULL);
-    qsbr->allocated = false;
-    qsbr->freelist_next = shared->freelist;
-    shared->freelist = qsbr;
-    PyMutex_Unlock(&shared->mutex);
-}
-#endif
 
 void
 _Py_qsbr_register(_PyThreadStateImpl *tstate, PyInterpreterState *interp,
