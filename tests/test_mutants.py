@@ -112,3 +112,19 @@ def test_model_checker_kills_an_order_mutant(tmp_path, capsys):
     assert status == 0, text
     row = json.loads(out.read_text())[0]
     assert row["killed"] and row["by"] == "modelcheck" and "relacy" in row["detail"], row
+
+
+def test_model_checker_reads_the_same_catalog():
+    # reference_c/relacy/run.py (standard library only) reads the patch headers itself: it runs
+    # exactly the mutants whose Killer: names the model checker, with their profile.
+    import importlib.util
+
+    source = mutants.find_source(None)
+    spec = importlib.util.spec_from_file_location("relacy_run", source / "relacy" / "run.py")
+    assert spec is not None and spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    expected = {m.name: m.profile for m in mutants.catalog() if "modelcheck" in m.methods}
+    assert {name: row[0] for name, row in run.MUTANTS.items()} == expected
+    for name, (_, scenarios, _) in run.MUTANTS.items():
+        assert scenarios and set(scenarios) <= set(run.SCENARIOS), name
