@@ -1,9 +1,11 @@
 """Builds the Cython bridge: one extension per C variant of the port (QSBR_PROFILE 313 = 3.13.3-3.13.5,
 314 = 3.14.4+, 31300 = 3.13.0-3.13.2, 31306 = 3.13.6-3.14.3), from the same C sources.
 
-The port's C files are compiled into each extension with hidden visibility, so nothing of the
-port (which reuses CPython's internal names through renamed symbols) is exported from it.
-QSBR_MUTANT=NAME[,NAME...] in the environment builds a mutant (see reference_c/src/qsbr.c).
+The port's C files, and its torture (reference_c/harness/torture.c), are compiled into each
+extension with hidden visibility, so nothing of the port (which reuses CPython's internal names
+through renamed symbols) is exported from it.
+Mutants of the port are patch files (reference_c/mutants/) built by `make mutant` from a copy;
+the bridge is always built from the port as it is.
 """
 
 import os
@@ -14,17 +16,15 @@ from glob import glob
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-C_SOURCES = sorted(glob("reference_c/src/*.c"))
-MUTANTS = [m for m in os.environ.get("QSBR_MUTANT", "").split(",") if m]
+C_SOURCES = [*sorted(glob("reference_c/src/*.c")), "reference_c/harness/torture.c"]
 
 
 def bridge(profile: int) -> Extension:
     return Extension(
         f"cython_bridge._qsbr{profile}",
         [f"cython_bridge/_qsbr{profile}.pyx", *C_SOURCES],
-        include_dirs=["reference_c/include"],
-        define_macros=[("QSBR_PROFILE", str(profile)), ("_GNU_SOURCE", None)]
-        + [(f"QSBR_MUTANT_{name}", None) for name in MUTANTS],
+        include_dirs=["reference_c/include", "reference_c/harness"],
+        define_macros=[("QSBR_PROFILE", str(profile)), ("_GNU_SOURCE", None)],
         extra_compile_args=["-fvisibility=hidden"],
     )
 

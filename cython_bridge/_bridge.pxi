@@ -451,7 +451,7 @@ cdef class Interpreter:
             free(slots); free(freelist); free(threads)
 
 
-# -- the concurrency torture (reference_c/include/qsbr_torture.h) ---------------------------
+# -- the concurrency torture (reference_c/harness/qsbr_torture.h) ---------------------------
 
 cdef extern from "qsbr_torture.h" nogil:
     ctypedef struct qsbr_torture_stats:

@@ -85,8 +85,8 @@ def test_c_bench_json(tmp_path_factory, profile):
 def test_c_bench_really_scans(tmp_path):
     """The bench checks its own premises: with a poll that never scans, the 'poll with a scan'
     loop sees a poll succeed that must fail, and the bench stops instead of timing it."""
-    binary, _ = native.build(mutants.find_source(None), "3.13", tmp_path / "build",
-                             extra_cflags="-DQSBR_MUTANT_POLL_NO_SCAN")
+    source = mutants.patched_source(mutants.find_source(None), "POLL_NO_SCAN", tmp_path / "m")
+    binary, _ = native.build(source, "3.13", tmp_path / "build")
     with pytest.raises(native.BenchError):
         native.run(binary, args=TINY)
 

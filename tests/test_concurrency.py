@@ -34,10 +34,14 @@ def needs_cc(test):
 
 def _build(tmp: Path, name: str, mutant: str | None, sanitize: str = "",
            profile: str = "313") -> str:
+    # A mutant: reference_c/mutants/NAME.patch applied to a copy (make mutant), as a release
+    # build unless sanitized.
     build = tmp / name
-    extra = f"-DQSBR_MUTANT_{mutant}" + ("" if sanitize else " -DNDEBUG") if mutant else ""
-    proc = subprocess.run(["make", "-C", str(REFERENCE_C), "--no-print-directory", "lib",
-                           f"BUILD={build}", f"PROFILE={profile}", f"EXTRA_CFLAGS={extra}",
+    extra = "" if sanitize or not mutant else "-DNDEBUG"
+    target = ["mutant", f"MUTANT={mutant}", "TARGET=lib", f"MUTANT_BUILD={build}"] if mutant \
+        else ["lib", f"BUILD={build}"]
+    proc = subprocess.run(["make", "-C", str(REFERENCE_C), "--no-print-directory", *target,
+                           f"PROFILE={profile}", f"EXTRA_CFLAGS={extra}",
                            f"SANITIZE={sanitize}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return str(build / profile / "libqsbr.so")

@@ -112,13 +112,17 @@ def test_a_behavioural_edit_fails_the_runs_too(tmp_path, capsys):
 
 
 def test_unifdef_resolves_only_the_ports_switches():
+    # The profile's switches are resolved; any other conditional (a QSBR_ name included: the
+    # port's variants are patch files, not switches) is kept, and so compared with upstream.
     text = "\n".join([
         "#ifndef Py_INTERNAL_QSBR_H", "#if QSBR_DEFERRALS", "a", "#else", "b", "#endif",
-        "#ifdef QSBR_MUTANT_X", "mutant", "#elif !QSBR_ALIGNED_ARRAY && !defined(QSBR_MUTANT_Y)",
-        "plain", "#else", "aligned", "#endif", "#endif"])
+        "#if !QSBR_ALIGNED_ARRAY", "plain", "#else", "aligned", "#endif",
+        "#ifdef QSBR_SOMETHING_ELSE", "kept", "#endif",
+        "#if QSBR_DEFERRALS && defined(FOO)", "mixed", "#endif", "#endif"])
     macros = upstream._macros(profiles.BY_NAME["3.13.6-3.14.3"])
-    assert upstream.unifdef(text, macros) == ["#ifndef Py_INTERNAL_QSBR_H", "b", "plain",
-                                              "#endif"]
+    assert upstream.unifdef(text, macros) == [
+        "#ifndef Py_INTERNAL_QSBR_H", "b", "plain", "#ifdef QSBR_SOMETHING_ELSE", "kept",
+        "#endif", "#if QSBR_DEFERRALS && defined(FOO)", "mixed", "#endif", "#endif"]
     macros = upstream._macros(profiles.BY_NAME["3.14.4+"])
     assert upstream.unifdef(text, macros)[2] == "aligned"
 

@@ -208,4 +208,4 @@ def test_readme_mutant_count_is_derived():
     readme = (TESTS.parent / "README.md").read_text()
     import re
     counts = [int(n) for n in re.findall(r"(?:catalog of|build|all) (\d+) mutants", readme)]
-    assert all(n == len(mutants.CATALOG) for n in counts), counts
+    assert all(n == len(mutants.catalog()) for n in counts), counts

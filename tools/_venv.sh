@@ -10,10 +10,10 @@ fi
 # What the installed package is built from: pyproject/setup, the bridge and the C port.  The
 # Python sources are installed editable, so their changes need no reinstall.
 stamp=$(cat pyproject.toml setup.py $(git ls-files -co --exclude-standard -- \
-            cython_bridge reference_c/src reference_c/include conformance/checks/_live_probe.c \
+            cython_bridge reference_c/src reference_c/include reference_c/harness \
+            conformance/checks/_live_probe.c \
             2>/dev/null | grep -E '\.(pyx|pxi|pxd|c|h)$' | sort) 2>/dev/null \
         | sha256sum | cut -d' ' -f1)
-stamp="$stamp ${QSBR_MUTANT:-}"
 if [[ ! -f $venv/.qsbr-stamp || $(cat "$venv/.qsbr-stamp") != "$stamp" ]] \
         || ! "$venv/bin/python" -c "import cython_bridge._qsbr313, cython_bridge._qsbr314" \
             2>/dev/null; then

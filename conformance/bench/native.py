@@ -19,7 +19,8 @@ def build(source: Path, profile: str, build_dir: Path | None = None,
           extra_cflags: str = "") -> tuple[Path, str]:
     """``make bench-bin`` for one profile; returns the binary and make's notes (stderr).
 
-    ``extra_cflags`` (e.g. ``-DQSBR_MUTANT_POLL_NO_SCAN``) is for the tests only."""
+    ``source`` may be a mutant's patched copy (conformance.checks.mutants.patched_source);
+    ``extra_cflags`` is passed as EXTRA_CFLAGS."""
     args = ["make", "-s", "-C", str(source), "bench-bin", f"PROFILE={PROFILE_DIRS[profile]}"]
     if build_dir is not None:
         args.append(f"BUILD={build_dir.resolve()}")

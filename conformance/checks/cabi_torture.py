@@ -109,7 +109,10 @@ def driver_path(tsan: bool = False) -> Path:
     if not source.exists():
         raise TortureSetupError(f"the torture driver's source {source} is missing (it ships "
                                 "with the repository's reference_c/)")
-    if not path.exists() or path.stat().st_mtime < source.stat().st_mtime:
+    # Its sources: the driver, the torture core it shares with the port's torture, the ABI.
+    inputs = [source, folder / "harness" / "torture_core.h", folder / "include" / "qsbr_api.h"]
+    newest = max(p.stat().st_mtime for p in inputs if p.exists())
+    if not path.exists() or path.stat().st_mtime < newest:
         if not shutil.which("make"):
             raise TortureSetupError("building the torture driver needs make and a C compiler")
         proc = subprocess.run(["make", "-C", str(folder), "--no-print-directory",

@@ -1,104 +1,136 @@
 """``qsbr-conformance mutants``: the suite proves its power on realistic bugs of the port.
 
-Each mutant is the reference port built with one ``QSBR_MUTANT_*`` switch (reference_c/src/
-qsbr.c, pycore_qsbr.h) as a release build (``NDEBUG``, like CPython's), then attacked by the
-methods listed for it, in order, until one kills it:
+Each mutant is a patch file, reference_c/mutants/NAME.patch (format: reference_c/mutants/
+README.md): the catalog is those files, read by :func:`catalog`.  A mutant is built from a copy
+of reference_c/ with its patch applied (``make mutant``), as a release build (``NDEBUG``, like
+CPython's), then attacked by the checks its ``Killer:`` line names, in order, until one kills it:
 
-- ``conformance``: the differential run against the oracle, through the C ABI in a child
+- ``conformance run``: the differential run against the oracle, through the C ABI in a child
   process (a crash counts as a kill);
-- ``torture``: the concurrency torture, stopping at its first error;
+- ``torture``: the port's concurrency torture, stopping at its first error;
 - ``replay``: the C regression replay of an upstream bug under ASan;
-- ``modelcheck``: the Relacy model checker (reference_c/relacy/run.py --mutant NAME): the
-  port's qsbr.c with the switch, run in the scenarios listed for it there, under C++11
-  memory-model semantics (needs g++ or clang++ and relacy-dev; without them the row says so
-  and the mutant is not killed).
+- ``model checker``: the Relacy model checker (reference_c/relacy/run.py --mutant NAME): the
+  patched qsbr.c run in the scenarios listed for it, under C++11 memory-model semantics (needs
+  g++ or clang++ and relacy-dev; without them the row says so and the mutant is not killed).
 
-A mutant no method kills must be argued in the catalog (equivalent, or why it escapes the
-time bound); the run fails otherwise.  Every row now has a killer; none is argued.
+A mutant no check kills must be argued in its patch (``Killer: equivalence note`` and an
+``Equivalent:`` line); the run fails otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+#: The checks a ``Killer:`` line may name, by the words that name them.
+KILLERS = (("conformance", "conformance"), ("torture", "torture"), ("replay", "replay"),
+           ("model", "modelcheck"), ("relacy", "modelcheck"), ("equivalen", "equivalent"))
+REQUIRED = ("Mutant", "Facts", "Kind", "Killer", "Summary")
+
+
+class CatalogError(ValueError):
+    """A patch file of reference_c/mutants/ whose header is incomplete or inconsistent."""
 
 
 @dataclass(frozen=True)
 class Mutant:
     name: str
-    breaks: str             # the fact (or upstream bug) it breaks
-    description: str
-    methods: tuple[str, ...] = ("conformance",)
+    facts: str              # the facts it breaks
+    kind: str               # logic, concurrency, memory order, resource, upstream bug gh-N
+    summary: str
+    methods: tuple[str, ...] = ("conformance",)     # the checks to try, in order
     profile: str = "313"
-    equivalent: str = ""    # if it may survive: why (equivalent, or out of reach in the bound)
+    equivalent: str = ""    # if it may survive: why (equivalent, or out of reach of every check)
     torture_args: tuple[str, ...] = ("-r", "1", "-c", "0")
     replay_filter: str = ""
+    scenarios: tuple[str, ...] = ()                 # Relacy scenarios (empty: the default set)
+    note: str = ""
+    path: Path = field(default=Path(), compare=False)
+
+    @property
+    def breaks(self) -> str:
+        return self.facts if self.kind in ("logic", "") else f"{self.facts} ({self.kind})"
+
+    @property
+    def description(self) -> str:
+        return self.summary
 
 
-CATALOG: tuple[Mutant, ...] = (
-    Mutant("ADVANCE_RETURNS_OLD", "S-ADV-1", "advance returns the value before the increment",
-           ("conformance", "torture")),
-    Mutant("PLAIN_COMPARE", "S-SEQ-3", "the scan compares sequences with a plain unsigned <"),
-    Mutant("MIN_SIZE_4", "S-SLOT-3", "the first array has 4 slots, not 8"),
-    Mutant("GROWTH_ADDS_8", "S-SLOT-3", "growth adds 8 slots instead of doubling"),
-    Mutant("GROWTH_NO_REPOINT", "S-SLOT-3 / gh-134679",
-           "growth does not re-point thread states at their new slots (stale slot pointer)",
-           ("conformance", "replay"), replay_filter="growth_repoints"),
-    Mutant("REBUILD_DESCENDING", "S-FREE-2",
-           "the freelist is rebuilt from the highest index down (lowest index first)"),
-    Mutant("FREELIST_FIFO", "S-FREE-3", "unregister appends the slot at the freelist's tail"),
-    Mutant("UNREGISTER_KEEPS_ALLOCATED", "S-UNREG-1", "unregister leaves `allocated` set"),
-    Mutant("GH115103", "S-UNREG-1 / gh-115103",
-           "unregister reads the slot pointer before taking the mutex",
-           ("replay",), replay_filter="gh115103"),
-    Mutant("DETACH_NOOP", "S-DETACH-1", "detach leaves seq as it was",
-           ("conformance", "torture")),
-    Mutant("DEFERRED_OFF_BY_ONE", "S-DEF-1", "deferred_advance advances on the 11th call"),
-    Mutant("DEFERRED_NO_RESET", "S-DEF-1", "deferred_advance never resets its count"),
-    Mutant("DEFERRED_RETURNS_CURRENT", "S-DEF-1",
-           "a deferred call returns wr_seq instead of wr_seq + 2"),
-    Mutant("SHARED_NEXT_ADVANCES", "S-DEF-2", "shared_next advances the write sequence",
-           profile="314"),
-    Mutant("GOAL_REACHED_LT", "S-GOAL-1", "goal_reached uses QSBR_LT instead of QSBR_LEQ"),
-    Mutant("POLL_NO_SCAN", "S-POLL-1", "poll returns true without scanning",
-           ("conformance", "torture")),
-    Mutant("POLL_NO_CAS", "S-POLL-1", "poll computes the minimum but never stores rd_seq"),
-    Mutant("SCAN_SKIPS_LAST_SLOT", "S-POLL-1", "the scan stops one slot early",
-           ("conformance", "torture")),
-    Mutant("SCAN_COUNTS_OFFLINE", "S-POLL-2", "the scan counts detached slots (seq 0)"),
-    Mutant("FORK_DESCENDING", "S-FORK-1", "after_fork frees slots from the highest index down"),
-    Mutant("FORK_FREES_CALLER", "S-FORK-1", "after_fork also frees the caller's own slot"),
-    Mutant("FORK_RESETS_SEQ", "S-FORK-1", "after_fork resets the freed slots' seq to 0"),
-    Mutant("FINI_RESETS_SEQUENCES", "S-FINI-1", "fini resets wr_seq and rd_seq to 1"),
-    # Sequentially identical to the port: only the model checker tells them apart.
-    Mutant("GROWTH_NO_STW", "S-RES-1", "growth runs without stopping the world",
-           ("modelcheck", "torture"), torture_args=("-r", "4", "-c", "3")),
-    Mutant("ATTACH_RELEASE_ORDER", "S-ATTACH-1 (memory order)",
-           "attach stores seq with release instead of seq_cst order", ("modelcheck",)),
-    # Not equivalent under C11: without the fence nothing orders the reclaimer's release-store
-    # unlink before its scan (the relacy "fence" scenario finds the use-after-free).
-    Mutant("SCAN_NO_FENCE", "S-POLL-1 (memory order)", "the scan drops its seq_cst fence",
-           ("modelcheck",)),
-    Mutant("RESERVE_INDEX_AFTER_UNLOCK", "S-RES-1 / gh-129732",
-           "reserve computes the slot index after unlocking the mutex", ("modelcheck",)),
-    Mutant("DETACH_RELAXED", "S-DETACH-1 (memory order)",
-           "detach stores QSBR_OFFLINE relaxed instead of release", ("modelcheck",)),
-    Mutant("QS_RELAXED", "S-QS-1 (memory order)",
-           "quiescent_state stores seq relaxed instead of release", ("modelcheck",)),
-    Mutant("SCAN_RELAXED_LOADS", "S-POLL-1 (memory order)",
-           "the scan loads each slot's seq relaxed instead of seq_cst", ("modelcheck",)),
-    Mutant("ADVANCE_NONATOMIC", "S-ADV-1 (memory order)",
-           "advance is a plain read-modify-write of wr_seq", ("modelcheck",)),
-    Mutant("GROWTH_LEAKS_OLD_ARRAY", "S-SLOT-3 (resource)",
-           "growth never frees the old array", ("modelcheck",)),
-)
+def read_header(path: Path) -> dict[str, str]:
+    """The ``Field: value`` lines before the first ``---`` of a patch file (a line starting with
+    white space continues the previous field)."""
+    fields: dict[str, str] = {}
+    last = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("---"):
+            break
+        match = re.match(r"^([A-Za-z][\w-]*):\s*(.*?)\s*$", line)
+        if match:
+            last = match.group(1).title()
+            fields[last] = match.group(2)
+        elif line[:1].isspace() and line.strip() and last is not None:
+            fields[last] += " " + line.strip()
+    return fields
+
+
+def _methods(path: Path, killer: str) -> tuple[tuple[str, ...], bool]:
+    methods: list[str] = []
+    equivalent = False
+    for word in re.split(r",|;|\bthen\b", killer.lower()):
+        word = re.sub(r"\(.*?\)", "", word).strip()
+        if not word:
+            continue
+        method = next((m for key, m in KILLERS if key in word), None)
+        if method is None:
+            raise CatalogError(f"{path.name}: Killer: {word!r} is not one of conformance run, "
+                               "torture, replay, model checker, equivalence note")
+        if method == "equivalent":
+            equivalent = True
+        elif method not in methods:
+            methods.append(method)
+    return tuple(methods), equivalent
+
+
+def parse(path: Path) -> Mutant:
+    """One mutant from its patch file's header."""
+    fields = read_header(path)
+    missing = [name for name in REQUIRED if not fields.get(name)]
+    if missing:
+        raise CatalogError(f"{path.name}: no {', '.join(name + ':' for name in missing)} line "
+                           "in the header (see reference_c/mutants/README.md)")
+    if fields["Mutant"] != path.stem:
+        raise CatalogError(f"{path.name}: Mutant: {fields['Mutant']} is not the file's name")
+    methods, equivalent = _methods(path, fields["Killer"])
+    argument = fields.get("Equivalent", "")
+    if equivalent and not argument:
+        raise CatalogError(f"{path.name}: Killer: equivalence note needs an Equivalent: line")
+    if "replay" in methods and not fields.get("Replay"):
+        raise CatalogError(f"{path.name}: Killer: replay needs a Replay: FILTER line")
+    return Mutant(
+        name=path.stem, facts=fields["Facts"], kind=fields["Kind"], summary=fields["Summary"],
+        methods=methods, profile=fields.get("Profile", "313"),
+        equivalent=argument if equivalent else "",
+        torture_args=tuple(fields.get("Torture", "-r 1 -c 0").split()),
+        replay_filter=fields.get("Replay", ""),
+        scenarios=tuple(fields.get("Scenarios", "").split()), note=fields.get("Note", ""),
+        path=path)
+
+
+def catalog(source: Path | None = None) -> list[Mutant]:
+    """The mutant catalog: one :class:`Mutant` per reference_c/mutants/*.patch, by name.
+    Empty when the port's sources are not found."""
+    source = source if source is not None else find_source(None)
+    if source is None:
+        return []
+    return [parse(path) for path in sorted((source / "mutants").glob("*.patch"))]
 
 
 @dataclass
@@ -110,10 +142,27 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _make(source: Path, target: str, mutant: Mutant, build: Path) -> None:
-    subprocess.run(["make", "-s", "-C", str(source), target, f"PROFILE={mutant.profile}",
-                    f"BUILD={build}", f"EXTRA_CFLAGS=-DNDEBUG -DQSBR_MUTANT_{mutant.name}"],
+def make_mutant(source: Path, mutant: str, target: str, build: Path, profile: str = "313",
+                extra_cflags: str = "-DNDEBUG", sanitize: str = "") -> None:
+    """``make TARGET`` in a copy of ``source`` with the mutant's patch applied (the Makefile's
+    ``mutant`` target); the outputs go to ``build`` (e.g. build/PROFILE/libqsbr.so)."""
+    subprocess.run(["make", "-s", "-C", str(source), "mutant", f"MUTANT={mutant}",
+                    f"TARGET={target}", f"MUTANT_BUILD={build.resolve()}",
+                    f"PROFILE={profile}", f"EXTRA_CFLAGS={extra_cflags}",
+                    f"SANITIZE={sanitize}"],
                    check=True, capture_output=True, text=True, timeout=600)
+
+
+def patched_source(source: Path, mutant: str, build: Path) -> Path:
+    """A copy of ``source`` with the mutant's patch applied (``make mutant-src``): its path."""
+    subprocess.run(["make", "-s", "-C", str(source), "mutant-src", f"MUTANT={mutant}",
+                    f"MUTANT_BUILD={build.resolve()}"],
+                   check=True, capture_output=True, text=True, timeout=600)
+    return build.resolve() / "reference_c"
+
+
+def _make(source: Path, target: str, mutant: Mutant, build: Path) -> None:
+    make_mutant(source, mutant.name, target, build, mutant.profile)
 
 
 def _by_conformance(source: Path, mutant: Mutant, build: Path, examples: int) -> tuple[bool, str]:
@@ -203,13 +252,13 @@ def find_source(explicit: str | None) -> Path | None:
 
 
 def table(outcomes: list[Outcome]) -> str:
-    lines = [f"{'mutant':<27} {'breaks':<26} {'result':<11} {'by':<12} {'time':>7}  detail",
-             f"{'-' * 27} {'-' * 26} {'-' * 11} {'-' * 12} {'-' * 7}  {'-' * 6}"]
+    lines = [f"{'mutant':<27} {'breaks':<34} {'result':<11} {'by':<12} {'time':>7}  detail",
+             f"{'-' * 27} {'-' * 34} {'-' * 11} {'-' * 12} {'-' * 7}  {'-' * 6}"]
     for o in outcomes:
         result = "killed" if o.killed else ("argued" if o.mutant.equivalent else "SURVIVED")
         detail = o.detail if o.killed else (o.mutant.equivalent or o.detail
                                             or o.mutant.description)
-        lines.append(f"{o.mutant.name:<27} {o.mutant.breaks:<26} {result:<11} {o.by:<12} "
+        lines.append(f"{o.mutant.name:<27} {o.mutant.breaks:<34} {result:<11} {o.by:<12} "
                      f"{o.seconds:6.1f}s  {detail}")
     return "\n".join(lines)
 
@@ -250,24 +299,29 @@ def main(argv: list[str]) -> int:
     except common.UsageError as exc:
         print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
         return common.USAGE
-    if args.list:
-        for m in CATALOG:
-            print(f"{m.name:<27} {m.breaks:<26} {m.description}")
-        return 0
-    chosen = list(CATALOG)
-    if args.only:
-        names = {n.strip() for n in args.only.split(",") if n.strip()}
-        unknown = names - {m.name for m in CATALOG}
-        if unknown:
-            print(f"qsbr-conformance mutants: error: unknown mutant(s): "
-                  f"{', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
-            return 2
-        chosen = [m for m in CATALOG if m.name in names]
     source = find_source(args.source)
     if source is None:
         print("qsbr-conformance mutants: error: cannot find reference_c/ (give --source)",
               file=sys.stderr)
         return 2
+    try:
+        mutants = catalog(source)
+    except CatalogError as exc:
+        print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
+        return 2
+    if args.list:
+        for m in mutants:
+            print(f"{m.name:<27} {m.breaks:<34} {m.description}")
+        return 0
+    chosen = mutants
+    if args.only:
+        names = {n.strip() for n in args.only.split(",") if n.strip()}
+        unknown = names - {m.name for m in mutants}
+        if unknown:
+            print(f"qsbr-conformance mutants: error: unknown mutant(s): "
+                  f"{', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
+            return 2
+        chosen = [m for m in mutants if m.name in names]
     work = Path(args.work) if args.work else source / "build" / "mutants"
     outcomes = []
     interrupted = False

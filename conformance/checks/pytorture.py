@@ -1,6 +1,6 @@
 """The torture protocol driven from Python threads through the Cython bridge.
 
-The same roles as the C torture (reference_c/src/torture.c), at Python speed: readers hold an
+The same roles as the C torture (reference_c/harness/torture.c), at Python speed: readers hold an
 object across a read-side section and check it has not been reclaimed; writers replace it,
 retire the old one with a goal from ``advance()`` and reclaim it only when ``poll()`` allows.
 On a free-threaded build the threads run truly in parallel; elsewhere they interleave at the

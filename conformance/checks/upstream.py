@@ -5,8 +5,9 @@ SOURCE is a CPython source tree or release tarball.  The command
 1. reads the release's ``Python/qsbr.c``, ``Include/internal/pycore_qsbr.h`` and version;
 2. compares both, line for line, with the port (reference_c/) as each release profile compiles
    it, after removing the port's documented differences (its preamble comment, the
-   ``#include`` lines, the profile and ``QSBR_MUTANT_*`` conditionals resolved for that profile,
-   runs of blank lines) and, on the upstream side, the one edit the build needs (the
+   ``#include`` lines, the profile's conditionals resolved for that profile, runs of blank
+   lines; the port's variants, mutants and fixes, are patch files outside it) and, on the
+   upstream side, the one edit the build needs (the
    ``holds_gil`` assert in ``_Py_qsbr_unregister``; the stand-in has no GIL): a release matches
    a profile when nothing else differs, and every other difference is printed;
 3. builds the release's own qsbr.c and pycore_qsbr.h against the port's stand-ins (locks,
@@ -124,17 +125,15 @@ def _macros(profile: ReleaseProfile) -> dict[str, int]:
 
 
 def _evaluate(kind: str, expr: str, macros: dict[str, int]) -> bool | None:
-    """The value of a conditional on the port's switches, or None if it tests anything else.
-    Undefined QSBR_* names (the QSBR_MUTANT_* switches) are undefined, as in a normal build."""
+    """The value of a conditional on the profile's switches (qsbr_profile.h), or None if it
+    tests anything else (then it is kept, and compared, as it is)."""
     if kind in ("ifdef", "ifndef"):
-        if not expr.startswith("QSBR_"):
-            return None
-        return (expr in macros) == (kind == "ifdef")
+        return None if expr not in macros else kind == "ifdef"
     expr = re.sub(r"//.*|/\*.*?\*/", "", expr).strip()
     expr = re.sub(r"defined\s*\(\s*(\w+)\s*\)|defined\s+(\w+)",
-                  lambda m: str(int((m.group(1) or m.group(2)) in macros)), expr)
+                  lambda m: "1" if (m.group(1) or m.group(2)) in macros else m.group(0), expr)
     names = re.findall(r"[A-Za-z_]\w*", expr)
-    if any(not name.startswith("QSBR_") for name in names):
+    if any(name not in macros for name in names):
         return None
     python = re.sub(r"[A-Za-z_]\w*", lambda m: str(macros.get(m.group(0), 0)), expr)
     python = python.replace("&&", " and ").replace("||", " or ")
@@ -275,7 +274,8 @@ _PRELUDE = """\
 #include "pycore_lock.h"
 #include "pycore_pymem.h"
 """
-_PORT_SOURCES = ("lock.c", "pymem.c", "pystate.c", "qsbr_api.c", "qsbr_layout.c", "torture.c")
+_PORT_SOURCES = ("src/lock.c", "src/pymem.c", "src/pystate.c", "src/qsbr_api.c",
+                 "src/qsbr_layout.c", "harness/torture.c")
 _TESTS = ("test_unit.c", "test_threads.c", "test_fork.c", "main.c")
 _CFLAGS = ("-std=c11", "-Wall", "-Wextra", "-D_GNU_SOURCE", "-O1", "-g")
 
@@ -313,9 +313,9 @@ def build(release: Release, profile: ReleaseProfile, port: Path, workdir: Path) 
     qsbr_c = workdir / "qsbr.c"
     qsbr_c.write_text("\n".join(kept) + "\n", encoding="utf-8")
     cc = os.environ.get("CC", "cc")
-    common = [cc, *_CFLAGS, f"-I{shim}", f"-I{port / 'include'}",
+    common = [cc, *_CFLAGS, f"-I{shim}", f"-I{port / 'include'}", f"-I{port / 'harness'}",
               "-include", "qsbr_upstream_prelude.h", f"-DQSBR_PROFILE={profile.c_profile}"]
-    sources = [str(qsbr_c), *(str(port / "src" / name) for name in _PORT_SOURCES)]
+    sources = [str(qsbr_c), *(str(port / name) for name in _PORT_SOURCES)]
     result = Build(workdir, profile)
     targets = {
         "tests": [*sources, *(str(port / "tests" / name) for name in _TESTS)],
@@ -446,7 +446,7 @@ def main(argv: list[str]) -> int:
     if not edits:
         print("edit: none (no holds_gil assert found in qsbr.c)")
     print("source comparison with the port (normalised: the port's preamble, includes, "
-          "profile and QSBR_MUTANT_ conditionals, blank-line runs):")
+          "profile conditionals, blank-line runs):")
     matching = [c.profile for c in comparisons if c.identical]
     for c in comparisons:
         state = "identical" if c.identical else f"{c.count()} lines differ"

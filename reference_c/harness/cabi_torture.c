@@ -1,7 +1,8 @@
 // qsbr-cabi-torture: the concurrency torture against ANY library that exports the QSBR C ABI of
 // include/qsbr_api.h, loaded at run time with dlopen().  It is a harness, not part of the port:
 // it only calls qsbr_api_* functions, so a C, C++ or Rust port is tortured exactly like the
-// reference port.
+// reference port.  The objects, the read-side sections and the writers' reclamation are the
+// torture core (torture_core.h) in its C ABI flavour, shared with the port's own torture.
 //
 //   qsbr-cabi-torture LIBRARY [-r readers] [-w writers] [-g reservers] [-k slots per reserver]
 //                     [-u updates per round] [-n rounds] [-s seconds] [-S seed] [-x] [-q]
@@ -43,6 +44,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -54,10 +56,6 @@
 
 #include "qsbr_api.h"
 
-#define MAGIC_ALIVE     0x51534252414c4956ULL
-#define MAGIC_DEAD      0xdeaddeaddeaddeadULL
-#define QUARANTINE      128
-#define PAYLOAD_WORDS   4
 #define MAX_THREADS     64
 #define ADVANCES_PER_THREAD 2048
 #define NOINLINE __attribute__((noinline))
@@ -142,7 +140,6 @@ static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
 static void
 report(int fact, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
-#include <stdarg.h>
 static void
 report(int fact, const char *format, ...)
 {
@@ -249,66 +246,6 @@ struct ts {
     } while (0)
 
 // ---------------------------------------------------------------------------------------------
-// Objects
-
-struct tobj {
-    uint64_t magic;
-    uint64_t pipe_count;                // 1 once the grace period completed (then freed)
-    uint64_t serial;
-    uint64_t payload[PAYLOAD_WORDS];
-    uint64_t goal;
-    int goal_from_advance;
-    struct tobj *next;
-};
-
-static struct tobj *
-new_object(uint64_t serial)
-{
-    struct tobj *o = calloc(1, sizeof(*o));
-    if (o == NULL) {
-        abort();
-    }
-    o->serial = serial;
-    for (int i = 0; i < PAYLOAD_WORDS; i++) {
-        o->payload[i] = serial * (uint64_t)(i + 1);
-    }
-    o->magic = MAGIC_ALIVE;
-    return o;
-}
-
-// Plain (non-atomic) reads of the object: under ThreadSanitizer, a read that the grace period
-// does not order before the writer's poisoning is reported as a data race.  `how` says how the
-// reader will leave this section, for the error message.
-static void
-check_object(const struct tobj *o, const char *how)
-{
-    uint64_t magic = *(volatile const uint64_t *)&o->magic;
-    if (magic == MAGIC_DEAD) {
-        report(F_SAFE1, "a reader (section ended by %s) read object %llu after it was "
-               "reclaimed: poll() said its goal was reached too early", how,
-               (unsigned long long)o->serial);
-        return;
-    }
-    if (magic != MAGIC_ALIVE) {
-        report(F_SAFE1, "a reader (section ended by %s) read a freed object (garbage magic "
-               "%#llx)", how, (unsigned long long)magic);
-        return;
-    }
-    if (*(volatile const uint64_t *)&o->pipe_count != 0) {
-        report(F_SAFE1, "a reader (section ended by %s) still held object %llu after its "
-               "grace period ended", how, (unsigned long long)o->serial);
-        return;
-    }
-    for (int i = 0; i < PAYLOAD_WORDS; i++) {
-        if (((volatile const uint64_t *)o->payload)[i] != o->serial * (uint64_t)(i + 1)) {
-            report(F_SAFE1, "a reader read a corrupted object %llu",
-                   (unsigned long long)o->serial);
-            return;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // A round
 
 struct config {
@@ -350,25 +287,73 @@ struct worker {
     int index;
     unsigned rng;
     struct hbuf h;
+    struct ts *own;                 // a writer's registered thread state (for its polls)
     struct ts race[RACE_SLOTS];     // slots taken in the reserve race
     int race_made;
 };
 
-static unsigned
-next_random(unsigned *state)
+// The torture core in its C ABI flavour: plain reads of the objects (volatile, so each is
+// made) and plain poisoning stores, so that under ThreadSanitizer a read the grace period does
+// not order before the writer's poisoning is reported as a data race; a quarantine of 128.
+#define TC_WORKER struct worker
+#define TC_QUARANTINE 128
+#include "torture_core.h"
+
+static bool logged_poll(struct worker *w, struct ts *ts, uint64_t goal);
+
+// ---------------------------------------------------------------------------------------------
+// The core's hooks
+
+static const struct tobj *
+tc_load_current(struct worker *w)
 {
-    unsigned x = *state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x ? x : 0x9e3779b9u;
+    int which = (int)(tc_random(&w->rng) % (unsigned)w->r->c->writers);
+    return __atomic_load_n(&w->r->current[which], __ATOMIC_ACQUIRE);
 }
 
-static struct tobj *
-load_current(struct worker *w)
+// `how` says how the reader will leave its section, for the error message.
+static void
+tc_bad_object(struct worker *w, const struct tobj *o, enum tc_verdict verdict, uint64_t magic,
+              const char *how)
 {
-    int which = (int)(next_random(&w->rng) % (unsigned)w->r->c->writers);
-    return __atomic_load_n(&w->r->current[which], __ATOMIC_ACQUIRE);
+    (void)w;
+    switch (verdict) {
+        case TC_RECLAIMED:
+            report(F_SAFE1, "a reader (section ended by %s) read object %llu after it was "
+                   "reclaimed: poll() said its goal was reached too early", how,
+                   (unsigned long long)o->serial);
+            break;
+        case TC_GARBAGE:
+            report(F_SAFE1, "a reader (section ended by %s) read a freed object (garbage magic "
+                   "%#llx)", how, (unsigned long long)magic);
+            break;
+        case TC_TOO_OLD:
+            report(F_SAFE1, "a reader (section ended by %s) still held object %llu after its "
+                   "grace period ended", how, (unsigned long long)o->serial);
+            break;
+        default:
+            report(F_SAFE1, "a reader read a corrupted object %llu",
+                   (unsigned long long)o->serial);
+            break;
+    }
+}
+
+static bool
+tc_poll(struct worker *w, uint64_t goal)
+{
+    return logged_poll(w, w->own, goal);
+}
+
+static void
+tc_advance(struct worker *w)
+{
+    (void)L.advance(w->r->interp);
+}
+
+static void
+tc_reclaimed(struct worker *w, struct tobj *o)
+{
+    (void)w, (void)o;
 }
 
 static int
@@ -486,34 +471,21 @@ end_reserve_race(struct worker *w)
 static NOINLINE uint64_t
 reader_section_then_quiesce(struct worker *w, struct ts *ts)
 {
-    const struct tobj *held = load_current(w);
-    // Now and then a long section (many yields), so that a too-early reclamation has time
-    // to happen while the object is held, also in the slower recorded rounds.
-    int burst = 1 + (int)(next_random(&w->rng) % 8);
-    int long_section = next_random(&w->rng) % 16 == 0;
-    for (int i = 0; i < burst; i++) {
-        check_object(held, "a quiescent state");
-        check_object(load_current(w), "a quiescent state");
-        if (long_section || (next_random(&w->rng) & 7) == 0) {
-            sched_yield();
-        }
-    }
-    check_object(held, "a quiescent state");
+    // 1..8 steps; now and then a long section (many yields), so that a too-early reclamation
+    // has time to happen while the object is held, also in the slower recorded rounds.
+    uint64_t reads = tc_read_section(w, 8, true, "a quiescent state");
     LOGGED(&w->h, ts, H_QS, 0, L.quiescent_state(ts->t));
-    return 2 * (uint64_t)burst + 1;
+    return reads;
 }
 
 static NOINLINE uint64_t
 reader_section_then_detach(struct worker *w, struct ts *ts)
 {
-    const struct tobj *held = load_current(w);
-    check_object(held, "a detach");
-    sched_yield();
-    check_object(held, "a detach");
+    uint64_t reads = tc_hold_across_yield(w, "a detach");
     LOGGED(&w->h, ts, H_DETACH, 0, L.detach(ts->t));
     sched_yield();
     LOGGED(&w->h, ts, H_ATTACH, 0, L.attach(ts->t));
-    return 2;
+    return reads;
 }
 
 static void *
@@ -530,7 +502,7 @@ reader_main(void *arg)
         // reporting quiescent states: growths must stop this thread (S-RES-1).
         LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
         while (atomic_load(&r->race_finished) < r->c->writers + r->c->reservers) {
-            check_object(load_current(w), "a quiescent state");
+            tc_check_object(w, tc_load_current(w), "a quiescent state");
             LOGGED(&w->h, &ts, H_QS, 0, L.quiescent_state(ts.t));
         }
         LOGGED(&w->h, &ts, H_DETACH, 0, L.detach(ts.t));
@@ -541,7 +513,7 @@ reader_main(void *arg)
     if (ok) {
         LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
         while (!atomic_load_explicit(&r->readers_stop, memory_order_acquire)) {
-            if (next_random(&w->rng) % 3 == 0) {
+            if (tc_random(&w->rng) % 3 == 0) {
                 reads += reader_section_then_detach(w, &ts);
             }
             else {
@@ -561,22 +533,6 @@ reader_main(void *arg)
     return NULL;
 }
 
-struct quarantine {
-    struct tobj *slots[QUARANTINE];
-    int next;
-};
-
-static void
-release(struct quarantine *q, struct tobj *o)
-{
-    // Plain stores: a reader whose reads are not ordered before this races with it (TSan).
-    o->pipe_count = 1;
-    o->magic = MAGIC_DEAD;
-    free(q->slots[q->next]);
-    q->slots[q->next] = o;
-    q->next = (q->next + 1) % QUARANTINE;
-}
-
 static bool
 logged_poll(struct worker *w, struct ts *ts, uint64_t goal)
 {
@@ -589,19 +545,6 @@ logged_poll(struct worker *w, struct ts *ts, uint64_t goal)
     return result;
 }
 
-// Reclaims the oldest retired object of a writer (its goal was reached).
-#define RECLAIM_HEAD()                  \
-    do {                                \
-        struct tobj *o_ = head;         \
-        head = o_->next;                \
-        if (!head) {                    \
-            tail = NULL;                \
-        }                               \
-        release(&q, o_);                \
-        frees++;                        \
-        pending--;                      \
-    } while (0)
-
 static void *
 writer_main(void *arg)
 {
@@ -610,14 +553,14 @@ writer_main(void *arg)
     const struct config *c = r->c;
     struct ts ts = {0};
     int ok = new_registered(r, &ts, NULL, 0) == 0;
+    w->own = &ts;
     pthread_barrier_wait(&r->barrier);          // 1
     advance_race(w);
     reserve_race(w);
     pthread_barrier_wait(&r->barrier);          // 2
     pthread_barrier_wait(&r->barrier);          // 3
-    struct tobj *head = NULL, *tail = NULL;
-    uint64_t pending = 0, frees = 0;
-    struct quarantine q = {{NULL}, 0};
+    struct tc_retired retired;
+    memset(&retired, 0, sizeof(retired));
     if (ok) {
         LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
         for (uint64_t n = 0; n < c->updates_per_round; n++) {
@@ -634,15 +577,12 @@ writer_main(void *arg)
                    && atomic_load_explicit(&r->readers_running, memory_order_relaxed)
                       == c->readers
                    && !(stop_on_error && atomic_load(&errors_seen))) {
-                if (head && logged_poll(w, &ts, head->goal)) {
-                    RECLAIM_HEAD();
-                }
-                else {
+                if (!tc_reclaim_one(w, &retired)) {
                     sched_yield();
                 }
             }
-            struct tobj *fresh = new_object(serial), *old;
-            unsigned choice = next_random(&w->rng);
+            struct tobj *fresh = tc_new_object(serial), *old;
+            unsigned choice = tc_random(&w->rng);
             // Unlink: an exchange (a full barrier), or a release store, after which nothing
             // orders the unlink before the goal is taken, as in CPython's allocator, which
             // takes a batching goal right after the caller unlinked.
@@ -657,7 +597,6 @@ writer_main(void *arg)
             uint64_t before = tick(), kind;
             if (choice & 2) {
                 old->goal = L.advance(r->interp);
-                old->goal_from_advance = 1;
                 kind = H_GOAL_ADVANCE;
             }
             else if (r->profile == 313 || r->profile == 31300 || r->profile == 31303) {
@@ -669,25 +608,11 @@ writer_main(void *arg)
                 kind = H_GOAL_NEXT;
             }
             record(&w->h, before, tick(), ts.id, kind, old->goal, serial);
-            old->next = NULL;
-            if (tail) {
-                tail->next = old;
-            }
-            else {
-                head = old;
-            }
-            tail = old;
-            pending++;
+            tc_retire(&retired, old);
             LOGGED(&w->h, &ts, H_QS, 0, L.quiescent_state(ts.t));
-            if (pending > 32 && !logged_poll(w, &ts, head->goal)) {
-                (void)L.advance(r->interp);
-            }
-            while (head && logged_poll(w, &ts, head->goal)) {
-                RECLAIM_HEAD();
-            }
-            uint64_t seen = atomic_load(&max_pending);
-            while (pending > seen && !atomic_compare_exchange_weak(&max_pending, &seen, pending)) {
-            }
+            // Reclaim what poll() allows, oldest first (advancing once past 32 pending).
+            tc_reclaim(w, &retired, 32);
+            tc_atomic_max(&max_pending, retired.pending);
             if (stop_on_error && atomic_load(&errors_seen)) {
                 break;
             }
@@ -708,7 +633,7 @@ writer_main(void *arg)
         // Liveness: no thread is attached but the writers, which attached after the last
         // advance; every pending goal must be reached now (S-SAFE-2, S-POLL-2).
         LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
-        for (struct tobj *o = head; o != NULL; o = o->next) {
+        for (struct tobj *o = retired.head; o != NULL; o = o->next) {
             if (!logged_poll(w, &ts, o->goal)) {
                 report(F_SAFE2, "goal %llu (object %llu) was not reached although every "
                        "thread attached before it has since detached and wr_seq advanced past "
@@ -718,16 +643,8 @@ writer_main(void *arg)
         }
         LOGGED(&w->h, &ts, H_DETACH, 0, L.detach(ts.t));
     }
-    while (head) {
-        struct tobj *o = head;
-        head = o->next;
-        release(&q, o);
-        frees++;
-    }
-    for (int i = 0; i < QUARANTINE; i++) {
-        free(q.slots[i]);
-    }
-    atomic_fetch_add(&total_frees, frees);
+    uint64_t left = tc_drain(&retired);
+    atomic_fetch_add(&total_frees, retired.frees + left);
     pthread_barrier_wait(&r->barrier);          // 5
     delete_registered(&ts);
     end_reserve_race(w);
@@ -765,13 +682,13 @@ reserver_main(void *arg)
             break;
         }
         own_index(w, index);
-        if (next_random(&w->rng) % 2 == 0) {
+        if (tc_random(&w->rng) % 2 == 0) {
             // Attached for a moment while others grow the array.
             LOGGED(&w->h, &mine[made], H_ATTACH, 0, L.attach(mine[made].t));
-            check_object(load_current(w), "a detach");
+            tc_check_object(w, tc_load_current(w), "a detach");
             LOGGED(&w->h, &mine[made], H_DETACH, 0, L.detach(mine[made].t));
         }
-        if (next_random(&w->rng) % 4 == 0) {
+        if (tc_random(&w->rng) % 4 == 0) {
             sched_yield();
         }
     }
@@ -809,7 +726,7 @@ run_round(const struct config *c, uint64_t round_no)
         return -1;
     }
     for (int i = 0; i < c->writers; i++) {
-        r.current[i] = new_object(0);
+        r.current[i] = tc_new_object(0);
     }
     r.readers_running = c->readers;
     r.owned_cap = 4 * (int64_t)(nthreads * (RACE_SLOTS + 1)
@@ -888,14 +805,6 @@ run_round(const struct config *c, uint64_t round_no)
     return 0;
 }
 
-static double
-now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 print_counters(const char *label, double elapsed)
 {
@@ -959,12 +868,12 @@ main(int argc, char **argv)
            (unsigned long long)c.updates_per_round,
            L.mem_live_blocks ? "exported (resource check on)" : "not exported (no resource check)");
     fflush(stdout);
-    double start = now_seconds(), last = start;
+    double start = tc_now_seconds(), last = start;
     for (uint64_t round_no = 0; ; round_no++) {
         if (c.rounds && round_no >= c.rounds) {
             break;
         }
-        if (c.seconds > 0 && now_seconds() - start >= c.seconds) {
+        if (c.seconds > 0 && tc_now_seconds() - start >= c.seconds) {
             break;
         }
         if (stop_on_error && atomic_load(&errors_seen)) {
@@ -973,15 +882,15 @@ main(int argc, char **argv)
         if (run_round(&c, round_no) != 0) {
             break;
         }
-        if (!c.quiet && now_seconds() - last >= 1.0) {
-            last = now_seconds();
+        if (!c.quiet && tc_now_seconds() - last >= 1.0) {
+            last = tc_now_seconds();
             print_counters("progress", last - start);
         }
     }
     if (history_file != NULL) {
         fclose(history_file);
     }
-    print_counters("final   ", now_seconds() - start);
+    print_counters("final   ", tc_now_seconds() - start);
     uint64_t errors = 0;
     printf("errors:");
     for (int f = 0; f < F_COUNT; f++) {

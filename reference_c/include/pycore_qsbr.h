@@ -9,9 +9,9 @@
 //          _Py_qsbr_should_process; the array is allocated and freed directly
 //   31404  3.14.4+: the array aligned to 64 bytes inside `array_raw` (gh-144438)
 //   313 and 314 are kept as aliases of 31303 and 31404 (the default is 313).
-// Apart from that switch, the stand-in includes and one QSBR_MUTANT_ switch (the mutant catalog,
-// never defined in a normal build), this file matches upstream line for line: for each profile,
-// `qsbr-conformance upstream` checks that against the release's own file.
+// Apart from that switch and the stand-in includes, this file matches upstream line for line: for
+// each profile, `qsbr-conformance upstream` checks that against the release's own file.  Mutants
+// of the port are patch files applied to a copy (reference_c/mutants/).
 // (This preamble, up to the first blank line, is the port's own and not compared.)
 
 // The QSBR APIs (quiescent state-based reclamation) provide a mechanism for
@@ -134,11 +134,7 @@ static inline void
 _Py_qsbr_quiescent_state(struct _qsbr_thread_state *qsbr)
 {
     uint64_t seq = _Py_qsbr_shared_current(qsbr->shared);
-#ifndef QSBR_MUTANT_QS_RELAXED
     _Py_atomic_store_uint64_release(&qsbr->seq, seq);
-#else
-    _Py_atomic_store_uint64_relaxed(&qsbr->seq, seq);
-#endif
 }
 
 // Have the read sequences advanced to the given goal? Like `_Py_qsbr_poll()`,
@@ -147,11 +143,7 @@ static inline bool
 _Py_qbsr_goal_reached(struct _qsbr_thread_state *qsbr, uint64_t goal)
 {
     uint64_t rd_seq = _Py_atomic_load_uint64(&qsbr->shared->rd_seq);
-#ifndef QSBR_MUTANT_GOAL_REACHED_LT
     return QSBR_LEQ(goal, rd_seq);
-#else
-    return QSBR_LT(goal, rd_seq);
-#endif
 }
 
 // Advance the write sequence and return the new goal. This should be called
@@ -196,12 +188,6 @@ _Py_qsbr_detach(struct _qsbr_thread_state *qsbr);
 // Reserves (allocates) a QSBR state and returns its index.
 extern Py_ssize_t
 _Py_qsbr_reserve(PyInterpreterState *interp);
-
-#ifdef QSBR_GH155363_UNRESERVE
-// Returns a reserved but never registered QSBR state to the freelist (gh-155363).
-extern void
-_Py_qsbr_unreserve(PyInterpreterState *interp, Py_ssize_t index);
-#endif
 
 // Associates a PyThreadState with the QSBR state at the given index
 extern void

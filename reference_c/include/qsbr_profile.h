@@ -29,7 +29,7 @@
 // (3.14; the stand-in follows 3.14.7 in 31404, and 3.13's new_threadstate, which has no TLBC,
 // in the other profiles, including 31306 which also covers 3.14.0-3.14.3).
 #define QSBR_TLBC_INDEX (QSBR_PROFILE == 31404)
-// QSBR_GH155363_UNRESERVE (undefined in every release profile): the fix of gh-155363 as first
-// proposed in PR #155365, _Py_qsbr_unreserve() on new_threadstate()'s failure path.
+// The fix of gh-155363 (later than every release profile) is not a switch but a patch applied to
+// a copy: fixes/GH155363_UNRESERVE.patch (`make fix FIX=GH155363_UNRESERVE`).
 
 #endif  // QSBR_PROFILE_H

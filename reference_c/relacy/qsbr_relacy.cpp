@@ -1,5 +1,5 @@
 // Relacy model checker for the reference port: runs reference_c/src/qsbr.c, compiled unmodified
-// (profile 313 or 314, optionally with one QSBR_MUTANT_* switch), under Relacy's C++11
+// (profile 313 or 314; a mutant: a copy with mutants/NAME.patch applied), under Relacy's C++11
 // memory-model simulation.  See reference_c/relacy/README.md for the scenarios and limits.
 //
 //   qsbr-relacy --list

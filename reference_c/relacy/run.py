@@ -2,8 +2,10 @@
 """Run the Relacy model checker over the reference port: ``make -C reference_c check-relacy``.
 
 Builds reference_c/relacy/qsbr_relacy.cpp (the port's src/qsbr.c compiled unmodified under
-Relacy) for profiles 313 and 314 and for each mutant in MUTANTS, runs the plan below, prints a
-table (scenario, profile, scheduler, iterations, verdict) and writes JSON.  Exit status 0 when
+Relacy) for profiles 313 and 314 and for each mutant whose patch (reference_c/mutants/NAME.patch)
+names the model checker on its ``Killer:`` line (the patch applied to a copy, ``make
+mutant-src``), runs the plan below, prints a table (scenario, profile, scheduler, iterations,
+verdict) and writes JSON.  Exit status 0 when
 every expectation holds: the correct port is clean in every scenario except the two findings
 (read-acquire, stale-goal), which must be found; every mutant is killed by one of its scenarios.
 Standard library only (CI runs it before any virtual environment exists).
@@ -37,23 +39,43 @@ FINDINGS = {
                   "a reader still holding the old pointer (the caller must order the unlink "
                   "before the goal's load of wr_seq)",
 }
-# mutant -> (profile, scenarios that may kill it, note).  Sources of the switches:
-# src/qsbr.c and include/pycore_qsbr.h.
-MUTANTS = {
-    "ATTACH_RELEASE_ORDER": ("313", ("rw", "read-seqcst", "1w2r"), ""),
-    "SCAN_NO_FENCE": ("313", ("fence", "read-seqcst", "rw"), ""),
-    "QS_RELAXED": ("313", ("qs",), ""),
-    "DETACH_RELAXED": ("313", ("qs",), ""),
-    "SCAN_RELAXED_LOADS": ("313", ("qs",),
-                           "qs only: the reader attached before the threads, so Relacy's "
-                           "fence + relaxed-load false positive cannot be what kills it"),
-    "ADVANCE_NONATOMIC": ("313", ("rw", "2w1r"),
-                          "killed as a plain write to an atomically accessed field"),
-    "GROWTH_NO_STW": ("313", ("growth",), ""),
-    "RESERVE_INDEX_AFTER_UNLOCK": ("313", ("reserve-race",), "gh-129732"),
-    "GH115103": ("313", ("growth",), "gh-115103"),
-    "GROWTH_LEAKS_OLD_ARRAY": ("313", ("growth",), "the leak check after fini"),
-}
+MUTANTS_DIR = ROOT / "mutants"
+
+
+def patch_header(path: Path) -> dict[str, str]:
+    """The ``Field: value`` lines before a patch's first ``---`` (reference_c/mutants/README.md;
+    conformance/checks/mutants.py reads the same headers for the whole catalog)."""
+    fields: dict[str, str] = {}
+    last = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("---"):
+            break
+        key, sep, value = line.partition(":")
+        if sep and key and not key[0].isspace() and " " not in key:
+            last = key.strip().title()
+            fields[last] = value.strip()
+        elif line[:1].isspace() and line.strip() and last is not None:
+            fields[last] += " " + line.strip()
+    return fields
+
+
+def model_checked_mutants() -> dict[str, tuple[str, tuple[str, ...], str]]:
+    """mutant -> (profile, scenarios that may kill it, note), for every patch whose Killer:
+    line names the model checker.  Without a Scenarios: line, every scenario the correct port
+    passes."""
+    default = tuple(s for s in SCENARIOS if s not in FINDINGS)
+    mutants = {}
+    for path in sorted(MUTANTS_DIR.glob("*.patch")):
+        fields = patch_header(path)
+        killer = fields.get("Killer", "").lower()
+        if "model" in killer or "relacy" in killer:
+            mutants[path.stem] = (fields.get("Profile", "313"),
+                                  tuple(fields.get("Scenarios", "").split()) or default,
+                                  fields.get("Note", ""))
+    return mutants
+
+
+MUTANTS = model_checked_mutants()
 SOURCES = ("src/qsbr.c", "include/pycore_qsbr.h", "include/qsbr_pyport.h",
            "relacy/qsbr_relacy.cpp", "relacy/shim.h", "relacy/run.py")
 
@@ -78,20 +100,29 @@ def relacy_present() -> bool:
         for p in os.environ.get("CPLUS_INCLUDE_PATH", "").split(":") if p)
 
 
+def mutant_copy(out: Path, mutant: str) -> Path:
+    """reference_c/ copied to OUT/mutant/NAME/reference_c with mutants/NAME.patch applied
+    (the Makefile's ``mutant-src``, as every other build of a mutant)."""
+    where = (out / "mutant" / mutant).resolve()
+    subprocess.run(["make", "-s", "-C", str(ROOT), "mutant-src", f"MUTANT={mutant}",
+                    f"MUTANT_BUILD={where}"], check=True, capture_output=True, text=True)
+    return where / "reference_c"
+
+
 def build(cxx: str, out: Path, profile: str, mutant: str | None,
           source: Path | None = None) -> Path:
     binary = out / (f"qsbr-relacy-{profile}" + (f"-{mutant}" if mutant else "")
                     + ("-source" if source else ""))
-    # Another qsbr.c (--source): its folder and its include/ come first, so that
-    # qsbr_relacy.cpp's #include "qsbr.c" and qsbr.c's #include "pycore_qsbr.h" find them;
-    # the headers shim.h replaces keep their include guards, whoever includes them.
+    # A mutant: the harness and the sources of its patched copy.  Another qsbr.c (--source):
+    # its folder and its include/ come first, so that qsbr_relacy.cpp's #include "qsbr.c" and
+    # qsbr.c's #include "pycore_qsbr.h" find them; the headers shim.h replaces keep their
+    # include guards, whoever includes them.
+    root = mutant_copy(out, mutant) if mutant else ROOT
     first = ["-I", str(source), "-I", str(source / "include")] if source else []
     cmd = [cxx, "-std=c++11", "-O1", "-g0", "-w", "-fpermissive", "-fno-sized-deallocation",
-           "-DNDEBUG", f"-DQSBR_PROFILE={profile}", *first, "-I", str(ROOT / "include"),
-           "-I", str(ROOT / "src"), "-I", str(HERE), str(HERE / "qsbr_relacy.cpp"),
-           "-o", str(binary)]
-    if mutant:
-        cmd.insert(-3, f"-DQSBR_MUTANT_{mutant}")
+           "-DNDEBUG", f"-DQSBR_PROFILE={profile}", *first, "-I", str(root / "include"),
+           "-I", str(root / "src"), "-I", str(root / "relacy"),
+           str(root / "relacy" / "qsbr_relacy.cpp"), "-o", str(binary)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return binary
 
@@ -183,7 +214,7 @@ def main(argv: list[str]) -> int:
         print(f"check-relacy: --source {source}: no qsbr.c there", file=sys.stderr)
         return 2
     if source is not None and (args.mutant or not args.no_mutants):
-        args.no_mutants, args.mutant = True, None   # mutants are switches of the port's file
+        args.no_mutants, args.mutant = True, None   # mutants are patches of the port's files
     cxx = compiler()
     if cxx is None:
         print("check-relacy: no C++ compiler (g++ or clang++; set CXX)", file=sys.stderr)

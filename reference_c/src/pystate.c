@@ -187,9 +187,6 @@ PyThreadState_New(PyInterpreterState *interp)
     // is freed, so the reserved slot stays allocated and unowned for good (gh-155363).
     int32_t tlbc_idx = _Py_ReserveTLBCIndex(interp);
     if (tlbc_idx < 0) {
-#  ifdef QSBR_GH155363_UNRESERVE
-        _Py_qsbr_unreserve(interp, qsbr_idx);
-#  endif
         free(tstate);
         return NULL;
     }

@@ -10,9 +10,10 @@
  *   - `#if` on the profile switches (QSBR_DEFERRALS, QSBR_ALIGNED_ARRAY,
  *     QSBR_RESERVE_INDEX_AFTER_UNLOCK) selects the revision;
  *   - _Py_qsbr_unregister() drops upstream's `assert(!tstate->_status.holds_gil)`
- *     (3.14: `assert(!tstate->holds_gil)`): the stand-in has no GIL;
- *   - QSBR_MUTANT_* switches re-introduce known bugs for the regression tests and the mutant
- *     catalog.  None is defined in a normal build, and each is marked where it acts.
+ *     (3.14: `assert(!tstate->holds_gil)`): the stand-in has no GIL.
+ * Variants of this file are patch files applied to a copy at build time: the mutant catalog
+ * (reference_c/mutants/NAME.patch, known upstream bugs among them) and fixes of upstream bugs
+ * later than every release profile (reference_c/fixes/NAME.patch).
  */
 
 /*
@@ -59,11 +60,7 @@
 
 
 // Starting size of the array of qsbr thread states
-#ifndef QSBR_MUTANT_MIN_SIZE_4
 #define MIN_ARRAY_SIZE 8
-#else
-#define MIN_ARRAY_SIZE 4
-#endif
 
 #if QSBR_DEFERRALS
 // For _Py_qsbr_deferred_advance(): the number of deferrals before advancing
@@ -90,20 +87,12 @@ qsbr_allocate(struct _qsbr_shared *shared)
 static void
 initialize_new_array(struct _qsbr_shared *shared)
 {
-#ifndef QSBR_MUTANT_REBUILD_DESCENDING
     for (Py_ssize_t i = 0; i != shared->size; i++) {
-#else
-    for (Py_ssize_t i = shared->size - 1; i >= 0; i--) {
-#endif
         struct _qsbr_thread_state *qsbr = &shared->array[i].qsbr;
         if (qsbr->tstate != NULL) {
             // Update the thread state pointer to its QSBR state
             _PyThreadStateImpl *tstate = (_PyThreadStateImpl *)qsbr->tstate;
-#ifndef QSBR_MUTANT_GROWTH_NO_REPOINT
             tstate->qsbr = qsbr;
-#else
-            (void)tstate;
-#endif
         }
         if (!qsbr->allocated) {
             // Push to freelist
@@ -117,11 +106,7 @@ initialize_new_array(struct _qsbr_shared *shared)
 static int
 grow_thread_array(struct _qsbr_shared *shared)
 {
-#ifndef QSBR_MUTANT_GROWTH_ADDS_8
     Py_ssize_t new_size = shared->size * 2;
-#else
-    Py_ssize_t new_size = shared->size + 8;
-#endif
     if (new_size < MIN_ARRAY_SIZE) {
         new_size = MIN_ARRAY_SIZE;
     }
@@ -142,9 +127,7 @@ grow_thread_array(struct _qsbr_shared *shared)
     shared->freelist = NULL;
     initialize_new_array(shared);
 
-#ifndef QSBR_MUTANT_GROWTH_LEAKS_OLD_ARRAY
     PyMem_RawFree(old);
-#endif
 #else
     // Overallocate by 63 bytes so we can align to a 64-byte boundary.
     // This avoids potential false sharing between the first entry and other
@@ -168,11 +151,7 @@ grow_thread_array(struct _qsbr_shared *shared)
     shared->freelist = NULL;
     initialize_new_array(shared);
 
-#ifndef QSBR_MUTANT_GROWTH_LEAKS_OLD_ARRAY
     PyMem_RawFree(old_raw);
-#else
-    (void)old_raw;
-#endif
 #endif
     return 0;
 }
@@ -183,48 +162,24 @@ _Py_qsbr_advance(struct _qsbr_shared *shared)
     // NOTE: with 64-bit sequence numbers, we don't have to worry too much
     // about the wr_seq getting too far ahead of rd_seq, but if we ever use
     // 32-bit sequence numbers, we'll need to be more careful.
-#if defined(QSBR_MUTANT_ADVANCE_NONATOMIC)
-    // A plain read-modify-write: concurrent advances can lose an increment, and the load
-    // can be reordered before the caller's unlink store.
-    uint64_t next = shared->wr_seq + QSBR_INCR;
-    shared->wr_seq = next;
-    return next;
-#elif !defined(QSBR_MUTANT_ADVANCE_RETURNS_OLD)
     return _Py_atomic_add_uint64(&shared->wr_seq, QSBR_INCR) + QSBR_INCR;
-#else
-    return _Py_atomic_add_uint64(&shared->wr_seq, QSBR_INCR);
-#endif
 }
 
 #if QSBR_DEFERRALS
 uint64_t
 _Py_qsbr_deferred_advance(struct _qsbr_thread_state *qsbr)
 {
-#ifndef QSBR_MUTANT_DEFERRED_OFF_BY_ONE
     if (++qsbr->deferrals < QSBR_DEFERRED_LIMIT) {
-#else
-    if (++qsbr->deferrals <= QSBR_DEFERRED_LIMIT) {
-#endif
-#ifndef QSBR_MUTANT_DEFERRED_RETURNS_CURRENT
         return _Py_qsbr_shared_current(qsbr->shared) + QSBR_INCR;
-#else
-        return _Py_qsbr_shared_current(qsbr->shared);
-#endif
     }
-#ifndef QSBR_MUTANT_DEFERRED_NO_RESET
     qsbr->deferrals = 0;
-#endif
     return _Py_qsbr_advance(qsbr->shared);
 }
 #else
 uint64_t
 _Py_qsbr_shared_next(struct _qsbr_shared *shared)
 {
-#ifndef QSBR_MUTANT_SHARED_NEXT_ADVANCES
     return _Py_qsbr_shared_current(shared) + QSBR_INCR;
-#else
-    return _Py_qsbr_advance(shared);
-#endif
 }
 #endif
 
@@ -234,34 +189,16 @@ qsbr_poll_scan(struct _qsbr_shared *shared)
     // Synchronize with store in _Py_qsbr_attach(). We need to ensure that
     // the reads from each thread's sequence number are not reordered to see
     // earlier "offline" states.
-#ifndef QSBR_MUTANT_SCAN_NO_FENCE
     _Py_atomic_fence_seq_cst();
-#endif
 
     // Compute the minimum sequence number of all attached threads
     uint64_t min_seq = _Py_atomic_load_uint64(&shared->wr_seq);
     struct _qsbr_pad *array = shared->array;
-#ifndef QSBR_MUTANT_SCAN_SKIPS_LAST_SLOT
     for (Py_ssize_t i = 0, size = shared->size; i != size; i++) {
-#else
-    for (Py_ssize_t i = 0, size = shared->size - 1; i < size; i++) {
-#endif
         struct _qsbr_thread_state *qsbr = &array[i].qsbr;
 
-#ifndef QSBR_MUTANT_SCAN_RELAXED_LOADS
         uint64_t seq = _Py_atomic_load_uint64(&qsbr->seq);
-#else
-        uint64_t seq = _Py_atomic_load_uint64_relaxed(&qsbr->seq);
-#endif
-#ifndef QSBR_MUTANT_PLAIN_COMPARE
-#  ifndef QSBR_MUTANT_SCAN_COUNTS_OFFLINE
         if (seq != QSBR_OFFLINE && QSBR_LT(seq, min_seq)) {
-#  else
-        if (QSBR_LT(seq, min_seq)) {
-#  endif
-#else
-        if (seq != QSBR_OFFLINE && seq < min_seq) {
-#endif
             min_seq = seq;
         }
     }
@@ -270,9 +207,7 @@ qsbr_poll_scan(struct _qsbr_shared *shared)
     uint64_t rd_seq = _Py_atomic_load_uint64(&shared->rd_seq);
     if (QSBR_LT(rd_seq, min_seq)) {
         // It's okay if the compare-exchange failed: another thread updated it
-#ifndef QSBR_MUTANT_POLL_NO_CAS
         (void)_Py_atomic_compare_exchange_uint64(&shared->rd_seq, &rd_seq, min_seq);
-#endif
         rd_seq = min_seq;
     }
 
@@ -285,18 +220,12 @@ _Py_qsbr_poll(struct _qsbr_thread_state *qsbr, uint64_t goal)
     assert(_Py_atomic_load_int_relaxed(&_PyThreadState_GET()->state) == _Py_THREAD_ATTACHED);
     assert(((_PyThreadStateImpl *)_PyThreadState_GET())->qsbr == qsbr);
 
-#ifdef QSBR_MUTANT_POLL_NO_SCAN
-    (void)goal;
-    (void)qsbr_poll_scan, (void)qsbr;
-    return true;
-#else
     if (_Py_qbsr_goal_reached(qsbr, goal)) {
         return true;
     }
 
     uint64_t rd_seq = qsbr_poll_scan(qsbr->shared);
     return QSBR_LEQ(goal, rd_seq);
-#endif
 }
 
 void
@@ -305,11 +234,7 @@ _Py_qsbr_attach(struct _qsbr_thread_state *qsbr)
     assert(qsbr->seq == 0 && "already attached");
 
     uint64_t seq = _Py_qsbr_shared_current(qsbr->shared);
-#ifndef QSBR_MUTANT_ATTACH_RELEASE_ORDER
     _Py_atomic_store_uint64(&qsbr->seq, seq);  // needs seq_cst
-#else
-    _Py_atomic_store_uint64_release(&qsbr->seq, seq);
-#endif
 }
 
 void
@@ -317,13 +242,7 @@ _Py_qsbr_detach(struct _qsbr_thread_state *qsbr)
 {
     assert(qsbr->seq != 0 && "already detached");
 
-#if defined(QSBR_MUTANT_DETACH_RELAXED)
-    _Py_atomic_store_uint64_relaxed(&qsbr->seq, QSBR_OFFLINE);
-#elif !defined(QSBR_MUTANT_DETACH_NOOP)
     _Py_atomic_store_uint64_release(&qsbr->seq, QSBR_OFFLINE);
-#else
-    (void)qsbr;
-#endif
 }
 
 Py_ssize_t
@@ -338,18 +257,14 @@ _Py_qsbr_reserve(PyInterpreterState *interp)
     // If there are no free entries, we pause all threads, grow the array,
     // and update the pointers in PyThreadState to entries in the new array.
     if (qsbr == NULL) {
-#ifndef QSBR_MUTANT_GROWTH_NO_STW
         _PyEval_StopTheWorld(interp);
-#endif
         if (grow_thread_array(shared) == 0) {
             qsbr = qsbr_allocate(shared);
         }
-#ifndef QSBR_MUTANT_GROWTH_NO_STW
         _PyEval_StartTheWorld(interp);
-#endif
     }
 
-#if !QSBR_RESERVE_INDEX_AFTER_UNLOCK && !defined(QSBR_MUTANT_RESERVE_INDEX_AFTER_UNLOCK)
+#if !QSBR_RESERVE_INDEX_AFTER_UNLOCK
     // Return an index rather than the pointer because the array may be
     // resized and the pointer invalidated.
     Py_ssize_t index = -1;
@@ -370,24 +285,6 @@ _Py_qsbr_reserve(PyInterpreterState *interp)
     return (struct _qsbr_pad *)qsbr - shared->array;
 #endif
 }
-
-#ifdef QSBR_GH155363_UNRESERVE
-// gh-155363 (PR #155365, later than every release profile): return a reserved, never
-// registered entry to the freelist, for new_threadstate()'s failure paths.
-void
-_Py_qsbr_unreserve(PyInterpreterState *interp, Py_ssize_t index)
-{
-    struct _qsbr_shared *shared = &interp->qsbr;
-
-    PyMutex_Lock(&shared->mutex);
-    struct _qsbr_thread_state *qsbr = &shared->array[index].qsbr;
-    assert(qsbr->allocated && qsbr->tstate == NULL);
-    qsbr->allocated = false;
-    qsbr->freelist_next = shared->freelist;
-    shared->freelist = qsbr;
-    PyMutex_Unlock(&shared->mutex);
-}
-#endif
 
 void
 _Py_qsbr_register(_PyThreadStateImpl *tstate, PyInterpreterState *interp,
@@ -414,39 +311,20 @@ _Py_qsbr_unregister(PyThreadState *tstate)
     // we might not have an active tstate, which means that blocking on PyMutex
     // locks will not implicitly release the GIL.
 
-#ifdef QSBR_MUTANT_GH115103
-    // gh-115103 (the bug): the slot pointer is read before the mutex is taken, so a growth
-    // that ran while this thread waited leaves it pointing into the freed array.
-    struct _qsbr_thread_state *qsbr = tstate_imp->qsbr;
-    PyMutex_Lock(&shared->mutex);
-#else
     PyMutex_Lock(&shared->mutex);
     // NOTE: we must load (or reload) the thread state's qbsr inside the mutex
     // because the array may have been resized (changing tstate->qsbr) while
     // we waited to acquire the mutex.
     struct _qsbr_thread_state *qsbr = tstate_imp->qsbr;
-#endif
 
     assert(qsbr->seq == 0 && "thread state must be detached");
     assert(qsbr->allocated && qsbr->tstate == tstate);
 
     tstate_imp->qsbr = NULL;
     qsbr->tstate = NULL;
-#ifndef QSBR_MUTANT_UNREGISTER_KEEPS_ALLOCATED
     qsbr->allocated = false;
-#endif
-#ifndef QSBR_MUTANT_FREELIST_FIFO
     qsbr->freelist_next = shared->freelist;
     shared->freelist = qsbr;
-#else
-    // Append at the tail instead of pushing on the head.
-    qsbr->freelist_next = NULL;
-    struct _qsbr_thread_state **tail = &shared->freelist;
-    while (*tail != NULL) {
-        tail = &(*tail)->freelist_next;
-    }
-    *tail = qsbr;
-#endif
     PyMutex_Unlock(&shared->mutex);
 }
 
@@ -465,9 +343,6 @@ _Py_qsbr_fini(PyInterpreterState *interp)
 #endif
     shared->size = 0;
     shared->freelist = NULL;
-#ifdef QSBR_MUTANT_FINI_RESETS_SEQUENCES
-    shared->wr_seq = shared->rd_seq = QSBR_INITIAL;
-#endif
 }
 
 void
@@ -478,22 +353,11 @@ _Py_qsbr_after_fork(_PyThreadStateImpl *tstate)
 
     _PyMutex_at_fork_reinit(&shared->mutex);
 
-#ifndef QSBR_MUTANT_FORK_DESCENDING
     for (Py_ssize_t i = 0; i != shared->size; i++) {
-#else
-    for (Py_ssize_t i = shared->size - 1; i >= 0; i--) {
-#endif
         struct _qsbr_thread_state *qsbr = &shared->array[i].qsbr;
-#ifndef QSBR_MUTANT_FORK_FREES_CALLER
         if (qsbr != this_qsbr && qsbr->allocated) {
-#else
-        if (qsbr->allocated) {
-#endif
             qsbr->tstate = NULL;
             qsbr->allocated = false;
-#ifdef QSBR_MUTANT_FORK_RESETS_SEQ
-            qsbr->seq = QSBR_OFFLINE;
-#endif
             qsbr->freelist_next = shared->freelist;
             shared->freelist = qsbr;
         }

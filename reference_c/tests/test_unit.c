@@ -573,18 +573,12 @@ test_gh155363_tlbc_failure_after_reserve(void)
     struct _qsbr_thread_state *next_free = shared->freelist;    // slot 6: the next reserve's
     _QsbrStandin_FailNextTLBCReservations(interp, 1);
     CHECK(PyThreadState_New(interp) == NULL);
-#  ifndef QSBR_GH155363_UNRESERVE
     // 3.14.7: the slot stays allocated, unowned and off the freelist for good.
     CHECK(next_free->allocated && next_free->tstate == NULL);
     CHECK(shared->freelist != next_free);
     for (struct _qsbr_thread_state *p = shared->freelist; p != NULL; p = p->freelist_next) {
         CHECK(p != next_free);
     }
-#  else
-    // With _Py_qsbr_unreserve(): the slot is back on the freelist, first.
-    CHECK(!next_free->allocated && next_free->tstate == NULL);
-    CHECK(shared->freelist == next_free);
-#  endif
     PyThreadState *second = PyThreadState_New(interp);
     CHECK(second != NULL);
     PyThreadState_Delete(second);

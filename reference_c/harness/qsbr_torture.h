@@ -1,5 +1,6 @@
 // qsbr_torture.h: a concurrency torture of the port, in the style of rcutorture and
-// liburcu's regression tests (S-SAFE-1, S-SAFE-2).
+// liburcu's regression tests (S-SAFE-1, S-SAFE-2).  It is torture.c, the port's flavour of the
+// torture core (torture_core.h), whose other flavour is the C ABI driver (cabi_torture.c).
 //
 // Readers, attached to the interpreter, repeatedly load a shared pointer and validate the
 // object: a magic value the freeing path poisons, and a pipe count (how many grace periods the

@@ -1,4 +1,5 @@
-// The concurrency torture (see include/qsbr_torture.h).
+// The port's concurrency torture (see qsbr_torture.h): the torture core (torture_core.h) in
+// its port flavour, which calls the port's _Py_qsbr_* functions directly.
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -9,21 +10,6 @@
 #include "pycore_qsbr.h"
 #include "pycore_tstate.h"
 #include "qsbr_torture.h"
-
-#define MAGIC_ALIVE     0x51534252414c4956ULL   // "QSBRALIV"
-#define MAGIC_DEAD      0xdeaddeaddeaddeadULL
-#define QUARANTINE      256                     // freed objects kept poisoned before free()
-#define PAYLOAD_WORDS   4
-
-struct tobj {
-    uint64_t magic;
-    uint64_t pipe_count;                // 0: current or retired; 1: grace period completed
-    uint64_t serial;
-    uint64_t payload[PAYLOAD_WORDS];    // payload[i] == serial * (i + 1)
-    uint64_t retired_at;                // global update count at retire
-    uint64_t goal;
-    struct tobj *next;
-};
 
 struct torture {
     const qsbr_torture_config *config;
@@ -47,74 +33,65 @@ struct worker {
     _Atomic uint64_t quiescent;
 };
 
-static unsigned
-next_random(unsigned *state)
+// The flavour: relaxed atomic reads and poisoning (the port's TSan build checks the port's
+// own accesses; the C ABI driver is the one that makes the object's reads plain).
+// TC_WORKER: the core's functions use its rng, so it is included once the struct is complete.
+#define TC_WORKER struct worker
+#define TC_LOAD_WORD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define TC_STORE_WORD(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#include "torture_core.h"
+
+// ---------------------------------------------------------------------------------------------
+// The core's hooks
+
+static const struct tobj *
+tc_load_current(struct worker *w)
 {
-    // xorshift32: cheap, per thread, reproducible from the seed
-    unsigned x = *state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x ? x : 0x9e3779b9u;
+    return _Py_atomic_load_ptr_acquire((void *const *)&w->t->current);
 }
 
 static void
-atomic_max(_Atomic uint64_t *target, uint64_t value)
+tc_bad_object(struct worker *w, const struct tobj *o, enum tc_verdict verdict, uint64_t magic,
+              const char *how)
 {
-    uint64_t seen = atomic_load(target);
-    while (value > seen && !atomic_compare_exchange_weak(target, &seen, value)) {
-    }
+    (void)o, (void)magic, (void)how;
+    struct torture *t = w->t;
+    atomic_fetch_add(verdict == TC_RECLAIMED ? &t->errors_poisoned
+                     : verdict == TC_TOO_OLD ? &t->errors_too_old : &t->errors_bad_magic, 1);
+    atomic_store(&t->errors_seen, 1);
 }
 
-static struct tobj *
-load_current(struct torture *t)
+static struct _qsbr_thread_state *
+qsbr_of(struct worker *w)
 {
-    return _Py_atomic_load_ptr_acquire((void *const *)&t->current);
+    // Read again at each use: a growth moves the slot (and re-points the thread state).
+    return ((_PyThreadStateImpl *)w->ts)->qsbr;
 }
 
-static struct tobj *
-new_object(uint64_t serial)
+static bool
+tc_poll(struct worker *w, uint64_t goal)
 {
-    struct tobj *o = calloc(1, sizeof(*o));
-    if (o == NULL) {
-        abort();
-    }
-    o->serial = serial;
-    for (int i = 0; i < PAYLOAD_WORDS; i++) {
-        o->payload[i] = serial * (uint64_t)(i + 1);
-    }
-    o->magic = MAGIC_ALIVE;
-    return o;
+    return _Py_qsbr_poll(qsbr_of(w), goal);
 }
 
-// A reader's check of one object it reached through the shared pointer while attached.
 static void
-check_object(struct torture *t, const struct tobj *o)
+tc_advance(struct worker *w)
 {
-    uint64_t magic = __atomic_load_n(&o->magic, __ATOMIC_RELAXED);
-    if (magic == MAGIC_DEAD) {
-        atomic_fetch_add(&t->errors_poisoned, 1);
-        atomic_store(&t->errors_seen, 1);
-        return;
-    }
-    if (magic != MAGIC_ALIVE) {
-        atomic_fetch_add(&t->errors_bad_magic, 1);
-        atomic_store(&t->errors_seen, 1);
-        return;
-    }
-    if (__atomic_load_n(&o->pipe_count, __ATOMIC_RELAXED) != 0) {
-        atomic_fetch_add(&t->errors_too_old, 1);
-        atomic_store(&t->errors_seen, 1);
-        return;
-    }
-    for (int i = 0; i < PAYLOAD_WORDS; i++) {
-        if (__atomic_load_n(&o->payload[i], __ATOMIC_RELAXED) != o->serial * (uint64_t)(i + 1)) {
-            atomic_fetch_add(&t->errors_bad_magic, 1);
-            atomic_store(&t->errors_seen, 1);
-            return;
-        }
-    }
+    (void)_Py_qsbr_advance(qsbr_of(w)->shared);
 }
+
+static void
+tc_reclaimed(struct worker *w, struct tobj *o)
+{
+    struct torture *t = w->t;
+    uint64_t now = atomic_load(&t->updates);
+    tc_atomic_max(&t->gp_latency_max, now - o->retired_at);
+    atomic_fetch_add(&t->gp_latency_sum, now - o->retired_at);
+    atomic_fetch_add(&t->frees, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The threads
 
 static void *
 reader_main(void *arg)
@@ -125,26 +102,12 @@ reader_main(void *arg)
     _PyThreadState_Attach(ts);
     uint64_t reads = 0;
     while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
-        // A read-side section: a pointer taken at its start is used until its end (as a reader
-        // walking a structure would), with fresh loads in between and, sometimes, a yield
-        // that lets writers run while the pointer is held.  No quiescent state inside.
-        const struct tobj *held = load_current(t);
-        int burst = 1 + (int)(next_random(&w->rng) % 16);
-        for (int i = 0; i < burst; i++) {
-            check_object(t, held);
-            check_object(t, load_current(t));
-            reads += 2;
-            if ((next_random(&w->rng) & 7) == 0) {
-                sched_yield();
-            }
-        }
-        check_object(t, held);
-        reads++;
+        reads += tc_read_section(w, 16, false, NULL);
         if (reads >= 1024) {
             atomic_fetch_add(&t->reads, reads);
             reads = 0;
         }
-        unsigned r = next_random(&w->rng) % 64;
+        unsigned r = tc_random(&w->rng) % 64;
         if (r < 40) {
             _Py_qsbr_quiescent_state(((_PyThreadStateImpl *)ts)->qsbr);
             atomic_fetch_add_explicit(&w->quiescent, 1, memory_order_relaxed);
@@ -174,7 +137,7 @@ idle_main(void *arg)
     struct torture *t = w->t;
     PyThreadState *ts = w->ts;
     _PyThreadState_Attach(ts);
-    check_object(t, load_current(t));
+    tc_check_object(w, tc_load_current(w), NULL);
     _PyThreadState_Detach(ts);
     while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
         struct timespec pause = {0, 1000 * 1000};
@@ -185,21 +148,6 @@ idle_main(void *arg)
     return NULL;
 }
 
-struct quarantine {
-    struct tobj *slots[QUARANTINE];
-    int next;
-};
-
-static void
-release(struct quarantine *q, struct tobj *o)
-{
-    // Poison now, free() later: a reader that still holds the object sees MAGIC_DEAD.
-    __atomic_store_n(&o->magic, MAGIC_DEAD, __ATOMIC_RELAXED);
-    free(q->slots[q->next]);
-    q->slots[q->next] = o;
-    q->next = (q->next + 1) % QUARANTINE;
-}
-
 static void *
 writer_main(void *arg)
 {
@@ -208,18 +156,17 @@ writer_main(void *arg)
     const qsbr_torture_config *c = t->config;
     PyThreadState *ts = w->ts;
     _PyThreadState_Attach(ts);
-    struct tobj *retired_head = NULL, *retired_tail = NULL;
-    uint64_t pending = 0;
-    struct quarantine q = {{NULL}, 0};
+    struct tc_retired retired;
+    memset(&retired, 0, sizeof(retired));
 
     while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
         uint64_t serial = atomic_fetch_add(&t->updates, 1) + 1;
-        struct tobj *fresh = new_object(serial);
+        struct tobj *fresh = tc_new_object(serial);
         struct tobj *old = __atomic_exchange_n(&t->current, fresh, __ATOMIC_ACQ_REL);
 
         // Retire the unlinked object with a goal (S-SAFE-1).
-        struct _qsbr_thread_state *qsbr = ((_PyThreadStateImpl *)ts)->qsbr;
-        if (c->batching && (next_random(&w->rng) & 1)) {
+        struct _qsbr_thread_state *qsbr = qsbr_of(w);
+        if (c->batching && (tc_random(&w->rng) & 1)) {
 #if QSBR_DEFERRALS
             old->goal = _Py_qsbr_deferred_advance(qsbr);
 #else
@@ -230,42 +177,15 @@ writer_main(void *arg)
             old->goal = _Py_qsbr_advance(qsbr->shared);
         }
         old->retired_at = serial;
-        old->next = NULL;
-        if (retired_tail) {
-            retired_tail->next = old;
-        }
-        else {
-            retired_head = old;
-        }
-        retired_tail = old;
-        pending++;
-        atomic_max(&t->max_pending, pending);
+        tc_retire(&retired, old);
+        tc_atomic_max(&t->max_pending, retired.pending);
 
         // The writer holds no pointer across updates: a quiescent state for itself.
         _Py_qsbr_quiescent_state(qsbr);
         atomic_fetch_add_explicit(&w->quiescent, 1, memory_order_relaxed);
 
-        // Free what the poll allows, oldest first.  A goal from shared_next/deferred_advance
-        // may not have been advanced to yet: advance once when the list grows long, as
-        // CPython's allocator does when it processes its deferred frees.
-        if (pending > 64 && !_Py_qsbr_poll(qsbr, retired_head->goal)) {
-            (void)_Py_qsbr_advance(qsbr->shared);
-        }
-        while (retired_head && _Py_qsbr_poll(qsbr, retired_head->goal)) {
-            struct tobj *o = retired_head;
-            retired_head = o->next;
-            if (!retired_head) {
-                retired_tail = NULL;
-            }
-            // The grace period is over: a reader still inside a section would see this.
-            __atomic_store_n(&o->pipe_count, 1, __ATOMIC_RELAXED);
-            uint64_t now = atomic_load(&t->updates);
-            atomic_max(&t->gp_latency_max, now - o->retired_at);
-            atomic_fetch_add(&t->gp_latency_sum, now - o->retired_at);
-            release(&q, o);
-            atomic_fetch_add(&t->frees, 1);
-            pending--;
-        }
+        // Free what the poll allows, oldest first (advancing once past 64 pending).
+        tc_reclaim(w, &retired, 64);
         _Py_HandlePending(ts);
         if (c->max_updates && serial >= c->max_updates) {
             atomic_store(&t->stop, 1);
@@ -277,14 +197,7 @@ writer_main(void *arg)
     while (atomic_load(&t->readers_running) > 0) {
         sched_yield();
     }
-    while (retired_head) {
-        struct tobj *o = retired_head;
-        retired_head = o->next;
-        release(&q, o);
-    }
-    for (int i = 0; i < QUARANTINE; i++) {
-        free(q.slots[i]);
-    }
+    (void)tc_drain(&retired);
     PyThreadState_Delete(ts);
     return NULL;
 }
@@ -296,20 +209,17 @@ churn_main(void *arg)
     struct torture *t = w->t;
     PyThreadState *batch[48];
     while (!atomic_load_explicit(&t->stop, memory_order_relaxed)) {
-        int n = 1 + (int)(next_random(&w->rng) % 48);
+        int n = 1 + (int)(tc_random(&w->rng) % 48);
         int made = 0;
         for (; made < n; made++) {
             batch[made] = PyThreadState_New(t->interp);
             if (batch[made] == NULL) {
                 break;
             }
-            if (next_random(&w->rng) % 4 == 0) {
+            if (tc_random(&w->rng) % 4 == 0) {
                 // A short-lived thread that reads: it holds the shared object for a moment.
                 _PyThreadState_Attach(batch[made]);
-                const struct tobj *held = load_current(t);
-                check_object(t, held);
-                sched_yield();
-                check_object(t, held);
+                (void)tc_hold_across_yield(w, NULL);
                 _Py_HandlePending(batch[made]);
                 _PyThreadState_Detach(batch[made]);
             }
@@ -352,14 +262,6 @@ all_passed_quiescent_points(const qsbr_torture_config *config, struct worker *wo
         }
     }
     return 1;
-}
-
-static double
-now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void
@@ -419,7 +321,7 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
     // too) and the idle thread.  Writers free their leftovers only once all of them are gone.
     t->readers_running = config->readers + config->churners + 1;
     t->interp = PyInterpreterState_New();
-    t->current = new_object(0);
+    t->current = tc_new_object(0);
 
     int started = 0;
     for (int i = 0; i < nthreads; i++) {
@@ -454,7 +356,7 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
     }
 
     // The monitor: progress, stall detection, the clock.
-    double start = now_seconds(), last_progress = start, last_free_change = start;
+    double start = tc_now_seconds(), last_progress = start, last_free_change = start;
     uint64_t last_frees = 0, updates_at_last_free = 0;
     uint64_t *quiescent_at_last_free = calloc((size_t)nthreads, sizeof(uint64_t));
     if (quiescent_at_last_free == NULL) {
@@ -465,7 +367,7 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
     while (!atomic_load(&t->stop)) {
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
-        double now = now_seconds();
+        double now = tc_now_seconds();
         uint64_t frees = atomic_load(&t->frees);
         uint64_t updates = atomic_load(&t->updates);
         if (frees != last_frees) {
@@ -504,7 +406,7 @@ qsbr_torture_run(const qsbr_torture_config *config, qsbr_torture_stats *stats)
         pthread_join(threads[i], NULL);
     }
     free(quiescent_at_last_free);
-    collect(t, stats, now_seconds() - start);
+    collect(t, stats, tc_now_seconds() - start);
     stats->array_size = t->interp->qsbr.size;
 
     free(t->current);
