@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                                     "or in the current folder)")
     p.add_argument("--build-dir", metavar="DIR",
                    help="where to build the bench (default: reference_c/build)")
+    p.add_argument("--fix", action="append", default=[], metavar="NAME",
+                   help="also build the C bench with this fix from reference_c/fixes/ applied "
+                        "to a copy (repeatable), and show its cost beside the port's")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p
 
@@ -88,6 +92,24 @@ def native_table(profile: str, data: dict[str, Any]) -> str:
                 f"{_cell(urcu_row.get('gp_latency_ns'), '{:.0f}'):>22} "
                 f"{_cell(row['port']['reclaim_per_s'], '{:.3g}'):>22} "
                 f"{_cell(urcu_row.get('reclaim_per_s'), '{:.3g}'):>22}")
+    return "\n".join(lines)
+
+
+#: The operations a fix of the non-advancing goal changes, and a deferred free around it.
+FIX_OPS = ("deferred_advance", "shared_next", "deferred_free", "advance")
+
+
+def fix_table(fix: str, profile: str, plain: dict[str, Any], fixed: dict[str, Any]) -> str:
+    """ns/op of the port as it is and with the fix, for the operations the fix touches."""
+    before = {op["name"]: op["port"] for op in plain["operations"]}
+    after = {op["name"]: op["port"] for op in fixed["operations"]}
+    lines = [f"C bench, profile {profile}, fix {fix}: ns/op, best (median); the same operations "
+             f"built from the port as it is and from a copy with the fix (separate runs)",
+             f"{'operation':<22} {'port':>18} {'port + fix':>18} {'fix costs (best)':>17}"]
+    for name in FIX_OPS:
+        if name in before and name in after and before[name] and after[name]:
+            lines.append(f"{name:<22} {_cell(before[name]):>18} {_cell(after[name]):>18} "
+                         f"{after[name]['best'] - before[name]['best']:>+17.2f}")
     return "\n".join(lines)
 
 
@@ -179,6 +201,22 @@ def main(argv: list[str]) -> int:
                 return 1
             result["native"][profile] = data
             outputs.append(native_table(profile, data))
+        for fix in args.fix:
+            from ..checks import hazards
+            for profile in profiles:
+                try:
+                    with tempfile.TemporaryDirectory(prefix="qsbr-bench-fix-") as scratch:
+                        copy = hazards.patched_copy(source, fix, Path(scratch) / "reference_c")
+                        note(f"building the C bench ({profile}) with fix {fix}")
+                        binary, _ = native.build(copy, profile, Path(scratch) / "build")
+                        note(f"running the C bench ({profile}) with fix {fix}")
+                        # the single-thread operations only (-R 0: no threaded part)
+                        data = native.run(binary, quick=args.quick, args=[*extra, "-R", "0"])
+                except (native.BenchError, hazards.HazardsError) as exc:
+                    print(f"{prog}: {exc}", file=sys.stderr)
+                    return 1
+                result.setdefault("native_fixes", {}).setdefault(fix, {})[profile] = data
+                outputs.append(fix_table(fix, profile, result["native"][profile], data))
     if not args.no_suite:
         try:
             result["suite"] = suite.measure(quick=args.quick, mutants_json=mutants_json,

@@ -127,7 +127,10 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     denominator = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The exact ends where rounding would leave a few ulps: 0 successes, all successes.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
 
 
 # --- locating and building ---------------------------------------------------------------------
@@ -203,6 +206,23 @@ def _apply_fix(patch_file: Path, target: Target, directory: Path, qsbr_c: Path) 
                     f"{'failed on' if present else 'applied to'} {target.label}'s qsbr.c, "
                     f"which {'has' if present else 'lacks'} that function: {proc.stdout}")
     return None
+
+
+def patched_copy(port: Path, fix: str, destination: Path) -> Path:
+    """A copy of the port's reference_c/ (without build outputs) with the fix applied, for the
+    bench (``qsbr-conformance bench --fix NAME``).  Raises HazardsError when the fix is unknown
+    or does not apply."""
+    available = fixes(port)
+    if fix not in available:
+        raise HazardsError(f"unknown fix {fix} (reference_c/fixes/ has "
+                           f"{', '.join(available) or 'none'})")
+    shutil.copytree(port, destination, ignore=shutil.ignore_patterns("build", "__pycache__"))
+    proc = subprocess.run(["patch", "-p1", "-F0", "--no-backup-if-mismatch", "-d",
+                           str(destination), "-i", str(available[fix])],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise HazardsError(f"patch {fix} does not apply to the port: {proc.stdout}{proc.stderr}")
+    return destination
 
 
 def build(target: Target, port: Path, workdir: Path, fix_file: Path | None = None) -> Built:

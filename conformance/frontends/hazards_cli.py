@@ -171,7 +171,10 @@ def render_markdown(report: hazards.Report) -> str:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:       # --help (0) or a usage error (2), as a return value
+        return exc.code if isinstance(exc.code, int) else common.USAGE
     try:
         common.check_output_path(args.json, "--json")
         common.check_output_path(args.markdown, "--markdown")
