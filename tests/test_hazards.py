@@ -265,3 +265,33 @@ def test_runs_from_an_empty_folder(tmp_path):
     assert "building the litmus" in proc.stderr            # progress on stderr
     assert "not observed" in proc.stdout
     assert json.loads((tmp_path / "h.json").read_text())["shapes"]
+
+
+def test_caller_audit_hook(monkeypatch, tmp_path):
+    """The JSON's `audit` is conformance.checks.audit.audit_source(SOURCE) when that module is
+    installed; its failure, or its absence, is an explanation under `audit_note`."""
+    import types
+
+    import conformance.checks as checks
+    calls = []
+    fake = types.ModuleType("conformance.checks.audit")
+
+    def audit_source(path):
+        calls.append(path)
+        return [{"file": "Objects/dictobject.c", "function": "dict_dict_merge", "line": 3921,
+                 "verdict": "retire-before-unlink"}]
+
+    fake.audit_source = audit_source
+    monkeypatch.setitem(sys.modules, "conformance.checks.audit", fake)
+    monkeypatch.setattr(checks, "audit", fake, raising=False)
+    sites, note = hazards.caller_audit(str(tmp_path))
+    assert calls == [str(tmp_path)] and note is None
+    assert sites[0]["verdict"] == "retire-before-unlink"
+
+    def broken(path):
+        raise RuntimeError("libclang missing")
+
+    fake.audit_source = broken
+    sites, note = hazards.caller_audit(str(tmp_path))
+    assert sites == [] and "libclang missing" in note
+    assert hazards.caller_audit(None)[1].startswith("no CPython source given")

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -310,9 +309,9 @@ def run_shape(built: Built, shape: Shape, iterations: int) -> Outcome:
         raise LitmusError(f"{' '.join(args)}: exit {proc.returncode}: "
                           f"{proc.stderr.strip()[-500:]}")
     fields = line.split("\t")
-    numbers = [int(x) for x in fields[5:11]]
-    return Outcome(built.target, shape, *numbers, pinned=fields[11],
-                   command=" ".join(["qsbr-litmus", *args[1:]]))
+    iterations_run, forbidden, reached, old_seen, freed, poisoned = map(int, fields[5:11])
+    return Outcome(built.target, shape, iterations_run, forbidden, reached, old_seen, freed,
+                   poisoned, pinned=fields[11], command=" ".join(["qsbr-litmus", *args[1:]]))
 
 
 # --- Relacy ------------------------------------------------------------------------------------
@@ -384,25 +383,18 @@ def model_check(runner: ModuleType, built: Built, scenarios: list[str], workdir:
 
 # --- the caller audit --------------------------------------------------------------------------
 
-def caller_audit(source: str | None, workdir: Path) -> tuple[list[dict[str, Any]], str | None]:
-    """conformance.checks.audit.audit_source(tree) when SOURCE is a CPython source (a tarball is
-    extracted first) and the module is installed; else ([], why not)."""
+def caller_audit(source: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """conformance.checks.audit.audit_source(SOURCE) (a CPython tree or release tarball) when
+    SOURCE is given and that module is installed; else ([], why not)."""
     if source is None:
         return [], "no CPython source given: the default run builds the port, not a CPython tree"
     try:
-        from . import audit  # type: ignore[attr-defined]
+        from . import audit  # type: ignore[attr-defined,unused-ignore]
     except ImportError as exc:
         return [], (f"the caller audit was not run: conformance.checks.audit is not importable "
                     f"({exc})")
-    tree = Path(source)
-    if tree.is_file():
-        extract = workdir / "tree"
-        with tarfile.open(tree) as archive:
-            archive.extractall(extract, filter="data")
-        tops = [p for p in extract.iterdir() if p.is_dir()]
-        tree = tops[0] if len(tops) == 1 else extract
     try:
-        sites = audit.audit_source(str(tree))
+        sites = audit.audit_source(source)
     except Exception as exc:  # noqa: BLE001 (the audit's own failure is reported, not fatal)
         return [], f"the caller audit failed: {type(exc).__name__}: {exc}"
     return list(sites), None
@@ -464,7 +456,7 @@ def run(targets: list[Target], port: Path, iterations: int, fix_names: list[str]
     done = 0
     with tempfile.TemporaryDirectory(prefix="qsbr-hazards-") as scratch:
         scratch_dir = Path(scratch)
-        report.audit, report.audit_note = caller_audit(source, scratch_dir)
+        report.audit, report.audit_note = caller_audit(source)
         for number, (target, fix_file) in enumerate(jobs):
             workdir = scratch_dir / f"build-{number}"
             name = target.label + (f" + {target.fix}" if target.fix else "")
