@@ -7,6 +7,8 @@ test_port_shapes for why a zero there would be astronomically unlikely on a work
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import os
@@ -33,6 +35,17 @@ def tarball(version: str) -> Path:
         pytest.skip(f"needs the CPython {version} tarball at {path} (tools/provision-python "
                     "downloads it; CI has it)")
     return path
+
+
+@functools.cache
+def _release(version: str) -> hazards.Target:
+    return hazards.release_target(str(tarball(version)))
+
+
+def release(version: str) -> hazards.Target:
+    """The release's target, read once per session (a copy: tests may edit its sources)."""
+    target = _release(version)
+    return dataclasses.replace(target, upstream=dataclasses.replace(target.upstream))
 
 
 def rows(data: dict, **match) -> list[dict]:
@@ -191,7 +204,7 @@ def test_fix_applies_to_the_release_goal_function(version, function, fix, tmp_pa
     """On a release, the hunk of its own goal function applies and lands in that function;
     the other goal function's hunk is the only one that fails."""
     port = cabi_torture.reference_c()
-    target = hazards.release_target(str(tarball(version)))
+    target = release(version)
     shim = upstream.prepare(target.upstream, tmp_path)
     assert shim.is_dir()
     qsbr_c = tmp_path / "qsbr.c"

@@ -17,7 +17,7 @@ from ..checks import cabi_torture, hazards
 from ..model.profiles import BY_NAME, RELEASE_PROFILES, UnknownRelease, resolve
 from . import common
 
-DEFAULT_ITERATIONS = 1_000_000
+DEFAULT_ITERATIONS = 200_000
 
 
 def _parser() -> argparse.ArgumentParser:
