@@ -26,7 +26,7 @@ CACHE = Path(os.environ.get("QSBR_PYTHON_CACHE",
 RELACY = Path("/usr/include/relacy/relacy.hpp").is_file()
 ROOT = Path(__file__).resolve().parents[1]
 PORT_PROFILES = ("3.13.3-3.13.5", "3.13.6-3.14.3")
-ITERATIONS = 100_000
+ITERATIONS = 50_000
 
 
 def tarball(version: str) -> Path:
@@ -77,13 +77,14 @@ def test_port_shapes(port_run):
 
     Why a zero would be astronomically unlikely: issue 23 measured 675 to 13,393 forbidden
     outcomes per million iterations on this kind of machine (this harness sees more).  Taking
-    the lowest, p = 675e-6, the chance of no outcome in N = 100,000 independent iterations is
-    (1 - p)^N = exp(N * ln(1 - p)) ~ exp(-67.5) ~ 5e-30, per profile.  (The fence and advancing
+    the lowest, p = 675e-6, the chance of no outcome in N = 50,000 independent iterations is
+    (1 - p)^N = exp(N * ln(1 - p)) ~ exp(-33.8) ~ 2e-15, per profile (this machine measured
+    13,000-49,000 per million with 200,000 iterations, docs/findings.md).  (The fence and advancing
     rows assert 0 because x86-64 forbids the outcome there: mfence / lock xadd drain the
     store buffer; on a machine where they read non-zero the fix itself would be wrong.)"""
     status, data, _ = port_run
     assert status == 0, data["errors"]
-    assert (1 - 675e-6) ** ITERATIONS < 1e-29
+    assert (1 - 675e-6) ** ITERATIONS < 1e-14
     for profile in PORT_PROFILES:
         common = {"profile": profile, "fix": None, "name": "stale-goal"}
         stale = one(data, goal="non-advancing", fence=False, control=False, **common)
