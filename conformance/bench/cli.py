@@ -180,6 +180,16 @@ def main(argv: list[str]) -> int:
             print(f"{prog}: cannot find reference_c/ (give --source, or --no-native)",
                   file=sys.stderr)
             return 2
+    if args.fix:
+        from ..checks import hazards
+        known = hazards.fixes(source) if source is not None else {}
+        unknown = [name for name in args.fix if name not in known]
+        if unknown or source is None:
+            why = ("unknown fix " + ", ".join(unknown)) if unknown else \
+                "needs the C bench (not --no-native)"
+            print(f"{prog}: --fix: {why} (reference_c/fixes/ has {', '.join(known) or 'none'})",
+                  file=sys.stderr)
+            return 2
     plot_path = Path(args.plot) if args.plot else (
         Path(args.json).with_suffix(".png") if args.json else Path("qsbr-bench.png"))
 
@@ -221,8 +231,6 @@ def main(argv: list[str]) -> int:
                 return 1
             result["native"][profile] = data
             outputs.append(native_table(profile, data))
-        if args.fix:
-            from ..checks import hazards
         for fix in args.fix:
             for profile in profiles:
                 try:
