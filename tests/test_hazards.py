@@ -70,6 +70,7 @@ def port_run(tmp_path_factory) -> tuple[int, dict, str]:
     return status, json.loads((out / "h.json").read_text()), (out / "h.md").read_text()
 
 
+@pytest.mark.slow     # the shared port run: 30-60 s on a loaded 2-CPU machine
 def test_port_shapes(port_run):
     """The stale-goal shape with the non-advancing goal is observed on the port (x86-TSO's
     store buffering: the goal's load passes the buffered unlink store); with a seq_cst fence
@@ -104,6 +105,7 @@ def test_port_shapes(port_run):
     assert data["controls_ok"] is True and data["exit_status"] == 0
 
 
+@pytest.mark.slow     # the shared port run: 30-60 s on a loaded 2-CPU machine
 def test_retire_before_unlink_is_reached_whatever_the_goal(port_run):
     """The goal taken before the unlink is reached under a reader of the old pointer with
     either goal kind and with either fix: it is wrong even under sequential consistency."""
@@ -116,6 +118,7 @@ def test_retire_before_unlink_is_reached_whatever_the_goal(port_run):
         assert all(r["forbidden"] > 0 for r in found), found
 
 
+@pytest.mark.slow     # the shared port run: 30-60 s on a loaded 2-CPU machine
 def test_each_fix_clears_the_stale_goal(port_run):
     """Built with either fix (a copy of the port patched with GNU patch), the unfenced
     non-advancing stale-goal shape reads 0, in the same run where the unfixed build reads
@@ -128,6 +131,7 @@ def test_each_fix_clears_the_stale_goal(port_run):
             assert row["forbidden"] == 0, row
 
 
+@pytest.mark.slow     # the shared port run: 30-60 s on a loaded 2-CPU machine
 def test_json_and_markdown_say_what_they_measured(port_run):
     _, data, markdown = port_run
     for key in ("cpu", "cpus_pinned", "shapes", "audit", "audit_note", "zero_means",
