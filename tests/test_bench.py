@@ -20,7 +20,8 @@ needs_toolchain = pytest.mark.skipif(
 
 TINY = ["-r", "2", "-t", "0.05", "-R", "2", "-T", "1", "-d", "1", "-n", "600"]
 SINGLE = {"quiescent_state", "attach_detach", "advance", "poll_no_scan", "grace_period_1thread",
-          *(f"poll_scan_{n}" for n in (8, 16, 64, 256, 1024, 4096))}
+          "deferred_free", *(f"poll_scan_{n}" for n in (8, 16, 64, 256, 1024, 4096))}
+NO_LIMIT = {"grace_period_1thread", "deferred_free"}     # no hardware-limit variant
 
 
 def _sane(stat):
@@ -35,7 +36,7 @@ def _check_native(data, profile):
     assert names == SINGLE | {"deferred_advance" if profile == "3.13" else "shared_next"}
     for op in data["operations"]:
         _sane(op["port"])
-        if op["name"] != "grace_period_1thread":
+        if op["name"] not in NO_LIMIT:
             _sane(op["limit"])
             _sane(op["ratios"]["port/limit"])
             assert op["ratios"]["port/limit"]["best"] == pytest.approx(
@@ -201,3 +202,25 @@ def test_tables_render_without_urcu():
                  "urcu": None}]}}
     text = bench_cli.native_table("3.13", data)
     assert "apt-get install liburcu-dev" in text and "2.00" in text
+
+
+@needs_toolchain
+def test_bench_fix_rows(tmp_path, capsys):
+    """--fix NAME builds a patched copy of the port and shows, beside the port's own figures,
+    the operations the fix touches (the non-advancing goal, a deferred free, and advance as the
+    noise row), from alternating runs of the two builds."""
+    out = tmp_path / "b.json"
+    assert bench_cli.main(["--no-suite", "--quick", "--readers", "0", "--profile", "3.14",
+                           "--fix", "stale-goal-rmw", "--build-dir", str(tmp_path / "build"),
+                           "--json", str(out), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "fix stale-goal-rmw" in text and "shared_next" in text
+    data = json.loads(out.read_text())
+    pair = data["native_fixes"]["stale-goal-rmw"]["3.14"]
+    assert pair["repeats"] == bench_cli.FIX_REPEATS
+    for kind in ("plain", "fixed"):
+        names = {op["name"]: op for op in pair[kind]["operations"]}
+        for name in ("shared_next", "deferred_free", "advance"):
+            _sane(names[name]["port"])
+    assert bench_cli.main(["--no-suite", "--quick", "--readers", "0", "--fix", "nope",
+                           "--build-dir", str(tmp_path / "build"), "-q"]) == 2

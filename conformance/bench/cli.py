@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                                     "or in the current folder)")
     p.add_argument("--build-dir", metavar="DIR",
                    help="where to build the bench (default: reference_c/build)")
+    p.add_argument("--fix", action="append", default=[], metavar="NAME",
+                   help="also build the C bench with this fix from reference_c/fixes/ applied "
+                        "to a copy (repeatable), and show its cost beside the port's")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return p
 
@@ -88,6 +92,44 @@ def native_table(profile: str, data: dict[str, Any]) -> str:
                 f"{_cell(urcu_row.get('gp_latency_ns'), '{:.0f}'):>22} "
                 f"{_cell(row['port']['reclaim_per_s'], '{:.3g}'):>22} "
                 f"{_cell(urcu_row.get('reclaim_per_s'), '{:.3g}'):>22}")
+    return "\n".join(lines)
+
+
+#: The operations a fix of the non-advancing goal changes, a deferred free around it, and
+#: advance, which no fix touches (its difference is the noise between runs).
+FIX_OPS = ("deferred_advance", "shared_next", "deferred_free", "advance")
+FIX_REPEATS = 3
+
+
+def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs of one bench binary as one: per operation, the best of the runs' bests and
+    the median of their medians."""
+    merged = dict(runs[0])
+    operations = []
+    for i, op in enumerate(runs[0]["operations"]):
+        stats = [run["operations"][i]["port"] for run in runs if run["operations"][i]["port"]]
+        port = None
+        if stats:
+            medians = sorted(s["median"] for s in stats)
+            port = {"best": min(s["best"] for s in stats),
+                    "median": medians[len(medians) // 2]}
+        operations.append({**op, "port": port})
+    merged["operations"] = operations
+    return merged
+
+
+def fix_table(fix: str, profile: str, plain: dict[str, Any], fixed: dict[str, Any]) -> str:
+    """ns/op of the port as it is and with the fix, for the operations the fix touches."""
+    before = {op["name"]: op["port"] for op in plain["operations"]}
+    after = {op["name"]: op["port"] for op in fixed["operations"]}
+    lines = [f"C bench, profile {profile}, fix {fix}: ns/op, best (median) over {FIX_REPEATS} "
+             f"alternating runs of each build (the port as it is; a copy with the fix); "
+             f"advance is untouched by the fix: its difference is the noise",
+             f"{'operation':<22} {'port':>18} {'port + fix':>18} {'fix costs (best)':>17}"]
+    for name in FIX_OPS:
+        if name in before and name in after and before[name] and after[name]:
+            lines.append(f"{name:<22} {_cell(before[name]):>18} {_cell(after[name]):>18} "
+                         f"{after[name]['best'] - before[name]['best']:>+17.2f}")
     return "\n".join(lines)
 
 
@@ -138,6 +180,16 @@ def main(argv: list[str]) -> int:
             print(f"{prog}: cannot find reference_c/ (give --source, or --no-native)",
                   file=sys.stderr)
             return 2
+    if args.fix:
+        from ..checks import hazards
+        known = hazards.fixes(source) if source is not None else {}
+        unknown = [name for name in args.fix if name not in known]
+        if unknown or source is None:
+            why = ("unknown fix " + ", ".join(unknown)) if unknown else \
+                "needs the C bench (not --no-native)"
+            print(f"{prog}: --fix: {why} (reference_c/fixes/ has {', '.join(known) or 'none'})",
+                  file=sys.stderr)
+            return 2
     plot_path = Path(args.plot) if args.plot else (
         Path(args.json).with_suffix(".png") if args.json else Path("qsbr-bench.png"))
 
@@ -179,6 +231,32 @@ def main(argv: list[str]) -> int:
                 return 1
             result["native"][profile] = data
             outputs.append(native_table(profile, data))
+        for fix in args.fix:
+            for profile in profiles:
+                try:
+                    with tempfile.TemporaryDirectory(prefix="qsbr-bench-fix-") as scratch:
+                        copy = hazards.patched_copy(source, fix, Path(scratch) / "reference_c")
+                        note(f"building the C bench ({profile}) with fix {fix}")
+                        fixed, _ = native.build(copy, profile, Path(scratch) / "build")
+                        plain, _ = native.build(source, profile, Path(scratch) / "plain")
+                        # The single-thread operations only (-R 0), the two builds run
+                        # alternately FIX_REPEATS times each: separate processes on a shared
+                        # machine differ by a few ns, and "advance" (which no fix touches)
+                        # shows by how much.
+                        runs: dict[str, list[dict[str, Any]]] = {"plain": [], "fixed": []}
+                        for repeat in range(FIX_REPEATS):
+                            for kind, binary in (("plain", plain), ("fixed", fixed)):
+                                note(f"running the C bench ({profile}, {kind}, fix {fix}, "
+                                     f"{repeat + 1}/{FIX_REPEATS})")
+                                runs[kind].append(native.run(binary, quick=args.quick,
+                                                             args=[*extra, "-R", "0"]))
+                except (native.BenchError, hazards.HazardsError) as exc:
+                    print(f"{prog}: {exc}", file=sys.stderr)
+                    return 1
+                merged = {kind: merge_runs(data) for kind, data in runs.items()}
+                result.setdefault("native_fixes", {}).setdefault(fix, {})[profile] = {
+                    "repeats": FIX_REPEATS, "plain": merged["plain"], "fixed": merged["fixed"]}
+                outputs.append(fix_table(fix, profile, merged["plain"], merged["fixed"]))
     if not args.no_suite:
         try:
             result["suite"] = suite.measure(quick=args.quick, mutants_json=mutants_json,

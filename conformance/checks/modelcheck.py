@@ -115,7 +115,8 @@ def apply(ledger: FactLedger, profile: str, *, reference_port: bool,
     line = (f"model checker (Relacy, results of `make check-relacy` for these exact sources): "
             f"{len(runs)} runs on profile {profile}, "
             f"{sum(1 for r in runs if r['verdict'] == 'clean')} clean, "
-            f"{sum(1 for r in runs if r['verdict'] == 'found')} found (expected findings: "
+            f"{sum(1 for r in runs if r['verdict'] == 'found')} found (findings in CPython's "
+            f"own code, reported in docs/findings.md: "
             f"{', '.join(sorted(data.get('findings', {})))}); {len(bad)} unexpected; "
             f"mutants killed {killed}/{len(mutants)}")
     return ModelCheckResult(True, line, credited)

@@ -298,7 +298,9 @@ class Build:
     errors: list[str] = field(default_factory=list)
 
 
-def build(release: Release, profile: ReleaseProfile, port: Path, workdir: Path) -> Build:
+def prepare(release: Release, workdir: Path) -> Path:
+    """Write the release's pycore_qsbr.h, the shims and its qsbr.c (less the GIL assert) into
+    ``workdir``: ``workdir/qsbr.c`` and the include folder, which is returned."""
     shim = workdir / "include"
     shim.mkdir(parents=True, exist_ok=True)
     (shim / "pycore_qsbr.h").write_text(release.qsbr_h, encoding="utf-8")
@@ -310,11 +312,24 @@ def build(release: Release, profile: ReleaseProfile, port: Path, workdir: Path) 
                                  + '#include "pycore_tstate.h"\n', encoding="utf-8")
     (shim / "qsbr_upstream_prelude.h").write_text(_PRELUDE, encoding="utf-8")
     kept = [line for line in release.qsbr_c.splitlines() if not GIL_ASSERT.match(line)]
+    (workdir / "qsbr.c").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return shim
+
+
+def compile_command(shim: Path, port: Path, profile: ReleaseProfile,
+                    cflags: tuple[str, ...] = _CFLAGS) -> list[str]:
+    """The compiler and flags that build a prepared release (``prepare``) against the port's
+    stand-ins; the caller adds ``workdir/qsbr.c``, the stand-ins' sources and its own."""
+    return [os.environ.get("CC", "cc"), *cflags, f"-I{shim}", f"-I{port / 'include'}",
+            f"-I{port / 'harness'}", "-include", "qsbr_upstream_prelude.h",
+            f"-DQSBR_PROFILE={profile.c_profile}"]
+
+
+def build(release: Release, profile: ReleaseProfile, port: Path, workdir: Path) -> Build:
+    shim = prepare(release, workdir)
     qsbr_c = workdir / "qsbr.c"
-    qsbr_c.write_text("\n".join(kept) + "\n", encoding="utf-8")
     cc = os.environ.get("CC", "cc")
-    common = [cc, *_CFLAGS, f"-I{shim}", f"-I{port / 'include'}", f"-I{port / 'harness'}",
-              "-include", "qsbr_upstream_prelude.h", f"-DQSBR_PROFILE={profile.c_profile}"]
+    common = compile_command(shim, port, profile)
     sources = [str(qsbr_c), *(str(port / name) for name in _PORT_SOURCES)]
     result = Build(workdir, profile)
     targets = {

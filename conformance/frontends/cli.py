@@ -55,6 +55,11 @@ def _upstream(argv: list[str]) -> int:
     return upstream.main(argv)
 
 
+def _hazards(argv: list[str]) -> int:
+    from . import hazards_cli
+    return hazards_cli.main(argv)
+
+
 def _bench(argv: list[str]) -> int:
     from ..bench import cli as bench_cli
     return bench_cli.main(argv)
@@ -69,6 +74,8 @@ SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
                       "the suite's own speed"),
     "upstream": (_upstream, "check a CPython release's own qsbr.c/pycore_qsbr.h against the "
                             "port (SOURCE: a tarball or source tree)"),
+    "hazards": (_hazards, "hardware litmus and Relacy for the orderings QSBR's callers depend "
+                          "on (SOURCE: the port, a tarball or source tree)"),
 }
 
 

@@ -328,6 +328,57 @@ limit_poll_scan(long n, int k)
     }
 }
 
+// One deferred free, as CPython's _PyMem_FreeDelayed() and _PyMem_ProcessDelayed() do it in
+// one thread (Objects/obmalloc.c): take the goal with the release's retire policy
+// (port_retire_goal: deferred_advance on 3.13, shared_next + an advance every 128 items on
+// 3.14), append (block, goal) to a 254-item buffer, and when it is full pass a quiescent state
+// and poll every item, releasing those whose goal is reached.  A block is released to a
+// free list, not to the allocator, so that the figure is QSBR's share of a deferred free.
+// Built with a fix (qsbr-conformance bench --fix NAME), its port column is the fixed cost.
+static uint64_t port_retire_goal(struct _qsbr_thread_state *q);
+
+#define DEFERRED_CHUNK 254
+static struct {
+    void *block[DEFERRED_CHUNK];
+    uint64_t goal[DEFERRED_CHUNK];
+    int len;
+    void *pool[2 * DEFERRED_CHUNK];
+    int free;
+} dfree;
+
+static void
+port_deferred_free(long n, int arg)
+{
+    (void)arg;
+    if (dfree.free == 0 && dfree.len == 0) {
+        static char blocks[2 * DEFERRED_CHUNK][64];
+        for (int i = 0; i < 2 * DEFERRED_CHUNK; i++) {
+            dfree.pool[dfree.free++] = blocks[i];
+        }
+    }
+    for (long i = 0; i < n; i++) {
+        void *block = dfree.pool[--dfree.free];
+        dfree.block[dfree.len] = block;
+        dfree.goal[dfree.len] = port_retire_goal(me);
+        dfree.len++;
+        if (dfree.len == DEFERRED_CHUNK) {
+            _Py_qsbr_quiescent_state(me);
+            int kept = 0;
+            for (int j = 0; j < DEFERRED_CHUNK; j++) {
+                if (_Py_qsbr_poll(me, dfree.goal[j])) {
+                    dfree.pool[dfree.free++] = dfree.block[j];
+                }
+                else {
+                    dfree.block[kept] = dfree.block[j];
+                    dfree.goal[kept++] = dfree.goal[j];
+                }
+            }
+            dfree.len = kept;
+        }
+        BARRIER();
+    }
+}
+
 // One whole grace period in one thread: advance, own quiescent state, poll (scans 8 slots).
 static void
 port_grace_period(long n, int arg)
@@ -505,6 +556,8 @@ build_ops(void)
 #endif
     add_op("poll_no_scan", "_Py_qsbr_poll, goal reached", port_poll_reached, limit_poll_reached,
            no_urcu, 0, 0);
+    add_op("deferred_free", "goal (retire policy) + enqueue + quiescent/poll per 254-item chunk",
+           port_deferred_free, NULL, no_urcu, 0, 0);
     static char names[N_SCAN][32];
     for (int k = 0; k < N_SCAN; k++) {
         snprintf(names[k], sizeof(names[k]), "poll_scan_%d", scan_sizes[k]);

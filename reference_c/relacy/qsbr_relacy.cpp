@@ -46,6 +46,11 @@ enum Scenario {
     S_STALE_GOAL,   // writer: release unlink + non-advancing goal, racing an advance
     S_GROWTH,       // reserve that grows the array vs an attached reader and an unregister
     S_RESERVE_RACE, // two reserves racing (one grows)
+    // -- hazards (qsbr-conformance hazards, docs/hazards.md): the litmus shapes' twins ------
+    S_STALE_GOAL_FENCE,     // stale-goal with a seq_cst fence between the unlink and the goal
+    S_STALE_GOAL_ADVANCING, // stale-goal with the advancing goal (_Py_qsbr_advance)
+    S_RETIRE_BEFORE_UNLINK, // the goal taken before the unlink (dict_merge's clone path)
+    // -- end of the hazards block --------------------------------------------------------------
     S_COUNT
 };
 
@@ -78,6 +83,16 @@ const ScenarioInfo SCENARIOS[S_COUNT] = {
                   "reader (safepoints) and an unregister (gh-115103)"},
     {"reserve-race", 2, "two reserves race; one takes the last free slot, the other grows "
                         "(gh-129732)"},
+    // -- hazards ---------------------------------------------------------------------------
+    {"stale-goal-fence", 3, "stale-goal with a seq_cst fence between the writer's unlink and "
+                            "its non-advancing goal (the stale-goal-fence fix, caller side)"},
+    {"stale-goal-advancing", 3, "stale-goal with the advancing goal (_Py_qsbr_advance, a "
+                                "seq_cst read-modify-write)"},
+    {"retire-before-unlink", 3, "writer: non-advancing goal, then the release unlink "
+                                "(dict_merge's clone path: dictkeys_decref before set_keys); "
+                                "another thread advances; one reader that passes a quiescent "
+                                "state"},
+    // -- end of the hazards block ------------------------------------------------------------
 };
 
 Scenario g_scenario = S_RW;
@@ -90,7 +105,9 @@ std::chrono::steady_clock::time_point g_started;
 enum Role { R_READER, R_WRITER, R_WRITER_XCHG, R_WRITER_NEXT, R_ADVANCER, R_CYCLER,
             R_GROWER, R_SAFEPOINT_READER, R_UNREGISTER,
             R_RESERVER, R_QS_READER, R_LATE_READER_ACQ, R_LATE_READER_SC,
-            R_ADVANCER_AFTER_GOAL, R_NONE };
+            R_ADVANCER_AFTER_GOAL,
+            R_WRITER_NEXT_FENCE, R_WRITER_RETIRE_FIRST,     // hazards
+            R_NONE };
 
 Role role(int thread)
 {
@@ -106,6 +123,11 @@ Role role(int thread)
         {R_WRITER_NEXT, R_ADVANCER, R_READER},
         {R_GROWER, R_SAFEPOINT_READER, R_UNREGISTER},
         {R_RESERVER, R_RESERVER, R_NONE},
+        // -- hazards -----------------------------------------------------------------------
+        {R_WRITER_NEXT_FENCE, R_ADVANCER, R_READER},
+        {R_WRITER, R_ADVANCER, R_READER},
+        {R_WRITER_RETIRE_FIRST, R_ADVANCER, R_READER},
+        // -- end of the hazards block --------------------------------------------------------
     };
     return roles[g_scenario][thread];
 }
@@ -514,6 +536,18 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         return true;
     }
 
+    // The release's non-advancing goal.
+    static uint64_t next_goal(struct _qsbr_thread_state *q, struct _qsbr_shared *shared)
+    {
+#if QSBR_DEFERRALS
+        (void)shared;
+        return _Py_qsbr_deferred_advance(q);
+#else
+        (void)q;
+        return _Py_qsbr_shared_next(shared);
+#endif
+    }
+
     void writer(int i)
     {
         Role r = role(i);
@@ -523,22 +557,24 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         Obj *fresh = new Obj;
         fresh->val($) = LIVE;
         Obj *old;
+        uint64_t goal = 0;
         if (r == R_WRITER_XCHG) {
             old = head($).exchange(fresh, rl::mo_acq_rel);
         }
         else {
             old = head($).load(rl::mo_relaxed);
+            if (r == R_WRITER_RETIRE_FIRST) {           // hazards: retired before the unlink
+                goal = next_goal(q, shared);
+            }
             head($).store(fresh, rl::mo_release);       // the unlink: a release store
+            if (r == R_WRITER_NEXT_FENCE) {             // hazards: the caller-side fence
+                _Py_atomic_fence_seq_cst();
+            }
         }
-        uint64_t goal;
-        if (r == R_WRITER_NEXT) {
-#if QSBR_DEFERRALS
-            goal = _Py_qsbr_deferred_advance(q);
-#else
-            goal = _Py_qsbr_shared_next(shared);
-#endif
+        if (r == R_WRITER_NEXT || r == R_WRITER_NEXT_FENCE) {
+            goal = next_goal(q, shared);
         }
-        else {
+        else if (r != R_WRITER_RETIRE_FIRST) {
             goal = _Py_qsbr_advance(shared);
         }
         goals[i] = goal;
@@ -627,6 +663,7 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         case R_QS_READER: reader(i, rl::mo_acquire); break;
         case R_CYCLER: cycler(i); break;
         case R_WRITER: case R_WRITER_XCHG: case R_WRITER_NEXT: writer(i); break;
+        case R_WRITER_NEXT_FENCE: case R_WRITER_RETIRE_FIRST: writer(i); break;   // hazards
         case R_ADVANCER: case R_ADVANCER_AFTER_GOAL: advancer(i); break;
         case R_GROWER: reserver(i); break;
         case R_RESERVER: reserver(i); break;

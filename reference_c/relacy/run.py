@@ -75,6 +75,18 @@ def model_checked_mutants() -> dict[str, tuple[str, tuple[str, ...], str]]:
     return mutants
 
 
+# -- hazards (qsbr-conformance hazards; docs/findings.md): the litmus shapes' twins ------------
+SCENARIOS += ("stale-goal-fence", "stale-goal-advancing", "retire-before-unlink")
+FINDINGS.update({
+    "stale-goal-fence": "a caller-side seq_cst fence between the unlink and the non-advancing "
+                        "goal is not enough under C11: the reader's quiescent state has no "
+                        "fence (its first trace also reads a wr_seq older than C11 allows "
+                        "after the fence: docs/findings.md)",
+    "retire-before-unlink": "the goal taken before the unlink (dict_merge's clone path) is "
+                            "reached by a reader that then loads the old pointer, even under "
+                            "sequential consistency",
+})
+# -- end of the hazards block ------------------------------------------------------------------
 MUTANTS = model_checked_mutants()
 SOURCES = ("src/qsbr.c", "include/pycore_qsbr.h", "include/qsbr_pyport.h",
            "relacy/qsbr_relacy.cpp", "relacy/shim.h", "relacy/run.py")
