@@ -69,7 +69,7 @@ def main() -> int:
             elif method == "run_calls":
                 # A batch from the exhaustive exploration: replay + new calls + snapshots in
                 # one round trip (conformance.checks.exhaustive.execute_calls).
-                from ..checks.exhaustive import execute_calls
+                from .batch import execute_calls
                 value = execute_calls(interpreters[target], args[0],
                                       handles.setdefault(target, []), args[1])
             else:
