@@ -44,6 +44,19 @@
  * (QSBR_LEQ(goal, rseq), what _Py_qbsr_goal_reached and the poll test) while the reader loaded
  * the old pointer after that quiescent state.  For stale-goal that is impossible under
  * sequential consistency (the store-buffering shape); retire-before-unlink allows it even then.
+ *
+ * read-after-attach (S-READ-1): the reader is detached when the iteration starts.
+ *   writer                                    reader
+ *     store_release(ptr, new)                   PyEval_RestoreThread(ts)  (_Py_qsbr_attach:
+ *     goal = _Py_qsbr_advance(shared)             a seq_cst store of the slot's seq)
+ *     _Py_qsbr_quiescent_state(mine)            p = load(ptr)   (seq_cst, or acquire)
+ *     polled = _Py_qsbr_poll(mine, goal)
+ *     if polled: old->value = POISON
+ * and the reader detaches again (PyEval_SaveThread: _Py_qsbr_detach) after barrier C.
+ * Forbidden: the poll reclaimed and the reader loaded the old pointer.  With a seq_cst first load
+ * C11 forbids it (control); with an acquire first load C11 allows it (the load may pass the
+ * attach store), which hardware shows only where such a load can pass a store (ARM64 LDAPR;
+ * not x86, where the seq_cst store is an xchg).
  */
 #ifndef Py_BUILD_CORE_MODULE
 #  define Py_BUILD_CORE_MODULE 1
@@ -87,7 +100,7 @@
 #define ALIVE 0x11111111u
 #define POISON 0xDEADDEADu
 
-enum { SHAPE_STALE_GOAL, SHAPE_RETIRE_BEFORE_UNLINK };
+enum { SHAPE_STALE_GOAL, SHAPE_RETIRE_BEFORE_UNLINK, SHAPE_READ_AFTER_ATTACH };
 enum { GOAL_NON_ADVANCING, GOAL_ADVANCING };
 
 typedef uint64_t (*shared_fn)(struct _qsbr_shared *);
@@ -120,6 +133,7 @@ struct counts {
 struct run {
     PyInterpreterState *interp;
     int shape, goal_kind, fence;
+    int acquire;                // read-after-attach: the first load is an acquire load
     long long iterations;
     int cpu[2];
     shared_fn advance;
@@ -145,6 +159,7 @@ struct worker {
     int role;                   // 0: writer, 1: reader
     PyThreadState *ts;
     struct _qsbr_thread_state *mine;
+    int attached;
 };
 
 static void
@@ -166,7 +181,7 @@ set_error(struct run *run, const char *message, int err)
 static void
 honour_stop(struct worker *w)
 {
-    if (!_Py_eval_breaker_bit_is_set(w->ts, _PY_EVAL_PLEASE_STOP_BIT)) {
+    if (!w->attached || !_Py_eval_breaker_bit_is_set(w->ts, _PY_EVAL_PLEASE_STOP_BIT)) {
         return;
     }
     _Py_unset_eval_breaker_bit(w->ts, _PY_EVAL_PLEASE_STOP_BIT);
@@ -236,6 +251,7 @@ writer_loop(struct worker *w)
         }
         uint64_t goal;
         int advanced;
+        int ok = 0;
         if (run->shape == SHAPE_STALE_GOAL) {
             _Py_atomic_store_ptr_release(&run->ptr, new);
             if (run->fence) {
@@ -243,17 +259,28 @@ writer_loop(struct worker *w)
             }
             goal = take_goal(w, &advanced);
         }
-        else {
+        else if (run->shape == SHAPE_RETIRE_BEFORE_UNLINK) {
             goal = take_goal(w, &advanced);
             _Py_atomic_store_ptr_release(&run->ptr, new);
+        }
+        else {
+            _Py_atomic_store_ptr_release(&run->ptr, new);
+            goal = take_goal(w, &advanced);
+            _Py_qsbr_quiescent_state(w->mine);
+            ok = run->poll(w->mine, goal);
+            if (ok) {
+                old->value = POISON;
+            }
         }
         if (barrier(w, ++k) < 0) {                                       // B
             return;
         }
-        _Py_qsbr_quiescent_state(w->mine);
-        int ok = run->poll(w->mine, goal);
-        if (ok) {
-            old->value = POISON;
+        if (run->shape != SHAPE_READ_AFTER_ATTACH) {
+            _Py_qsbr_quiescent_state(w->mine);
+            ok = run->poll(w->mine, goal);
+            if (ok) {
+                old->value = POISON;
+            }
         }
         run->goal = goal;
         run->poll_ok = ok;
@@ -277,10 +304,21 @@ reader_loop(struct worker *w)
         if (barrier(w, ++k) < 0) {                                       // A
             return;
         }
-        run->advance(shared);
-        _Py_qsbr_quiescent_state(w->mine);
-        uint64_t rseq = _Py_atomic_load_uint64_relaxed(&w->mine->seq);
-        struct obj *p = _Py_atomic_load_ptr(&run->ptr);
+        uint64_t rseq = 0;
+        struct obj *p;
+        if (run->shape != SHAPE_READ_AFTER_ATTACH) {
+            run->advance(shared);
+            _Py_qsbr_quiescent_state(w->mine);
+            rseq = _Py_atomic_load_uint64_relaxed(&w->mine->seq);
+            p = _Py_atomic_load_ptr(&run->ptr);
+        }
+        else {
+            PyEval_RestoreThread(w->ts);
+            w->attached = 1;
+            p = run->acquire ? _Py_atomic_load_ptr_acquire(&run->ptr)
+                             : _Py_atomic_load_ptr(&run->ptr);
+            w->mine = ((_PyThreadStateImpl *)w->ts)->qsbr;
+        }
         if (barrier(w, ++k) < 0) {                                       // B
             return;
         }
@@ -292,7 +330,10 @@ reader_loop(struct worker *w)
         // Written between B and C; the next ones only after the next B.
         uint64_t goal = run->goal;
         int loaded_old = p == old;
-        int reached = QSBR_LEQ(goal, rseq);
+        // read-after-attach: "reached" is the writer's poll (it saw this thread offline or
+        // past the goal).
+        int reached = run->shape == SHAPE_READ_AFTER_ATTACH ? run->poll_ok
+                                                             : QSBR_LEQ(goal, rseq);
         c->outcome[reached][loaded_old]++;
         c->writer_first += goal == before + QSBR_INCR;
         if (reached && loaded_old) {
@@ -304,6 +345,10 @@ reader_loop(struct worker *w)
             }
         }
         c->iterations++;
+        if (run->shape == SHAPE_READ_AFTER_ATTACH) {
+            w->attached = 0;
+            PyEval_SaveThread();
+        }
     }
 }
 
@@ -334,7 +379,12 @@ worker_main(void *arg)
         return NULL;
     }
     PyEval_RestoreThread(w->ts);
+    w->attached = 1;
     w->mine = ((_PyThreadStateImpl *)w->ts)->qsbr;
+    if (w->role == 1 && run->shape == SHAPE_READ_AFTER_ATTACH) {
+        w->attached = 0;                // each iteration starts detached
+        PyEval_SaveThread();
+    }
     if (barrier(w, 1) == 0) {
         if (w->role == 0) {
             writer_loop(w);
@@ -342,6 +392,9 @@ worker_main(void *arg)
         else {
             reader_loop(w);
         }
+    }
+    if (!w->attached) {
+        PyEval_RestoreThread(w->ts);
     }
     PyThreadState_Clear(w->ts);
     PyThreadState_DeleteCurrent();
@@ -382,14 +435,14 @@ static PyObject *
 run_litmus(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"shape", "goal", "fence", "iterations", "cpus", "advance", "poll",
-                             "batch", NULL};
+                             "batch", "acquire", NULL};
     const char *shape, *goal;
-    int fence, cpu0, cpu1;
+    int fence, cpu0, cpu1, acquire = 0;
     long long iterations;
     unsigned long long advance, poll, batch;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sspL(ii)KKK:run", kwlist, &shape, &goal,
-                                     &fence, &iterations, &cpu0, &cpu1, &advance, &poll,
-                                     &batch)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sspL(ii)KKK|p:run", kwlist, &shape,
+                                     &goal, &fence, &iterations, &cpu0, &cpu1, &advance, &poll,
+                                     &batch, &acquire)) {
         return NULL;
     }
     struct run *run = PyMem_RawCalloc(1, sizeof(*run));
@@ -402,6 +455,9 @@ run_litmus(PyObject *module, PyObject *args, PyObject *kwds)
     }
     else if (strcmp(shape, "retire-before-unlink") == 0) {
         run->shape = SHAPE_RETIRE_BEFORE_UNLINK;
+    }
+    else if (strcmp(shape, "read-after-attach") == 0) {
+        run->shape = SHAPE_READ_AFTER_ATTACH;
     }
     else {
         PyErr_Format(PyExc_ValueError, "unknown shape %s", shape);
@@ -435,6 +491,7 @@ run_litmus(PyObject *module, PyObject *args, PyObject *kwds)
     }
     run->interp = _PyThreadState_GET()->interp;
     run->fence = fence;
+    run->acquire = acquire;
     run->iterations = iterations;
     run->cpu[0] = cpu0;
     run->cpu[1] = cpu1;
@@ -442,7 +499,7 @@ run_litmus(PyObject *module, PyObject *args, PyObject *kwds)
     run->poll = (poll_fn)(uintptr_t)poll;
     run->batch = (void *)(uintptr_t)batch;
 
-    struct worker workers[2] = {{run, 0, NULL, NULL}, {run, 1, NULL, NULL}};
+    struct worker workers[2] = {{run, 0, NULL, NULL, 0}, {run, 1, NULL, NULL, 0}};
     pthread_t threads[2];
     int started = 0, err = 0;
     // This thread detaches while the two run: its slot is offline, so the writer's poll scans
@@ -471,8 +528,10 @@ done:
 
 static PyMethodDef probe_methods[] = {
     {"run", (PyCFunction)(void (*)(void))run_litmus, METH_VARARGS | METH_KEYWORDS,
-     "run(shape, goal, fence, iterations, cpus, advance, poll, batch) -> dict of counts.\n\n"
-     "shape: 'stale-goal' or 'retire-before-unlink'; goal: 'non-advancing' or 'advancing'; "
+     "run(shape, goal, fence, iterations, cpus, advance, poll, batch, acquire=False) -> dict "
+     "of counts.\n\n"
+     "shape: 'stale-goal', 'retire-before-unlink' or 'read-after-attach' (acquire: its first "
+     "load is an acquire load); goal: 'non-advancing' or 'advancing'; "
      "cpus: (writer CPU, reader CPU); advance, poll, batch: run-time addresses of the "
      "interpreter's _Py_qsbr_advance, _Py_qsbr_poll and _Py_qsbr_shared_next (3.13.6+) or "
      "_Py_qsbr_deferred_advance (3.13.0-3.13.5)."},

@@ -18,7 +18,13 @@ writer's goal while the reader loaded the old pointer after that quiescent state
 * ``stale-goal``, non-advancing goal with a seq_cst fence before the goal load: control, must
   be 0.
 * ``retire-before-unlink``: the goal taken before the unlink (``dict_merge``'s clone path).
-  Allowed even under sequential consistency: a plain bug, observed at a high rate.
+  Allowed even under sequential consistency: a plain bug.
+* ``read-after-attach`` (S-READ-1): the reader attaches (``PyEval_RestoreThread``, the
+  interpreter's own attach: ``_Py_qsbr_attach``'s seq_cst store) and loads the pointer; the
+  writer unlinks, takes the advancing goal and polls.  Forbidden: the poll reclaimed while the
+  reader loaded the old pointer.  With a seq_cst first load C11 forbids it (control, must be 0);
+  with an acquire first load C11 allows it, but only hardware whose acquire loads may pass a
+  store (ARM64 ``LDAPR``) can show it, not x86 (the seq_cst store is an ``xchg``).
 
 A zero count means "not observed in that many iterations", never "impossible".  A non-zero
 control means the harness is broken (the caller must fail); :func:`main` exits 1 then.
@@ -38,14 +44,25 @@ import statistics
 import sys
 import sysconfig
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-#: (name, goal, fence, control): the shapes run, in order.
-SHAPES: tuple[tuple[str, str, bool, bool], ...] = (
-    ("stale-goal", "non-advancing", False, False),
-    ("stale-goal", "advancing", False, True),
-    ("stale-goal", "non-advancing", True, True),
-    ("retire-before-unlink", "non-advancing", False, False),
+
+class Shape(NamedTuple):
+    name: str
+    goal: str           # the writer's goal: "non-advancing" or "advancing"
+    fence: bool         # a seq_cst fence between the unlink and the goal load
+    control: bool       # must read 0 (a non-zero count is a broken harness)
+    load: str = "seq_cst"   # the reader's (first) load of the pointer: "seq_cst" or "acquire"
+
+
+#: The shapes run, in order.
+SHAPES: tuple[Shape, ...] = (
+    Shape("stale-goal", "non-advancing", False, False),
+    Shape("stale-goal", "advancing", False, True),
+    Shape("stale-goal", "non-advancing", True, True),
+    Shape("retire-before-unlink", "non-advancing", False, False),
+    Shape("read-after-attach", "advancing", False, True, "seq_cst"),
+    Shape("read-after-attach", "advancing", False, False, "acquire"),
 )
 
 #: Iterations per call into C: the progress callback is called between chunks.
@@ -61,13 +78,14 @@ class Unavailable(Exception):
     """The litmus cannot run in this interpreter (the reason is the message)."""
 
 
-def label(shape: dict[str, Any] | tuple) -> str:
-    """``stale-goal/non-advancing`` or ``stale-goal/non-advancing+fence``."""
-    if isinstance(shape, dict):
-        name, goal, fence = shape["name"], shape["goal"], shape["fence"]
-    else:
-        name, goal, fence = shape[:3]
-    return f"{name}/{goal}" + ("+fence" if fence else "")
+def label(shape: dict[str, Any] | Shape) -> str:
+    """``stale-goal/non-advancing``, ``stale-goal/non-advancing+fence``,
+    ``read-after-attach/acquire``: unique per shape."""
+    if isinstance(shape, Shape):
+        shape = shape._asdict()
+    if shape["name"] == "read-after-attach":
+        return f"{shape['name']}/{shape['load']}"
+    return f"{shape['name']}/{shape['goal']}" + ("+fence" if shape["fence"] else "")
 
 
 def wilson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -156,28 +174,30 @@ def live_shapes(iterations: int, progress: Progress | None = None) -> list[dict[
     release = platform.python_version()
     model = cpu_model()
     shapes = []
-    for name, goal, fence, control in SHAPES:
+    for shape in SHAPES:
         counts: dict[str, int] = {}
         done = 0
         while done < iterations:
             step = min(CHUNK, iterations - done)
-            _merge(counts, probe.run(name, goal, fence, step, pinned, where["advance"],
-                                     where["poll"], where["batch"]))
+            _merge(counts, probe.run(shape.name, shape.goal, shape.fence, step, pinned,
+                                     where["advance"], where["poll"], where["batch"],
+                                     acquire=shape.load == "acquire"))
             done += step
             if progress is not None:
-                progress(label((name, goal, fence)), done, iterations)
+                progress(label(shape), done, iterations)
         n, k = counts.get("iterations", 0), counts.get("forbidden", 0)
         low, high = wilson(k, n)
-        function = "_Py_qsbr_advance" if goal == "advancing" else probe.BATCH
+        function = "_Py_qsbr_advance" if shape.goal == "advancing" else probe.BATCH
         shapes.append({
-            "name": name, "release": release, "binary": sys.executable,
-            "goal": goal, "fence": fence, "fix": None, "control": control,
+            "name": shape.name, "release": release, "binary": sys.executable,
+            "goal": shape.goal, "fence": shape.fence, "load": shape.load, "fix": None,
+            "control": shape.control,
             "source": "binary", "goal_function": function,
             "iterations": n, "forbidden": k,
             "per_million": k * 1e6 / n if n else 0.0,
             "interval": [low * 1e6, high * 1e6], "confidence": CONFIDENCE,
             "observed": k > 0,
-            "control_failed": control and k > 0,
+            "control_failed": shape.control and k > 0,
             "cpus": list(pinned), "cpu_model": model,
             "counts": counts,
         })
