@@ -36,6 +36,7 @@ this interpreter (for ``qsbr-conformance hazards --binary PYTHON``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -113,9 +114,11 @@ def cpus() -> tuple[int, int]:
     return allowed[0], allowed[1]
 
 
+@functools.lru_cache(maxsize=1)
 def addresses() -> dict[str, int]:
     """Run-time addresses of the interpreter's advance, poll and non-advancing goal functions
-    (keys: "advance", "poll", "batch")."""
+    (keys: "advance", "poll", "batch"); read once per process (pyelftools is slow to import
+    and to scan on 3.13t)."""
     from .symbols import SymbolsUnavailable, find_functions
     batch = _probe().BATCH
     names = {"advance": "_Py_qsbr_advance", "poll": "_Py_qsbr_poll", "batch": batch}
