@@ -66,6 +66,7 @@
 #include "internal/pycore_interp.h"       // PyInterpreterState.qsbr
 #include "internal/pycore_pystate.h"      // _PyThreadState_GET()
 #include "internal/pycore_qsbr.h"
+#include "internal/pycore_runtime.h"     // _PyRuntime.stoptheworld
 #include "internal/pycore_tstate.h"       // _PyThreadStateImpl
 
 #include <errno.h>
@@ -175,9 +176,19 @@ set_error(struct run *run, const char *message, int err)
     }
 }
 
-// Between iterations only: if another thread asked to stop the world, detach (the requester
-// parks detached threads) and attach again (which waits until the world restarts).  The slot
-// may have moved if the array grew meanwhile.
+static int
+stop_requested(const struct _stoptheworld_state *stw)
+{
+    // Written under HEAD_LOCK; read here only to decide whether to go on waiting.
+    return _Py_atomic_load_uint8_relaxed((const uint8_t *)&stw->requested) != 0;
+}
+
+// Between iterations only: if another thread asked to stop the world, do what the eval loop
+// does (_PyThreadState_Suspend, then attach) with public calls: detach, wait until the
+// requester has parked this thread (DETACHED -> SUSPENDED) or the request is over, and attach
+// again, which waits until the world restarts.  Attaching at once would often win the race
+// against the requester's next scan, and it would have to ask again.  The slot may have moved
+// if the array grew meanwhile.
 static void
 honour_stop(struct worker *w)
 {
@@ -186,6 +197,11 @@ honour_stop(struct worker *w)
     }
     _Py_unset_eval_breaker_bit(w->ts, _PY_EVAL_PLEASE_STOP_BIT);
     PyEval_SaveThread();
+    while (_Py_atomic_load_int(&w->ts->state) == _Py_THREAD_DETACHED
+           && (stop_requested(&w->run->interp->stoptheworld)
+               || stop_requested(&_PyRuntime.stoptheworld))) {
+        sched_yield();
+    }
     PyEval_RestoreThread(w->ts);
     w->mine = ((_PyThreadStateImpl *)w->ts)->qsbr;
     w->run->c.parked[w->role]++;
