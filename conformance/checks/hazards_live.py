@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m conformance.checks.hazards_live",
         description="Hardware litmus of QSBR shapes through this interpreter's own QSBR "
                     "functions. Exit status: 0 ran (controls zero), 1 a control was non-zero "
-                    "(broken harness), 2 cannot run here (reason on stderr and in the JSON).")
+                    "(broken harness), 2 cannot run here (reason on stderr and in the JSON as "
+                    "'unavailable'), 3 the harness failed (in the JSON as 'error'). The JSON "
+                    "is written in each of these cases.")
     parser.add_argument("--iterations", type=int, default=1_000_000,
                         help="iterations per shape (default 1,000,000)")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
@@ -242,11 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     except Unavailable as exc:
         report["unavailable"] = str(exc)
         print(f"hazards_live: cannot run: {exc}", file=sys.stderr)
+    except (RuntimeError, OSError) as exc:     # the probe could not start or pin its threads
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        print(f"hazards_live: the harness failed: {report['error']}", file=sys.stderr)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(report, out, indent=2)
     if "unavailable" in report:
         return 2
+    if "error" in report:
+        return 3
     print(render(report["shapes"]))
     return 1 if any(s["control_failed"] for s in report["shapes"]) else 0
 
