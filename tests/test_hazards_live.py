@@ -23,11 +23,12 @@ from conformance.checks import hazards_live
 REASON = hazards_live.unavailable_reason()
 needs_probe = pytest.mark.skipif(REASON is not None, reason=f"hazards_live: {REASON}")
 
-#: Iterations per shape.  Measured on this project's machine (2 CPUs, AMD EPYC, load average
-#: 15-20 from other jobs), stale-goal with the non-advancing goal, 5 million iterations each
-#: (docs/hazards-live.md): 3.13.5t 4,496 per million (95% interval 4,438-4,555), 3.13.15t 2,912
-#: (2,865-2,959), 3.14.7t RATE314.  Take p = 1,000 per million, a third of the lowest low end:
-#: with n = 200,000 iterations the expected count is n*p = 200, and the chance of seeing none is
+#: Iterations per shape.  Measured on this project's machine (2 vCPUs, AMD EPYC, load average
+#: 11-20 from other jobs), stale-goal with the non-advancing goal, 5 million iterations per run
+#: (docs/hazards-live.md): 3.13.5t 5,460 per million (95% interval 5,396-5,525; an earlier run
+#: 4,438-4,555), 3.13.15t 5,719 (5,653-5,786; earlier 2,865-2,959), 3.14.7t 4,102
+#: (4,046-4,158).  Take p = 1,000 per million, about a third of the lowest low end: with
+#: n = 200,000 iterations the expected count is n*p = 200, and the chance of seeing none is
 #: (1 - p)**n < exp(-n*p) = exp(-200) < 1e-86.  A zero here is a broken harness (or hardware
 #: without store buffering), not bad luck.
 ITERATIONS = 200_000
