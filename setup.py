@@ -30,12 +30,14 @@ def bridge(profile: int) -> Extension:
 
 
 def live_probe() -> list[Extension]:
-    """Free-threaded interpreters only: a reader of the running interpreter's own QSBR state,
-    compiled against its installed internal headers."""
+    """Free-threaded interpreters only: a reader of the running interpreter's own QSBR state
+    and the hardware litmus through its own QSBR functions, compiled against its installed
+    internal headers."""
     if not sysconfig.get_config_var("Py_GIL_DISABLED"):
         return []
-    return [Extension("conformance.checks._live_probe", ["conformance/checks/_live_probe.c"],
-                      define_macros=[("Py_BUILD_CORE_MODULE", "1")])]
+    return [Extension(f"conformance.checks.{name}", [f"conformance/checks/{name}.c"],
+                      define_macros=[("Py_BUILD_CORE_MODULE", "1")])
+            for name in ("_live_probe", "_hazard_probe")]
 
 
 # One build folder per interpreter release: the live probe reads internal structs that change
