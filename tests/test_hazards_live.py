@@ -171,3 +171,23 @@ def test_command_line(tmp_path):
     for s in report["shapes"]:
         assert keys <= set(s) and s["iterations"] == 20000 and s["source"] == "binary"
         assert s["fix"] is None and (s["forbidden"] == 0 or not s["control"])
+
+
+@needs_probe
+def test_hazards_command_runs_the_binary_beside_the_rebuilt_port(tmp_path):
+    """`qsbr-conformance hazards --binary PYTHON`: the same shapes through the interpreter's own
+    compiled code, in the same JSON (source "binary"), stale goal observed, controls zero."""
+    import shutil
+
+    from conformance.frontends import hazards_cli
+
+    if not shutil.which("make") or not shutil.which("cc"):
+        pytest.skip("needs a C compiler to build the port's litmus beside the binary's")
+    out = tmp_path / "h.json"
+    status = hazards_cli.main(["--iterations", "200000", "--profile", "3.14", "--no-relacy",
+                               "-q", "--binary", sys.executable, "--json", str(out)])
+    assert status == 0
+    shapes = [s for s in json.loads(out.read_text())["shapes"] if s.get("source") == "binary"]
+    stale = [s for s in shapes if s["name"] == "stale-goal" and not s["control"]]
+    assert stale and stale[0]["forbidden"] > 0
+    assert all(s["forbidden"] == 0 for s in shapes if s["control"])

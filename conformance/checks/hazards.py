@@ -20,6 +20,7 @@ non-zero count means the harness itself is broken.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import re
@@ -414,10 +415,14 @@ class Report:
     audit: list[dict[str, Any]] = field(default_factory=list)
     audit_note: str | None = None
     relacy_note: str | None = None
+    #: shapes run through a free-threaded interpreter's own compiled functions (--binary;
+    #: conformance.checks.hazards_live), as that module's dicts
+    binary: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def controls_ok(self) -> bool:
-        return all(o.control_ok for o in self.outcomes)
+        return (all(o.control_ok for o in self.outcomes)
+                and not any(shape.get("control_failed") for shape in self.binary))
 
     @property
     def exit_status(self) -> int:
@@ -533,7 +538,7 @@ def to_json(report: Report, argv: list[str]) -> dict[str, Any]:
             "pinned": o.pinned,
             "litmus_command": o.command,
             "relacy": o.relacy,
-        } for o in report.outcomes],
+        } for o in report.outcomes] + [dict(shape, source="binary") for shape in report.binary],
         "relacy_note": report.relacy_note,
         "audit": report.audit,
         "audit_note": report.audit_note,
@@ -543,3 +548,35 @@ def to_json(report: Report, argv: list[str]) -> dict[str, Any]:
         "controls_ok": report.controls_ok,
         "exit_status": report.exit_status,
     }
+
+
+def run_binary(report: Report, python: str, iterations: int,
+               progress: Callable[[str], None] | None = None) -> None:
+    """The litmus through the interpreter ``python``'s own compiled ``_Py_qsbr_*`` functions
+    (``python -m conformance.checks.hazards_live``, which needs this package installed in that
+    free-threaded interpreter); its shapes go to ``report.binary``, a failure to ``errors``."""
+    import subprocess
+    import tempfile
+
+    if progress is not None:
+        progress(f"the interpreter binary {python}: {iterations:,} iterations per shape")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "binary.json"
+        try:
+            proc = subprocess.run([python, "-m", "conformance.checks.hazards_live",
+                                   "--iterations", str(iterations), "--json", str(out),
+                                   "--quiet"], capture_output=True, text=True)
+        except OSError as exc:
+            report.errors.append(f"--binary {python}: {exc}")
+            return
+        if not out.exists():
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:]
+            report.errors.append(f"--binary {python}: exited {proc.returncode} without a "
+                                 f"report (is qsbr-conformance installed there?) {tail}")
+            return
+        data = json.loads(out.read_text(encoding="utf-8"))
+    if data.get("unavailable") or data.get("error"):
+        report.errors.append(f"--binary {python}: "
+                             f"{data.get('unavailable') or data.get('error')}")
+        return
+    report.binary.extend(data.get("shapes", []))

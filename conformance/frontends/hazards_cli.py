@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", action="append", default=[], metavar="PROFILE",
                         help="release profile(s) to build the port as (default: all four), or "
                              "the profile to build SOURCE as (default: its version's)")
+    parser.add_argument("--binary", action="append", default=[], metavar="PYTHON",
+                        help="also run the shapes through this free-threaded interpreter's own "
+                             "compiled _Py_qsbr_* functions (repeatable; qsbr-conformance must "
+                             "be installed in it): the evidence is then about the shipped code")
     parser.add_argument("--no-relacy", action="store_true",
                         help="skip the model checker (Relacy) beside the litmus")
     parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
@@ -105,6 +109,11 @@ def _verdict(report: hazards.Report) -> str:
     return "verdict: " + "; ".join(parts)
 
 
+def _binary_label(shape: dict) -> str:
+    from ..checks.hazards_live import label
+    return label(shape)
+
+
 def render_text(report: hazards.Report) -> str:
     out = [f"hazards: {report.source or 'the port (reference_c/src/qsbr.c)'}",
            f"cpu: {report.cpu}; threads pinned to CPUs "
@@ -120,6 +129,15 @@ def render_text(report: hazards.Report) -> str:
     out.append("  ".join("-" * w for w in widths))
     for row in _rows(report):
         out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if report.binary:
+        out.append("\nthrough interpreter binaries' own compiled functions (--binary):")
+        for shape in report.binary:
+            low, high = shape["interval"]
+            out.append(f"  {shape['release']:<8} {_binary_label(shape):<40} "
+                       f"{shape['iterations']:>10,} iterations {shape['forbidden']:>8,} "
+                       f"forbidden  {shape['per_million']:>10,.1f}/M [{low:,.1f}, {high:,.1f}]"
+                       + ("  CONTROL " + ("NON-ZERO" if shape.get("control_failed") else "ok")
+                          if shape.get("control") else ""))
     if report.relacy_note:
         out.append(f"\nRelacy: not run ({report.relacy_note})")
     for title, r in _traces(report):
@@ -207,6 +225,8 @@ def main(argv: list[str]) -> int:
 
     report = hazards.run(targets, port, args.iterations, args.fix, args.source,
                          relacy=not args.no_relacy, progress=progress)
+    for python in args.binary:
+        hazards.run_binary(report, python, args.iterations, progress)
     sys.stdout.write(render_text(report))
     if args.json:
         Path(args.json).write_text(json.dumps(hazards.to_json(report, argv), indent=2) + "\n")
