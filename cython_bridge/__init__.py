@@ -1,7 +1,10 @@
-"""The reference C port (reference_c/) compiled through Cython, as an adapter implementation.
+"""The reference C port (reference_c/) compiled through Cython: one extension per release
+profile (:func:`extension`), each with an ``Interpreter`` class over the port's checked C API,
+the torture, ``layout()`` and ``live_allocations()``.
 
-``reference_port(profile="3.13", release=None)`` is the default implementation the conformance
-run checks.  The bridge is code under test: it imports nothing from ``conformance``.
+The bridge is code under test: it imports nothing from ``conformance``.  It raises
+``PortError`` (``kind``: the C API's status name) and returns snapshots as plain dicts; the
+suite's adapter around it is ``conformance.reference:reference_port`` (the default ``--impl``).
 """
 
 from __future__ import annotations
@@ -34,41 +37,3 @@ def extension(profile: str = "3.13") -> ModuleType:
         raise ValueError(f"unknown profile {profile!r}; expected one of "
                          f"{', '.join([*_ALIASES, *_MODULES])}")
     return import_module(_MODULES[name])
-
-
-class ReferencePort:
-    """Adapter-protocol implementation backed by the Cython bridge."""
-
-    #: qsbr_api.h: operations on different thread states may run concurrently
-    thread_safe = True
-
-    def __init__(self, profile: str = "3.13", release: str | None = None) -> None:
-        self._ext = extension(release or profile)
-        if release and profile in _ALIASES and self._ext.PROFILE != profile:
-            raise ValueError(f"release {release} is not of the {profile} line")
-        self.profile = self._ext.PROFILE        # the API line: "3.13" or "3.14"
-        self.release = self._ext.RELEASE        # the release profile, e.g. "3.13.6-3.14.3"
-        self.name = "reference_c port via Cython"
-        self.version = __version__
-
-    def new_interpreter(self):
-        return self._ext.Interpreter()
-
-    def qsbr_lt(self, a: int, b: int) -> bool:
-        return self._ext.qsbr_lt(a, b)
-
-    def qsbr_leq(self, a: int, b: int) -> bool:
-        return self._ext.qsbr_leq(a, b)
-
-    def layout(self) -> dict[str, int]:
-        return self._ext.layout()
-
-    def live_allocations(self) -> int:
-        """Optional resource hook: blocks the port allocated and has not freed."""
-        return self._ext.live_allocations()
-
-
-def reference_port(profile: str = "3.13", release: str | None = None) -> ReferencePort:
-    """Adapter factory: ``--impl cython_bridge:reference_port`` (the default).  ``profile`` is
-    the API line ("3.13", "3.14") or a release range; ``release`` a release range of it."""
-    return ReferencePort(profile, release)

@@ -9,8 +9,18 @@ cimport cython
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
-from conformance.model import errors as _errors
-from conformance.model.adapter import STALE as _STALE, SlotView as _SlotView, Snapshot as _Snapshot
+# The bridge is code under test: it imports nothing from the suite.  It raises PortError with
+# the C API's status name (its `kind`) and returns snapshots as plain dicts; the suite's driver
+# (conformance/drivers/reference.py) turns both into the adapter protocol's types.
+
+
+class PortError(Exception):
+    """A status other than QSBR_OK, or an argument the checked API would refuse: ``kind`` is
+    the status name of reference_c/include/qsbr_api.h (e.g. "SLOT_OWNED")."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
 
 cdef extern from "<stdbool.h>":
     ctypedef bint cbool "bool"
@@ -106,13 +116,13 @@ cdef object _INT64_MAX = (1 << 63) - 1
 cdef inline int _raise_for(int status) except -1:
     if status != QSBR_OK:
         kind = qsbr_api_status_name(status).decode()
-        raise _errors.error_for_kind(kind, qsbr_api_status_message(status).decode())
+        raise PortError(kind, qsbr_api_status_message(status).decode())
     return 0
 
 
 cdef uint64_t _u64(object value, str what) except? 0:
     if not isinstance(value, int) or value < 0 or value > _U64_MAX:
-        raise _errors.BadSequenceError(f"{what} must be an integer in [0, 2**64), got {value!r}")
+        raise PortError("BAD_SEQUENCE", f"{what} must be an integer in [0, 2**64), got {value!r}")
     return <uint64_t>value
 
 
@@ -197,7 +207,7 @@ cdef class Interpreter:
 
     cdef qsbr_api_interp *_live(self) except NULL:
         if self._interp == NULL:
-            raise _errors.QsbrError("this interpreter was closed")
+            raise PortError("ERROR", "this interpreter was closed")
         return self._interp
 
     cdef qsbr_api_tstate *_tstate(self, handle) except NULL:
@@ -205,7 +215,7 @@ cdef class Interpreter:
         with self._lock:
             address = self._tstates.get(handle)
         if address is None:
-            raise _errors.UnknownThreadStateError(f"unknown thread state {handle!r}")
+            raise PortError("UNKNOWN_THREAD_STATE", f"unknown thread state {handle!r}")
         return <qsbr_api_tstate *><size_t>address
 
     # -- test hooks ------------------------------------------------------------------------
@@ -261,7 +271,7 @@ cdef class Interpreter:
         cdef int status
         cdef int64_t i
         if not isinstance(index, int) or not _INT64_MIN <= index <= _INT64_MAX:
-            raise _errors.IndexOutOfRangeError(f"slot index {index!r} is not a valid index")
+            raise PortError("INDEX_OUT_OF_RANGE", f"slot index {index!r} is not a valid index")
         i = index
         with nogil:
             status = qsbr_api_register(t, i)
@@ -429,9 +439,8 @@ cdef class Interpreter:
                                    ("deferred_memory", slots[i].deferred_memory),
                                    ("deferred_page_memory", slots[i].deferred_page_memory),
                                    ("should_process", True if slots[i].should_process else False))
-                slot_views.append(_SlotView(seq=slots[i].seq,
-                                            allocated=True if slots[i].allocated else False,
-                                            owner=owner, bookkeeping=bookkeeping))
+                slot_views.append((slots[i].seq, True if slots[i].allocated else False, owner,
+                                   bookkeeping))
             thread_view = {}
             for i in range(snap.thread_count):
                 handle = handles.get(<size_t>threads[i].tstate)
@@ -440,13 +449,13 @@ cdef class Interpreter:
                 if threads[i].slot == QSBR_API_NO_SLOT:
                     thread_view[handle] = None
                 elif threads[i].slot == QSBR_API_STALE_SLOT:
-                    thread_view[handle] = _STALE
+                    thread_view[handle] = "stale"     # the protocol's STALE
                 else:
                     thread_view[handle] = threads[i].slot
-            return _Snapshot(wr_seq=snap.wr_seq, rd_seq=snap.rd_seq, size=snap.size,
-                             slots=tuple(slot_views),
-                             freelist=tuple(freelist[i] for i in range(snap.freelist_len)),
-                             threads=thread_view)
+            return {"wr_seq": snap.wr_seq, "rd_seq": snap.rd_seq, "size": snap.size,
+                    "slots": tuple(slot_views),
+                    "freelist": tuple(freelist[i] for i in range(snap.freelist_len)),
+                    "threads": thread_view}
         finally:
             free(slots); free(freelist); free(threads)
 

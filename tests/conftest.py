@@ -1,7 +1,7 @@
 import pytest
 
-import cython_bridge
 from conformance.model.oracle import Oracle
+from conformance.reference import reference_port
 
 PROFILES = ("3.13", "3.14")
 
@@ -16,7 +16,7 @@ def implementation(request, profile):
     """Both implementations of the adapter protocol that the project ships."""
     if request.param == "oracle":
         return Oracle(profile)
-    return cython_bridge.reference_port(profile)
+    return reference_port(profile)
 
 
 @pytest.fixture

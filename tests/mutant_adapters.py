@@ -10,6 +10,7 @@ import threading
 from dataclasses import replace
 
 from conformance.model.oracle import Oracle, OracleInterpreter, _as_int64, qsbr_leq
+from conformance.reference import reference_port
 
 _MASK = (1 << 64) - 1
 
@@ -367,8 +368,7 @@ class EarlyPoll:
     thread_safe = True
 
     def __init__(self, profile: str = "3.13") -> None:
-        import cython_bridge
-        self._port = cython_bridge.reference_port(profile)
+        self._port = reference_port(profile)
         self.profile = profile
         self.name = "reference port with an early poll"
         self.version = "mutant"

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import cython_bridge
 from conformance.checks import cabi_torture, contract
 from conformance.checks.pytorture import python_torture
 from conformance.frontends import cli
+from conformance.reference import reference_port
 
 REFERENCE_C = Path(__file__).resolve().parents[1] / "reference_c"
 _needs_cc = pytest.mark.skipif(
@@ -195,7 +195,7 @@ def test_python_threads_torture_checks_the_resource_hook():
 
 
 def test_python_threads_probes_pass_on_the_reference_port():
-    status, stats = python_torture(cython_bridge.reference_port("3.14"), readers=4, writers=1,
+    status, stats = python_torture(reference_port("3.14"), readers=4, writers=1,
                                    seconds=0, updates=20, seed=4)
     assert status == 0, stats
     assert stats["probe_rounds"] == 4 + 8 and stats["probe_polls"] >= 12

@@ -7,7 +7,7 @@ from conformance.model.facts import MODEL_CHECKED_ONLY, facts_for_profile
 
 
 def test_reference_port_conforms(profile):
-    impl = load_implementation("cython_bridge:reference_port", profile=profile)
+    impl = load_implementation("conformance.reference:reference_port", profile=profile)
     result = run_conformance(impl, examples=120, seed=11, explore_seconds=2)
     assert result.failures == []
     assert result.conforms

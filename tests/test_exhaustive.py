@@ -15,7 +15,7 @@ NAMED_IN_ISSUE_14 = ("scan_skips_unallocated", "deferrals_per_thread", "scan_ski
 
 
 def test_reference_port_explored_to_depth_2_conforms(profile):
-    impl = load_implementation("cython_bridge:reference_port", profile=profile)
+    impl = load_implementation("conformance.reference:reference_port", profile=profile)
     result = explore(impl, depth=2, seconds=300)
     assert result.failure is None, result.failure
     assert result.stopped_by == "depth"

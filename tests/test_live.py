@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-import cython_bridge
 from conformance.checks import live
 from conformance.model import profiles
 from conformance.model.layout import EXPECTED_LAYOUT
+from conformance.reference import reference_port
 
 pytestmark = [
     pytest.mark.free_threading,
@@ -30,7 +30,7 @@ def test_layout_of_the_port_matches_the_live_interpreter():
     release = profiles.for_version(sys.version_info[:3]).name
     actual = _live_probe.layout()
     assert actual == EXPECTED_LAYOUT[release]
-    port = cython_bridge.reference_port(release).layout()
+    port = reference_port(release).layout()
     assert {k: port[k] for k in actual} == actual      # S-SLOT-2, port versus CPython
 
 

@@ -138,7 +138,8 @@ def cabi_library(tmp_path_factory) -> str:
     return str(build / "313" / "libqsbr.so")
 
 
-@pytest.mark.parametrize("impl", ["cython_bridge:reference_port", "conformance.cabi:from_env",
+@pytest.mark.parametrize("impl", ["conformance.reference:reference_port",
+                                  "conformance.cabi:from_env",
                                   "verdict_adapters:locked_oracle",
                                   "verdict_adapters:racy_advance"])
 def test_command_line_json_and_plugin_junit_agree_fact_by_fact(impl, pytester, tmp_path,
@@ -155,7 +156,7 @@ def test_command_line_json_and_plugin_junit_agree_fact_by_fact(impl, pytester, t
     pytester.makepyfile(test_own="def test_own_project():\n    assert True\n")
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--qsbr-impl", impl, *plugin_options,
-        *(["--qsbr-no-isolate"] if impl == "cython_bridge:reference_port" else []),
+        *(["--qsbr-no-isolate"] if impl == "conformance.reference:reference_port" else []),
         "--junitxml", "junit.xml")
     cases = {case.get("name"): case for case in
              ET.parse(pytester.path / "junit.xml").iter("testcase")}

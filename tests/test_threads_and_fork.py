@@ -14,8 +14,8 @@ import warnings
 import pytest
 import watched
 
-import cython_bridge
 from conformance.model.oracle import OracleInterpreter
+from conformance.reference import reference_port
 
 FREE_THREADED = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
 needs_free_threading = pytest.mark.skipif(
@@ -51,7 +51,7 @@ def _invariants(snap):
 
 @pytest.mark.parametrize("profile", ["3.13", "3.14"])
 def test_python_threads_hammer_one_interpreter(profile):
-    interp = cython_bridge.reference_port(profile).new_interpreter()
+    interp = reference_port(profile).new_interpreter()
     workers, rounds, held = 8, 40, 3           # 24 thread states at once: growth to 32
     barrier = threading.Barrier(workers + 1)
     all_registered = threading.Barrier(workers)     # every round holds 24 slots at once
@@ -120,7 +120,7 @@ def test_python_threads_hammer_one_interpreter(profile):
 def test_os_fork_with_threads_alive(profile):
     """S-FORK-1 from Python: fork while other threads hold slots; the child's state equals the
     oracle's after_fork prediction, and the parent is untouched."""
-    interp = cython_bridge.reference_port(profile).new_interpreter()
+    interp = reference_port(profile).new_interpreter()
     model = OracleInterpreter(profile)
     main = interp.new_thread_state()
     model_main = model.new_thread_state()

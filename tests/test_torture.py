@@ -13,6 +13,7 @@ import cython_bridge
 from conformance.checks import mutants
 from conformance.checks.pytorture import python_torture
 from conformance.frontends import cli
+from conformance.reference import reference_port
 
 REFERENCE_C = Path(__file__).resolve().parents[1] / "reference_c"
 
@@ -43,7 +44,7 @@ def test_torture_reports_progress():
 
 def test_python_torture_progress_counts_reads():
     seen = []
-    status, stats = python_torture(cython_bridge.reference_port("3.13"), readers=2,
+    status, stats = python_torture(reference_port("3.13"), readers=2,
                                    writers=1, seconds=2.0, progress=seen.append,
                                    progress_interval=0.1)
     assert status == 0 and seen
@@ -57,7 +58,7 @@ def test_torture_rejects_bad_configuration():
 
 @pytest.mark.parametrize("profile", ["3.13", "3.14"])
 def test_python_threads_torture(profile):
-    status, stats = python_torture(cython_bridge.reference_port(profile), readers=3,
+    status, stats = python_torture(reference_port(profile), readers=3,
                                    writers=2, seconds=1.0)
     assert stats["harness_errors"] == []
     assert stats["errors_reclaimed"] == 0

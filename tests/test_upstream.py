@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-import cython_bridge
 from conformance.checks import upstream
 from conformance.frontends import cli
 from conformance.model import profiles
 from conformance.model.layout import EXPECTED_LAYOUT, layout_differences
+from conformance.reference import reference_port
 
 CACHE = Path(os.environ.get("QSBR_PYTHON_CACHE",
                             Path.home() / ".cache" / "qsbr-conformance" / "pythons")) / "src"
@@ -156,7 +156,7 @@ def test_versions_outside_the_matrix_are_refused():
 
 @pytest.mark.parametrize("name", sorted(profiles.BY_NAME))
 def test_each_profile_has_its_own_bridge_build_with_its_layout(name):
-    port = cython_bridge.reference_port(name)
+    port = reference_port(name)
     assert port.release == name
     assert port.profile == profiles.BY_NAME[name].line
     layout = port.layout()
@@ -166,8 +166,8 @@ def test_each_profile_has_its_own_bridge_build_with_its_layout(name):
 
 
 def test_aliases_keep_their_meaning():
-    assert cython_bridge.reference_port("3.13").release == "3.13.3-3.13.5"
-    assert cython_bridge.reference_port("3.14").release == "3.14.4+"
+    assert reference_port("3.13").release == "3.13.3-3.13.5"
+    assert reference_port("3.14").release == "3.14.4+"
 
 
 def test_profile_auto_follows_the_running_interpreter(capsys):
@@ -190,7 +190,7 @@ def test_help_shows_the_release_matrix():
 
 def test_the_48_byte_layout_is_rejected_for_3_14_4():
     # A 3.13.6-3.14.3 build (no array_raw, 48-byte _qsbr_shared) is not 3.14.4+'s layout.
-    layout = cython_bridge.reference_port("3.13.6-3.14.3").layout()
+    layout = reference_port("3.13.6-3.14.3").layout()
     assert layout_differences("3.14.4+", layout)
     assert not layout_differences("3.13.6-3.14.3", layout)
-    assert layout_differences("3.13.6-3.14.3", cython_bridge.reference_port("3.14").layout())
+    assert layout_differences("3.13.6-3.14.3", reference_port("3.14").layout())

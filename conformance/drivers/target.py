@@ -30,7 +30,7 @@ from ..model.adapter import AdapterError, load_implementation
 from ..model.errors import QsbrError
 
 #: The built-in implementation: the reference C port through the Cython bridge.
-REFERENCE_IMPL = "cython_bridge:reference_port"
+REFERENCE_IMPL = "conformance.reference:reference_port"
 #: Factories that load a C ABI library named by $QSBR_LIBRARY.
 CABI_FACTORIES = ("conformance.cabi:from_env", "conformance.drivers.cabi:from_env")
 #: Default bound on the isolated child's start-up (imports, the factory call), seconds.

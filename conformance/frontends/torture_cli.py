@@ -150,7 +150,8 @@ def _run(args: argparse.Namespace) -> int:
                       "not be called from several threads", file=sys.stderr)
                 return 2
         else:
-            implementation = cython_bridge.reference_port(args.profile)
+            from ..drivers.reference import reference_port
+            implementation = reference_port(args.profile)
         status, stats = python_torture(
             implementation, readers=args.readers, writers=args.writers,
             seconds=args.seconds if not args.updates else 0.0, updates=args.updates,
