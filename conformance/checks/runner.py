@@ -17,6 +17,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from ..model import errors, status
 from ..model.adapter import Implementation
+from ..model.boundaries import BoundaryLedger
 from ..model.facts import MISUSE, facts_for_profile
 from ..model.layout import EXPECTED_LAYOUT, layout_differences
 from ..model.ledger import FactLedger
@@ -74,6 +75,8 @@ class RunResult:
 
     #: the release profile (conformance.model.profiles) where the implementation declares one
     release: str | None = None
+    #: conformance.model.boundaries.BoundaryLedger: the boundaries the checks reached
+    boundaries: BoundaryLedger | None = None
 
     @property
     def profile_label(self) -> str:
@@ -184,13 +187,16 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                     stop_at_first_failure: bool = False,
                     explore_seconds: float = exhaustive.DEFAULT_SECONDS,
                     explore_depth: int = exhaustive.DEFAULT_DEPTH,
-                    explore_progress: Callable[[Any], None] | None = None) -> RunResult:
+                    explore_progress: Callable[[Any], None] | None = None,
+                    explore_states: int | None = exhaustive.DEFAULT_MAX_STATES) -> RunResult:
     """The whole conformance run: layout, comparisons, the fixed coverage scenario, the
-    bounded-exhaustive exploration (``explore_seconds`` 0 turns it off), then Hypothesis'
-    random step sequences."""
+    bounded-exhaustive exploration (``explore_seconds`` 0 turns it off; bounded by
+    ``explore_states`` distinct states and not by time unless that is None, so that a replay
+    with the same seed reaches the same scope), then Hypothesis' random step sequences."""
     started = time.monotonic()
     seed = new_seed() if seed is None else seed
     ledger = FactLedger()
+    reached = BoundaryLedger(profile=impl.profile)
     failures: list[Failure] = []
     layout_checked = False
     interrupted = False
@@ -207,14 +213,15 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
             if failure:
                 failures.append(failure)
             _phase(progress, "coverage scenario", ledger)
-            machine = _coverage_scenario(impl, ledger, progress, failures)
+            machine = _coverage_scenario(impl, ledger, progress, failures, reached)
             if machine is not None and explore_seconds > 0 and explore_depth > 0 and not (
                     stop_at_first_failure and failures):
                 _phase(progress, "exhaustive exploration", ledger)
                 try:
-                    exploration = exhaustive.explore(impl, seconds=explore_seconds,
-                                                     depth=explore_depth, ledger=ledger,
-                                                     progress=explore_progress)
+                    exploration = exhaustive.explore(
+                        impl, seconds=None if explore_states else explore_seconds,
+                        max_states=explore_states or None, depth=explore_depth,
+                        ledger=ledger, progress=explore_progress, boundaries=reached)
                 except errors.QsbrError as exc:
                     failures.append(Failure("exhaustive", (MISUSE,),
                                             f"{type(exc).__name__}: {exc}"))
@@ -261,18 +268,18 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
         interpreter=interpreter, gil_enabled=gil, ledger=ledger, failures=failures,
         seconds=time.monotonic() - started, layout_checked=layout_checked,
         exploration=exploration, seed=seed, interrupted=interrupted,
-        release=getattr(impl, "release", None),
+        release=getattr(impl, "release", None), boundaries=reached,
     )
 
 
 def _coverage_scenario(impl: Implementation, ledger: FactLedger, progress: Any,
-                       failures: list[Failure]) -> Any:
+                       failures: list[Failure], reached: BoundaryLedger | None = None) -> Any:
     """Runs the fixed coverage scenario; returns the machine class (None when the
     implementation cannot even start one)."""
     from ..model.adapter import implementation_traceback
 
     try:
-        machine = make_machine(impl, ledger, progress)
+        machine = make_machine(impl, ledger, progress, boundaries=reached)
     except errors.QsbrError as exc:
         failures.append(Failure("differential", (MISUSE,), f"{type(exc).__name__}: {exc}"))
         return None

@@ -214,8 +214,9 @@ class Progress:
         if now - getattr(self, "_explore_shown", 0.0) < 1.0:
             return
         self._explore_shown = now
-        line = (f"[exploring] {result.states} states, {result.transitions} transitions, "
-                f"{result.seconds:.0f}/{result.seconds_bound:g} s")
+        bound = (f"/{result.states_bound}" if result.states_bound
+                 else f", {result.seconds:.0f}/{result.seconds_bound:g} s")
+        line = f"[exploring] {result.states}{bound} states, {result.transitions} transitions"
         if self.tty:
             sys.stderr.write("\r" + line)
             sys.stderr.flush()
