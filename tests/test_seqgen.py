@@ -47,6 +47,15 @@ def test_reference_port_conforms_and_reaches_every_boundary(profile):
         f"boundaries: {exported['expected']} of {exported['expected']} reached")
 
 
+@pytest.mark.parametrize("profile", ["3.13", "3.14"])
+def test_the_fixed_scenarios_alone_reach_every_boundary(profile):
+    """By construction: no exploration, one random example."""
+    from conformance.oracle import oracle
+    result = run_conformance(oracle(profile), examples=1, seed=2, explore_seconds=0)
+    assert result.conforms and result.exploration is None
+    assert result.boundaries.gaps == []
+
+
 def test_gaps_are_named_when_a_run_reaches_nothing():
     ledger = boundaries.BoundaryLedger(profile="3.13")
     ledger.reached(boundaries.growth(64, 128))

@@ -754,6 +754,10 @@ def wrap_scenario(m: DifferentialMachine) -> None:
     m.step("attach", thread=writer)
     goal = m.step("advance")                            # 2^64 - 1
     m._record_goal(goal)
+    if m.profile == "3.13":                             # a non-advancing goal wraps to 1
+        m._record_goal(m.step("deferred_advance", thread=writer))
+    else:
+        m._record_goal(m.step("shared_next"))
     goal = m.step("advance")                            # wraps to 1
     m._record_goal(goal)
     m.step("quiescent_state", thread=writer)
@@ -762,7 +766,13 @@ def wrap_scenario(m: DifferentialMachine) -> None:
     m.step("quiescent_state", thread=reader)
     if m.step("poll", goal, thread=writer):
         m._check_safety(goal)
+    assert m.snap is not None
+    half = (m.snap.rd_seq + HALF) & U64                 # 2^63 from rd_seq: QSBR_LEQ holds
+    m.step("goal_reached", half, thread=writer)
+    m.step("poll", half, thread=writer)
     _invariants(m)
+    for t in (reader, writer):
+        m._destroy(t)                                   # every slot free again
     m.teardown()
 
 
@@ -775,7 +785,10 @@ def _misuse_arguments(m: DifferentialMachine, operation: str) -> list[tuple[Any,
         return [(m.snap.wr_seq,), *((v,) for v in BAD_VALUES)]
     if operation == "register":
         reserved = [i for i, s in enumerate(m.snap.slots) if s.allocated and s.owner is None]
-        return [(i,) for i in (*reserved[:1], m.snap.size, -1, *BAD_INDEX_TYPES)]
+        owned = [i for i, s in enumerate(m.snap.slots) if s.owner is not None]
+        free = [i for i, s in enumerate(m.snap.slots) if not s.allocated]
+        return [(i,) for i in (*reserved[:1], *owned[:1], *free[:1], m.snap.size, -1,
+                               *BAD_INDEX_TYPES)]
     if operation == "set_bookkeeping":
         return [(1, 64, 128, True)]
     return [()]
@@ -885,6 +898,8 @@ def _after_fork(m: DifferentialMachine) -> None:
     survivor = m._new_thread()
     m.step("register", m.step("reserve"), thread=survivor)
     m.step("after_fork", thread=survivor)               # stale seqs and bookkeeping left
+    assert m.snap is not None
+    m.step("poll", m.snap.wr_seq, thread=survivor)      # the released readers hold rd_seq
 
 
 def _after_fini(m: DifferentialMachine) -> None:

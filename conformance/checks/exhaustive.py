@@ -20,8 +20,13 @@ new action and its snapshots travel in one round trip.
 
 Start points (:data:`START_POINTS`): the initial state; a writer and an attached reader; the same
 just below the 2^64 wrap; the array grown to 16 and to 32 and mostly emptied again.  Levels are
-explored across every start point together, one depth at a time, until the depth bound or the
-time budget is reached; the result says how deep each start point was explored completely.
+explored across every start point together, one depth at a time, until the depth bound, the
+states bound (``max_states``: the same scope on every machine, which the conformance run uses)
+or the time budget is reached; the result says how deep each start point was explored
+completely and which bound stopped it.  Growth past 64 slots from every interesting state is
+the differential module's growth scenario (a replay of 65 thread states per transition would
+cost more than it finds); the boundaries each compared call stood on are credited to a
+:class:`~conformance.model.boundaries.BoundaryLedger`.
 
 Public entry point: :func:`explore` (used by the conformance run and by benchmarks; its
 :class:`ExploreResult` gives the numbers of distinct states, transitions and checked steps, and

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..checks import interrupt
 from ..checks.exhaustive import DEFAULT_DEPTH as DEFAULT_EXPLORE_DEPTH
+from ..checks.exhaustive import DEFAULT_MAX_STATES as DEFAULT_EXPLORE_STATES
 from ..checks.exhaustive import DEFAULT_SECONDS as DEFAULT_EXPLORE_SECONDS
 from ..drivers.isolation import STARTUP_TIMEOUT, IsolatedImplementation
 from ..model import profiles
@@ -98,13 +99,20 @@ def _parser() -> argparse.ArgumentParser:
                         help="maximum steps per example (default: 60)")
     parser.add_argument("--explore-seconds", type=float, default=DEFAULT_EXPLORE_SECONDS,
                         metavar="SECONDS",
-                        help="time bound of the bounded-exhaustive exploration (default: "
-                             f"{DEFAULT_EXPLORE_SECONDS:g}; 0 turns it off)")
+                        help="time bound of the bounded-exhaustive exploration, used only "
+                             "with --explore-states 0 (default: "
+                             f"{DEFAULT_EXPLORE_SECONDS:g}; 0 turns the exploration off)")
     parser.add_argument("--explore-depth", type=common.nonnegative_int,
                         default=DEFAULT_EXPLORE_DEPTH, metavar="N",
                         help="depth bound of the exploration, in actions from each start "
                              f"point (default: {DEFAULT_EXPLORE_DEPTH}; deeper needs more "
                              "--explore-seconds)")
+    parser.add_argument("--explore-states", type=common.nonnegative_int,
+                        default=DEFAULT_EXPLORE_STATES, metavar="N",
+                        help="bound of the exploration in distinct states, so that a replay "
+                             f"with the same seed reaches the same scope (default: "
+                             f"{DEFAULT_EXPLORE_STATES}; 0: bounded by --explore-seconds "
+                             "instead, which is not reproducible)")
     parser.add_argument("--seed", type=common.nonnegative_int, default=None, metavar="N",
                         help="seed of the run (default: a random one, printed and saved in "
                              "the reports, so that every run can be replayed)")
@@ -147,6 +155,8 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
         parts += ["--explore-seconds", f"{args.explore_seconds:g}"]
     if args.explore_depth != DEFAULT_EXPLORE_DEPTH:
         parts += ["--explore-depth", str(args.explore_depth)]
+    if args.explore_states != DEFAULT_EXPLORE_STATES:
+        parts += ["--explore-states", str(args.explore_states)]
     if args.isolate is not None:
         parts.append("--isolate" if args.isolate else "--no-isolate")
     return shlex.join(parts)
@@ -324,7 +334,8 @@ def _run(args: argparse.Namespace) -> int:
         result = run_conformance(impl, examples=args.examples, steps=args.steps, seed=seed,
                                  progress=progress, explore_seconds=args.explore_seconds,
                                  explore_depth=args.explore_depth,
-                                 explore_progress=progress.exploring)
+                                 explore_progress=progress.exploring,
+                                 explore_states=args.explore_states or None)
         progress.finish()
         from ..checks import live, modelcheck
         result.modelcheck = modelcheck.apply(result.ledger, result.profile,

@@ -27,7 +27,8 @@ from typing import Any
 #: the last one past 64 slots (a fixed-size table of 64 is a realistic port bug).
 GROWTH_SIZES: tuple[int, ...] = (8, 16, 32, 64, 128)
 
-#: The states growth is checked from (each is a boundary ``growth from: <state>``).
+#: The states growth is checked from: each, at every growth after the first (8 -> 16 ... 64 ->
+#: 128), is a boundary ``growth from: <state>, <old> -> <new>``.
 GROWTH_STATES: tuple[str, ...] = (
     "an attached reader behind wr_seq",     # a copied slot's seq must survive
     "bookkeeping set",                      # every bookkeeping field of a copied slot set
@@ -41,8 +42,8 @@ def growth(old: int, new: int) -> str:
     return f"growth: {old} -> {new}"
 
 
-def growth_from(state: str) -> str:
-    return f"growth from: {state}"
+def growth_from(state: str, old: int, new: int) -> str:
+    return f"growth from: {state}, {old} -> {new}"
 
 
 def misuse(operation: str, error: str) -> str:
@@ -148,7 +149,8 @@ def expected(profile: str) -> list[str]:
     names = list(SEQUENCE_BOUNDARIES)
     names += [growth(old, new) for old, new in zip((0, *GROWTH_SIZES), GROWTH_SIZES,
                                                    strict=False)]
-    names += [growth_from(state) for state in GROWTH_STATES]
+    names += [growth_from(state, old, new) for state in GROWTH_STATES
+              for old, new in zip(GROWTH_SIZES, GROWTH_SIZES[1:], strict=False)]
     names += list(FREELIST_BOUNDARIES) + list(FORK_BOUNDARIES)
     names += [misuse(op, err) for op, errs in MISUSE_TABLE[line].items() for err in errs]
     names += [precedence(*pair) for pair in PRECEDENCE_PAIRS[line]]

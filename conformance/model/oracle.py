@@ -311,17 +311,20 @@ class OracleInterpreter:
     def _reach_growth_states(self) -> None:
         """The states a growth starts from that a port's copy may get wrong."""
         fields = BOOKKEEPING_FIELDS[self.profile]
+        old, new = len(self.slots), max(2 * len(self.slots), MIN_ARRAY_SIZE)
+        states = []
         if any(s.owner is not None and s.seq != QSBR_OFFLINE and s.seq != self.wr_seq
                for s in self.slots):
-            self._reach(boundaries.growth_from("an attached reader behind wr_seq"))
+            states.append("an attached reader behind wr_seq")
         if any(all(s.bookkeeping.get(f) for f in fields) for s in self.slots):
-            self._reach(boundaries.growth_from("bookkeeping set"))
+            states.append("bookkeeping set")
         if any(s.allocated and s.owner is None for s in self.slots):
-            self._reach(boundaries.growth_from("a reserved, unregistered slot"))
+            states.append("a reserved, unregistered slot")
         if self.forked and self.slots:
-            self._reach(boundaries.growth_from("a slot released by after_fork"))
+            states.append("a slot released by after_fork")
         if self.finished and self.slots and any(t.stale for t in self.threads.values()):
-            self._reach(boundaries.growth_from("an array rebuilt after fini"))
+            states.append("an array rebuilt after fini")
+        self._reach(*(boundaries.growth_from(state, old, new) for state in states))
 
     def reserve(self) -> int:
         """S-RES-1: pop the freelist; if empty, (stop the world,) grow and pop; or -1."""
