@@ -185,14 +185,15 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                     seed: int | None = None,
                     progress: Callable[[FactLedger], None] | None = None,
                     stop_at_first_failure: bool = False,
-                    explore_seconds: float = exhaustive.DEFAULT_SECONDS,
+                    explore_seconds: float | None = None,
                     explore_depth: int = exhaustive.DEFAULT_DEPTH,
                     explore_progress: Callable[[Any], None] | None = None,
                     explore_states: int | None = exhaustive.DEFAULT_MAX_STATES) -> RunResult:
     """The whole conformance run: layout, comparisons, the fixed coverage scenario, the
-    bounded-exhaustive exploration (``explore_seconds`` 0 turns it off; bounded by
-    ``explore_states`` distinct states and not by time unless that is None, so that a replay
-    with the same seed reaches the same scope), then Hypothesis' random step sequences."""
+    bounded-exhaustive exploration (bounded by ``explore_states`` distinct states, so that a
+    replay with the same seed reaches the same scope; ``explore_seconds`` adds a time bound,
+    which is not reproducible, and 0 turns the exploration off; with neither bound the time
+    bound is exhaustive.DEFAULT_SECONDS), then Hypothesis' random step sequences."""
     started = time.monotonic()
     seed = new_seed() if seed is None else seed
     ledger = FactLedger()
@@ -214,12 +215,14 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                 failures.append(failure)
             _phase(progress, "coverage scenario", ledger)
             machine = _coverage_scenario(impl, ledger, progress, failures, reached)
-            if machine is not None and explore_seconds > 0 and explore_depth > 0 and not (
+            if explore_seconds is None and not explore_states:
+                explore_seconds = exhaustive.DEFAULT_SECONDS
+            if machine is not None and explore_seconds != 0 and explore_depth > 0 and not (
                     stop_at_first_failure and failures):
                 _phase(progress, "exhaustive exploration", ledger)
                 try:
                     exploration = exhaustive.explore(
-                        impl, seconds=None if explore_states else explore_seconds,
+                        impl, seconds=explore_seconds,
                         max_states=explore_states or None, depth=explore_depth,
                         ledger=ledger, progress=explore_progress, boundaries=reached)
                 except errors.QsbrError as exc:

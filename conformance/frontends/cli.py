@@ -97,11 +97,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="Hypothesis examples (step sequences) to run (default: 150)")
     parser.add_argument("--steps", type=common.positive_int, default=60, metavar="N",
                         help="maximum steps per example (default: 60)")
-    parser.add_argument("--explore-seconds", type=float, default=DEFAULT_EXPLORE_SECONDS,
+    parser.add_argument("--explore-seconds", type=float, default=None,
                         metavar="SECONDS",
-                        help="time bound of the bounded-exhaustive exploration, used only "
-                             "with --explore-states 0 (default: "
-                             f"{DEFAULT_EXPLORE_SECONDS:g}; 0 turns the exploration off)")
+                        help="a time bound on the bounded-exhaustive exploration as well (not "
+                             "reproducible: a replay may reach another scope; default: none, "
+                             f"or {DEFAULT_EXPLORE_SECONDS:g} with --explore-states 0; 0 turns "
+                             "the exploration off)")
     parser.add_argument("--explore-depth", type=common.nonnegative_int,
                         default=DEFAULT_EXPLORE_DEPTH, metavar="N",
                         help="depth bound of the exploration, in actions from each start "
@@ -111,8 +112,8 @@ def _parser() -> argparse.ArgumentParser:
                         default=DEFAULT_EXPLORE_STATES, metavar="N",
                         help="bound of the exploration in distinct states, so that a replay "
                              f"with the same seed reaches the same scope (default: "
-                             f"{DEFAULT_EXPLORE_STATES}; 0: bounded by --explore-seconds "
-                             "instead, which is not reproducible)")
+                             f"{DEFAULT_EXPLORE_STATES}; 0: no states bound, only the time "
+                             "bound, which is not reproducible)")
     parser.add_argument("--seed", type=common.nonnegative_int, default=None, metavar="N",
                         help="seed of the run (default: a random one, printed and saved in "
                              "the reports, so that every run can be replayed)")
@@ -151,7 +152,7 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
     if args.profile is not None:
         parts += ["--profile", args.profile]
     parts += ["--examples", str(args.examples), "--steps", str(args.steps), "--seed", str(seed)]
-    if args.explore_seconds != DEFAULT_EXPLORE_SECONDS:
+    if args.explore_seconds is not None:
         parts += ["--explore-seconds", f"{args.explore_seconds:g}"]
     if args.explore_depth != DEFAULT_EXPLORE_DEPTH:
         parts += ["--explore-depth", str(args.explore_depth)]
@@ -308,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.explore_seconds < 0 or args.explore_seconds != args.explore_seconds:
+    if args.explore_seconds is not None and (
+            args.explore_seconds < 0 or args.explore_seconds != args.explore_seconds):
         raise UsageError("--explore-seconds must be >= 0 (0 turns the exploration off)")
     common.check_output_path(args.json, "--json")
     common.check_output_path(args.markdown, "--markdown")
