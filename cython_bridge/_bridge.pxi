@@ -120,8 +120,14 @@ cdef inline int _raise_for(int status) except -1:
     return 0
 
 
+# The protocol's integers are ints, never bools (docs/adapter-protocol.md, "Errors"): True is an
+# int to isinstance, and Cython's typed arguments would coerce it (and 3.0 or numpy ints) silently.
+cdef inline bint _is_integer(object value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 cdef uint64_t _u64(object value, str what) except? 0:
-    if not isinstance(value, int) or value < 0 or value > _U64_MAX:
+    if not _is_integer(value) or value < 0 or value > _U64_MAX:
         raise PortError("BAD_SEQUENCE", f"{what} must be an integer in [0, 2**64), got {value!r}")
     return <uint64_t>value
 
@@ -270,7 +276,7 @@ cdef class Interpreter:
         cdef qsbr_api_tstate *t = self._tstate(handle)
         cdef int status
         cdef int64_t i
-        if not isinstance(index, int) or not _INT64_MIN <= index <= _INT64_MAX:
+        if not _is_integer(index) or not _INT64_MIN <= index <= _INT64_MAX:
             raise PortError("INDEX_OUT_OF_RANGE", f"slot index {index!r} is not a valid index")
         i = index
         with nogil:

@@ -8,11 +8,17 @@ unregister is charged to S-DEF-3, not to S-FREE-3.  :func:`blame` intersects the
 applied with the facts that decide the part that differs; when the intersection is empty (a bug
 in a part the step should not have touched at all), the facts that decide that part are named
 (and every applied fact only when no fact decides it).
+
+Growth: a difference in a slot that the step's growth copied (part ``copied``) is the growth's
+(S-RES-1: growth carries every field of every slot), not the pop's (S-FREE-1); a reserve that
+returns -1 where the oracle grew the array is a growth that did not happen (S-SLOT-3, S-RES-1),
+e.g. a fixed-size table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from ..model.facts import MISUSE
 
@@ -29,6 +35,7 @@ STATE_FACTS: dict[str, frozenset[str]] = {
     "allocated": frozenset({"S-FREE-1", "S-UNREG-1", "S-FORK-1", "S-FREE-4"}),
     "owner": frozenset({"S-REG-1", "S-UNREG-1", "S-FORK-1"}),
     "bookkeeping": frozenset({"S-DEF-1", "S-DEF-2", "S-DEF-3"}),
+    "copied": frozenset({"S-RES-1"}),
     "freelist_next": frozenset({"S-FREE-1", "S-SLOT-1"}),
     "shared": frozenset({"S-FREE-1", "S-SLOT-1"}),
     "alignment": frozenset({"S-SLOT-2"}),
@@ -48,17 +55,20 @@ RESULT_FACTS: dict[str, frozenset[str]] = {
     "goal_reached": frozenset({"S-GOAL-1", "S-SEQ-3"}),
     "reserve": frozenset({"S-RES-1", "S-FREE-1", "S-FREE-2", "S-FREE-3", "S-FREE-4",
                           "S-SLOT-3", "S-FORK-1"}),
+    # accepted or rejected: the order of rd_seq and wr_seq (S-SEQ-3 at 2^63 apart)
+    "set_sequences": frozenset({"S-SEQ-3"}),
 }
 
 
 def blame(applied: Iterable[str], parts: Iterable[str], *, misuse: bool = False,
-          operation: str | None = None) -> set[str]:
+          operation: str | None = None, got: Any = None, expected: Any = None) -> set[str]:
     """The facts to charge a difference in ``parts`` to.
 
     ``parts`` names what differs: ``"result"``, ``"error"``, or state parts (keys of
     :data:`STATE_FACTS`).  ``misuse`` says the oracle rejected the call (or the implementation
     rejected a call the oracle accepted): then the difference is a MISUSE failure, since a
-    rejected call must leave the state exactly as it was.
+    rejected call must leave the state exactly as it was.  ``got`` and ``expected`` are the
+    implementation's and the oracle's return values, where a result differs.
     """
     applied = set(applied)
     if misuse:
@@ -68,6 +78,9 @@ def blame(applied: Iterable[str], parts: Iterable[str], *, misuse: bool = False,
     absolute = {ABSOLUTE_PARTS[part] for part in parts if part in ABSOLUTE_PARTS}
     if absolute and all(part in ABSOLUTE_PARTS for part in parts):
         return absolute
+    if (operation == "reserve" and "result" in parts and got == -1 and expected != -1
+            and "S-SLOT-3" in applied):
+        return {"S-SLOT-3", "S-RES-1"}      # the oracle grew the array; the port could not
     if operation == "reserve" and "result" in parts:
         # Which index reserve returns is decided by the freelist's head: the rebuild after a
         # growth (S-FREE-2), a failed growth (S-FREE-4), or the pop itself (S-FREE-1); who

@@ -9,7 +9,8 @@ them.  Hypothesis shrinks a failing run to a minimal step sequence and prints it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -23,8 +24,9 @@ from hypothesis.stateful import (
 )
 
 from ..drivers import interrupt
-from ..model import errors
+from ..model import boundaries, errors
 from ..model.adapter import Implementation, SlotView, Snapshot
+from ..model.boundaries import BoundaryLedger
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.observed import observes_wider_state, wider_differences
@@ -33,6 +35,25 @@ from .blame import blame
 from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
+HALF = 1 << 63
+
+#: Logical thread id of a handle no implementation ever returned (misuse: an unknown thread
+#: state that was never created), and the value passed for it on both sides.
+NEVER = -1
+NEVER_HANDLE = ("qsbr-conformance", "never a thread state")
+
+#: Goals and sequences the protocol rejects (BadSequenceError): out of range, and values Python
+#: would coerce to an int (docs/adapter-protocol.md, "Errors": nothing is coerced).
+BAD_VALUES: tuple[Any, ...] = (-1, 1 << 64, True, 3.0, "3")
+#: register indices the protocol rejects with IndexOutOfRangeError before the slot checks.
+BAD_INDEX_TYPES: tuple[Any, ...] = (True, 0.0, "0", 1 << 63, -(1 << 63) - 1)
+
+#: Operations misuse_combination draws from (every profile's: a profile's missing ones must
+#: raise UnsupportedOperationError, never silently work).
+MISUSE_OPERATIONS: tuple[str, ...] = (
+    "poll", "goal_reached", "register", "attach", "detach", "quiescent_state", "unregister",
+    "after_fork", "delete_thread_state", "deferred_advance", "should_process",
+    "set_bookkeeping", "shared_next", "set_sequences")
 
 #: Starting sequences: fresh, just below the 2^64 wrap, or anywhere (odd).
 start_sequences = st.one_of(
@@ -63,6 +84,8 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     implementation: Implementation
     ledger: FactLedger
+    #: boundaries credited once the implementation agreed (conformance.model.boundaries)
+    boundaries: BoundaryLedger | None = None
     on_example_done: Callable[[FactLedger], None] | None = None
     #: [the machine built last]: after a Hypothesis failure, the shrunk case's (set per class)
     last_instance: list[DifferentialMachine | None] = [None]
@@ -76,6 +99,8 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.threads: list[int] = []            # live logical thread ids
         self.impl_handle: dict[int, Any] = {}
         self.oracle_handle: dict[int, int] = {}
+        self.dead: dict[int, tuple[Any, Any]] = {}  # deleted: logical -> (oracle, impl) handle
+        self.live_impl_handles: set[Any] = set()    # the implementation's, at the last snapshot
         self.next_logical = 0
         self.goals: list[int] = [1]
         self.readers_at_goal: dict[int, set[int]] = {}   # goal -> attached threads at retire
@@ -104,9 +129,14 @@ class DifferentialMachine(RuleBasedStateMachine):
         interrupt.check()           # a Ctrl-C dropped somewhere comes back here
         self.steps += 1
         self.oracle.applied = []
-        oracle_args = args if thread is None else (self.oracle_handle[thread], *args)
-        impl_args = args if thread is None else (self.impl_handle[thread], *args)
-        record = StepRecord(operation, thread, tuple(args))
+        self.oracle.reached = []
+        if thread is None:
+            oracle_args = impl_args = args
+        else:
+            oracle_handle, impl_handle = self._handles(thread)
+            oracle_args, impl_args = (oracle_handle, *args), (impl_handle, *args)
+        record = StepRecord(operation, thread, tuple(args),
+                            note="never created" if thread == NEVER else "")
         label = record.call()
 
         expected_error = result_expected = None
@@ -137,22 +167,47 @@ class DifferentialMachine(RuleBasedStateMachine):
             else result_actual))
 
         if type(actual_error) is not type(expected_error):
-            self._fail(blame(applied, ["error"], misuse=True),
+            # A misuse accepted or answered with the wrong error is MISUSE; a valid call
+            # rejected is charged to the rules that made it valid (e.g. S-SEQ-3 for sequences
+            # 2^63 apart).
+            self._fail(blame(applied, ["error"], misuse=True) if misuse
+                       else blame(applied, ["result"], operation=operation),
                        f"{label}: got {self._describe(actual_error, result_actual)}, "
                        f"expected {self._describe(expected_error, result_expected)}")
         if expected_error is None and result_actual != result_expected:
-            self._fail(blame(applied, ["result"], operation=operation),
+            self._fail(blame(applied, ["result"], operation=operation, got=result_actual,
+                             expected=result_expected),
                        f"{label}: got {self._describe(actual_error, result_actual)}, "
                        f"expected {self._describe(expected_error, result_expected)}")
-        self._compare_state(applied, label, misuse=misuse)
+        copied = (self.oracle.grown_from or 0) if operation == "reserve" else 0
+        self._compare_state(applied, label, misuse=misuse, copied=copied)
+        if self.boundaries is not None:
+            reached = list(self.oracle.reached)
+            if expected_error is not None:
+                reached.append(boundaries.misuse(operation, type(expected_error).__name__))
+            self.boundaries.reached(*reached)
         return result_actual
+
+    def _handles(self, thread: int) -> tuple[Any, Any]:
+        """(oracle handle, implementation handle) of a logical thread, live or not."""
+        if thread in self.impl_handle:
+            return self.oracle_handle[thread], self.impl_handle[thread]
+        if thread in self.dead and self.dead[thread][1] not in self.live_impl_handles:
+            return self.dead[thread]
+        # Never created, or deleted and its handle reused by the implementation (allowed):
+        # a value that was never a handle on either side.
+        return NEVER_HANDLE, NEVER_HANDLE
 
     @staticmethod
     def _describe(error: BaseException | None, result: Any) -> str:
         return f"{type(error).__name__}" if error is not None else repr(result)
 
-    def _compare_state(self, facts: set[str], label: str, misuse: bool = False) -> None:
-        """Compare the whole state; credit ``facts`` once for the step when it agrees."""
+    def _compare_state(self, facts: set[str], label: str, misuse: bool = False,
+                       copied: int = 0) -> None:
+        """Compare the whole state; credit ``facts`` once for the step when it agrees.
+
+        ``copied``: this step grew the array from that many slots; a difference in one of
+        them is the growth's copy (S-RES-1), not the pop's (S-FREE-1)."""
         expected = self._logical_snapshot(self.oracle.snapshot(), self.oracle_handle)
         try:
             raw = self.impl.snapshot()
@@ -164,6 +219,10 @@ class DifferentialMachine(RuleBasedStateMachine):
             raised = ""
         if raised:      # raised outside the handler: the failure carries no chained context
             self._fail(facts, raised)
+        try:
+            self.live_impl_handles = set(raw.threads)
+        except TypeError:
+            self.live_impl_handles = set()
         differences = []
         parts = []
         for part, message in wider_differences(raw, self.profile):
@@ -178,8 +237,12 @@ class DifferentialMachine(RuleBasedStateMachine):
             for index, (got, want) in enumerate(zip(actual.slots, expected.slots, strict=True)):
                 if got != want:
                     differences.append(f"slot {index}: got {got}, expected {want}")
-                    parts += [part for part in ("seq", "allocated", "owner", "bookkeeping")
-                              if getattr(got, part) != getattr(want, part)]
+                    differing = [part for part in ("seq", "allocated", "owner", "bookkeeping")
+                                 if getattr(got, part) != getattr(want, part)]
+                    if index < copied:      # carried over by the growth of this step
+                        differing = ["copied"] + (
+                            ["bookkeeping"] if "bookkeeping" in differing else [])
+                    parts += differing
         if differences:
             self._fail(blame(facts, parts, misuse=misuse),
                        f"after {label}, the state differs from the oracle:\n  "
@@ -243,13 +306,19 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.last_rd = self.snap.rd_seq if self.snap else None
 
     @precondition(lambda self: self.snap is not None and self.snap.size == 0)
-    @rule(wr=start_sequences.filter(lambda v: v is not None), behind=st.integers(0, 3))
-    def set_sequences(self, wr: int, behind: int) -> None:
+    @rule(wr=start_sequences.filter(lambda v: v is not None), behind=st.integers(0, 3),
+          variant=st.sampled_from(("behind", "behind", "even", "ahead")))
+    def set_sequences(self, wr: int, behind: int, variant: str) -> None:
         """Fresh, or after fini: restart the sequences, near the wrap or anywhere, with
-        rd_seq up to three increments behind wr_seq."""
-        rd = (wr - 2 * behind) & U64
+        rd_seq up to three increments behind wr_seq, or even or after wr_seq (misuse: the
+        parity and order rules on the second argument).  (rd_seq 2^63 behind is valid but
+        leaves no room: one advance puts rd_seq "after" wr_seq, where S-POLL-2's bounds no
+        longer say anything; the misuse scenario and the exploration check it.)"""
+        rd = {"behind": wr - 2 * behind, "even": wr - 1 - 2 * behind,
+              "ahead": wr + 2 + 2 * behind}[variant] & U64
         self.step("set_sequences", wr, rd)
-        self.goals += [wr, rd]
+        if self.snap is not None and self.snap.wr_seq == wr:
+            self.goals += [wr, rd]
         self.last_rd = self.snap.rd_seq if self.snap else None
 
     @rule(count=st.integers(1, 4))
@@ -297,8 +366,12 @@ class DifferentialMachine(RuleBasedStateMachine):
                 self.step("detach", thread=t)
             self.step("unregister", thread=t)
         self.step("delete_thread_state", thread=t)
+        self._forget(t)
+
+    def _forget(self, t: int) -> None:
+        """A deleted thread state: its handles are kept to try them again (misuse)."""
         self.threads.remove(t)
-        del self.oracle_handle[t], self.impl_handle[t]
+        self.dead[t] = (self.oracle_handle.pop(t), self.impl_handle.pop(t))
 
     @precondition(lambda self: self.threads)
     @rule(data=st.data())
@@ -306,8 +379,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         t = self._any_thread(data)
         self.step("delete_thread_state", thread=t)
         if self.oracle_handle[t] not in self.oracle.threads:     # both sides deleted it
-            self.threads.remove(t)
-            del self.oracle_handle[t], self.impl_handle[t]
+            self._forget(t)
 
     @rule()
     def reserve(self) -> None:
@@ -437,12 +509,57 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     def _goal(self, data: st.DataObject) -> int:
         assert self.snap is not None
-        wr = self.snap.wr_seq
+        wr, rd = self.snap.wr_seq, self.snap.rd_seq
         return data.draw(st.one_of(
             st.sampled_from(self.goals),
             st.integers(-4, 4).map(lambda d: (wr + 2 * d) & U64),
+            st.integers(-1, 1).map(lambda d: (rd + HALF + 2 * d) & U64),   # the half range
             st.integers(0, U64),
         ), label="goal")
+
+    # -- rules: misuse in combination ---------------------------------------------------------
+
+    def _some_handle(self, data: st.DataObject) -> int:
+        """A thread: live (registered or not, stale), deleted, or never created."""
+        choices = [st.sampled_from([NEVER])]
+        if self.threads:
+            choices.append(st.sampled_from(self.threads))
+        if self.dead:
+            choices.append(st.sampled_from(sorted(self.dead)))
+        return data.draw(st.one_of(*choices), label="thread")
+
+    @rule(data=st.data(), operation=st.sampled_from(MISUSE_OPERATIONS))
+    def misuse_combination(self, data: st.DataObject, operation: str) -> None:
+        """Any operation (the profile's or not) on any handle with valid or invalid arguments,
+        so that several misuse conditions hold at once: the first in the protocol's order
+        must win (docs/adapter-protocol.md, "Errors")."""
+        assert self.snap is not None
+        if operation == "shared_next":
+            self.step("shared_next")
+            return
+        if operation == "set_sequences":
+            wr = data.draw(st.sampled_from((self.snap.wr_seq, 4, *BAD_VALUES)), label="wr")
+            rd = data.draw(st.sampled_from((self.snap.rd_seq, (self.snap.wr_seq + HALF) & U64,
+                                            2, *BAD_VALUES)), label="rd")
+            if not self.oracle.misuse_conditions("set_sequences", wr, rd):
+                return      # a valid restart is the set_sequences rule's
+            self.step("set_sequences", wr, rd)
+            return
+        t = self._some_handle(data)
+        args: tuple[Any, ...] = ()
+        if operation in ("poll", "goal_reached"):
+            args = (data.draw(st.one_of(st.sampled_from(BAD_VALUES),
+                                        st.just(self.snap.wr_seq)), label="goal"),)
+        elif operation == "register":
+            args = (data.draw(st.one_of(st.sampled_from(BAD_INDEX_TYPES),
+                                        st.integers(-1, self.snap.size)), label="index"),)
+        elif operation == "set_bookkeeping":
+            args = (1, 64, 128, True)
+        trial = copy.deepcopy(self.oracle)
+        try:
+            getattr(trial, operation)(self._handles(t)[0], *args)
+        except errors.QsbrError:
+            self.step(operation, *args, thread=t)   # misuse: compared, state unchanged
 
     @precondition(lambda self: self.threads)
     @rule(data=st.data())
@@ -622,6 +739,8 @@ def coverage_scenario(m: DifferentialMachine) -> None:
     _invariants(m)
     m.teardown()
     wrap_scenario(type(m)())
+    misuse_scenario(type(m)())
+    growth_scenario(type(m))
 
 
 def wrap_scenario(m: DifferentialMachine) -> None:
@@ -635,6 +754,10 @@ def wrap_scenario(m: DifferentialMachine) -> None:
     m.step("attach", thread=writer)
     goal = m.step("advance")                            # 2^64 - 1
     m._record_goal(goal)
+    if m.profile == "3.13":                             # a non-advancing goal wraps to 1
+        m._record_goal(m.step("deferred_advance", thread=writer))
+    else:
+        m._record_goal(m.step("shared_next"))
     goal = m.step("advance")                            # wraps to 1
     m._record_goal(goal)
     m.step("quiescent_state", thread=writer)
@@ -643,17 +766,177 @@ def wrap_scenario(m: DifferentialMachine) -> None:
     m.step("quiescent_state", thread=reader)
     if m.step("poll", goal, thread=writer):
         m._check_safety(goal)
+    assert m.snap is not None
+    half = (m.snap.rd_seq + HALF) & U64                 # 2^63 from rd_seq: QSBR_LEQ holds
+    m.step("goal_reached", half, thread=writer)
+    m.step("poll", half, thread=writer)
+    _invariants(m)
+    for t in (reader, writer):
+        m._destroy(t)                                   # every slot free again
+    m.teardown()
+
+
+# -- misuse in combination, and growth from every interesting state ---------------------------
+
+def _misuse_arguments(m: DifferentialMachine, operation: str) -> list[tuple[Any, ...]]:
+    """Valid and invalid arguments for ``operation`` (the handle excluded)."""
+    assert m.snap is not None
+    if operation in ("poll", "goal_reached"):
+        return [(m.snap.wr_seq,), *((v,) for v in BAD_VALUES)]
+    if operation == "register":
+        reserved = [i for i, s in enumerate(m.snap.slots) if s.allocated and s.owner is None]
+        owned = [i for i, s in enumerate(m.snap.slots) if s.owner is not None]
+        free = [i for i, s in enumerate(m.snap.slots) if not s.allocated]
+        return [(i,) for i in (*reserved[:1], *owned[:1], *free[:1], m.snap.size, -1,
+                               *BAD_INDEX_TYPES)]
+    if operation == "set_bookkeeping":
+        return [(1, 64, 128, True)]
+    return [()]
+
+
+def _misuse_calls(m: DifferentialMachine, threads: Iterable[int]) -> None:
+    """Every thread operation (the profile's or not) on each of ``threads`` with each argument
+    kind, where at least one misuse condition holds: the oracle decides which error wins
+    (valid calls are left out, so the state never changes)."""
+    for t in threads:
+        for operation in MISUSE_OPERATIONS:
+            if operation in ("shared_next", "set_sequences"):
+                continue
+            for args in _misuse_arguments(m, operation):
+                trial = copy.deepcopy(m.oracle)
+                try:
+                    getattr(trial, operation)(m._handles(t)[0], *args)
+                except errors.QsbrError:
+                    m.step(operation, *args, thread=t)
+
+
+def _sequence_calls(m: DifferentialMachine) -> None:
+    """set_sequences with every pair of valid, even, out-of-range and coercible values (misuse
+    only), and shared_next (unsupported on 3.13)."""
+    values = (5, 4, *BAD_VALUES)
+    for wr in values:
+        for rd in values:
+            if m.oracle.misuse_conditions("set_sequences", wr, rd):
+                m.step("set_sequences", wr, rd)
+    if m.profile != "3.14":
+        m.step("shared_next")
+
+
+def misuse_scenario(m: DifferentialMachine) -> None:
+    """Misuse generated as combinations of conditions: each operation × each kind of handle
+    (registered and attached, registered and detached, without a slot, stale, deleted, never
+    created) × each kind of argument (valid, out of range, a bool, a float, a str), fresh and
+    not fresh; also rd_seq 2^63 from wr_seq (valid, QSBR_LEQ) in both directions."""
+    m.start(None)
+    _sequence_calls(m)                                  # fresh: values decide
+    m.step("set_sequences", HALF + 1, 1)                # rd 2^63 behind wr: valid
+    m.step("set_sequences", 1, HALF + 1)                # and 2^63 "ahead": valid too
+    m.step("set_sequences", 1, 1)
+    attached, detached, loose, deleted, stale = (m._new_thread() for _ in range(5))
+    for t in (attached, detached, deleted, stale):
+        m.step("register", m.step("reserve"), thread=t)
+    m.step("attach", thread=attached)
+    m._destroy(deleted)
+    _sequence_calls(m)                                  # not fresh
+    _misuse_calls(m, (attached, detached, loose, deleted, NEVER))
+    m.step("after_fork", thread=detached)               # attached and stale lose their slots
+    _misuse_calls(m, (stale,))
+    m.step("fini")
+    _misuse_calls(m, (detached,))                       # stale after fini
+    _sequence_calls(m)                                  # fresh again after fini
     _invariants(m)
     m.teardown()
 
 
+#: Growth is checked up to this size: four doublings after the first array, past 64 slots.
+GROWTH_LIMIT = 128
+
+
+def _grow_through(m: DifferentialMachine, size: int = GROWTH_LIMIT) -> None:
+    """New thread states, each reserving and registering, until the array has grown to
+    ``size`` and one slot past its half is taken; every step compared (a copied slot that
+    differs is blamed on the growth, S-RES-1)."""
+    while m.snap is not None and (m.snap.size < size or len(m.snap.freelist) >= size // 2):
+        t = m._new_thread()
+        index = m.step("reserve")
+        if index < 0:
+            return                  # compared: the oracle expected -1 as well
+        m.step("register", index, thread=t)
+    _invariants(m)
+
+
+def _reader_behind(m: DifferentialMachine) -> None:
+    first, second = m._new_thread(), m._new_thread()
+    for t in (first, second):
+        m.step("register", m.step("reserve"), thread=t)
+    m.step("attach", thread=first)
+    m._record_goal(m.step("advance"))
+    m.step("attach", thread=second)
+    m._record_goal(m.step("advance"))                   # both behind wr_seq now
+
+
+def _bookkeeping(m: DifferentialMachine) -> None:
+    threads = [m._new_thread() for _ in range(3)]
+    for n, t in enumerate(threads, 1):
+        m.step("register", m.step("reserve"), thread=t)
+        if m.profile == "3.13":
+            for _ in range(2 * n + 1):
+                m._record_goal(m.step("deferred_advance", thread=t))
+        else:       # every field set, each to its own value (the newest ones included)
+            m.step("set_bookkeeping", 2 * n + 1, 4096 * n, 8192 * n + 64, True, thread=t)
+
+
+def _reserved_unregistered(m: DifferentialMachine) -> None:
+    t = m._new_thread()
+    m.step("register", m.step("reserve"), thread=t)
+    m.step("reserve")                                   # the new_threadstate window
+
+
+def _after_fork(m: DifferentialMachine) -> None:
+    _reader_behind(m)
+    _bookkeeping(m)
+    survivor = m._new_thread()
+    m.step("register", m.step("reserve"), thread=survivor)
+    m.step("after_fork", thread=survivor)               # stale seqs and bookkeeping left
+    assert m.snap is not None
+    m.step("poll", m.snap.wr_seq, thread=survivor)      # the released readers hold rd_seq
+
+
+def _after_fini(m: DifferentialMachine) -> None:
+    _reader_behind(m)
+    m.step("fini")                                      # both thread states stale
+
+
+#: The states growth is checked from (conformance.model.boundaries.GROWTH_STATES), each set up
+#: on a fresh interpreter and then grown through 8, 16, 32, 64 and 128 slots.
+GROWTH_STARTS: tuple[tuple[str, Callable[[DifferentialMachine], None]], ...] = (
+    ("an attached reader behind wr_seq", _reader_behind),
+    ("bookkeeping set", _bookkeeping),
+    ("a reserved, unregistered slot", _reserved_unregistered),
+    ("a slot released by after_fork", _after_fork),
+    ("an array rebuilt after fini", _after_fini),
+)
+
+
+def growth_scenario(machine: type[DifferentialMachine]) -> None:
+    """Growth from every interesting state, through four growths past 64 slots: a port whose
+    growth drops a field of the slots it copies, or whose table is fixed at 64, differs."""
+    for _name, setup in GROWTH_STARTS:
+        m = machine()
+        m.start(None)
+        setup(m)
+        _grow_through(m)
+        m.teardown()
+
+
 def make_machine(implementation: Implementation, ledger: FactLedger,
-                 on_example_done: Callable[[FactLedger], None] | None = None
-                 ) -> type[DifferentialMachine]:
-    """A machine class bound to one implementation and one ledger."""
+                 on_example_done: Callable[[FactLedger], None] | None = None,
+                 boundaries: BoundaryLedger | None = None) -> type[DifferentialMachine]:
+    """A machine class bound to one implementation and one ledger (and a boundary ledger)."""
     return type("QsbrDifferential", (DifferentialMachine,), {
         "implementation": implementation,
         "ledger": ledger,
+        "boundaries": boundaries,
         "on_example_done": staticmethod(on_example_done) if on_example_done else None,
         "last_instance": [None],        # per class: the runner reads the machine that failed
     })

@@ -20,8 +20,13 @@ new action and its snapshots travel in one round trip.
 
 Start points (:data:`START_POINTS`): the initial state; a writer and an attached reader; the same
 just below the 2^64 wrap; the array grown to 16 and to 32 and mostly emptied again.  Levels are
-explored across every start point together, one depth at a time, until the depth bound or the
-time budget is reached; the result says how deep each start point was explored completely.
+explored across every start point together, one depth at a time, until the depth bound, the
+states bound (``max_states``: the same scope on every machine, which the conformance run uses)
+or the time budget is reached; the result says how deep each start point was explored
+completely and which bound stopped it.  Growth past 64 slots from every interesting state is
+the differential module's growth scenario (a replay of 65 thread states per transition would
+cost more than it finds); the boundaries each compared call stood on are credited to a
+:class:`~conformance.model.boundaries.BoundaryLedger`.
 
 Public entry point: :func:`explore` (used by the conformance run and by benchmarks; its
 :class:`ExploreResult` gives the numbers of distinct states, transitions and checked steps, and
@@ -36,8 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..drivers import interrupt
-from ..model import errors
+from ..model import boundaries, errors
 from ..model.adapter import STALE, Implementation
+from ..model.boundaries import BoundaryLedger
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
@@ -45,10 +51,15 @@ from .blame import blame
 from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
+HALF = 1 << 63
 
 #: Default bounds of the exploration in the default conformance run.
 DEFAULT_SECONDS = 10.0
 DEFAULT_DEPTH = 6
+#: Default bound on distinct states (with a seed, the conformance run bounds the exploration by
+#: states, not by time, so a replay reaches the same scope on any machine): about 8 s on the
+#: reference port on a loaded two-core machine.
+DEFAULT_MAX_STATES = 6000
 #: Depth explored completely whatever the time bound says (so that what the default run checks
 #: does not depend on how loaded the machine is): about 13,000 transitions, 2-3 s of CPU time
 #: on the reference port.
@@ -85,8 +96,10 @@ _FP_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads", "wider"
 _SLOT_PARTS = ("seq", "allocated", "owner", "bookkeeping")
 
 
-def fingerprint_differences(got: tuple, want: tuple) -> tuple[list[str], list[str]]:
-    """(differing parts for blame, readable lines) between two fingerprints."""
+def fingerprint_differences(got: tuple, want: tuple, copied: int = 0
+                            ) -> tuple[list[str], list[str]]:
+    """(differing parts for blame, readable lines) between two fingerprints; ``copied``: the
+    call grew the array from that many slots (a difference in one of them is the growth's)."""
     parts: list[str] = []
     lines: list[str] = []
     for name, g, w in zip(_FP_PARTS, got, want, strict=True):
@@ -96,7 +109,11 @@ def fingerprint_differences(got: tuple, want: tuple) -> tuple[list[str], list[st
             for index, (gs, ws) in enumerate(zip(g, w, strict=True)):
                 for part, gv, wv in zip(_SLOT_PARTS, gs, ws, strict=True):
                     if gv != wv:
-                        parts.append(part)
+                        if index < copied:      # carried over by this call's growth
+                            parts += ["copied"] + (["bookkeeping"] if part == "bookkeeping"
+                                                   else [])
+                        else:
+                            parts.append(part)
                         lines.append(f"slot {index} {part}: got {gv!r}, expected {wv!r}")
         elif name == "slots":
             parts.append("size")
@@ -167,6 +184,8 @@ def actions(o: OracleInterpreter, max_threads: int) -> list[Action]:
         found += [Action("set_sequences", None, ((wr + 4) & U64, wr)),  # rd != wr
                   Action("set_sequences", None, (U64 - 2, U64 - 6)),    # near the wrap
                   Action("set_sequences", None, ((wr + 1) & U64, wr)),  # even: misuse
+                  Action("set_sequences", None, (wr, (wr - 1) & U64)),  # even rd: misuse
+                  Action("set_sequences", None, ((wr + HALF) & U64, wr)),   # 2^63 apart: valid
                   Action("set_sequences", None, (wr, (wr + 2) & U64))]  # rd after wr
     seen_kinds: set[str] = set()
     owned = [i for i, s in enumerate(o.slots) if s.owner is not None]
@@ -190,7 +209,8 @@ def actions(o: OracleInterpreter, max_threads: int) -> list[Action]:
             "after_fork", "delete_thread_state")]
         goals = sorted({(rd + 2) & U64, wr}, key=lambda g: (g - rd) & U64)
         found += [Action("poll", handle, (g,)) for g in goals]
-        found += [Action("goal_reached", handle, (g,)) for g in (rd, (rd + 2) & U64)]
+        found += [Action("goal_reached", handle, (g,))
+                  for g in (rd, (rd + 2) & U64, (rd + HALF) & U64)]     # 2^63 apart: reached
         found.append(Action("register", handle, (thread.slot,)))       # AlreadyRegistered
         if o.profile == "3.13":
             found += [Action("deferred_advance", handle),
@@ -208,12 +228,13 @@ class _OracleRun:
         self.o = oracle
         self.calls: list[Call] = []
         #: per compared call: (expected error class name or None, expected value, applied facts,
-        #: fingerprint after)
+        #: fingerprint after, boundaries reached, slots a growth copied)
         self.expected: list[tuple] = []
 
     def call(self, operation: str, thread: int | None = None, *args: Any,
              compare: bool = True, note: str = "") -> Any:
         self.o.applied = []
+        self.o.reached = []
         self.calls.append((operation, thread, args, compare, note))
         error = value = None
         try:
@@ -222,8 +243,12 @@ class _OracleRun:
         except errors.QsbrError as exc:
             error = type(exc).__name__
         if compare:
+            reached = list(self.o.reached)
+            if error is not None:
+                reached.append(boundaries.misuse(operation, error))
             self.expected.append((error, value, tuple(self.o.applied),
-                                  oracle_fingerprint(self.o)))
+                                  oracle_fingerprint(self.o), tuple(reached),
+                                  (self.o.grown_from or 0) if operation == "reserve" else 0))
         return None if error else value
 
     def run(self, action: Action) -> None:
@@ -307,8 +332,10 @@ class ExploreResult:
     profile: str
     max_threads: int
     depth_bound: int
-    seconds_bound: float
+    seconds_bound: float | None
     min_depth: int = DEFAULT_MIN_DEPTH
+    #: bound on distinct states (None: none); reproducible, unlike the time bound
+    states_bound: int | None = None
     starts: list[StartScope] = field(default_factory=list)
     states: int = 0                 # distinct canonical states reached (visited set)
     transitions: int = 0            # actions run and compared
@@ -317,7 +344,7 @@ class ExploreResult:
     seconds: float = 0.0
     seconds_implementation: float = 0.0     # the implementation's calls and snapshots
     seconds_oracle: float = 0.0             # the oracle's calls, fingerprints and keys
-    stopped_by: str = "depth"       # "depth", "time" or "failure"
+    stopped_by: str = "depth"       # "depth", "states", "time" or "failure"
     failure: ExploreFailure | None = None
 
     @property
@@ -331,6 +358,7 @@ class ExploreResult:
     def scope(self) -> dict[str, Any]:
         return {"profile": self.profile, "max_thread_states": self.max_threads,
                 "depth_bound": self.depth_bound, "seconds_bound": self.seconds_bound,
+                "states_bound": self.states_bound,
                 "depth_guaranteed": self.min_depth,
                 "depth_complete": self.depth_complete, "distinct_states": self.states,
                 "transitions": self.transitions, "checked_steps": self.steps,
@@ -346,7 +374,14 @@ class ExploreResult:
         return (f"exhaustive: {self.states} distinct states, {self.transitions} transitions, "
                 f"{self.steps} checked steps ({self.steps_per_second:,.0f}/s) with up to "
                 f"{self.max_threads} thread states; complete to depth {starts}"
-                f"{' (time bound reached)' if self.stopped_by == 'time' else ''}")
+                f"{self._stop_note()}")
+
+    def _stop_note(self) -> str:
+        if self.stopped_by == "time":
+            return " (time bound reached)"
+        if self.stopped_by == "states":
+            return f" (states bound {self.states_bound} reached)"
+        return ""
 
 
 @dataclass
@@ -400,6 +435,7 @@ class _Explorer:
         self.deadline = deadline
         self.visited: set[tuple] = set()
         self.parent_fingerprint: tuple = ()
+        self.boundaries: BoundaryLedger | None = None
 
     # running calls on the implementation
 
@@ -437,7 +473,7 @@ class _Explorer:
         offset = len(executed) - (len(run.calls) - first)
         for position, want, got in zip(compared, expected, outcomes, strict=False):
             done[offset + position - first] = got
-            error, value, applied, fingerprint = want
+            error, value, applied, fingerprint, reached, copied = want
             misuse = error is not None
             kind = got[0]
             problem = parts = None
@@ -447,12 +483,13 @@ class _Explorer:
             elif (error or None) != (got[1] if kind == "qsbr" else None):
                 shown = got[1] if kind == "qsbr" else repr(got[1])
                 problem = f"got {shown}, expected {error or repr(value)}"
-                parts = ["error"]
-                misuse = True
+                # a misuse missed or answered wrongly is MISUSE; a valid call rejected is
+                # charged to the rules that made it valid
+                parts = ["error"] if misuse else ["result"]
             elif error is None and got[1] != value:
                 problem, parts = f"got {got[1]!r}, expected {value!r}", ["result"]
             else:
-                state_parts, lines = fingerprint_differences(got[2], fingerprint)
+                state_parts, lines = fingerprint_differences(got[2], fingerprint, copied)
                 if lines:
                     problem = "the state differs from the oracle:\n  " + "\n  ".join(lines)
                     parts = state_parts
@@ -460,7 +497,8 @@ class _Explorer:
             label = StepRecord(call[0], call[1], call[2]).call()
             if problem is not None:
                 assert parts is not None
-                facts = blame(applied, parts, misuse=misuse, operation=call[0])
+                facts = blame(applied, parts, misuse=misuse, operation=call[0],
+                              got=got[1] if kind == "ok" else None, expected=value)
                 records = _records(executed[:offset + position - first + 1], done,
                                    self.impl.profile)
                 message = f"{label}: {problem}" if parts != [] else problem
@@ -468,6 +506,8 @@ class _Explorer:
                 raise _Failed(ExploreFailure(tuple(sorted(facts)), message, records,
                                              start_name))
             self.ledger.passed(*(applied or (MISUSE,)), source="exhaustive")
+            if self.boundaries is not None:
+                self.boundaries.reached(*reached)
             self.result.steps += 1
         if len(outcomes) < len(compared):
             raise AssertionError("the implementation stopped before the end of its calls")
@@ -561,21 +601,27 @@ def _clone(o: OracleInterpreter) -> OracleInterpreter:
     copy.slots = [_Slot(s.seq, s.owner, s.allocated, s.next_free, dict(s.bookkeeping))
                   for s in o.slots]
     copy.threads = {h: _ThreadState(t.slot, t.stale) for h, t in o.threads.items()}
+    copy.pushed_by = dict(o.pushed_by)
     copy.applied = []
+    copy.reached = []
     return copy
 
 
 def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
-            seconds: float = DEFAULT_SECONDS, max_threads: int = DEFAULT_MAX_THREADS,
+            seconds: float | None = DEFAULT_SECONDS, max_threads: int = DEFAULT_MAX_THREADS,
             starts: list[str] | None = None, ledger: FactLedger | None = None,
             progress: Callable[[ExploreResult], None] | None = None,
-            min_depth: int = DEFAULT_MIN_DEPTH) -> ExploreResult:
+            min_depth: int = DEFAULT_MIN_DEPTH, max_states: int | None = None,
+            boundaries: BoundaryLedger | None = None) -> ExploreResult:
     """Explore every action sequence up to ``depth`` actions from each start point.
 
-    Stops at the depth bound, when ``seconds`` have passed once ``min_depth`` levels are
-    complete (the level being explored is then incomplete, and the result says so; the first
-    ``min_depth`` levels are always explored whole, so what is checked does not depend on the
-    machine's speed), or at the first difference from the oracle
+    Stops at the depth bound, when ``seconds`` have passed or ``max_states`` distinct states
+    were reached once ``min_depth`` levels are complete (the level being explored is then
+    incomplete, and the result says so; the first ``min_depth`` levels are always explored
+    whole, so what is checked does not depend on the machine's speed), or at the first
+    difference from the oracle.  ``seconds=None`` sets no time bound: with ``max_states`` the
+    scope is then the same on every run and machine (the order of expansion is fixed), which is
+    what a replay needs.  Boundaries the compared calls stood on go to ``boundaries``
     (``result.failure``, with the whole step sequence).  Checks are credited to the ledger's
     ``exhaustive`` source.  ``result.steps / result.seconds`` is the throughput in checked
     steps per second (what the benchmarks measure).
@@ -587,10 +633,11 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
         raise ValueError(f"unknown start point(s) {unknown}; known: {list(START_POINTS)}")
     min_depth = min(min_depth, depth)
     result = ExploreResult(profile=impl.profile, max_threads=max_threads, depth_bound=depth,
-                           seconds_bound=seconds, min_depth=min_depth)
+                           seconds_bound=seconds, min_depth=min_depth, states_bound=max_states)
     began = time.perf_counter()
-    deadline = began + seconds
+    deadline = began + seconds if seconds is not None else float("inf")
     explorer = _Explorer(impl, ledger, result, deadline)
+    explorer.boundaries = boundaries
     frontiers: list[list[_Node]] = []
     start_oracles: list[OracleInterpreter] = []
     try:
@@ -621,6 +668,10 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
                 scope = result.starts[index]
                 found: list[_Node] = []
                 for node in frontier:
+                    if level > min_depth and max_states is not None and (
+                            len(explorer.visited) >= max_states):
+                        result.stopped_by = "states"
+                        raise TimeoutError
                     if level > min_depth and time.perf_counter() > deadline:
                         result.stopped_by = "time"
                         raise TimeoutError

@@ -21,7 +21,12 @@ from . import exhaustive
 #: Defaults of a conformance run (the command line's and the pytest plugin's alike).
 DEFAULT_EXAMPLES = 150
 DEFAULT_STEPS = 60
-DEFAULT_EXPLORE_SECONDS = exhaustive.DEFAULT_SECONDS
+#: the exploration is bounded by distinct states (reproducible: a replay with the same seed
+#: reaches the same scope); a time bound is only added on request (None: none)
+DEFAULT_EXPLORE_STATES = exhaustive.DEFAULT_MAX_STATES
+DEFAULT_EXPLORE_SECONDS: float | None = None
+#: the time bound used when the states bound is turned off (explore_states 0)
+FALLBACK_EXPLORE_SECONDS = exhaustive.DEFAULT_SECONDS
 DEFAULT_EXPLORE_DEPTH = exhaustive.DEFAULT_DEPTH
 DEFAULT_LIVE_EXAMPLES = 10
 DEFAULT_CONCURRENCY_ROUNDS = 12
@@ -49,8 +54,10 @@ class Plan:
     #: Hypothesis examples (step sequences) of the random phase, and steps per example
     examples: int = DEFAULT_EXAMPLES
     steps: int = DEFAULT_STEPS
-    #: bounded-exhaustive exploration: time bound (0 turns it off) and depth bound
-    explore_seconds: float = DEFAULT_EXPLORE_SECONDS
+    #: bounded-exhaustive exploration: distinct-states bound (0: none), an added time bound
+    #: (None: none; 0 turns the exploration off) and the depth bound
+    explore_states: int = DEFAULT_EXPLORE_STATES
+    explore_seconds: float | None = DEFAULT_EXPLORE_SECONDS
     explore_depth: int = DEFAULT_EXPLORE_DEPTH
     #: generated action sequences run against the live interpreter (free-threaded builds with
     #: the probe only); 0 skips the live phase
@@ -72,13 +79,19 @@ class Plan:
         for name in ("examples", "steps"):
             if getattr(self, name) < 1:
                 raise PlanError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("explore_depth", "live_examples", "concurrency_rounds", "seed"):
+        for name in ("explore_depth", "explore_states", "live_examples", "concurrency_rounds",
+                     "seed"):
             if getattr(self, name) < 0:
                 raise PlanError(f"{name} must be >= 0, got {getattr(self, name)}")
         seconds = self.explore_seconds
-        if seconds != seconds or seconds < 0:
+        if seconds is not None and (seconds != seconds or seconds < 0):
             raise PlanError("explore_seconds must be >= 0 (0 turns the exploration off), "
                             f"got {seconds}")
+
+    @property
+    def explores(self) -> bool:
+        """Whether the plan runs the exhaustive exploration at all."""
+        return self.explore_seconds != 0 and self.explore_depth > 0
 
     def with_(self, **changes: Any) -> Plan:
         """A copy with some fields changed (the plan itself never changes)."""

@@ -27,6 +27,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from ..drivers import interrupt
 from ..model import errors, status
 from ..model.adapter import Implementation
+from ..model.boundaries import BoundaryLedger
 from ..model.facts import MISUSE, facts_for_profile
 from ..model.layout import EXPECTED_LAYOUT, layout_differences
 from ..model.ledger import FactLedger
@@ -94,6 +95,8 @@ class RunResult:
     capabilities: Capabilities | None = None
     #: the phases that ran, in order, and the phase an interrupt or a stop came in
     phases: list[str] = field(default_factory=list)
+    #: conformance.model.boundaries.BoundaryLedger: the boundaries the checks reached
+    boundaries: BoundaryLedger | None = None
 
     @property
     def profile_label(self) -> str:
@@ -197,17 +200,22 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                     seed: int | None = None,
                     progress: Callable[[FactLedger], None] | None = None,
                     stop_at_first_failure: bool = False,
-                    explore_seconds: float = exhaustive.DEFAULT_SECONDS,
+                    explore_seconds: float | None = None,
                     explore_depth: int = exhaustive.DEFAULT_DEPTH,
                     explore_progress: Callable[[Any], None] | None = None,
-                    database: Any = None) -> RunResult:
+                    database: Any = None,
+                    explore_states: int | None = exhaustive.DEFAULT_MAX_STATES) -> RunResult:
     """The sequential phases of a run: layout, comparisons, the fixed coverage scenario, the
-    bounded-exhaustive exploration (``explore_seconds`` 0 turns it off), then Hypothesis'
-    random step sequences (``database``: a Hypothesis example database, or a directory or
-    redis:// URL of one, whose examples are replayed first)."""
+    bounded-exhaustive exploration (bounded by ``explore_states`` distinct states, so that a
+    replay with the same seed reaches the same scope; ``explore_seconds`` adds a time bound,
+    which is not reproducible, and 0 turns the exploration off; with neither bound the time
+    bound is exhaustive.DEFAULT_SECONDS), then Hypothesis' random step sequences
+    (``database``: a Hypothesis example database, or a directory or redis:// URL of one, whose
+    examples are replayed first)."""
     started = time.monotonic()
     seed = new_seed() if seed is None else seed
     ledger = FactLedger()
+    reached = BoundaryLedger(profile=impl.profile)
     failures: list[Failure] = []
     layout_checked = False
     interrupted = False
@@ -236,15 +244,18 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                 failures.append(failure)
             _phase(progress, "coverage scenario", ledger)
             phases.append("scenario")
-            machine = _coverage_scenario(impl, ledger, progress, failures)
-            if machine is not None and explore_seconds > 0 and explore_depth > 0 and not (
+            machine = _coverage_scenario(impl, ledger, progress, failures, reached)
+            if explore_seconds is None and not explore_states:
+                explore_seconds = exhaustive.DEFAULT_SECONDS
+            if machine is not None and explore_seconds != 0 and explore_depth > 0 and not (
                     stop_at_first_failure and failures):
                 _phase(progress, "exhaustive exploration", ledger)
                 phases.append("exhaustive")
                 try:
-                    exploration = exhaustive.explore(impl, seconds=explore_seconds,
-                                                     depth=explore_depth, ledger=ledger,
-                                                     progress=explore_seen)
+                    exploration = exhaustive.explore(
+                        impl, seconds=explore_seconds,
+                        max_states=explore_states or None, depth=explore_depth,
+                        ledger=ledger, progress=explore_seen, boundaries=reached)
                 except errors.QsbrError as exc:
                     failures.append(Failure("exhaustive", (MISUSE,),
                                             f"{type(exc).__name__}: {exc}"))
@@ -308,7 +319,7 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
         interpreter=interpreter, gil_enabled=gil, ledger=ledger, failures=failures,
         seconds=time.monotonic() - started, layout_checked=layout_checked,
         exploration=exploration, seed=seed, interrupted=interrupted,
-        release=getattr(impl, "release", None), phases=phases,
+        release=getattr(impl, "release", None), phases=phases, boundaries=reached,
     )
 
 
@@ -344,13 +355,13 @@ def _database(database: Any) -> Any:
 
 
 def _coverage_scenario(impl: Implementation, ledger: FactLedger, progress: Any,
-                       failures: list[Failure]) -> Any:
+                       failures: list[Failure], reached: BoundaryLedger | None = None) -> Any:
     """Runs the fixed coverage scenario; returns the machine class (None when the
     implementation cannot even start one)."""
     from ..model.adapter import implementation_traceback
 
     try:
-        machine = make_machine(impl, ledger, progress)
+        machine = make_machine(impl, ledger, progress, boundaries=reached)
     except errors.QsbrError as exc:
         failures.append(Failure("differential", (MISUSE,), f"{type(exc).__name__}: {exc}"))
         return None
@@ -417,7 +428,8 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
             impl, examples=plan.examples, steps=plan.steps, seed=plan.seed, progress=progress,
             stop_at_first_failure=plan.stop_at_first_failure,
             explore_seconds=plan.explore_seconds, explore_depth=plan.explore_depth,
-            explore_progress=explore_progress, database=plan.database)
+            explore_states=plan.explore_states, explore_progress=explore_progress,
+            database=plan.database)
     finally:
         if target.isolate:
             close_target(impl)

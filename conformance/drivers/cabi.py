@@ -158,7 +158,7 @@ class CabiInterpreter:
 
     def register(self, handle: Any, index: Any) -> None:
         t = self._t(handle)
-        if not isinstance(index, int) or not -(1 << 63) <= index < (1 << 63):
+        if not errors.is_index(index):
             raise errors.IndexOutOfRangeError(f"slot index {index!r} is not a valid index")
         self._l.check(self._lib.qsbr_api_register(t, index))
 

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from ..checks.runner import RunResult
 
 DEFAULT_IMPL = REFERENCE_IMPL
-DEFAULT_EXPLORE_SECONDS = plans.DEFAULT_EXPLORE_SECONDS
+DEFAULT_EXPLORE_SECONDS = plans.FALLBACK_EXPLORE_SECONDS
+DEFAULT_EXPLORE_STATES = plans.DEFAULT_EXPLORE_STATES
 DEFAULT_EXPLORE_DEPTH = plans.DEFAULT_EXPLORE_DEPTH
 
 
@@ -104,15 +105,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=common.positive_int, default=plans.DEFAULT_STEPS,
                         metavar="N",
                         help=f"maximum steps per example (default: {plans.DEFAULT_STEPS})")
-    parser.add_argument("--explore-seconds", type=float, default=DEFAULT_EXPLORE_SECONDS,
+    parser.add_argument("--explore-seconds", type=float, default=None,
                         metavar="SECONDS",
-                        help="time bound of the bounded-exhaustive exploration (default: "
-                             f"{DEFAULT_EXPLORE_SECONDS:g}; 0 turns it off)")
+                        help="a time bound on the bounded-exhaustive exploration as well (not "
+                             "reproducible: a replay may reach another scope; default: none, "
+                             f"or {DEFAULT_EXPLORE_SECONDS:g} with --explore-states 0; 0 turns "
+                             "the exploration off)")
     parser.add_argument("--explore-depth", type=common.nonnegative_int,
                         default=DEFAULT_EXPLORE_DEPTH, metavar="N",
                         help="depth bound of the exploration, in actions from each start "
                              f"point (default: {DEFAULT_EXPLORE_DEPTH}; deeper needs more "
                              "--explore-seconds)")
+    parser.add_argument("--explore-states", type=common.nonnegative_int,
+                        default=DEFAULT_EXPLORE_STATES, metavar="N",
+                        help="bound of the exploration in distinct states, so that a replay "
+                             f"with the same seed reaches the same scope (default: "
+                             f"{DEFAULT_EXPLORE_STATES}; 0: no states bound, only the time "
+                             "bound, which is not reproducible)")
     parser.add_argument("--seed", type=common.nonnegative_int, default=None, metavar="N",
                         help="seed of the run (default: a random one, printed and saved in "
                              "the reports, so that every run can be replayed)")
@@ -219,8 +228,9 @@ class Progress:
         if now - getattr(self, "_explore_shown", 0.0) < 1.0:
             return
         self._explore_shown = now
-        line = (f"[exploring] {result.states} states, {result.transitions} transitions, "
-                f"{result.seconds:.0f}/{result.seconds_bound:g} s")
+        bound = (f"/{result.states_bound}" if result.states_bound
+                 else f", {result.seconds:.0f}/{result.seconds_bound:g} s")
+        line = f"[exploring] {result.states}{bound} states, {result.transitions} transitions"
         if self.tty:
             sys.stderr.write("\r" + line)
             sys.stderr.flush()
@@ -237,6 +247,7 @@ def plan_and_target(args: argparse.Namespace, seed: int) -> tuple[Plan, Target]:
     try:
         plan = Plan(seed=seed, examples=args.examples, steps=args.steps,
                     explore_seconds=args.explore_seconds, explore_depth=args.explore_depth,
+                    explore_states=args.explore_states,
                     live_examples=args.live_examples,
                     concurrency_rounds=args.concurrency_rounds, database=args.db,
                     json=args.json, markdown=args.markdown)
@@ -278,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.explore_seconds < 0 or args.explore_seconds != args.explore_seconds:
+    if args.explore_seconds is not None and (
+            args.explore_seconds < 0 or args.explore_seconds != args.explore_seconds):
         raise UsageError("--explore-seconds must be >= 0 (0 turns the exploration off)")
     common.check_output_path(args.json, "--json")
     common.check_output_path(args.markdown, "--markdown")

@@ -76,7 +76,8 @@ def replay_command(plan: Any, target: Any) -> str:
         parts += ["--profile", target.profile]
     parts += ["--examples", str(plan.examples), "--steps", str(plan.steps),
               "--seed", str(plan.seed)]
-    optional = (("--explore-seconds", plan.explore_seconds, plans.DEFAULT_EXPLORE_SECONDS),
+    optional = (("--explore-states", plan.explore_states, plans.DEFAULT_EXPLORE_STATES),
+                ("--explore-seconds", plan.explore_seconds, plans.DEFAULT_EXPLORE_SECONDS),
                 ("--explore-depth", plan.explore_depth, plans.DEFAULT_EXPLORE_DEPTH),
                 ("--live-examples", plan.live_examples, plans.DEFAULT_LIVE_EXAMPLES),
                 ("--concurrency-rounds", plan.concurrency_rounds,

@@ -77,9 +77,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"maximum steps per example (default: {plans.DEFAULT_STEPS})")
     group.addoption("--qsbr-seed", type=_number("nonnegative_int"), default=None, metavar="N",
                     help="seed of the run (default: a random one, shown in the summary)")
+    group.addoption("--qsbr-explore-states", type=_number("nonnegative_int"),
+                    default=plans.DEFAULT_EXPLORE_STATES, metavar="N",
+                    help="distinct-states bound of the exhaustive exploration (0: none)")
     group.addoption("--qsbr-explore-seconds", type=float,
                     default=plans.DEFAULT_EXPLORE_SECONDS, metavar="SECONDS",
-                    help="time bound of the exhaustive exploration (0: off)")
+                    help="an added time bound of the exhaustive exploration (0: off)")
     group.addoption("--qsbr-explore-depth", type=_number("nonnegative_int"),
                     default=plans.DEFAULT_EXPLORE_DEPTH, metavar="N",
                     help="depth bound of the exhaustive exploration")
@@ -111,6 +114,7 @@ def plan_and_target(config: pytest.Config, seed: int | None = None) -> tuple[Any
         plan = Plan(seed=new_seed() if seed is None else seed,
                     examples=option("--qsbr-examples"), steps=option("--qsbr-steps"),
                     explore_seconds=option("--qsbr-explore-seconds"),
+                    explore_states=option("--qsbr-explore-states"),
                     explore_depth=option("--qsbr-explore-depth"),
                     live_examples=option("--qsbr-live-examples"),
                     concurrency_rounds=option("--qsbr-concurrency-rounds"),

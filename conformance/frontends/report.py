@@ -61,7 +61,7 @@ def _exploration_lines(result: RunResult) -> list[str]:
         if made:
             return ["exhaustive exploration: stopped before its first level was complete "
                     f"({made} checks made)"]
-        if plan is not None and (plan.explore_seconds <= 0 or plan.explore_depth <= 0):
+        if plan is not None and not plan.explores:
             return ["exhaustive exploration: off (--explore-seconds 0 or --explore-depth 0)"]
         if plan is not None:
             return ["exhaustive exploration: not run (the run stopped before it)"]
@@ -73,6 +73,14 @@ def _exploration_lines(result: RunResult) -> list[str]:
         lines.append(f"  every action sequence up to depth {exploration.depth_bound} from each "
                      "start point was compared")
     return lines
+
+
+def _boundary_lines(result: RunResult) -> list[str]:
+    """The boundary ledger (conformance.model.boundaries): what the run reached, and gaps."""
+    if result.boundaries is None:
+        return []
+    from ..model import boundaries
+    return [""] + boundaries.render_text(result.boundaries)
 
 
 def _live_lines(result: RunResult) -> list[str]:
@@ -197,6 +205,7 @@ def to_text(result: RunResult) -> str:
         lines.append(f"{row['id']:<11} {summary:<60} {row['checks']:>8} {by_source} "
                      f"{_kinds(row):<4}  {row['result']}{note}")
     lines += [""] + _exploration_lines(result)
+    lines += _boundary_lines(result)
     for failure in result.failures:
         lines += ["", f"FAILURE in {failure.check} check, facts {', '.join(failure.facts)}:",
                   *[f"  {line}" for line in failure.message.splitlines()]]
@@ -243,6 +252,8 @@ def to_markdown(result: RunResult) -> str:
              f"- {result.ledger.examples} examples, {result.ledger.steps} steps, "
              f"{result.seconds:.1f} s", "",
              f"- {'; '.join(_exploration_lines(result))}", "",
+             *[f"- {line.strip()}" for line in _boundary_lines(result) if line.strip()],
+             "",
              "| fact | what it says | checks | scenario | exhaustive | random | other "
              "| checked by | result |",
              "|---|---|---:|---:|---:|---:|---:|---|---|"]
@@ -308,6 +319,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "target": result.target.describe() if result.target is not None else None,
         "exploration": (None if result.exploration is None
                         else result.exploration.scope()),
+        "boundaries": _boundaries_json(result),
         "failures": [{"check": f.check, "facts": list(f.facts), "message": f.message,
                       "steps": list(f.steps), "step_records": [r.to_json() for r in f.records],
                       "replay": result.replay}
@@ -326,6 +338,13 @@ def to_json(result: RunResult) -> dict[str, Any]:
             "seq_not_driven": result.live.seq_skipped,
             "seq_not_compared_raced": result.live.seq_raced},
     }
+
+
+def _boundaries_json(result: RunResult) -> Any:
+    if result.boundaries is None:
+        return None
+    from ..model import boundaries
+    return boundaries.to_json(result.boundaries)
 
 
 def write_json(result: RunResult, path: str) -> None:

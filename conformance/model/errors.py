@@ -86,11 +86,27 @@ class ImplementationCrashedError(QsbrError):
     kind = "CRASHED"
 
 
+def is_integer(value: object) -> bool:
+    """The protocol's integer: an ``int`` and not a ``bool``.
+
+    Nothing is coerced: ``True`` (a bool, although ``isinstance(True, int)``), ``3.0``, ``"3"``
+    and objects with ``__index__`` (e.g. numpy integers) are rejected, so that an adapter
+    cannot silently turn a caller's mistake into a valid call (docs/adapter-protocol.md,
+    "Errors")."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_u64(value: object, what: str) -> int:
-    """The protocol's argument rule: goals and sequences are ints in [0, 2**64)."""
-    if not isinstance(value, int) or not 0 <= value < 1 << 64:
+    """The protocol's argument rule: goals and sequences are ints (not bools) in [0, 2**64)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
         raise BadSequenceError(f"{what} must be an integer in [0, 2**64), got {value!r}")
     return value
+
+
+def is_index(value: object) -> bool:
+    """register's index rule: an int (not a bool) in the signed 64-bit range."""
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and -(1 << 63) <= value < (1 << 63))
 
 
 def _all_subclasses(cls: type[QsbrError]) -> list[type[QsbrError]]:

@@ -93,7 +93,7 @@ class Interp:
 
     @staticmethod
     def _u64(v, what):
-        if not isinstance(v, int) or not 0 <= v <= MASK:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MASK:   # no coercion
             raise errors.BadSequenceError(f"{what} out of range")
         return v
 
@@ -125,7 +125,8 @@ class Interp:
 
     def register(self, h, index):
         t = self._t(h)
-        if not isinstance(index, int) or not -(1 << 63) <= index < 1 << 63:
+        if (isinstance(index, bool) or not isinstance(index, int)
+                or not -(1 << 63) <= index < 1 << 63):
             raise errors.IndexOutOfRangeError("not an index")
         if t["slot"] is not None:
             raise (errors.StaleSlotError if t["stale"] else errors.AlreadyRegisteredError)("")
