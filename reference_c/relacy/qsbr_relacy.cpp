@@ -46,6 +46,10 @@ enum Scenario {
     S_STALE_GOAL,   // writer: release unlink + non-advancing goal, racing an advance
     S_GROWTH,       // reserve that grows the array vs an attached reader and an unregister
     S_RESERVE_RACE, // two reserves racing (one grows)
+    // ---- loads a true poll / goal_reached answer relies on (issue 25) -------------------
+    S_FASTPATH,     // writer: goal_reached fast path (then poll); a helper's scan moves rd_seq
+    S_SCAN_RD,      // writer: poll only; the helper's rd_seq CAS lands inside its scan
+    // ---- end of the issue 25 block (new scenarios go after it) -----------------------------
     S_COUNT
 };
 
@@ -78,6 +82,16 @@ const ScenarioInfo SCENARIOS[S_COUNT] = {
                   "reader (safepoints) and an unregister (gh-115103)"},
     {"reserve-race", 2, "two reserves race; one takes the last free slot, the other grows "
                         "(gh-129732)"},
+    // ---- issue 25 block ---------------------------------------------------------------------
+    {"fastpath", 3, "writer: release unlink, advance, quiescent state, waits (relaxed flag: "
+                    "scheduling only) for the helper's first scan, then goal_reached (twice) "
+                    "before any poll: its true answer rests on the rd_seq that a "
+                    "helper's scan (quiescent state, poll, twice) moved after seeing the reader "
+                    "(attached before the threads: read, quiescent state, read, detach) pass"},
+    {"scan-rd", 3, "as fastpath, but the writer polls only (twice): a scan that saw the reader "
+                   "still attached answers true from the rd_seq it loads after the helper's "
+                   "compare-exchange moved it"},
+    // ---- end of the issue 25 block ----------------------------------------------------------
 };
 
 Scenario g_scenario = S_RW;
@@ -90,7 +104,7 @@ std::chrono::steady_clock::time_point g_started;
 enum Role { R_READER, R_WRITER, R_WRITER_XCHG, R_WRITER_NEXT, R_ADVANCER, R_CYCLER,
             R_GROWER, R_SAFEPOINT_READER, R_UNREGISTER,
             R_RESERVER, R_QS_READER, R_LATE_READER_ACQ, R_LATE_READER_SC,
-            R_ADVANCER_AFTER_GOAL, R_NONE };
+            R_ADVANCER_AFTER_GOAL, R_FAST_WRITER, R_SCAN_WRITER, R_HELPER_POLLER, R_NONE };
 
 Role role(int thread)
 {
@@ -106,6 +120,9 @@ Role role(int thread)
         {R_WRITER_NEXT, R_ADVANCER, R_READER},
         {R_GROWER, R_SAFEPOINT_READER, R_UNREGISTER},
         {R_RESERVER, R_RESERVER, R_NONE},
+        // issue 25 block
+        {R_FAST_WRITER, R_HELPER_POLLER, R_QS_READER},
+        {R_SCAN_WRITER, R_HELPER_POLLER, R_QS_READER},
     };
     return roles[g_scenario][thread];
 }
@@ -579,6 +596,66 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         progress[i]($).store(PROGRESS_DONE, rl::mo_release);
     }
 
+    // -- issue 25: the loads behind a true answer ------------------------------------------
+
+    // A writer whose reclamation rests on rd_seq as moved by another thread's scan: the
+    // goal_reached fast path (R_FAST_WRITER: it tries that first), or the rd_seq a scan loads
+    // after its own minimum fell short (R_SCAN_WRITER: polls only).  Either load must acquire
+    // the helper's compare-exchange, which carries the reader's release (quiescent state or
+    // detach) that the helper's scan acquired; relaxed, the reclaim races the reader's read.
+    void fast_writer(int i)
+    {
+        struct _qsbr_thread_state *q = world.ts[i].qsbr;
+        _Py_qsbr_attach(q);
+        Obj *fresh = new Obj;
+        fresh->val($) = LIVE;
+        Obj *old = head($).load(rl::mo_relaxed);
+        head($).store(fresh, rl::mo_release);
+        uint64_t goal = _Py_qsbr_advance(&world.interp.qsbr);
+        goals[i] = goal;
+        _Py_qsbr_quiescent_state(q);
+        if (role(i) == R_FAST_WRITER) {
+            // Scheduling only (a relaxed flag: no ordering): let the helper scan first.
+            rl::backoff b;
+            while (scanned($).load(rl::mo_relaxed) == 0) {
+                b.yield($);
+            }
+        }
+        bool freed = false;
+        for (int k = 0; k < 2 && !freed; k++) {
+            if (role(i) == R_FAST_WRITER ? _Py_qbsr_goal_reached(q, goal)
+                                         : _Py_qsbr_poll(q, goal)) {
+                reclaim(old);
+                freed = true;
+            }
+        }
+        if (!freed && role(i) == R_FAST_WRITER && _Py_qsbr_poll(q, goal)) {
+            reclaim(old);
+            freed = true;
+        }
+        if (!freed) {
+            pending[i] = old;
+        }
+        _Py_qsbr_detach(q);
+        progress[i]($).store(PROGRESS_DONE, rl::mo_release);
+    }
+
+    // Passes quiescent states and scans (a goal one past the current one, never reached
+    // without a scan), moving rd_seq for the writer; frees nothing itself.
+    void helper_poller(int i)
+    {
+        struct _qsbr_thread_state *q = world.ts[i].qsbr;
+        struct _qsbr_shared *shared = &world.interp.qsbr;
+        _Py_qsbr_attach(q);
+        for (int k = 0; k < 2; k++) {
+            _Py_qsbr_quiescent_state(q);
+            (void)_Py_qsbr_poll(q, _Py_qsbr_shared_current(shared) + QSBR_INCR);
+            scanned($).store(k + 1, rl::mo_relaxed);    // scheduling only, as above
+        }
+        _Py_qsbr_detach(q);
+        progress[i]($).store(PROGRESS_DONE, rl::mo_release);
+    }
+
     // -- registry roles --------------------------------------------------------------------
 
     // Reserve a slot for a new thread state and register it, checking the index first (an
@@ -632,6 +709,8 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         case R_RESERVER: reserver(i); break;
         case R_SAFEPOINT_READER: safepoint_reader(i); break;
         case R_UNREGISTER: unregisterer(i); break;
+        case R_FAST_WRITER: case R_SCAN_WRITER: fast_writer(i); break;
+        case R_HELPER_POLLER: helper_poller(i); break;
         case R_NONE: break;
         }
     }
