@@ -111,11 +111,13 @@ def test_judge_advances():
 
 def test_history_with_a_repeated_or_backward_goal_fails_s_adv_1():
     G = contract.GOAL_ADVANCE
-    assert contract.judge([(1, 2, 10, G, 3, 0), (3, 4, 20, G, 5, 0)]).ok
-    assert list(contract.judge([(1, 4, 10, G, 3, 0), (2, 5, 20, G, 3, 0)]).errors) == \
-        ["S-ADV-1"]
+    def judge(history):
+        return contract.judge(history, advances=True)
+    assert judge([(1, 2, 10, G, 3, 0), (3, 4, 20, G, 5, 0)]).ok
+    assert list(judge([(1, 4, 10, G, 3, 0), (2, 5, 20, G, 3, 0)]).errors) == ["S-ADV-1"]
     # the second started after the first returned, yet got an earlier goal
-    assert list(contract.judge([(1, 2, 10, G, 5, 0), (3, 4, 20, G, 3, 0)]).errors) == \
-        ["S-ADV-1"]
+    assert list(judge([(1, 2, 10, G, 5, 0), (3, 4, 20, G, 3, 0)]).errors) == ["S-ADV-1"]
     # overlapping: either order is possible
-    assert contract.judge([(1, 4, 10, G, 5, 0), (2, 5, 20, G, 3, 0)]).ok
+    assert judge([(1, 4, 10, G, 5, 0), (2, 5, 20, G, 3, 0)]).ok
+    # a history of several interpreters (the C ABI torture's rounds) repeats goals
+    assert contract.judge([(1, 2, 10, G, 3, 0), (3, 4, 20, G, 3, 0)]).ok

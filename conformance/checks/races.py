@@ -47,6 +47,7 @@ from .blame import blame
 FORCED_SWITCH_INTERVAL = 1e-6
 STAGGERS = 8            # start offsets of the free rounds, in calls
 LINES = 24              # preemption points of the stepped rounds: lines 1 .. LINES
+SPINS = 20000           # turns a free round's thread spins for the other before it blocks
 
 
 def gil_enabled() -> bool:
@@ -384,14 +385,22 @@ def _run_stepped(calls: list[list[Callable[[], Any]]], schedule: Schedule, locks
 def _run_free(calls: list[list[Callable[[], Any]]], offset: int
               ) -> list[Callable[[], list[tuple[str, Any]]]]:
     # A spinning barrier: both threads stay runnable, so neither finishes before the other
-    # is even woken up (as a blocking barrier would allow).
+    # is even woken up (as a blocking barrier would allow).  After SPINS turns without the
+    # other thread (not scheduled: a busy machine) it blocks instead of burning the CPU.
     arrived: list[int] = []
+    everyone = threading.Event()
 
     def racer(t: int) -> list[tuple[str, Any]]:
         delay = offset if t == (offset & 1) else 0
         arrived.append(t)
-        while len(arrived) < len(calls):
+        if len(arrived) == len(calls):
+            everyone.set()
+        for _ in range(SPINS):
+            if len(arrived) == len(calls):
+                break
             _nop()
+        else:
+            everyone.wait()
         for _ in range(delay):
             _nop()
         return [_outcome(call) for call in calls[t]]
@@ -592,10 +601,11 @@ def schedule(n: int) -> Schedule:
 
 def race_probes(implementation: Any, rounds: int, *, profile: str | None = None,
                 only: list[str] | None = None, stop_on_error: bool = True,
-                free_every: int = 4) -> RaceResult:
-    """``rounds`` stepped rounds of every probe kind (or of those in ``only``), and a free
-    round after every ``free_every``-th (0: none), judged by linearizability against the
-    model.  The caller sets the switch interval (:class:`switching`)."""
+                free_every: int = 4, stepped: bool = True) -> RaceResult:
+    """``rounds`` stepped rounds of every probe kind (or of those in ``only``; none unless
+    ``stepped``), and a free round after every ``free_every``-th (0: none), judged by
+    linearizability against the model.  The caller sets the switch interval
+    (:class:`switching`)."""
     profile = str(profile or getattr(implementation, "profile", "3.13"))
     table = _kinds(profile)
     result = RaceResult()
@@ -607,7 +617,7 @@ def race_probes(implementation: Any, rounds: int, *, profile: str | None = None,
     lines: dict[tuple[str, int, int], int] = {}
     try:
         for n in range(rounds):
-            plans = [schedule(n)]
+            plans = [schedule(n)] if stepped else []
             if free_every and n % free_every == free_every - 1:
                 plans.append(Schedule(False, offset=n // free_every % STAGGERS))
             for plan in plans:

@@ -487,8 +487,8 @@ def main(argv: list[str]) -> int:
         for row in rows:
             row["subject"] = "source"
     seconds = time.monotonic() - started
-    print(table(rows))
     result = assemble(rows, seconds, source)
+    print(table(rows))
     failed = [r for r in rows if not r["ok"]]
     print(f"\ncheck-relacy: {len(rows)} runs in {seconds:.0f} s; {summary(result)}")
     path = Path(args.json) if args.json else out / "results.json"
