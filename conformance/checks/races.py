@@ -4,8 +4,8 @@ Part of the Python-threads torture (conformance.checks.pytorture) for implementa
 declare ``thread_safe = True`` (docs/adapter-protocol.md, 'Thread safety').  Each probe round
 takes a fresh interpreter and a fresh model (conformance.model.oracle), brings both into the
 same state one step at a time (each thread state handled by the worker thread that will race
-with it), then starts two worker threads together on a barrier, each running a short list of
-operations that the protocol allows to run at the same time: two advances; two reserves, one of
+with it), then runs two worker threads at once, each running a short list of operations that
+the protocol allows to run at the same time: two advances; two reserves, one of
 which grows the array; a reserve (growing) beside an unregister, a register, an attach, a detach
 or a quiescent state; two polls beside a quiescent state; a poll beside a detach; goal_reached
 beside a poll; a batching goal (deferred_advance on 3.13, shared_next on 3.14) beside an
@@ -19,9 +19,18 @@ with S-RES-1 for every round with a reserve (its mutual exclusion), S-ADV-1 when
 repeat or wr_seq moved by other than 2 per advance (the contract oracle's advance rule,
 conformance.checks.contract.judge_advances), and S-POLL-2 when rd_seq differs after a poll.
 
-Rounds vary the start offset of one thread (a few calls before its first operation, cycling),
-so that on a GIL build, where the interpreter switches threads only at calls, loop back-edges and
-blocking calls, the two operations overlap at different points.  Every bound is a count.
+Two kinds of round (:class:`Schedule`).  Stepped rounds make the interleaving, whatever the
+build and the scheduler: a trace function (``sys.settrace``, in the racing thread only, for the
+implementation's Python code only) stops one thread before its k-th line at which it holds none
+of the implementation's own locks, the other thread runs its whole list, then the first
+finishes; rounds sweep k = 1 .. LINES for each thread (one preemption per round, every single
+preemption point in 2 * LINES rounds).  C code has no lines, so it is never stopped; a stepped
+round that ran out of lines is not repeated with a later k.  Free rounds release both threads
+together from a spinning barrier (one of them a few calls later, cycling): truly parallel on a
+free-threaded build; on a GIL build they interleave only where the interpreter switches threads
+(calls, loop back-edges, blocking calls; forced often by :class:`switching`).  Every bound is a
+count; the only clock is the liveness escape of a stopped thread (ESCAPE_SECONDS), which changes
+which interleaving ran, never a verdict.
 """
 
 from __future__ import annotations
