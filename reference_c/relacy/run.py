@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -126,8 +127,9 @@ def relacy_present() -> bool:
 
 
 def patched_tree(out: Path, mutant: str) -> Path:
-    """A copy of src/ and include/ with reference_c/mutants/MUTANT.patch applied."""
-    tree = out / "trees" / mutant
+    """A copy of src/ and include/ with reference_c/mutants/MUTANT.patch applied (one per
+    process and thread: pieces may build the same mutant at once)."""
+    tree = out / "trees" / f"{mutant}.{os.getpid()}.{threading.get_ident()}"
     if tree.exists():
         shutil.rmtree(tree)
     tree.mkdir(parents=True)
@@ -148,6 +150,12 @@ def build(cxx: str, out: Path, profile: str, mutant: str | None,
     # the headers shim.h replaces keep their include guards, whoever includes them.
     first = ["-I", str(source), "-I", str(source / "include")] if source else []
     patched = mutant is not None and (MUTANTS_DIR / f"{mutant}.patch").is_file()
+    inputs = [ROOT / name for name in SOURCES] + [ROOT / "include" / "pyatomic.h"] + (
+        [MUTANTS_DIR / f"{mutant}.patch"] if patched else [])
+    if source is None and binary.is_file() and binary.stat().st_mtime > max(
+            p.stat().st_mtime for p in inputs if p.is_file()):
+        return binary               # built from these very inputs (by another piece)
+    tree = None
     if patched:
         assert mutant is not None
         tree = patched_tree(out, mutant)
@@ -155,11 +163,15 @@ def build(cxx: str, out: Path, profile: str, mutant: str | None,
     cmd = [cxx, "-std=c++11", "-O1", "-g0", "-w", "-fpermissive", "-fno-sized-deallocation",
            "-DNDEBUG", f"-DQSBR_PROFILE={profile}", *first, "-I", str(ROOT / "include"),
            "-I", str(ROOT / "src"), "-I", str(HERE), str(HERE / "qsbr_relacy.cpp"),
-           "-o", str(binary) + ".tmp"]
+           "-o", f"{binary}.{os.getpid()}.{threading.get_ident()}.tmp"]
     if mutant and not patched:
         cmd.insert(-3, f"-DQSBR_MUTANT_{mutant}")
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    os.replace(str(binary) + ".tmp", binary)    # whole, even with pieces built at once
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+    finally:
+        if tree is not None:
+            shutil.rmtree(tree, ignore_errors=True)
+    os.replace(cmd[-1], binary)     # whole, even with pieces building it at once
     return binary
 
 
