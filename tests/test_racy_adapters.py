@@ -10,6 +10,7 @@ free-threaded build the free rounds and the free-running torture add truly paral
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -121,3 +122,34 @@ def test_history_with_a_repeated_or_backward_goal_fails_s_adv_1():
     assert judge([(1, 4, 10, G, 5, 0), (2, 5, 20, G, 3, 0)]).ok
     # a history of several interpreters (the C ABI torture's rounds) repeats goals
     assert contract.judge([(1, 2, 10, G, 3, 0), (3, 4, 20, G, 3, 0)]).ok
+
+
+# --- the default conformance run ----------------------------------------------------------
+# (--no-isolate: until an isolated run keeps the thread_safe declaration, the concurrent check
+# runs for a thread-safe adapter only in process)
+
+@pytest.fixture
+def child_path(monkeypatch):
+    """The torture runs in a child process: it must import racy_adapters too."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+
+
+def test_default_run_credits_the_registry_facts_to_the_race_probes(tmp_path, child_path):
+    out = tmp_path / "r.json"
+    assert cli.main(["--impl", "racy_adapters:locked", "--no-isolate", "--examples", "5",
+                     "--concurrency-rounds", "2", "-q", "--json", str(out)]) == 0
+    rows = {row["id"]: row for row in json.loads(out.read_text())["facts"]}
+    for fact in ("S-RES-1", "S-REG-1", "S-UNREG-1", "S-ADV-1"):
+        assert rows[fact]["result"] == "pass", rows[fact]
+        assert "concurrent" in rows[fact]["checked_by"]
+
+
+def test_default_run_fails_a_racy_port_naming_its_fact(tmp_path, child_path):
+    out = tmp_path / "r.json"
+    assert cli.main(["--impl", "racy_adapters:claim_after_unlock", "--no-isolate",
+                     "--examples", "5", "--concurrency-rounds", "2", "-q",
+                     "--json", str(out)]) == 1
+    rows = {row["id"]: row for row in json.loads(out.read_text())["facts"]}
+    assert rows["S-RES-1"]["result"] == "FAIL"

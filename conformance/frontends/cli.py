@@ -364,6 +364,9 @@ def _run(args: argparse.Namespace) -> int:
 CABI_FACTORIES = ("conformance.cabi:from_env", "conformance.drivers.cabi:from_env")
 PYTHON_THREAD_FACTS = ("S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-ADV-1", "S-POLL-1",
                        "S-POLL-2", "S-SAFE-1", "S-SAFE-2")
+#: Exercised concurrently only by the race probes (conformance.checks.races): a reserve that
+#: grows beside an unregister, a register, a reserve.
+RACE_PROBE_FACTS = ("S-RES-1", "S-REG-1", "S-UNREG-1")
 
 
 def _library_for(spec: str, profile: str) -> str | None:
@@ -476,7 +479,11 @@ def concurrent_check(result: Any, spec: str, rounds: int, seed: int | None, prof
     result.concurrency = (f"Python-threads torture, {updates} updates, GIL "
                           f"{'on' if getattr(sys, '_is_gil_enabled', lambda: True)() else 'off'}"
                           f"; contract oracle judged {judged.get('safety_checked', 0)} true "
-                          f"and {judged.get('liveness_checked', 0)} false polls")
+                          f"and {judged.get('liveness_checked', 0)} false polls"
+                          + (f"; {stats['races']['rounds']} race-probe rounds"
+                             if stats.get("races") else "")
+                          + (f"; evidence: {stats['evidence']}" if stats.get("evidence")
+                             else ""))
     failures: dict[str, list[str]] = dict(judged.get("errors", {}))
     if stats.get("errors_reclaimed"):
         failures.setdefault("S-SAFE-1", []).append(
@@ -488,8 +495,9 @@ def concurrent_check(result: Any, spec: str, rounds: int, seed: int | None, prof
     if data["status"] == 2 and not failures:
         failures["S-SAFE-2"] = ["nothing was reclaimed"]
     if not failures:
+        facts = PYTHON_THREAD_FACTS + (RACE_PROBE_FACTS if stats.get("races") else ())
         for _ in range(rounds):
-            ledger.passed(*PYTHON_THREAD_FACTS, source="concurrent")
+            ledger.passed(*facts, source="concurrent")
         return
     for fact, details in failures.items():
         ledger.failed((fact,), details[0], source="concurrent")
