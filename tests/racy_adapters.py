@@ -22,7 +22,7 @@ switches threads only at such points (see conformance.checks.races).
 | detach_without_lock       | detach stores seq through a slot looked up unlocked    | S-DETACH-1 |
 | owner_after_unlock        | register stores the owner after the unlock             | S-REG-1    |
 | poll_cached_rd_seq        | poll reads rd_seq unlocked, compares with that copy    | S-POLL-2   |
-| deferred_advance_unlocked | 3.13: deferred_advance's advance at the limit, unlocked | S-ADV-1    |
+| deferred_advance_unlocked | 3.13: deferred_advance advances at the limit, unlocked | S-ADV-1    |
 
 (The registry races are named S-RES-1 as well: a reserve took part.)
 """
