@@ -1,6 +1,11 @@
 """conformance.checks.modelcheck: the model checker's results in the conformance run."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +59,113 @@ def test_matching_results_credit_model_checked_facts(tmp_path):
     modelcheck.apply(ledger2, "3.13", reference_port=True,
                      results_path=_results(tmp_path, modelcheck.sources_hash(SOURCE), "clean"))
     assert not ledger2.checks["S-READ-1"]
+
+
+# --- the Relacy harness itself: pieces, merge, order edits (issues 24 and 25) --------------
+
+RUN = SOURCE / "relacy" / "run.py" if SOURCE is not None else None
+needs_relacy = pytest.mark.skipif(
+    SOURCE is None or not (shutil.which("g++") or shutil.which("clang++"))
+    or not os.path.isfile("/usr/include/relacy/relacy.hpp") or not shutil.which("patch"),
+    reason="needs the reference_c/ sources, g++ or clang++, GNU patch and the Relacy headers "
+           "(apt-get install relacy-dev)")
+# The order edits of the loads and stores a true poll / goal_reached answer relies on,
+# reference_c/mutants/NAME.patch (reference_c/relacy/README.md, "Loads behind a true answer").
+ORDER_EDITS = ("GOAL_REACHED_RELAXED", "SCAN_RD_SEQ_RELAXED", "ATTACH_LOAD_RELAXED",
+               "QS_LOAD_RELAXED")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True)
+
+
+@needs_source
+def test_pieces_are_listed():
+    proc = _run("--list")
+    assert proc.returncode == 0, proc.stderr
+    pieces = proc.stdout.split()
+    assert "port:313:fastpath:random" in pieces and "port:314:scan-rd:bound" in pieces
+    assert "GOAL_REACHED_RELAXED:313:fastpath:random" in pieces
+    assert not any(p.endswith(":full") for p in pieces)
+    assert "port:313:rw:full" in _run("--list", "--search", "full").stdout.split()
+    assert len(set(pieces)) == len(pieces)
+    assert _run("--piece", "port:313:nosuch:random").returncode == 2
+
+
+@needs_source
+def test_order_edits_are_patch_files_for_the_model_checker():
+    for name in ORDER_EDITS:
+        text = (SOURCE / "mutants" / f"{name}.patch").read_text()
+        header = text.split("\n--- ", 1)[0]
+        assert f"Mutant: {name}" in header and "Killer: model checker" in header
+        assert "Kind: order" in header and "Scenarios: " in header
+
+
+@needs_relacy
+def test_two_pieces_run_apart_and_merge(tmp_path):
+    build = tmp_path / "build"
+    port = _run("--build", str(build), "--piece", "port:313:fastpath:random",
+                "--piece", "port:313:fastpath:bound", "--cap", "200",
+                "--json", str(tmp_path / "a.json"))
+    assert port.returncode == 0, port.stdout + port.stderr
+    mutant = _run("--build", str(build), "--piece", "GOAL_REACHED_RELAXED:313:fastpath:random",
+                  "--json", str(tmp_path / "b.json"))
+    assert mutant.returncode == 0, mutant.stdout + mutant.stderr
+    merged = tmp_path / "results.json"
+    proc = _run("--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                "--json", str(merged))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(merged.read_text())
+    assert data["ok"] and data["mutants"]["GOAL_REACHED_RELAXED"]["killed"]
+    assert data["mutants"]["GOAL_REACHED_RELAXED"]["by"] == "fastpath/random"
+    assert data["coverage"]["313/fastpath"]["random"].startswith("clean in 20000")
+    assert data["coverage"]["313/fastpath"]["bound"] == "capped: clean in the first 200 " \
+                                                        "iterations"
+    assert data["capped"] == ["313/fastpath/bound"] and data["exhaustive"] == []
+    assert "capped" in proc.stdout
+    # the merged file is a results file the conformance run can use
+    ledger = FactLedger()
+    result = modelcheck.apply(ledger, "3.13", reference_port=True, results_path=merged)
+    assert result.ran and "mutants killed 1/1" in result.line
+    assert ledger.counts_by_source("S-GOAL-1") == {"model-checked": 2}
+
+
+@needs_relacy
+@pytest.mark.parametrize("mutant", ORDER_EDITS)
+def test_each_order_edit_is_killed_by_a_scenario(mutant, tmp_path):
+    out = tmp_path / "r.json"
+    proc = _run("--build", str(tmp_path / "b"), "--mutant", mutant, "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = json.loads(out.read_text())["mutants"][mutant]
+    assert row["killed"] and "DATA RACE" in row["detail"], row
+
+
+def _pieces_from_env() -> list[str]:
+    wanted = os.environ.get("QSBR_RELACY_PIECES", "")
+    if not wanted or RUN is None:
+        return []
+    if wanted in ("all", "random", "bound", "full"):
+        search = "random,bound" if wanted == "all" else wanted
+        return _run("--list", "--search", search).stdout.split()
+    return [p.strip() for p in wanted.split(",") if p.strip()]
+
+
+@needs_relacy
+@pytest.mark.parametrize("piece", _pieces_from_env() or [None])
+def test_relacy_piece(piece, tmp_path_factory):
+    """One model-checker piece per test, so pytest-xdist spreads them over cores:
+    QSBR_RELACY_PIECES=all (or random, bound, full, or a comma list of piece ids) and
+    QSBR_RELACY_OUT=DIR; then `python3 reference_c/relacy/run.py --merge DIR/*.json`."""
+    if piece is None:
+        pytest.skip("opt-in campaign: set QSBR_RELACY_PIECES=all (or a comma list from "
+                    "`run.py --list`) and QSBR_RELACY_OUT=DIR to run each model-checker piece "
+                    "as a test (pytest -n N spreads them)")
+    out = Path(os.environ.get("QSBR_RELACY_OUT") or tmp_path_factory.mktemp("pieces"))
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / (piece.replace(":", "_") + ".json")
+    proc = _run("--build", str(out / "build"), "--jobs", "1", "--piece", piece,
+                "--json", str(target))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = json.loads(target.read_text())["runs"][0]
+    if row["subject"] == "port":
+        assert row["ok"], row       # a mutant's piece may miss it: the merge says if any killed

@@ -31,6 +31,9 @@ from ..model import profiles
 #: The facts the Python-threads torture judges (its own checks and the contract oracle).
 PYTHON_THREAD_FACTS = ("S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-ADV-1", "S-POLL-1",
                        "S-POLL-2", "S-SAFE-1", "S-SAFE-2")
+#: Exercised concurrently only by the race probes (conformance.checks.races): a reserve that
+#: grows beside an unregister, a register, a reserve.
+RACE_PROBE_FACTS = ("S-RES-1", "S-REG-1", "S-UNREG-1")
 #: Updates of the Python-threads torture per round of --concurrency-rounds.
 UPDATES_PER_ROUND = 250
 
@@ -160,14 +163,15 @@ def _python_threads(result: Any, target: Target, capabilities: Capabilities, rou
             data = json.load(handle)
     stats = data["stats"]
     judged: dict = stats.get("contract") or {}
-    gil = stats.get("gil_enabled", data.get("gil_enabled"))
-    evidence = stats.get("evidence") or (
-        "GIL on" if gil or gil is None and getattr(sys, "_is_gil_enabled", lambda: True)()
-        else "GIL off: truly parallel")
+    gil = "on" if getattr(sys, "_is_gil_enabled", lambda: True)() else "off"
     result.concurrency = (f"Python-threads torture in a child process, {updates} updates, "
-                          f"{evidence}; contract oracle judged "
+                          f"GIL {gil}; contract oracle judged "
                           f"{judged.get('safety_checked', 0)} true and "
-                          f"{judged.get('liveness_checked', 0)} false polls")
+                          f"{judged.get('liveness_checked', 0)} false polls"
+                          + (f"; {stats['races']['rounds']} race-probe rounds"
+                             if stats.get("races") else "")
+                          + (f"; evidence: {stats['evidence']}" if stats.get("evidence")
+                             else ""))
     failures: dict[str, list[str]] = dict(judged.get("errors", {}))
     if stats.get("errors_reclaimed"):
         failures.setdefault("S-SAFE-1", []).append(
@@ -179,7 +183,8 @@ def _python_threads(result: Any, target: Target, capabilities: Capabilities, rou
     if data["status"] == 2 and not failures:
         failures["S-SAFE-2"] = ["nothing was reclaimed"]
     if not failures:
-        ledger.passed(*PYTHON_THREAD_FACTS, source="concurrent", count=rounds)
+        facts = PYTHON_THREAD_FACTS + (RACE_PROBE_FACTS if stats.get("races") else ())
+        ledger.passed(*facts, source="concurrent", count=rounds)
         return
     for fact, details in failures.items():
         ledger.failed((fact,), details[0], source="concurrent")

@@ -26,6 +26,11 @@ The judgement claims only what the tickets prove (no false alarm from a logging 
 - liveness (S-SAFE-2, goals from advance only; a batching goal is reached only once somebody
   advances): a poll that answered false is wrong if every thread state that may have been
   attached at G certainly passed a quiescent state or detached after G and before the poll.
+- advances (S-ADV-1, with ``advances=True``, for the history of one interpreter): advance() is
+  one atomic read-modify-write of wr_seq, so no two advances
+  return the same goal, and an advance that certainly returned before another started returned
+  the earlier goal (:func:`judge_advances` also checks that wr_seq moved by exactly 2 per
+  advance when nothing else wrote it).
 """
 
 from __future__ import annotations
@@ -87,7 +92,10 @@ class _Thread:
         return bisect_left(self.afters, ticket) - 1
 
 
-def judge(events: list[Event]) -> ContractResult:
+def judge(events: list[Event], *, advances: bool = False) -> ContractResult:
+    """Judge a history.  ``advances``: the history is of ONE interpreter, so its advance goals
+    are judged too (S-ADV-1); a history that spans several interpreters (the C ABI torture's
+    rounds) repeats goals legitimately."""
     result = ContractResult(events=len(events))
     threads: dict[int, _Thread] = {}
     for event in events:
@@ -95,6 +103,8 @@ def judge(events: list[Event]) -> ContractResult:
     for thread in threads.values():
         thread.prepare()
     by_first = sorted(threads.items(), key=lambda item: item[1].first)
+    if advances:
+        _check_advances(result, events)
 
     def live_during(start: int, end: int) -> list[tuple[int, _Thread]]:
         return [(tid, t) for tid, t in by_first if t.first < end and t.last > start]
@@ -116,6 +126,50 @@ def judge(events: list[Event]) -> ContractResult:
             elif goal[3] == GOAL_ADVANCE:
                 result.liveness_checked += 1
                 _check_liveness(result, goal, op, live_during(0, op[0]))
+    return result
+
+
+def _check_advances(result: ContractResult, events: list[Event]) -> None:
+    advances = sorted((e for e in events if e[3] == GOAL_ADVANCE), key=lambda e: e[0])
+    first: dict[int, Event] = {}
+    for event in advances:
+        twin = first.setdefault(event[4], event)
+        if twin is not event:
+            result.fail("S-ADV-1",
+                        f"two advances returned the same goal {event[4]} (tickets "
+                        f"{twin[0]}-{twin[1]} and {event[0]}-{event[1]}): an increment of "
+                        "wr_seq was lost or a goal was read outside the atomic update")
+    by_after = sorted(advances, key=lambda e: e[1])
+    for earlier, later in zip(by_after, by_after[1:], strict=False):
+        if earlier[1] < later[0] and not _lt(earlier[4], later[4]):
+            result.fail("S-ADV-1",
+                        f"advance at tickets {earlier[0]}-{earlier[1]} returned {earlier[4]}, "
+                        f"and an advance that started after it returned (tickets "
+                        f"{later[0]}-{later[1]}) returned {later[4]}, not a later goal")
+
+
+def _lt(a: int, b: int) -> bool:
+    return ((a - b) & ((1 << 64) - 1)) >> 63 == 1      # QSBR_LT: (int64_t)(a - b) < 0
+
+
+def judge_advances(goals: list[int], wr_before: int,
+                   wr_after: int | None = None) -> ContractResult:
+    """S-ADV-1 for advances that ran at once from ``wr_seq == wr_before``: distinct goals,
+    and, when ``wr_after`` is given (nothing else wrote wr_seq), exactly the goals
+    ``wr_before + 2``, ``+ 4``, ... and ``wr_after == wr_before + 2 * len(goals)``."""
+    result = ContractResult(events=len(goals))
+    mask = (1 << 64) - 1
+    if len(set(goals)) != len(goals):
+        result.fail("S-ADV-1", f"advances run at once returned goals {sorted(goals)}: the "
+                               "same goal twice (a lost increment, or the goal read outside "
+                               "the atomic update)")
+    if wr_after is not None:
+        want = sorted((wr_before + 2 * k) & mask for k in range(1, len(goals) + 1))
+        moved = (wr_after - wr_before) & mask
+        if moved != 2 * len(goals) or sorted(goals) != want:
+            result.fail("S-ADV-1", f"{len(goals)} advance(s) run at once from wr_seq "
+                                   f"{wr_before} returned {sorted(goals)} and left wr_seq "
+                                   f"{wr_after} (moved by {moved}, not {2 * len(goals)})")
     return result
 
 

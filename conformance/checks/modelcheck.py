@@ -31,6 +31,9 @@ SCENARIO_FACTS: dict[str, tuple[str, ...]] = {
     "read-seqcst": ("S-ATTACH-1", "S-POLL-1", "S-SAFE-1"),
     "growth": ("S-RES-1", "S-SLOT-3", "S-UNREG-1"),
     "reserve-race": ("S-RES-1", "S-SLOT-3"),
+    # the loads a true poll / goal_reached answer relies on (reference_c/relacy/README.md)
+    "fastpath": ("S-POLL-1", "S-GOAL-1", "S-SAFE-1"),
+    "scan-rd": ("S-POLL-1", "S-SAFE-1"),
 }
 READ_FACT = "S-READ-1"
 _SOURCES = ("src/qsbr.c", "include/pycore_qsbr.h", "include/qsbr_pyport.h",

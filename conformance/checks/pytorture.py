@@ -4,7 +4,16 @@ The same roles as the C torture (reference_c/harness/torture.c), at Python speed
 object across a read-side section and check it has not been reclaimed; writers replace it,
 retire the old one with a goal from ``advance()`` and reclaim it only when ``poll()`` allows.
 On a free-threaded build the threads run truly in parallel; elsewhere they interleave at the
-bridge, which releases the GIL on every call.
+bridge, which releases the GIL on every call, and in Python code where the interpreter switches
+threads (forced every microsecond for the run, ``sys.setswitchinterval``).
+
+Race probes run first (conformance.checks.races): two threads inside operations at once (two
+advances, two reserves of which one grows, a reserve beside an unregister, register, attach,
+detach or quiescent state, two polls, a poll beside a detach, goal_reached beside a poll, a
+batching goal beside an advance, an attach beside an advance), each round on a fresh
+interpreter, judged by linearizability against the model.  Stepped rounds preempt one thread at
+each line of the implementation's Python code in turn (where it holds none of its own locks),
+so a Python-level race shows whatever the build; free rounds release both threads together.
 
 Any implementation that declares ``thread_safe = True`` (docs/adapter-protocol.md) can be
 driven this way.  Every operation is recorded with two tickets from one atomic counter and the
@@ -35,7 +44,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import contract
+from . import contract, races
+
+#: Rounds of each race probe by default: one sweep of every single preemption (both threads,
+#: lines 1 .. races.LINES) of the first setup variant.
+RACE_ROUNDS = 2 * races.LINES
 
 
 class _Object:
@@ -50,13 +63,52 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
                    seconds: float = 2.0, seed: int = 1, updates: int = 0,
                    progress: Callable[[dict], None] | None = None,
                    progress_interval: float = 1.0,
-                   probe_rounds: int | None = None) -> tuple[int, dict]:
+                   probe_rounds: int | None = None,
+                   race_rounds: int = RACE_ROUNDS,
+                   switch_interval: float | None = races.FORCED_SWITCH_INTERVAL
+                   ) -> tuple[int, dict]:
     """Returns (status, stats) like the C torture: 0 ok, 1 errors, 2 nothing reclaimed.
 
     Stops after ``seconds``, or once ``updates`` updates were made when ``updates`` > 0.
-    ``probe_rounds`` grace-period probes run first (default: ``readers + 8``; 0: none).
-    ``stats["contract"]`` is the contract oracle's judgement of the recorded history.
+    ``race_rounds`` rounds of every race probe run first (conformance.checks.races; 0: none),
+    then ``probe_rounds`` grace-period probes (default: ``readers + 8``; 0: none).  On a GIL
+    build the whole run forces thread switches every ``switch_interval`` seconds (None: the
+    interpreter's own interval), restored afterwards; ``stats["evidence"]`` says how strong a
+    clean result is on this build.  ``stats["contract"]`` is the contract oracle's judgement of
+    the recorded history, with the race probes' failures added; ``stats["races"]`` has the
+    probes' own counts.
     """
+    race_result, race_error = None, None
+    with races.switching(switch_interval) as switched:
+        if race_rounds > 0:
+            try:
+                race_result = races.race_probes(implementation, race_rounds)
+            except Exception as exc:  # noqa: BLE001 - an implementation that raised
+                race_error = f"race probes: {type(exc).__name__}: {exc}"
+        status, stats = _torture(implementation, readers=readers, writers=writers,
+                                 seconds=seconds, seed=seed, updates=updates,
+                                 progress=progress, progress_interval=progress_interval,
+                                 probe_rounds=probe_rounds)
+    stats["evidence"] = races.evidence(
+        switched.interval, race_result.stats["stepped"] if race_result is not None else 0)
+    stats["gil"] = races.gil_enabled()
+    if race_result is not None:
+        stats["races"] = {"rounds": race_result.rounds, "by_kind": race_result.by_kind,
+                          "errors": race_result.errors, "caught_at": race_result.caught_at,
+                          **race_result.stats}
+        for fact, details in race_result.errors.items():
+            stats["contract"]["errors"].setdefault(fact, []).extend(details)
+        if race_result.errors:
+            status = 1
+    if race_error is not None:
+        stats["harness_errors"].append(race_error)
+        status = 1
+    return status, stats
+
+
+def _torture(implementation: Any, *, readers: int, writers: int, seconds: float, seed: int,
+             updates: int, progress: Callable[[dict], None] | None, progress_interval: float,
+             probe_rounds: int | None) -> tuple[int, dict]:
     if seconds <= 0 and updates <= 0:
         raise ValueError("give seconds > 0 or updates > 0")
     if readers < 1 or writers < 1:
@@ -201,7 +253,7 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
                          "the run (threads reserved, the array grew, everything was "
                          "unregistered and the interpreter closed): S-RES-1")
     history.sort(key=lambda event: event[0])
-    judged = contract.judge(history)
+    judged = contract.judge(history, advances=True)       # one interpreter
     stats = dict(counts, elapsed=time.monotonic() - started,
                  harness_errors=[f"{type(e).__name__}: {e}" for e in errors],
                  contract={"events": judged.events, "safety_checked": judged.safety_checked,

@@ -53,6 +53,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--python-threads", action="store_true",
                    help="drive the protocol from Python threads through the bridge instead "
                         "of C threads (meaningful on free-threaded builds)")
+    p.add_argument("--race-rounds", type=common.nonnegative_int, default=None, metavar="N",
+                   help="--python-threads: rounds of each race probe (two threads inside "
+                        "operations at once, judged against the model; default: 48, one "
+                        "preemption at each of the first 24 lines of either thread; 0: none)")
+    p.add_argument("--switch-interval", type=float, default=None, metavar="SECONDS",
+                   help="--python-threads on a GIL build: force thread switches this often "
+                        "for the run (sys.setswitchinterval; default: 1e-6; 0: the "
+                        "interpreter's own); restored afterwards")
     p.add_argument("--impl", metavar="MODULE:FACTORY",
                    help="torture this implementation: conformance.cabi:from_env (with "
                         "$QSBR_LIBRARY) runs the C ABI driver on that library; any other "
@@ -90,6 +98,12 @@ def main(argv: list[str]) -> int:
             raise common.UsageError("--seconds must be >= 0")
         if args.seconds == 0 and args.updates == 0:
             raise common.UsageError("give --seconds > 0 or --updates > 0")
+        if args.switch_interval is not None and not (0 <= args.switch_interval < 1):
+            raise common.UsageError("--switch-interval must be in [0, 1) seconds")
+        if (args.race_rounds is not None or args.switch_interval is not None) \
+                and not args.python_threads:
+            raise common.UsageError("--race-rounds and --switch-interval need "
+                                    "--python-threads")
         library = args.library
         if args.impl is not None and library is None:
             if args.impl.split(":")[0] in ("conformance.cabi", "conformance.drivers.cabi"):
@@ -135,7 +149,8 @@ def _run(args: argparse.Namespace) -> int:
           f"{'Python' if args.python_threads else 'C'} threads, {args.seconds:g} s, "
           f"GIL {'on' if gil else 'off'}", flush=True)
     if args.python_threads:
-        from ..checks.pytorture import python_torture
+        from ..checks import races
+        from ..checks.pytorture import RACE_ROUNDS, python_torture
         if args.impl is not None:
             from ..drivers import target as targets
             try:
@@ -152,10 +167,14 @@ def _run(args: argparse.Namespace) -> int:
         else:
             from ..drivers.reference import reference_port
             implementation = reference_port(args.profile)
+        interval = (races.FORCED_SWITCH_INTERVAL if args.switch_interval is None
+                    else args.switch_interval or None)
         status, stats = python_torture(
             implementation, readers=args.readers, writers=args.writers,
             seconds=args.seconds if not args.updates else 0.0, updates=args.updates,
-            seed=args.seed, progress=report)
+            seed=args.seed, progress=report,
+            race_rounds=RACE_ROUNDS if args.race_rounds is None else args.race_rounds,
+            switch_interval=interval)
     else:
         status, stats = cython_bridge.extension(args.profile).torture(
             readers=args.readers, writers=args.writers, churners=args.churn,
@@ -172,6 +191,15 @@ def _run(args: argparse.Namespace) -> int:
               + (f"; harness: {stats['harness_errors']}" if stats["harness_errors"] else ""))
         if stats.get("resources"):
             print(f"  FAIL S-RES-1: {stats['resources']}")
+        print(f"evidence: {stats['evidence']}")
+        probes = stats.get("races")
+        if probes is not None:
+            print(f"race probes: {probes['rounds']} rounds ({probes['stepped']} stepped with "
+                  f"{probes['preemptions']} preemptions, {probes['free']} released together) "
+                  f"over {len(probes['by_kind'])} kinds"
+                  + (f"; {probes['escapes']} pause(s) abandoned" if probes["escapes"] else "")
+                  + (f"; first failure at round {min(probes['caught_at'].values())}"
+                     if probes["caught_at"] else ""))
         contract = stats.get("contract")
         if contract is not None:
             print(f"contract oracle: {contract['events']} events, {contract['safety_checked']} "

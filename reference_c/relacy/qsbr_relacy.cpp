@@ -51,6 +51,10 @@ enum Scenario {
     S_STALE_GOAL_ADVANCING, // stale-goal with the advancing goal (_Py_qsbr_advance)
     S_RETIRE_BEFORE_UNLINK, // the goal taken before the unlink (dict_merge's clone path)
     // -- end of the hazards block --------------------------------------------------------------
+    // ---- loads a true poll / goal_reached answer relies on (issue 25) -------------------
+    S_FASTPATH,     // writer: goal_reached fast path (then poll); a helper's scan moves rd_seq
+    S_SCAN_RD,      // writer: poll only; the helper's rd_seq CAS lands inside its scan
+    // ---- end of the issue 25 block (new scenarios go after it) -----------------------------
     S_COUNT
 };
 
@@ -93,6 +97,16 @@ const ScenarioInfo SCENARIOS[S_COUNT] = {
                                 "another thread advances; one reader that passes a quiescent "
                                 "state"},
     // -- end of the hazards block ------------------------------------------------------------
+    // ---- issue 25 block ---------------------------------------------------------------------
+    {"fastpath", 3, "writer: release unlink, advance, quiescent state, waits (relaxed flag: "
+                    "scheduling only) for the helper's first scan, then goal_reached (twice) "
+                    "before any poll: its true answer rests on the rd_seq that a "
+                    "helper's scan (quiescent state, poll, twice) moved after seeing the reader "
+                    "(attached before the threads: read, quiescent state, read, detach) pass"},
+    {"scan-rd", 3, "as fastpath, but the writer polls only (twice): a scan that saw the reader "
+                   "still attached answers true from the rd_seq it loads after the helper's "
+                   "compare-exchange moved it"},
+    // ---- end of the issue 25 block ----------------------------------------------------------
 };
 
 Scenario g_scenario = S_RW;
@@ -107,6 +121,7 @@ enum Role { R_READER, R_WRITER, R_WRITER_XCHG, R_WRITER_NEXT, R_ADVANCER, R_CYCL
             R_RESERVER, R_QS_READER, R_LATE_READER_ACQ, R_LATE_READER_SC,
             R_ADVANCER_AFTER_GOAL,
             R_WRITER_NEXT_FENCE, R_WRITER_RETIRE_FIRST,     // hazards
+            R_FAST_WRITER, R_SCAN_WRITER, R_HELPER_POLLER,  // issue 25
             R_NONE };
 
 Role role(int thread)
@@ -128,6 +143,9 @@ Role role(int thread)
         {R_WRITER, R_ADVANCER, R_READER},
         {R_WRITER_RETIRE_FIRST, R_ADVANCER, R_READER},
         // -- end of the hazards block --------------------------------------------------------
+        // issue 25 block
+        {R_FAST_WRITER, R_HELPER_POLLER, R_QS_READER},
+        {R_SCAN_WRITER, R_HELPER_POLLER, R_QS_READER},
     };
     return roles[g_scenario][thread];
 }
@@ -615,6 +633,66 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         progress[i]($).store(PROGRESS_DONE, rl::mo_release);
     }
 
+    // -- issue 25: the loads behind a true answer ------------------------------------------
+
+    // A writer whose reclamation rests on rd_seq as moved by another thread's scan: the
+    // goal_reached fast path (R_FAST_WRITER: it tries that first), or the rd_seq a scan loads
+    // after its own minimum fell short (R_SCAN_WRITER: polls only).  Either load must acquire
+    // the helper's compare-exchange, which carries the reader's release (quiescent state or
+    // detach) that the helper's scan acquired; relaxed, the reclaim races the reader's read.
+    void fast_writer(int i)
+    {
+        struct _qsbr_thread_state *q = world.ts[i].qsbr;
+        _Py_qsbr_attach(q);
+        Obj *fresh = new Obj;
+        fresh->val($) = LIVE;
+        Obj *old = head($).load(rl::mo_relaxed);
+        head($).store(fresh, rl::mo_release);
+        uint64_t goal = _Py_qsbr_advance(&world.interp.qsbr);
+        goals[i] = goal;
+        _Py_qsbr_quiescent_state(q);
+        if (role(i) == R_FAST_WRITER) {
+            // Scheduling only (a relaxed flag: no ordering): let the helper scan first.
+            rl::backoff b;
+            while (scanned($).load(rl::mo_relaxed) == 0) {
+                b.yield($);
+            }
+        }
+        bool freed = false;
+        for (int k = 0; k < 2 && !freed; k++) {
+            if (role(i) == R_FAST_WRITER ? _Py_qbsr_goal_reached(q, goal)
+                                         : _Py_qsbr_poll(q, goal)) {
+                reclaim(old);
+                freed = true;
+            }
+        }
+        if (!freed && role(i) == R_FAST_WRITER && _Py_qsbr_poll(q, goal)) {
+            reclaim(old);
+            freed = true;
+        }
+        if (!freed) {
+            pending[i] = old;
+        }
+        _Py_qsbr_detach(q);
+        progress[i]($).store(PROGRESS_DONE, rl::mo_release);
+    }
+
+    // Passes quiescent states and scans (a goal one past the current one, never reached
+    // without a scan), moving rd_seq for the writer; frees nothing itself.
+    void helper_poller(int i)
+    {
+        struct _qsbr_thread_state *q = world.ts[i].qsbr;
+        struct _qsbr_shared *shared = &world.interp.qsbr;
+        _Py_qsbr_attach(q);
+        for (int k = 0; k < 2; k++) {
+            _Py_qsbr_quiescent_state(q);
+            (void)_Py_qsbr_poll(q, _Py_qsbr_shared_current(shared) + QSBR_INCR);
+            scanned($).store(k + 1, rl::mo_relaxed);    // scheduling only, as above
+        }
+        _Py_qsbr_detach(q);
+        progress[i]($).store(PROGRESS_DONE, rl::mo_release);
+    }
+
     // -- registry roles --------------------------------------------------------------------
 
     // Reserve a slot for a new thread state and register it, checking the index first (an
@@ -669,6 +747,8 @@ struct qsbr_test : rl::test_suite<qsbr_test<N>, N>
         case R_RESERVER: reserver(i); break;
         case R_SAFEPOINT_READER: safepoint_reader(i); break;
         case R_UNREGISTER: unregisterer(i); break;
+        case R_FAST_WRITER: case R_SCAN_WRITER: fast_writer(i); break;
+        case R_HELPER_POLLER: helper_poller(i); break;
         case R_NONE: break;
         }
     }
