@@ -36,8 +36,8 @@ def test_mutant_is_killed_by_a_default_run_naming_its_fact(name):
 
 @pytest.mark.parametrize("profile", ["3.13", "3.14"])
 def test_reference_port_conforms_and_reaches_every_boundary(profile):
-    bridge = pytest.importorskip("cython_bridge")
-    result = run_conformance(bridge.reference_port(profile=profile), examples=30, seed=3)
+    from conformance.reference import reference_port
+    result = run_conformance(reference_port(profile=profile), examples=30, seed=3)
     assert result.conforms, [failure.message for failure in result.failures]
     assert result.boundaries is not None
     assert result.boundaries.gaps == []

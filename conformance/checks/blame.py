@@ -6,8 +6,8 @@ whose answer differs is charged to S-POLL-1, and to S-SEQ-3 only when wrap-aroun
 answer (the oracle records S-SEQ-3 only then); a difference in a slot's bookkeeping after an
 unregister is charged to S-DEF-3, not to S-FREE-3.  :func:`blame` intersects the facts the step
 applied with the facts that decide the part that differs; when the intersection is empty (a bug
-in a part the step should not have touched at all), the facts that decide that part are named
-(and every applied fact only when no fact decides it).
+in a part the step should not have touched at all), every applied fact is named (the step's
+rules are what was broken: fini that resets the sequences breaks S-FINI-1, not S-ADV-1).
 
 Growth: a difference in a slot that the step's growth copied (part ``copied``) is the growth's
 (S-RES-1: growth carries every field of every slot), not the pop's (S-FREE-1); a reserve that
@@ -93,7 +93,4 @@ def blame(applied: Iterable[str], parts: Iterable[str], *, misuse: bool = False,
             deciding |= RESULT_FACTS.get(operation, frozenset())
         else:
             deciding |= STATE_FACTS.get(part, frozenset())
-    # A part the step's own rules do not decide (a field it should not have touched, or a
-    # default it should have set) is charged to the facts that decide that part, not to every
-    # rule the step applied.
-    return (applied & deciding) or deciding or applied or {MISUSE}
+    return (applied & deciding) or applied or {MISUSE}
