@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_upstream import tarball
+from tarballs import tarball
 
 from conformance import sources
 
