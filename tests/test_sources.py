@@ -166,3 +166,16 @@ def test_an_explicit_source_must_be_a_reference_c_folder(tmp_path, capsys):
         sources.workspace(tmp_path)
     assert cli.main(["bench", "--quick", "--no-suite", "--source", str(tmp_path)]) == 2
     assert "not a reference_c folder" in capsys.readouterr().err
+
+
+def test_sources_imports_nothing_of_the_package():
+    """Every group (model, checks, drivers, frontends, bench) may use it, so it uses none."""
+    import ast
+
+    tree = ast.parse(Path(sources.__file__).read_text(encoding="utf-8"))
+    imported = [node.module or "" for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and (node.level or
+                                                         (node.module or "").startswith("conf"))]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names if alias.name.startswith("conformance")]
+    assert imported == []
