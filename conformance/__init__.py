@@ -8,7 +8,10 @@ The package is grouped by responsibility:
   Python-threads torture, the mutant catalog);
 - ``conformance.drivers``: how the suite reaches an implementation (in process, in an isolated
   child process, through the C ABI);
-- ``conformance.frontends``: the command line, the reports and the pytest plugin.
+- ``conformance.frontends``: the command line, the reports and the pytest plugin;
+- ``conformance.sources`` (below them all, importing nothing of the package): where the
+  reference port's C sources are (a checkout's reference_c/ or the installed package's copy),
+  where to build them, and their hash.
 
 ``conformance.adapter``, ``conformance.errors``, ``conformance.oracle`` and ``conformance.cabi``
 remain importable under those public names.  Names are imported lazily: a child process hosting

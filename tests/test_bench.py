@@ -8,15 +8,15 @@ import shutil
 
 import pytest
 
+from conformance import sources
 from conformance.bench import cli as bench_cli
 from conformance.bench import native, plot, suite
 from conformance.checks import mutants
 from conformance.frontends import cli
 
 needs_toolchain = pytest.mark.skipif(
-    not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))
-         and mutants.find_source(None)),
-    reason="needs make, a C compiler and the reference_c/ sources to build the bench")
+    not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))),
+    reason="needs make and a C compiler to build the bench")
 
 TINY = ["-r", "2", "-t", "0.05", "-R", "2", "-T", "1", "-d", "1", "-n", "600"]
 SINGLE = {"quiescent_state", "attach_detach", "advance", "poll_no_scan", "grace_period_1thread",
@@ -71,7 +71,7 @@ def _binary(tmp_path_factory, profile):
     """The bench for one profile, built once per test process."""
     if profile not in _built:
         build = tmp_path_factory.mktemp(f"bench{profile}")
-        _built[profile] = native.build(mutants.find_source(None), profile, build)[0]
+        _built[profile] = native.build(sources.workspace(), profile, build)[0]
     return _built[profile]
 
 
@@ -86,7 +86,7 @@ def test_c_bench_json(tmp_path_factory, profile):
 def test_c_bench_really_scans(tmp_path):
     """The bench checks its own premises: with a poll that never scans, the 'poll with a scan'
     loop sees a poll succeed that must fail, and the bench stops instead of timing it."""
-    source = mutants.patched_source(mutants.find_source(None), "POLL_NO_SCAN", tmp_path / "m")
+    source = mutants.patched_source(sources.workspace(), "POLL_NO_SCAN", tmp_path / "m")
     binary, _ = native.build(source, "3.13", tmp_path / "build")
     with pytest.raises(native.BenchError):
         native.run(binary, args=TINY)

@@ -17,24 +17,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from tarballs import tarball
 
-from conformance.checks import cabi_torture, hazards, upstream
+from conformance import sources
+from conformance.checks import hazards, upstream
 from conformance.frontends import hazards_cli
 
-CACHE = Path(os.environ.get("QSBR_PYTHON_CACHE",
-                            Path.home() / ".cache" / "qsbr-conformance" / "pythons")) / "src"
 RELACY = Path("/usr/include/relacy/relacy.hpp").is_file()
 ROOT = Path(__file__).resolve().parents[1]
 PORT_PROFILES = ("3.13.3-3.13.5", "3.13.6-3.14.3")
 ITERATIONS = 50_000
-
-
-def tarball(version: str) -> Path:
-    path = CACHE / f"Python-{version}.tar.xz"
-    if not path.is_file():
-        pytest.skip(f"needs the CPython {version} tarball at {path} (tools/provision-python "
-                    "downloads it; CI has it)")
-    return path
 
 
 @functools.cache
@@ -208,7 +200,7 @@ def test_cli_registers_the_subcommand(capsys):
 def test_fix_applies_to_the_release_goal_function(version, function, fix, tmp_path):
     """On a release, the hunk of its own goal function applies and lands in that function;
     the other goal function's hunk is the only one that fails."""
-    port = cabi_torture.reference_c()
+    port = sources.reference_c()
     target = release(version)
     shim = upstream.prepare(target.upstream, tmp_path)
     assert shim.is_dir()
@@ -272,8 +264,8 @@ def test_relacy_beside_each_shape(tmp_path):
 
 
 def test_runs_from_an_empty_folder(tmp_path):
-    """The command locates reference_c/ through cabi_torture.reference_c() (beside the
-    package), not the current folder."""
+    """The command locates reference_c/ through conformance.sources (beside the package),
+    not the current folder."""
     env = {k: v for k, v in os.environ.items() if k != "QSBR_REFERENCE_C"}
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run([sys.executable, "-m", "conformance", "hazards", "--profile",

@@ -7,14 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from conformance.checks import modelcheck, mutants
+from conformance import sources
+from conformance.checks import modelcheck
 from conformance.model import status
 from conformance.model.ledger import FactLedger
 
-SOURCE = mutants.find_source(None)
-needs_source = pytest.mark.skipif(SOURCE is None, reason="needs the reference_c/ sources")
+SOURCE = sources.reference_c()
 
 
 def _results(tmp_path, sha, read_acquire="found"):
@@ -36,7 +34,6 @@ def test_other_implementations_get_a_line_and_n_a():
                               layout_checked=True) == status.NOT_APPLICABLE
 
 
-@needs_source
 def test_results_for_other_sources_are_not_used(tmp_path):
     ledger = FactLedger()
     result = modelcheck.apply(ledger, "3.13", reference_port=True,
@@ -45,7 +42,6 @@ def test_results_for_other_sources_are_not_used(tmp_path):
     assert not ledger.checks["S-ATTACH-1"]
 
 
-@needs_source
 def test_matching_results_credit_model_checked_facts(tmp_path):
     ledger = FactLedger()
     path = _results(tmp_path, modelcheck.sources_hash(SOURCE))

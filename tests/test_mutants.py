@@ -6,13 +6,13 @@ import shutil
 
 import pytest
 
+from conformance import sources
 from conformance.checks import mutants
 from conformance.frontends import cli
 
 needs_toolchain = pytest.mark.skipif(
-    not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))
-         and mutants.find_source(None)),
-    reason="needs make, a C compiler and the reference_c/ sources to build mutants")
+    not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))),
+    reason="needs make and a C compiler to build mutants")
 
 
 def test_catalog_is_large_and_documented():
@@ -30,7 +30,7 @@ def test_catalog_is_large_and_documented():
 
 def test_the_port_carries_no_mutant_switch():
     # Mutants are patch files applied to a copy: the port's own files have no trace of them.
-    source = mutants.find_source(None)
+    source = sources.workspace()
     assert source is not None
     for path in [*(source / "src").glob("*.c"), *(source / "include").glob("*.h")]:
         assert "QSBR_MUTANT" not in path.read_text(), path
@@ -38,7 +38,7 @@ def test_the_port_carries_no_mutant_switch():
 
 @needs_toolchain
 def test_every_patch_applies_and_changes_the_port(tmp_path):
-    source = mutants.find_source(None)
+    source = sources.workspace()
     for m in mutants.catalog():
         copy = mutants.patched_source(source, m.name, tmp_path / m.name)
         changed = [name for name in ("src/qsbr.c", "include/pycore_qsbr.h")
@@ -99,7 +99,7 @@ def test_no_row_is_argued():
 
 needs_relacy = pytest.mark.skipif(
     not (shutil.which("g++") or shutil.which("clang++"))
-    or not os.path.isfile("/usr/include/relacy/relacy.hpp") or not mutants.find_source(None),
+    or not os.path.isfile("/usr/include/relacy/relacy.hpp"),
     reason="needs g++ or clang++ and the Relacy headers (apt-get install relacy-dev)")
 
 
@@ -119,7 +119,7 @@ def test_model_checker_reads_the_same_catalog():
     # exactly the mutants whose Killer: names the model checker, with their profile.
     import importlib.util
 
-    source = mutants.find_source(None)
+    source = sources.workspace()
     spec = importlib.util.spec_from_file_location("relacy_run", source / "relacy" / "run.py")
     assert spec is not None and spec.loader is not None
     run = importlib.util.module_from_spec(spec)

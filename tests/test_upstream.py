@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
+from tarballs import tarball
 
 from conformance.checks import upstream
 from conformance.frontends import cli
@@ -16,18 +16,8 @@ from conformance.model import profiles
 from conformance.model.layout import EXPECTED_LAYOUT, layout_differences
 from conformance.reference import reference_port
 
-CACHE = Path(os.environ.get("QSBR_PYTHON_CACHE",
-                            Path.home() / ".cache" / "qsbr-conformance" / "pythons")) / "src"
 RELACY = Path("/usr/include/relacy/relacy.hpp").is_file()
 MATRIX = {"3.13.5": "3.13.3-3.13.5", "3.13.15": "3.13.6-3.14.3", "3.14.7": "3.14.4+"}
-
-
-def tarball(version: str) -> Path:
-    path = CACHE / f"Python-{version}.tar.xz"
-    if not path.is_file():
-        pytest.skip(f"needs the CPython {version} tarball at {path} (tools/provision-python "
-                    "downloads it; CI has it)")
-    return path
 
 
 def one_edit_tree(version: str, tmp_path: Path, old: str, new: str) -> Path:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..checks.mutants import find_source
+from .. import sources
 from . import native, plot, suite
 
 PROFILES = ("3.13", "3.14")
@@ -46,10 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-suite", action="store_true", help="skip the suite's own speed")
     p.add_argument("--mutants-json", metavar="PATH",
                    help="time to kill from this `qsbr-conformance mutants --json` output")
-    p.add_argument("--source", help="the reference_c folder (default: found beside the package "
-                                    "or in the current folder)")
+    p.add_argument("--source", help="the reference_c folder (default: the checkout's, or a copy "
+                                    "of the installed package's in the cache folder)")
     p.add_argument("--build-dir", metavar="DIR",
-                   help="where to build the bench (default: reference_c/build)")
+                   help="where to build the bench (default: the reference_c folder's build/)")
     p.add_argument("--fix", action="append", default=[], metavar="NAME",
                    help="also build the C bench with this fix from reference_c/fixes/ applied "
                         "to a copy (repeatable), and show its cost beside the port's")
@@ -175,10 +175,10 @@ def main(argv: list[str]) -> int:
         return 2
     source = None
     if not args.no_native:
-        source = find_source(args.source)
-        if source is None:
-            print(f"{prog}: cannot find reference_c/ (give --source, or --no-native)",
-                  file=sys.stderr)
+        try:
+            source = sources.workspace(args.source)
+        except sources.SourcesNotFound as exc:
+            print(f"{prog}: {exc} (give --source, or --no-native)", file=sys.stderr)
             return 2
     if args.fix:
         from ..checks import hazards

@@ -230,8 +230,8 @@ def _cindex() -> Any:
 # --- the source tree ----------------------------------------------------------------------
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "qsbr-conformance" / "audit"
+    from ..sources import cache_dir
+    return cache_dir() / "audit"
 
 
 def source_tree(source: Path | str) -> Path:

@@ -30,6 +30,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import sources
 from .contract import ContractResult
 
 #: the outermost qsbr_api_* frame of a race's stack -> the fact it breaks
@@ -49,21 +50,6 @@ CHECKED_FACTS = ("S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-ADV-1", "S-POLL-1", "S
 
 class TortureSetupError(Exception):
     """The driver could not be built or run (not a verdict on the implementation)."""
-
-
-def reference_c() -> Path:
-    """The reference_c/ folder with the driver's source: $QSBR_REFERENCE_C, the one beside
-    the package (a source checkout), or ./reference_c (an installed package run from the
-    repository, as tox does)."""
-    candidates = [Path(os.environ["QSBR_REFERENCE_C"])] if os.environ.get(
-        "QSBR_REFERENCE_C") else []
-    candidates += [Path(__file__).resolve().parents[2] / "reference_c",
-                   Path.cwd() / "reference_c"]
-    for candidate in candidates:
-        if (candidate / "harness" / "cabi_torture.c").is_file():
-            return candidate
-    raise TortureSetupError("cannot find reference_c/harness/cabi_torture.c (run from the "
-                            "repository, or set QSBR_REFERENCE_C to its reference_c folder)")
 
 
 @dataclass
@@ -103,7 +89,10 @@ class CabiTortureResult:
 def driver_path(tsan: bool = False) -> Path:
     """The driver binary, built with make into reference_c/build/harness on first use."""
     name = "qsbr-cabi-torture-tsan" if tsan else "qsbr-cabi-torture"
-    folder = reference_c()
+    try:
+        folder = sources.workspace()
+    except sources.SourcesNotFound as exc:
+        raise TortureSetupError(str(exc)) from None
     path = folder / "build" / "harness" / name
     source = folder / "harness" / "cabi_torture.c"
     if not source.exists():

@@ -45,10 +45,10 @@ def library_for(target: Target, release: str | None) -> str | None:
         return target.library
     if target.kind != "reference":
         return None
-    from .cabi_torture import TortureSetupError, reference_c
+    from .. import sources
     try:
-        source = reference_c()
-    except TortureSetupError:
+        source = sources.workspace()
+    except OSError:             # no sources (SourcesNotFound), or the cache is not writable
         return None
     folder = profiles.build_folder(release or "3.13")
     path = source / "build" / folder / "libqsbr.so"

@@ -14,11 +14,11 @@ each scenario's facts in SCENARIO_FACTS; S-READ-1 is credited when the read-side
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import sources
 from ..model.ledger import FactLedger
 
 SCENARIO_FACTS: dict[str, tuple[str, ...]] = {
@@ -48,32 +48,33 @@ class ModelCheckResult:
 
 
 def _source() -> Path | None:
-    from .mutants import find_source
-    return find_source(None)
+    try:
+        return sources.reference_c()
+    except sources.SourcesNotFound:
+        return None
 
 
 def sources_hash(source: Path) -> str:
-    """The same hash as reference_c/relacy/run.py's sources_hash()."""
-    digest = hashlib.sha256()
-    for name in _SOURCES:
-        digest.update(name.encode() + b"\0" + (source / name).read_bytes() + b"\0")
-    return digest.hexdigest()
+    """The hash reference_c/relacy/run.py writes: sources.sources_hash over its SOURCES."""
+    return sources.sources_hash(source, _SOURCES)
 
 
 def results_for(source: Path, results_path: Path | None = None) -> tuple[dict | None, str]:
-    path = results_path or source / "build" / "relacy" / "results.json"
+    # the results of `make check-relacy` in the folder where the port is built (sources.py)
+    folder = sources.workspace()
+    path = results_path or folder / "build" / "relacy" / "results.json"
     if not (source / "relacy" / "run.py").is_file():
         return None, "the Relacy harness (reference_c/relacy/) is not in this tree"
     if not path.is_file():
-        return None, ("no results: run `make -C reference_c check-relacy` (needs g++ and "
-                      "relacy-dev)")
+        return None, (f"no results yet for these sources: run `make -C {folder} "
+                      "check-relacy` (needs g++ and relacy-dev)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return None, f"unreadable results {path}: {exc}"
     if data.get("sources_sha256") != sources_hash(source):
         return None, ("results are for other sources (qsbr.c or the harness changed since): "
-                      "run `make -C reference_c check-relacy` again")
+                      f"run `make -C {folder} check-relacy` again")
     return data, ""
 
 
@@ -86,8 +87,8 @@ def apply(ledger: FactLedger, profile: str, *, reference_port: bool,
                                        "implementation)")
     source = _source()
     if source is None:
-        return ModelCheckResult(False, "model checker: not run (reference_c/ sources not "
-                                       "found beside the package)")
+        return ModelCheckResult(False, "model checker: not run (the port's sources are "
+                                       "neither in a checkout nor in the installed package)")
     data, why = results_for(source, results_path)
     if data is None:
         return ModelCheckResult(False, f"model checker: not run ({why})")

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import sources
+
 #: The checks a ``Killer:`` line may name, by the words that name them.
 KILLERS = (("conformance", "conformance"), ("torture", "torture"), ("replay", "replay"),
            ("model", "modelcheck"), ("relacy", "modelcheck"), ("equivalen", "equivalent"))
@@ -127,9 +129,11 @@ def parse(path: Path) -> Mutant:
 def catalog(source: Path | None = None) -> list[Mutant]:
     """The mutant catalog: one :class:`Mutant` per reference_c/mutants/*.patch, by name.
     Empty when the port's sources are not found."""
-    source = source if source is not None else find_source(None)
     if source is None:
-        return []
+        try:
+            source = sources.reference_c()
+        except sources.SourcesNotFound:
+            return []
     return [parse(path) for path in sorted((source / "mutants").glob("*.patch"))]
 
 
@@ -245,12 +249,6 @@ def run_mutant(source: Path, mutant: Mutant, work: Path, examples: int,
     return Outcome(mutant, False, "", "; ".join(notes), time.monotonic() - started)
 
 
-def find_source(explicit: str | None) -> Path | None:
-    candidates = [Path(explicit)] if explicit else [
-        Path(__file__).resolve().parents[2] / "reference_c", Path.cwd() / "reference_c"]
-    return next((c for c in candidates if (c / "Makefile").is_file()), None)
-
-
 def table(outcomes: list[Outcome]) -> str:
     lines = [f"{'mutant':<27} {'breaks':<34} {'result':<11} {'by':<12} {'time':>7}  detail",
              f"{'-' * 27} {'-' * 34} {'-' * 11} {'-' * 12} {'-' * 7}  {'-' * 6}"]
@@ -273,8 +271,8 @@ def parser() -> Any:
                     "Exit status 0: every mutant killed or argued; 1: a mutant survived; "
                     "2: usage error; 130: interrupted (Ctrl-C).")
     parser.add_argument("--source", metavar="DIR",
-                        help="the reference_c folder (default: found beside the package or in "
-                             "the current folder)")
+                        help="the reference_c folder (default: the checkout's, or a copy of "
+                             "the installed package's in the cache folder)")
     parser.add_argument("--only", metavar="NAME[,NAME...]",
                         help="comma-separated mutant names (default: the whole catalog; see "
                              "--list)")
@@ -299,10 +297,10 @@ def main(argv: list[str]) -> int:
     except common.UsageError as exc:
         print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
         return common.USAGE
-    source = find_source(args.source)
-    if source is None:
-        print("qsbr-conformance mutants: error: cannot find reference_c/ (give --source)",
-              file=sys.stderr)
+    try:
+        source = sources.workspace(args.source)
+    except sources.SourcesNotFound as exc:
+        print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
         return 2
     try:
         mutants = catalog(source)

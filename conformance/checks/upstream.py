@@ -35,6 +35,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import sources
 from ..model.profiles import BY_NAME, RELEASE_PROFILES, ReleaseProfile, UnknownRelease, for_version
 
 QSBR_C = "Python/qsbr.c"
@@ -53,15 +54,15 @@ class UpstreamError(Exception):
 
 
 def _reference_c(explicit: str | None = None) -> Path:
-    """The port's sources: --source, else reference_c/ beside the package (a source checkout)
-    or in the current directory (tox runs there)."""
-    candidates = [Path(explicit)] if explicit else [
-        Path(__file__).resolve().parents[2] / "reference_c", Path.cwd() / "reference_c"]
-    for candidate in candidates:
-        if (candidate / "src" / "qsbr.c").is_file():
-            return candidate
-    raise UpstreamError(f"the port's sources are not at {' or '.join(map(str, candidates))} "
-                        "(give --source PATH/reference_c)")
+    """The port's sources (only read): --source, else where conformance.sources finds them."""
+    try:
+        port = Path(explicit) if explicit else sources.reference_c()
+    except sources.SourcesNotFound as exc:
+        raise UpstreamError(f"{exc} (or give --source PATH/reference_c)") from None
+    if not (port / "src" / "qsbr.c").is_file():
+        raise UpstreamError(f"the port's sources are not at {port} (no src/qsbr.c; give "
+                            "--source PATH/reference_c)")
+    return port
 
 
 # --- reading a release -------------------------------------------------------------------------
@@ -425,8 +426,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--torture-seconds", type=float, default=3.0, metavar="S",
                         help="torture length (default: 3)")
     parser.add_argument("--source", dest="port_source", metavar="DIR", default=None,
-                        help="the port's reference_c folder (default: found beside the package "
-                             "or in the current directory)")
+                        help="the port's reference_c folder (default: the checkout's, or the "
+                             "installed package's copy)")
     parser.add_argument("--compare-only", action="store_true",
                         help="only compare the sources (no build, no runs)")
     return parser

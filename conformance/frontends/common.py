@@ -115,8 +115,8 @@ def version_line() -> str:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "qsbr-conformance"
+    from ..sources import cache_dir as the_cache_dir  # one definition (sources.py)
+    return the_cache_dir()
 
 
 def keep_hypothesis_out_of_cwd() -> None:

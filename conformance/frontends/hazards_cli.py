@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..checks import cabi_torture, hazards
+from .. import sources
+from ..checks import hazards
 from ..model.profiles import BY_NAME, RELEASE_PROFILES, UnknownRelease, resolve
 from . import common
 
@@ -197,8 +198,8 @@ def main(argv: list[str]) -> int:
         common.check_output_path(args.json, "--json")
         common.check_output_path(args.markdown, "--markdown")
         try:
-            port = cabi_torture.reference_c()
-        except cabi_torture.TortureSetupError as exc:
+            port = sources.workspace()
+        except sources.SourcesNotFound as exc:
             raise common.UsageError(str(exc)) from None
         try:
             chosen = [resolve(name) for name in args.profile]
