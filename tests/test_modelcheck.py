@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conformance import sources
 from conformance.checks import modelcheck
 from conformance.model import status
@@ -59,9 +61,10 @@ def test_matching_results_credit_model_checked_facts(tmp_path):
 
 # --- the Relacy harness itself: pieces, merge, order edits (issues 24 and 25) --------------
 
-RUN = SOURCE / "relacy" / "run.py" if SOURCE is not None else None
+RUN = SOURCE / "relacy" / "run.py"
+needs_source = pytest.mark.skipif(not RUN.is_file(), reason=f"no Relacy harness at {RUN}")
 needs_relacy = pytest.mark.skipif(
-    SOURCE is None or not (shutil.which("g++") or shutil.which("clang++"))
+    not (shutil.which("g++") or shutil.which("clang++"))
     or not os.path.isfile("/usr/include/relacy/relacy.hpp") or not shutil.which("patch"),
     reason="needs the reference_c/ sources, g++ or clang++, GNU patch and the Relacy headers "
            "(apt-get install relacy-dev)")

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import watched
 
-from conformance.checks import mutants
-from conformance.frontends import cli
+from conformance.frontends import cli, mutants_cli
 
 TESTS = Path(__file__).resolve().parent
 
@@ -196,7 +195,7 @@ def test_help_version_and_every_option_documented(capsys):
     for name in cli.SUBCOMMANDS:
         assert f"qsbr-conformance {name}" in text
     from conformance.frontends import torture_cli
-    for parser in (cli._parser(), torture_cli.parser(), mutants.parser()):
+    for parser in (cli._parser(), torture_cli.parser(), mutants_cli.parser()):
         for action in parser._actions:
             assert action.help, f"{parser.prog} {action.option_strings} has no help text"
     for name in cli.SUBCOMMANDS:

@@ -22,13 +22,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .. import sources
 
@@ -170,16 +168,19 @@ def _make(source: Path, target: str, mutant: Mutant, build: Path) -> None:
 
 
 def _by_conformance(source: Path, mutant: Mutant, build: Path, examples: int) -> tuple[bool, str]:
-    from ..drivers.isolation import IsolatedImplementation
-    from .runner import run_conformance
+    """The conformance run of the mutant's C ABI library, isolated, through the one runner
+    (conformance.checks.runner.run) with the plan of a default run (sequential phases; the
+    torture and the model checker are the catalog's other killers)."""
+    from ..drivers.target import Target
+    from . import runner
+    from .plan import Plan
 
     _make(source, "lib", mutant, build)
-    impl = IsolatedImplementation("conformance.drivers.cabi:load", step_timeout=5.0,
-                                  path=str(build / mutant.profile / "libqsbr.so"))
-    try:
-        result = run_conformance(impl, examples=examples, seed=1, stop_at_first_failure=True)
-    finally:
-        impl.close()
+    target = Target(spec="conformance.drivers.cabi:load", isolate=True, step_timeout=5.0,
+                    kwargs=(("path", str(build / mutant.profile / "libqsbr.so")),))
+    plan = Plan(seed=1, examples=examples, stop_at_first_failure=True, live_examples=0,
+                concurrency_rounds=0, model_check=False)
+    result = runner.run(plan, target)
     if result.conforms:
         return False, ""
     if result.failures:
@@ -259,97 +260,3 @@ def table(outcomes: list[Outcome]) -> str:
         lines.append(f"{o.mutant.name:<27} {o.mutant.breaks:<34} {result:<11} {o.by:<12} "
                      f"{o.seconds:6.1f}s  {detail}")
     return "\n".join(lines)
-
-
-def parser() -> Any:
-    from ..frontends import common
-
-    parser = common.ArgumentParser(
-        prog="qsbr-conformance mutants",
-        description="Build each mutant of the reference port and check that the suite kills "
-                    "it.  Needs the project's reference_c/ sources, make and a C compiler.  "
-                    "Exit status 0: every mutant killed or argued; 1: a mutant survived; "
-                    "2: usage error; 130: interrupted (Ctrl-C).")
-    parser.add_argument("--source", metavar="DIR",
-                        help="the reference_c folder (default: the checkout's, or a copy of "
-                             "the installed package's in the cache folder)")
-    parser.add_argument("--only", metavar="NAME[,NAME...]",
-                        help="comma-separated mutant names (default: the whole catalog; see "
-                             "--list)")
-    parser.add_argument("--examples", type=common.positive_int, default=60, metavar="N",
-                        help="Hypothesis examples of the conformance attack (default: 60)")
-    parser.add_argument("--torture-seconds", type=common.positive_float, default=10.0,
-                        metavar="SECONDS",
-                        help="time bound of the torture attack per mutant (default: 10)")
-    parser.add_argument("--work", default=None, metavar="DIR",
-                        help="build folder (default: reference_c/build/mutants)")
-    parser.add_argument("--json", metavar="PATH", help="also write the kill table as JSON")
-    parser.add_argument("--list", action="store_true", help="list the catalog and exit")
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    from ..frontends import common
-
-    args = parser().parse_args(argv)
-    try:
-        common.check_output_path(args.json, "--json")
-    except common.UsageError as exc:
-        print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
-        return common.USAGE
-    try:
-        source = sources.workspace(args.source)
-    except sources.SourcesNotFound as exc:
-        print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        mutants = catalog(source)
-    except CatalogError as exc:
-        print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
-        return 2
-    if args.list:
-        for m in mutants:
-            print(f"{m.name:<27} {m.breaks:<34} {m.description}")
-        return 0
-    chosen = mutants
-    if args.only:
-        names = {n.strip() for n in args.only.split(",") if n.strip()}
-        unknown = names - {m.name for m in mutants}
-        if unknown:
-            print(f"qsbr-conformance mutants: error: unknown mutant(s): "
-                  f"{', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
-            return 2
-        chosen = [m for m in mutants if m.name in names]
-    work = Path(args.work) if args.work else source / "build" / "mutants"
-    outcomes = []
-    interrupted = False
-    try:
-        for index, mutant in enumerate(chosen, 1):
-            print(f"[{index}/{len(chosen)}] {mutant.name} ...", file=sys.stderr, flush=True)
-            outcomes.append(run_mutant(source, mutant, work, args.examples,
-                                       args.torture_seconds))
-    except KeyboardInterrupt:
-        interrupted = True
-    except subprocess.CalledProcessError as exc:
-        print(f"qsbr-conformance mutants: building {chosen[len(outcomes)].name} failed "
-              f"(exit status {exc.returncode}): {(exc.stderr or '').strip()[-300:]}",
-              file=sys.stderr)
-        return 1
-    print(table(outcomes))
-    killed = [o for o in outcomes if o.killed]
-    survivors = [o for o in outcomes if not o.killed and not o.mutant.equivalent]
-    argued = [o for o in outcomes if not o.killed and o.mutant.equivalent]
-    median = statistics.median(o.seconds for o in killed) if killed else 0.0
-    print(f"\n{len(killed)} killed, {len(argued)} not killed but argued in the catalog, "
-          f"{len(survivors)} survived; median time to kill {median:.1f} s (build included)")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump([{"mutant": o.mutant.name, "breaks": o.mutant.breaks,
-                        "killed": o.killed, "by": o.by, "detail": o.detail,
-                        "seconds": round(o.seconds, 2), "argument": o.mutant.equivalent}
-                       for o in outcomes], handle, indent=2)
-    if interrupted:
-        print(f"qsbr-conformance mutants: interrupted after {len(outcomes)} of {len(chosen)} "
-              f"mutants; the table above is incomplete", file=sys.stderr)
-        return common.INTERRUPTED
-    return 1 if survivors else 0

@@ -47,8 +47,8 @@ def _torture(argv: list[str]) -> int:
 
 
 def _mutants(argv: list[str]) -> int:
-    from ..checks import mutants
-    return mutants.main(argv)
+    from . import mutants_cli
+    return mutants_cli.main(argv)
 
 
 def _upstream(argv: list[str]) -> int:
