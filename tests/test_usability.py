@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import watched
 
+from conformance.checks import mutants
 from conformance.frontends import cli, mutants_cli
 
 TESTS = Path(__file__).resolve().parent
