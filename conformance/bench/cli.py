@@ -258,6 +258,8 @@ def main(argv: list[str]) -> int:
                     "repeats": FIX_REPEATS, "plain": merged["plain"], "fixed": merged["fixed"]}
                 outputs.append(fix_table(fix, profile, merged["plain"], merged["fixed"]))
     if not args.no_suite:
+        from ..frontends import common
+        common.keep_hypothesis_out_of_cwd()     # its storage in the cache folder, as the CLI's
         try:
             result["suite"] = suite.measure(quick=args.quick, mutants_json=mutants_json,
                                             note=note)
