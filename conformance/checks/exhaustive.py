@@ -43,6 +43,7 @@ from ..model.observed import wider_differences
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
 from . import interrupt
 from .blame import blame
+from .statediff import DiffEntry, fingerprint_diff, outcome_diff
 from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
@@ -367,6 +368,8 @@ class ExploreFailure:
     message: str
     records: list[StepRecord]
     start: str
+    #: per field, observed and expected (conformance.checks.statediff)
+    diff: list[DiffEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -510,21 +513,27 @@ class _Explorer:
             misuse = error is not None
             kind = got[0]
             problem = parts = None
+            diff: list[DiffEntry] = []
             if kind == "exception":
                 problem, parts = (f"raised {got[1]} (expected "
                                   f"{error or repr(value)})", ["result"])
+                diff = outcome_diff(str(got[1]).split(":")[0], None, error, value)
             elif (error or None) != (got[1] if kind == "qsbr" else None):
                 shown = got[1] if kind == "qsbr" else repr(got[1])
                 problem = f"got {shown}, expected {error or repr(value)}"
                 parts = ["error"]
                 misuse = True
+                diff = outcome_diff(got[1] if kind == "qsbr" else None,
+                                    got[1] if kind == "ok" else None, error, value)
             elif error is None and got[1] != value:
                 problem, parts = f"got {got[1]!r}, expected {value!r}", ["result"]
+                diff = outcome_diff(None, got[1], None, value)
             else:
                 state_parts, lines = fingerprint_differences(got[2], fingerprint)
                 if lines:
                     problem = "the state differs from the oracle:\n  " + "\n  ".join(lines)
                     parts = state_parts
+                    diff = fingerprint_diff(got[2], fingerprint)
             call = run.calls[position]
             label = StepRecord(call[0], call[1], call[2]).call()
             if problem is not None:
@@ -535,7 +544,7 @@ class _Explorer:
                 message = f"{label}: {problem}" if parts != [] else problem
                 self.ledger.failed(facts, message, source="exhaustive")
                 raise _Failed(ExploreFailure(tuple(sorted(facts)), message, records,
-                                             start_name))
+                                             start_name, diff))
             self.ledger.passed(*(applied or (MISUSE,)), source="exhaustive")
             self.result.steps += 1
         if len(outcomes) < len(compared):

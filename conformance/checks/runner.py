@@ -35,11 +35,16 @@ class Failure:
     steps: list[str] = field(default_factory=list)
     #: the whole step sequence, structured (conformance.checks.steps)
     records: list[StepRecord] = field(default_factory=list)
+    #: per field, observed and expected: {"field", "observed", "expected"}
+    #: (conformance.checks.statediff); empty where the failure compared no state
+    diff: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def with_records(cls, check: str, facts: tuple[str, ...], message: str,
-                     records: list[StepRecord]) -> Failure:
-        return cls(check, facts, message, render_steps(records), list(records))
+                     records: list[StepRecord],
+                     diff: list[dict[str, Any]] | None = None) -> Failure:
+        return cls(check, facts, message, render_steps(records), list(records),
+                   list(diff or []))
 
 
 @dataclass
@@ -145,7 +150,10 @@ def check_comparisons(impl: Implementation, ledger: FactLedger, examples: int,
             if bool(got) != expected:
                 message = f"{name}({a}, {b}) returned {got}, expected {expected}"
                 ledger.failed(("S-SEQ-3",), message, source="comparisons")
-                raise ConformanceFailure(("S-SEQ-3",), message)
+                raise ConformanceFailure(
+                    ("S-SEQ-3",), message, [{"field": "result", "observed": bool(got),
+                                             "expected": expected}],
+                    [StepRecord(name, None, (a, b), bool(got))])
         ledger.passed("S-SEQ-3", source="comparisons")
         if progress is not None:
             progress(ledger)
@@ -155,7 +163,7 @@ def check_comparisons(impl: Implementation, ledger: FactLedger, examples: int,
     try:
         comparisons_agree()
     except ConformanceFailure as exc:
-        return Failure("comparisons", exc.facts, str(exc), _notes(exc))
+        return Failure.with_records("comparisons", exc.facts, str(exc), exc.records, exc.diff)
     except errors.QsbrError as exc:         # e.g. the isolated implementation crashed
         return Failure("comparisons", ("S-SEQ-3",), f"{type(exc).__name__}: {exc}", _notes(exc))
     return None
@@ -224,7 +232,7 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                         failures.append(Failure.with_records(
                             "exhaustive", found.facts,
                             f"[{', '.join(found.facts)}] {found.message} (from the start point "
-                            f"'{found.start}')", found.records))
+                            f"'{found.start}')", found.records, found.diff))
             if machine is not None:
                 machine = hypothesis_seed(seed)(machine)
             machine_settings = settings(
@@ -285,7 +293,7 @@ def _coverage_scenario(impl: Implementation, ledger: FactLedger, progress: Any,
         # The whole sequence, never cut: a replay needs every step.
         records = scenario.trace if scenario is not None else []
         failures.append(Failure.with_records("coverage scenario", exc.facts, str(exc),
-                                             records))
+                                             records, exc.diff))
     except errors.QsbrError as exc:
         failures.append(Failure.with_records("coverage scenario", (MISUSE,),
                                              f"{type(exc).__name__}: {exc}",
@@ -306,6 +314,7 @@ def _random_failure(machine: Any, facts: tuple[str, ...], message: str,
     minimal failing example last, so the last machine built holds its records."""
     last = getattr(machine, "last_instance", None) if machine is not None else None
     records = getattr(last[0], "trace", None) if last is not None else None
+    diff = getattr(exc, "diff", None)
     if records:
-        return Failure.with_records("differential", facts, message, records)
-    return Failure("differential", facts, message, _notes(exc))
+        return Failure.with_records("differential", facts, message, records, diff)
+    return Failure("differential", facts, message, _notes(exc), diff=list(diff or []))

@@ -70,6 +70,9 @@ SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
                       "the suite's own speed"),
     "upstream": (_upstream, "check a CPython release's own qsbr.c/pycore_qsbr.h against the "
                             "port (SOURCE: a tarball or source tree)"),
+    "replay": (lambda argv: __import__("conformance.frontends.replay_cli",
+                                       fromlist=["main"]).main(argv),
+               "re-execute one failure of a JSON report step by step (REPORT.json)"),
 }
 
 
