@@ -22,6 +22,7 @@ from ..model.layout import EXPECTED_LAYOUT, layout_differences
 from ..model.ledger import FactLedger
 from ..model.oracle import qsbr_leq, qsbr_lt
 from . import exhaustive, interrupt
+from .database import set_machine_key
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
 from .steps import StepRecord, render_steps
 
@@ -192,10 +193,13 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                     stop_at_first_failure: bool = False,
                     explore_seconds: float = exhaustive.DEFAULT_SECONDS,
                     explore_depth: int = exhaustive.DEFAULT_DEPTH,
-                    explore_progress: Callable[[Any], None] | None = None) -> RunResult:
+                    explore_progress: Callable[[Any], None] | None = None,
+                    database: Any = None) -> RunResult:
     """The whole conformance run: layout, comparisons, the fixed coverage scenario, the
     bounded-exhaustive exploration (``explore_seconds`` 0 turns it off), then Hypothesis'
-    random step sequences."""
+    random step sequences.  ``database`` (a Hypothesis ExampleDatabase, see
+    conformance.checks.database): the random phase first replays what it holds for this
+    implementation (e.g. what a campaign found), and stores what it finds there."""
     started = time.monotonic()
     seed = new_seed() if seed is None else seed
     ledger = FactLedger()
@@ -235,11 +239,13 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                             f"'{found.start}')", found.records, found.diff))
             if machine is not None:
                 machine = hypothesis_seed(seed)(machine)
+                if database is not None:
+                    set_machine_key(machine, impl)
             machine_settings = settings(
                 max_examples=examples,
                 stateful_step_count=steps,
                 deadline=None,
-                database=None,
+                database=database,
                 suppress_health_check=list(HealthCheck),
                 report_multiple_bugs=False,
                 # No "explain" phase: its notes point into the suite's own sources, not at the

@@ -73,6 +73,9 @@ SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "replay": (lambda argv: __import__("conformance.frontends.replay_cli",
                                        fromlist=["main"]).main(argv),
                "re-execute one failure of a JSON report step by step (REPORT.json)"),
+    "campaign": (lambda argv: __import__("conformance.frontends.campaign_cli",
+                                         fromlist=["main"]).main(argv),
+                 "fuzz with HypoFuzz on N workers sharing an example database"),
 }
 
 
