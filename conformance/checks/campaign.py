@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,16 +164,30 @@ def run_campaign(spec: str, *, workers: int, db: str, seconds: float | None = No
         key = database_key(impl)
         config = {"impl": spec, "profile": profile, "profile_line": impl.profile,
                   "release": getattr(impl, "release", None), "name": impl.name,
-                  "isolate": isolate, "step_timeout": step_timeout, "steps": steps, "db": db}
+                  "isolate": isolate, "step_timeout": step_timeout, "steps": steps, "db": db,
+                  "workers": workers}
         name = impl.name
         result = CampaignResult(name, spec, impl.profile, workers, db, steps,
                                 metadata.version("hypofuzz"))
     finally:
         _close(impl, isolate)
     database = open_database(db)
-    stored_before = set(database.fetch(key))
 
     folder = Path(workdir or tempfile.mkdtemp(prefix="qsbr-campaign-"))
+    try:
+        return _fuzz(folder, config, result, database, key, seconds, examples, workers,
+                     dashboard, port, progress, spec, profile, isolate, step_timeout, steps)
+    finally:
+        if workdir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database: Any,
+          key: bytes, seconds: float | None, examples: int | None, workers: int,
+          dashboard: bool, port: int, progress: Callable[[CampaignResult], None] | None,
+          spec: str, profile: str | None, isolate: bool, step_timeout: float,
+          steps: int) -> CampaignResult:
+    stored_before = set(database.fetch(key))
     state_dir = folder / "workers"
     state_dir.mkdir(parents=True, exist_ok=True)
     config["state_dir"] = str(state_dir)
