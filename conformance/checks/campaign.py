@@ -225,7 +225,7 @@ def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database
         log.close()
     if result.stopped_by == "exited":
         result.problem = (f"HypoFuzz exited with status {proc.returncode}: "
-                          + " | ".join(output.strip().splitlines()[-6:]))
+                          + " | ".join(output.strip().splitlines()[-30:]))
     if result.first_found is not None or result.stopped_by == "failure":
         impl = _load(spec, profile, isolate, step_timeout)
         try:
