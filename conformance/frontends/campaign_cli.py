@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=common.nonnegative_int, default=9999,
                         help="the dashboard's port (default: 9999)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--workdir", metavar="DIR",
+                        help="keep the generated test module (test_qsbr_campaign.py) and the "
+                             "workers' counts in DIR (default: a temporary folder, removed); "
+                             "hypothesis fuzz --dashboard-only -- DIR/test_qsbr_campaign.py "
+                             "then shows the campaign's database")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     return parser
 
@@ -127,7 +132,7 @@ def _campaign(args: argparse.Namespace) -> int:
                               examples=args.examples, profile=args.profile, isolate=isolate,
                               steps=args.steps, step_timeout=args.step_timeout,
                               dashboard=args.dashboard, port=args.port,
-                              progress=_Progress(not args.quiet))
+                              progress=_Progress(not args.quiet), workdir=args.workdir)
     except (AdapterError, QsbrError) as exc:
         raise UsageError(f"cannot load {args.impl}: {exc}") from None
     print("\n".join(report_lines(result, args)))
