@@ -225,3 +225,16 @@ def test_replay_steps_api_reports_where_it_failed():
     assert "unregister(t0)" in buggy.explanation()
     from conformance.model.oracle import Oracle
     assert replay.replay_steps(Oracle("3.13"), steps).passed
+
+
+def test_a_layout_failure_replays_as_the_layout_check(tmp_path, capsys):
+    """No steps: the layout check runs again (here on the reference port, whose layout is
+    CPython's: the recorded failure no longer happens)."""
+    path = tmp_path / "layout.json"
+    path.write_text(json.dumps({
+        "options": {"impl": REFERENCE, "profile": "3.13"}, "profile": "3.13",
+        "failures": [{"check": "layout", "facts": ["S-SLOT-2"], "message": "layout differs",
+                      "steps": [], "step_records": []}]}))
+    assert replay_cli.main([str(path)]) == 0
+    assert "NO LONGER FAILS: the layout matches" in capsys.readouterr().out
+    assert replay_cli.main([str(path), "--emit-test", str(tmp_path / "t.py")]) == 2
