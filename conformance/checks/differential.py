@@ -32,6 +32,7 @@ from ..model.ledger import FactLedger
 from ..model.observed import observes_wider_state, wider_differences
 from ..model.oracle import OracleInterpreter, qsbr_leq
 from .blame import blame
+from .statediff import DiffEntry, outcome_diff, snapshot_diff, wider_diff
 from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
@@ -74,8 +75,14 @@ def _own_traceback(exc: BaseException) -> str:
 class ConformanceFailure(AssertionError):
     """An implementation disagreed with the oracle or broke an invariant."""
 
-    def __init__(self, facts: set[str] | tuple[str, ...], message: str) -> None:
+    def __init__(self, facts: set[str] | tuple[str, ...], message: str,
+                 diff: list[DiffEntry] | None = None,
+                 records: list[StepRecord] | None = None) -> None:
         self.facts = tuple(sorted(set(facts)))
+        #: per field, observed and expected (conformance.checks.statediff)
+        self.diff = list(diff or [])
+        #: the steps, where the raiser keeps no trace of its own (the comparisons check)
+        self.records = list(records or [])
         super().__init__(f"[{', '.join(self.facts)}] {message}")
 
 
@@ -152,7 +159,8 @@ class DifferentialMachine(RuleBasedStateMachine):
             result_actual = getattr(self.impl, operation)(*impl_args)
         except errors.ImplementationCrashedError as exc:
             self.trace.append(replace(record, error=type(exc).__name__))
-            self._fail(blame(applied, ["result"], operation=operation), f"{label}: {exc}")
+            self._fail(blame(applied, ["result"], operation=operation), f"{label}: {exc}",
+                       self._outcome_diff(exc, None, expected_error, result_expected))
         except errors.QsbrError as exc:
             actual_error = exc
         except Exception as exc:  # noqa: BLE001 - any other exception is a protocol breach
@@ -160,7 +168,8 @@ class DifferentialMachine(RuleBasedStateMachine):
             self._fail(blame(applied, ["result"], misuse=misuse, operation=operation),
                        f"{label}: raised {type(exc).__name__}: {exc} "
                        f"(expected {self._describe(expected_error, result_expected)})"
-                       + _own_traceback(exc))
+                       + _own_traceback(exc),
+                       self._outcome_diff(exc, None, expected_error, result_expected))
         self.trace.append(replace(
             record, error=type(actual_error).__name__ if actual_error is not None else None,
             result=NO_RESULT if actual_error is not None or result_actual is None
@@ -173,12 +182,16 @@ class DifferentialMachine(RuleBasedStateMachine):
             self._fail(blame(applied, ["error"], misuse=True) if misuse
                        else blame(applied, ["result"], operation=operation),
                        f"{label}: got {self._describe(actual_error, result_actual)}, "
-                       f"expected {self._describe(expected_error, result_expected)}")
+                       f"expected {self._describe(expected_error, result_expected)}",
+                       self._outcome_diff(actual_error, result_actual, expected_error,
+                                          result_expected))
         if expected_error is None and result_actual != result_expected:
             self._fail(blame(applied, ["result"], operation=operation, got=result_actual,
                              expected=result_expected),
                        f"{label}: got {self._describe(actual_error, result_actual)}, "
-                       f"expected {self._describe(expected_error, result_expected)}")
+                       f"expected {self._describe(expected_error, result_expected)}",
+                       self._outcome_diff(actual_error, result_actual, expected_error,
+                                          result_expected))
         copied = (self.oracle.grown_from or 0) if operation == "reserve" else 0
         self._compare_state(applied, label, misuse=misuse, copied=copied)
         if self.boundaries is not None:
@@ -201,6 +214,14 @@ class DifferentialMachine(RuleBasedStateMachine):
     @staticmethod
     def _describe(error: BaseException | None, result: Any) -> str:
         return f"{type(error).__name__}" if error is not None else repr(result)
+
+    @staticmethod
+    def _outcome_diff(error: BaseException | None, result: Any,
+                      expected_error: BaseException | None,
+                      expected_result: Any) -> list[DiffEntry]:
+        return outcome_diff(type(error).__name__ if error is not None else None, result,
+                            type(expected_error).__name__ if expected_error is not None
+                            else None, expected_result)
 
     def _compare_state(self, facts: set[str], label: str, misuse: bool = False,
                        copied: int = 0) -> None:
@@ -225,7 +246,8 @@ class DifferentialMachine(RuleBasedStateMachine):
             self.live_impl_handles = set()
         differences = []
         parts = []
-        for part, message in wider_differences(raw, self.profile):
+        wider = wider_differences(raw, self.profile)
+        for part, message in wider:
             parts.append(part)
             differences.append(message)
         for name in ("wr_seq", "rd_seq", "size", "freelist", "threads"):
@@ -246,7 +268,8 @@ class DifferentialMachine(RuleBasedStateMachine):
         if differences:
             self._fail(blame(facts, parts, misuse=misuse),
                        f"after {label}, the state differs from the oracle:\n  "
-                       + "\n  ".join(differences))
+                       + "\n  ".join(differences),
+                       snapshot_diff(actual, expected) + wider_diff(wider))
         credited = set(facts)
         if expected.slots != self._expected_slots and observes_wider_state(raw):
             credited.add("S-SLOT-1")    # a slot was written: its every field was checked
@@ -254,9 +277,10 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.ledger.passed(*credited)
         self.snap = actual
 
-    def _fail(self, facts: set[str] | tuple[str, ...], message: str) -> None:
+    def _fail(self, facts: set[str] | tuple[str, ...], message: str,
+              diff: list[DiffEntry] | None = None) -> None:
         self.ledger.failed(facts, message)
-        raise ConformanceFailure(facts, message)
+        raise ConformanceFailure(facts, message, diff)
 
     def _check(self, ok: bool, facts: tuple[str, ...], message: str) -> None:
         if not ok:

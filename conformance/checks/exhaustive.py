@@ -48,6 +48,7 @@ from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
 from .blame import blame
+from .statediff import DiffEntry, fingerprint_diff, outcome_diff
 from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
@@ -323,6 +324,8 @@ class ExploreFailure:
     message: str
     records: list[StepRecord]
     start: str
+    #: per field, observed and expected (conformance.checks.statediff)
+    diff: list[DiffEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -477,22 +480,28 @@ class _Explorer:
             misuse = error is not None
             kind = got[0]
             problem = parts = None
+            diff: list[DiffEntry] = []
             if kind == "exception":
                 problem, parts = (f"raised {got[1]} (expected "
                                   f"{error or repr(value)})", ["result"])
+                diff = outcome_diff(str(got[1]).split(":")[0], None, error, value)
             elif (error or None) != (got[1] if kind == "qsbr" else None):
                 shown = got[1] if kind == "qsbr" else repr(got[1])
                 problem = f"got {shown}, expected {error or repr(value)}"
                 # a misuse missed or answered wrongly is MISUSE; a valid call rejected is
                 # charged to the rules that made it valid
                 parts = ["error"] if misuse else ["result"]
+                diff = outcome_diff(got[1] if kind == "qsbr" else None,
+                                    got[1] if kind == "ok" else None, error, value)
             elif error is None and got[1] != value:
                 problem, parts = f"got {got[1]!r}, expected {value!r}", ["result"]
+                diff = outcome_diff(None, got[1], None, value)
             else:
                 state_parts, lines = fingerprint_differences(got[2], fingerprint, copied)
                 if lines:
                     problem = "the state differs from the oracle:\n  " + "\n  ".join(lines)
                     parts = state_parts
+                    diff = fingerprint_diff(got[2], fingerprint)
             call = run.calls[position]
             label = StepRecord(call[0], call[1], call[2]).call()
             if problem is not None:
@@ -504,7 +513,7 @@ class _Explorer:
                 message = f"{label}: {problem}" if parts != [] else problem
                 self.ledger.failed(facts, message, source="exhaustive")
                 raise _Failed(ExploreFailure(tuple(sorted(facts)), message, records,
-                                             start_name))
+                                             start_name, diff))
             self.ledger.passed(*(applied or (MISUSE,)), source="exhaustive")
             if self.boundaries is not None:
                 self.boundaries.reached(*reached)

@@ -33,6 +33,7 @@ from ..model.layout import EXPECTED_LAYOUT, layout_differences
 from ..model.ledger import FactLedger
 from ..model.oracle import qsbr_leq, qsbr_lt
 from . import exhaustive
+from .database import set_machine_key
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
 from .plan import Plan, new_seed
 from .steps import StepRecord, render_steps
@@ -50,11 +51,16 @@ class Failure:
     steps: list[str] = field(default_factory=list)
     #: the whole step sequence, structured (conformance.checks.steps)
     records: list[StepRecord] = field(default_factory=list)
+    #: per field, observed and expected: {"field", "observed", "expected"}
+    #: (conformance.checks.statediff); empty where the failure compared no state
+    diff: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def with_records(cls, check: str, facts: tuple[str, ...], message: str,
-                     records: list[StepRecord]) -> Failure:
-        return cls(check, facts, message, render_steps(records), list(records))
+                     records: list[StepRecord],
+                     diff: list[dict[str, Any]] | None = None) -> Failure:
+        return cls(check, facts, message, render_steps(records), list(records),
+                   list(diff or []))
 
 
 @dataclass
@@ -163,7 +169,10 @@ def check_comparisons(impl: Implementation, ledger: FactLedger, examples: int,
             if bool(got) != expected:
                 message = f"{name}({a}, {b}) returned {got}, expected {expected}"
                 ledger.failed(("S-SEQ-3",), message, source="comparisons")
-                raise ConformanceFailure(("S-SEQ-3",), message)
+                raise ConformanceFailure(
+                    ("S-SEQ-3",), message, [{"field": "result", "observed": bool(got),
+                                             "expected": expected}],
+                    [StepRecord(name, None, (a, b), bool(got))])
         ledger.passed("S-SEQ-3", source="comparisons")
         if progress is not None:
             progress(ledger)
@@ -173,7 +182,7 @@ def check_comparisons(impl: Implementation, ledger: FactLedger, examples: int,
     try:
         comparisons_agree()
     except ConformanceFailure as exc:
-        return Failure("comparisons", exc.facts, str(exc), _notes(exc))
+        return Failure.with_records("comparisons", exc.facts, str(exc), exc.records, exc.diff)
     except errors.QsbrError as exc:         # e.g. the isolated implementation crashed
         return Failure("comparisons", ("S-SEQ-3",), f"{type(exc).__name__}: {exc}", _notes(exc))
     return None
@@ -265,9 +274,11 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                         failures.append(Failure.with_records(
                             "exhaustive", found.facts,
                             f"[{', '.join(found.facts)}] {found.message} (from the start point "
-                            f"'{found.start}')", found.records))
+                            f"'{found.start}')", found.records, found.diff))
             if machine is not None:
                 machine = hypothesis_seed(seed)(machine)
+                if database is not None:
+                    set_machine_key(machine, impl)
             machine_settings = settings(
                 max_examples=examples,
                 stateful_step_count=steps,
@@ -374,7 +385,7 @@ def _coverage_scenario(impl: Implementation, ledger: FactLedger, progress: Any,
         # The whole sequence of the machine that failed, never cut: a replay needs every
         # step (the wrap part of the scenario runs on a machine of its own).
         failures.append(Failure.with_records("coverage scenario", exc.facts, str(exc),
-                                             _failed_trace(machine, scenario)))
+                                             _failed_trace(machine, scenario), exc.diff))
     except errors.QsbrError as exc:
         failures.append(Failure.with_records("coverage scenario", (MISUSE,),
                                              f"{type(exc).__name__}: {exc}",
@@ -402,9 +413,10 @@ def _random_failure(machine: Any, facts: tuple[str, ...], message: str,
     minimal failing example last, so the last machine built holds its records."""
     last = getattr(machine, "last_instance", None) if machine is not None else None
     records = getattr(last[0], "trace", None) if last is not None else None
+    diff = getattr(exc, "diff", None)
     if records:
-        return Failure.with_records("differential", facts, message, records)
-    return Failure("differential", facts, message, _notes(exc))
+        return Failure.with_records("differential", facts, message, records, diff)
+    return Failure("differential", facts, message, _notes(exc), diff=list(diff or []))
 
 
 def run(plan: Plan, target: Target, *, progress: Any = None,

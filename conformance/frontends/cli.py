@@ -77,6 +77,12 @@ SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
                             "port (SOURCE: a tarball or source tree)"),
     "hazards": (_hazards, "hardware litmus and Relacy for the orderings QSBR's callers depend "
                           "on (SOURCE: the port, a tarball or source tree)"),
+    "replay": (lambda argv: __import__("conformance.frontends.replay_cli",
+                                       fromlist=["main"]).main(argv),
+               "re-execute one failure of a JSON report step by step (REPORT.json)"),
+    "campaign": (lambda argv: __import__("conformance.frontends.campaign_cli",
+                                         fromlist=["main"]).main(argv),
+                 "fuzz with HypoFuzz on N workers sharing an example database"),
 }
 
 

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..checks import statediff
 from ..model import status as fact_statuses
 from ..model.facts import FACTS, MISUSE
 
@@ -209,6 +210,9 @@ def to_text(result: RunResult) -> str:
     for failure in result.failures:
         lines += ["", f"FAILURE in {failure.check} check, facts {', '.join(failure.facts)}:",
                   *[f"  {line}" for line in failure.message.splitlines()]]
+        if failure.diff:
+            lines.append("  differences (observed, expected):")
+            lines += [f"    {line}" for line in statediff.render(failure.diff)]
         if failure.steps:
             lines.append(_sequence_heading(failure.check))
             lines += [f"    {step}" for step in failure.steps]
@@ -266,6 +270,10 @@ def to_markdown(result: RunResult) -> str:
     for failure in result.failures:
         lines += ["", f"## Failure: {failure.check} ({', '.join(failure.facts)})", "",
                   "```", failure.message, *failure.steps, "```"]
+        if failure.diff:
+            lines += ["", "| field | observed | expected |", "|---|---|---|"]
+            lines += [f"| `{d['field']}` | `{d['observed']!r}` | `{d['expected']!r}` |"
+                      for d in failure.diff]
         if result.replay:
             lines += ["", f"Replay: `{result.replay}`"]
     for fact_id, details in _unexplained(result, _rows(result)):
@@ -322,6 +330,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "boundaries": _boundaries_json(result),
         "failures": [{"check": f.check, "facts": list(f.facts), "message": f.message,
                       "steps": list(f.steps), "step_records": [r.to_json() for r in f.records],
+                      "diff": list(f.diff),
                       "replay": result.replay}
                      for f in result.failures],
         "modelcheck": None if result.modelcheck is None else {
