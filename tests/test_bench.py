@@ -146,8 +146,9 @@ def test_suite_modes():
         assert exhaustive["steps"] > 0 and exhaustive["steps_per_second"] > 0
     else:
         assert "not in this checkout" in exhaustive["why"]
-    verdict = suite.time_to_verdict(impl, 2, steps=10)
+    verdict = suite.time_to_verdict(impl_spec, "3.13", 2, steps=10)
     assert verdict["conforms"] is True and verdict["seconds"] > 0
+    assert verdict["phases"][:3] == ["layout", "comparisons", "scenario"]
 
 
 def test_usage_errors(tmp_path, capsys):
