@@ -185,7 +185,7 @@ _HUNK = re.compile(r"^@@ [^@]* @@ ?(\w*)")
 def _apply_fix(patch_file: Path, target: Target, directory: Path, qsbr_c: Path) -> str | None:
     """Apply a fix to the copy ``qsbr_c``; an error string, or None when it applied.  The port's
     copy takes every hunk exactly (-F0); a release's qsbr.c takes the hunk of its own goal
-    function (-F1: the hunks' context lines are the port's #if lines) and has no body for the
+    function (-F2: the hunks' outer context lines may differ from the port's) and has no body for the
     other goal function, whose hunk must be the only one that fails."""
     if target.upstream is None:
         proc = subprocess.run(["patch", "-p1", "-F0", "--no-backup-if-mismatch", "-d",
@@ -195,7 +195,7 @@ def _apply_fix(patch_file: Path, target: Target, directory: Path, qsbr_c: Path) 
             f"patch {patch_file.name} does not apply to the port: {proc.stdout}{proc.stderr}")
     functions = [m.group(1) for m in map(_HUNK.match, patch_file.read_text().splitlines())
                  if m]
-    proc = subprocess.run(["patch", "-F1", "--no-backup-if-mismatch", "-r", "-",
+    proc = subprocess.run(["patch", "-F2", "--no-backup-if-mismatch", "-r", "-",
                            str(qsbr_c), "-i", str(patch_file)], capture_output=True, text=True)
     failed = {int(n) for n in re.findall(r"Hunk #(\d+) FAILED", proc.stdout)}
     text = target.upstream.qsbr_c
