@@ -185,8 +185,8 @@ _HUNK = re.compile(r"^@@ [^@]* @@ ?(\w*)")
 def _apply_fix(patch_file: Path, target: Target, directory: Path, qsbr_c: Path) -> str | None:
     """Apply a fix to the copy ``qsbr_c``; an error string, or None when it applied.  The port's
     copy takes every hunk exactly (-F0); a release's qsbr.c takes the hunk of its own goal
-    function (-F2: the hunks' outer context lines may differ from the port's) and has no body for the
-    other goal function, whose hunk must be the only one that fails."""
+    function (-F2: the hunks' outer context lines may differ from the port's) and has no body
+    for the other goal function, whose hunk must be the only one that fails."""
     if target.upstream is None:
         proc = subprocess.run(["patch", "-p1", "-F0", "--no-backup-if-mismatch", "-d",
                                str(directory), "-i", str(patch_file)],
