@@ -160,7 +160,7 @@ class GrowthCopyOutsideLock(LockedInterp):
             self.freelist = None
             for index, slot in enumerate(self.slots):
                 if not slot.allocated:
-                    self._push_free(index)
+                    self._push_free(index, "growth")
             index = self.freelist
             assert index is not None
             slot = self.slots[index]

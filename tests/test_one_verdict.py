@@ -140,10 +140,12 @@ def cabi_library(tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("impl", ["conformance.reference:reference_port",
                                   "conformance.cabi:from_env",
-                                  "verdict_adapters:locked_oracle",
-                                  "verdict_adapters:racy_advance"])
+                                  "verdict_adapters:locked_oracle"])
 def test_command_line_json_and_plugin_junit_agree_fact_by_fact(impl, pytester, tmp_path,
                                                                monkeypatch, request):
+    # Implementations whose answers are deterministic for a plan: a racy port's torture
+    # outcome depends on the scheduler, so two runs of it (by any front end) may name other
+    # facts; its failure on every path is test_a_race_only_concurrency_reveals_... above.
     if impl == "conformance.cabi:from_env":
         monkeypatch.setenv("QSBR_LIBRARY", request.getfixturevalue("cabi_library"))
     out = tmp_path / "cli.json"

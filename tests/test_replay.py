@@ -20,7 +20,7 @@ from conformance.model.ledger import FactLedger
 TESTS = Path(__file__).resolve().parent
 #: Killed by the coverage scenario, the exploration and the random phase (S-FREE-3).
 MUTANT = "mutant_adapters:fifo_freelist"
-REFERENCE = "cython_bridge:reference_port"
+REFERENCE = "conformance.reference:reference_port"
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from typing import Any
 from . import common
 from .common import UsageError
 
-DEFAULT_IMPL = "cython_bridge:reference_port"
+DEFAULT_IMPL = "conformance.reference:reference_port"
 
 
 def default_db() -> str:

@@ -25,7 +25,7 @@ from ..model.errors import QsbrError
 from . import common
 from .common import UsageError
 
-DEFAULT_IMPL = "cython_bridge:reference_port"
+DEFAULT_IMPL = "conformance.reference:reference_port"
 
 
 def _parser() -> argparse.ArgumentParser:
