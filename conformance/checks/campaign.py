@@ -211,9 +211,17 @@ def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database
     started = time.monotonic()
     proc = subprocess.Popen(command, cwd=folder, env=env, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, process_group=0)
+    def confirm() -> Any:
+        """What a run would replay from the database now (None: nothing that fails yet)."""
+        impl = _load(spec, profile, isolate, step_timeout)
+        try:
+            return replay_from_database(impl, database, steps)
+        finally:
+            _close(impl, isolate)
+
     try:
         result.stopped_by = _watch(proc, result, state_dir, database, key, stored_before,
-                                   started, seconds, examples, progress)
+                                   started, seconds, examples, progress, confirm)
     except KeyboardInterrupt:
         result.stopped_by = "interrupted"
     finally:
@@ -226,7 +234,8 @@ def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database
     if result.stopped_by == "exited":
         result.problem = (f"HypoFuzz exited with status {proc.returncode}: "
                           + " | ".join(output.strip().splitlines()[-30:]))
-    if result.first_found is not None or result.stopped_by == "failure":
+    if result.failure is None and (result.first_found is not None
+                                   or result.stopped_by == "failure"):
         impl = _load(spec, profile, isolate, step_timeout)
         try:
             result.failure = replay_from_database(impl, database, steps)
@@ -238,7 +247,9 @@ def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database
 def _watch(proc: subprocess.Popen[bytes], result: CampaignResult, state_dir: Path,
            database: Any, key: bytes, stored_before: set[bytes], started: float,
            seconds: float | None, examples: int | None,
-           progress: Callable[[CampaignResult], None] | None) -> str:
+           progress: Callable[[CampaignResult], None] | None,
+           confirm: Callable[[], Any] | None = None) -> str:
+    checked: set[bytes] = set()
     while True:
         time.sleep(_POLL)
         workers = _read_workers(state_dir)
@@ -255,10 +266,18 @@ def _watch(proc: subprocess.Popen[bytes], result: CampaignResult, state_dir: Pat
         if proc.poll() is not None:
             return "exited"
         if result.first_found is not None:
-            # Stop once the shrunk failure is in the database (where a run replays it).
-            if set(database.fetch(key)) - stored_before:
-                return "failure"
-        elif examples is not None and result.examples >= examples:
+            # Stop once the failure is in the database where a run replays it: an entry that
+            # a replay of the database fails on (HypoFuzz also stores examples that do not
+            # fail, and replaces a failure by smaller ones while it shrinks).
+            stored = set(database.fetch(key)) - stored_before
+            if stored and stored != checked:
+                checked = stored
+                if confirm is None:
+                    return "failure"
+                result.failure = confirm()
+                if result.failure is not None:
+                    return "failure"
+        if examples is not None and result.examples >= examples:
             return "examples"
         if seconds is not None and result.seconds >= seconds:
             return "seconds"
