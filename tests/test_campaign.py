@@ -138,3 +138,23 @@ def test_two_worker_campaign_finds_the_boundary_bug_and_a_run_replays_it(tmp_pat
 #: Examples (all workers together) the campaign may run before it finds the bug: found after
 #: 294, 955 and 2422 in three campaigns (docs/campaigns.md); the campaign stops on this count.
 CAMPAIGN_BUDGET = 10000
+
+
+def test_the_suite_ignores_the_hypothesis_profile_a_ci_variable_loads():
+    # Hypothesis loads its "ci" profile (derandomize=True) when CI is set; HypoFuzz refuses
+    # such a test, and a plan's settings must not change with the environment.
+    from hypothesis import settings
+
+    from conformance.checks.campaign_target import machine_settings
+    from conformance.checks.hsettings import suite_settings
+
+    previous = getattr(settings, "_current_profile", None) or "default"
+    settings.load_profile("ci")
+    try:
+        assert settings().derandomize     # what a bare settings() would inherit
+        campaign = machine_settings(7, None)
+        assert not campaign.derandomize and campaign.stateful_step_count == 7
+        assert not suite_settings(max_examples=3).derandomize
+        assert suite_settings(max_examples=3).max_examples == 3
+    finally:
+        settings.load_profile(previous)

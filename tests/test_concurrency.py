@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conformance import sources
 from conformance.checks import cabi_torture, contract
 from conformance.checks.pytorture import python_torture
 from conformance.frontends import cli
@@ -135,19 +137,41 @@ def test_tsan_report_naming():
         return ("WARNING: ThreadSanitizer: data race (pid=1)\n  Write of size 8 at 0x1 by "
                 "thread T2:\n" + "".join(f"    #{i} {f} x.c:1 (x+0x1)\n"
                                          for i, f in enumerate(frames)) + "\nSUMMARY: x\n")
-    detach = report("check_object", "reader_section_then_detach", "reader_main")
-    quiesce = report("check_object", "reader_section_then_quiesce", "reader_main")
+    detach = report("tc_check", "tc_check_object", "reserver_section_then_detach",
+                    "reserver_main")
+    quiesce = report("tc_check", "tc_check_object", "tc_read_section",
+                     "reader_section_then_quiesce", "reader_main")
     assert set(cabi_torture.tsan_facts(detach)) == {"S-DETACH-1", "S-POLL-1", "S-SAFE-1"}
     assert set(cabi_torture.tsan_facts(quiesce)) == {"S-QS-1", "S-POLL-1", "S-SAFE-1"}
     assert set(cabi_torture.tsan_facts(detach + quiesce)) == {"S-POLL-1", "S-SAFE-1"}
-    lost = (report("release", "writer_main") .replace(
+    reclaim = ("tc_release", "tc_reclaim_head", "tc_reclaim_one", "tc_reclaim", "writer_main")
+    lost = (report(*reclaim).replace(
         "\nSUMMARY", "\n  Previous read of size 8 at 0x1 by thread T4:\n"
                      "    [failed to restore the stack]\n\nSUMMARY"))
     assert set(cabi_torture.tsan_facts(lost)) == {"S-POLL-1", "S-SAFE-1"}
-    assert cabi_torture.tsan_facts(report("release", "main")) == {}
+    assert cabi_torture.tsan_facts(report("tc_release", "tc_drain", "main")) == {}
     grow = report("grow_thread_array", "_Py_qsbr_reserve", "qsbr_api_reserve",
                   "new_registered")
     assert set(cabi_torture.tsan_facts(grow)) == {"S-RES-1"}
+
+
+def test_tsan_naming_matches_the_driver_sources():
+    # The naming above reads function names off the stacks: every reader check the driver
+    # makes must sit in a function named for how its section ends, and the reclaiming frames
+    # must exist, or a real race would go unexplained (as it did once the core moved).
+    harness = sources.reference_c() / "harness"
+    driver = (harness / "cabi_torture.c").read_text()
+    core = (harness / "torture_core.h").read_text()
+    # PEP 7 definitions: the return type on its own line, the name at the start of the next.
+    definition = r"^(?:static\s+)?(?:NOINLINE\s+)?[\w\s\*]+?\n(\w+)\(([^)]*)\)\n\{(.*?)^\}"
+    functions = re.findall(definition, driver, re.M | re.S)
+    callers = {name for name, _, body in functions
+               if any(re.search(rf"\b{check}\(", body) for check in cabi_torture.READER_CHECKS)}
+    assert callers, "no reader check found in the driver"
+    for name in callers:
+        assert name.endswith(tuple(cabi_torture.EDGE_SUFFIXES)), name
+    assert re.search(rf"^{cabi_torture.RELEASE_FRAME}\(", core, re.M)
+    assert re.search(rf"^{cabi_torture.WRITER_FRAME}\(", driver, re.M)
 
 
 @needs_cc

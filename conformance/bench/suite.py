@@ -19,11 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
 from hypothesis import seed as hypothesis_seed
 from hypothesis.stateful import run_state_machine_as_test
 
 from ..checks.differential import coverage_scenario, make_machine
+from ..checks.hsettings import suite_settings
 from ..checks.plan import DEFAULT_EXAMPLES, DEFAULT_STEPS
 from ..drivers.target import REFERENCE_IMPL as DEFAULT_IMPL
 from ..model.adapter import Implementation, load_implementation
@@ -40,7 +41,7 @@ def random_mode(impl: Implementation, examples: int, steps: int = DEFAULT_STEPS,
     ledger = FactLedger()
     machine = hypothesis_seed(seed)(make_machine(impl, ledger))
     began = time.perf_counter()
-    run_state_machine_as_test(machine, settings=settings(
+    run_state_machine_as_test(machine, settings=suite_settings(
         max_examples=examples, stateful_step_count=steps, deadline=None, database=None,
         suppress_health_check=list(HealthCheck)))
     seconds = time.perf_counter() - began

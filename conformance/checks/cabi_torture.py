@@ -9,11 +9,13 @@ data race report is also turned into facts:
 - a race inside a library call names that call's fact (the outermost ``qsbr_api_*`` frame of
   each stack: reserve -> S-RES-1, advance -> S-ADV-1, poll -> S-POLL-1, ...);
 - a race between a reader's read of an object and the writer that reclaimed it names the edge
-  that should have ordered them: the driver reads in ``reader_section_then_detach`` or
-  ``reader_section_then_quiesce``.  TSan cannot tell the release side from the acquire side,
-  so a race after a detach names S-DETACH-1 and S-POLL-1 (the detach store or the scan's
-  loads), after a quiescent state S-QS-1 and S-POLL-1; races after both (seen when the run
-  does not stop at the first error) name only S-POLL-1, the side both edges share.
+  that should have ordered them: the driver makes every reader check under a function
+  whose name ends ``_then_detach`` or ``_then_quiesce`` (how that section ends), and the
+  writer poisons a reclaimed object in ``tc_release``.  TSan cannot tell the release side
+  from the acquire side, so a race after a detach names S-DETACH-1 and S-POLL-1 (the detach
+  store or the scan's loads), after a quiescent state S-QS-1 and S-POLL-1; races after both
+  (seen when the run does not stop at the first error) name only S-POLL-1, the side both
+  edges share.
 
 With ``history=True`` the first rounds record every operation, and the contract oracle
 (conformance.checks.contract) judges that history independently of CPython's algorithm.
@@ -119,6 +121,14 @@ def library_has_tsan(library: str) -> bool:
 
 _ERROR = re.compile(r"^error (\S+): (.*)$", re.M)
 _FRAME = re.compile(r"^\s+#\d+ (\S+) ")
+#: the torture core's function that poisons a reclaimed object (harness/torture_core.h)
+RELEASE_FRAME = "tc_release"
+#: the driver's writer thread (harness/cabi_torture.c), the one thread that reclaims
+WRITER_FRAME = "writer_main"
+#: the torture core's reader checks (harness/torture_core.h); the driver calls them only under
+#: functions whose names end with one of EDGE_SUFFIXES
+READER_CHECKS = ("tc_check_object", "tc_read_section", "tc_hold_across_yield")
+EDGE_SUFFIXES = {"_then_detach": "detach", "_then_quiesce": "quiescent state"}
 
 
 def tsan_facts(output: str) -> dict[str, list[str]]:
@@ -137,14 +147,14 @@ def tsan_facts(output: str) -> dict[str, list[str]]:
             api = [f for f in frames if f in API_FACTS]
             if api:
                 named.append(API_FACTS[api[-1]])
-            if "reader_section_then_detach" in frames:
-                edges.add("detach")
-                edge_seen = True
-            if "reader_section_then_quiesce" in frames:
-                edges.add("quiescent state")
-                edge_seen = True
-            if frames[:2] == ["release", "writer_main"]:
-                reclaim = True      # the writer poisoning an object it reclaimed
+            # The driver runs every reader check under a function named for how its
+            # section ends (..._then_detach, ..._then_quiesce).
+            for suffix, edge in EDGE_SUFFIXES.items():
+                if any(f.endswith(suffix) for f in frames):
+                    edges.add(edge)
+                    edge_seen = True
+            if RELEASE_FRAME in frames and WRITER_FRAME in frames:
+                reclaim = True      # a writer poisoning an object it reclaimed
         # The reclamation raced a read whose stack TSan could no longer restore (its history
         # is bounded): a premature reclamation all the same, the edge unknown.
         unknown_edge |= reclaim and not edge_seen and not named

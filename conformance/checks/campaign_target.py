@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from ..model.ledger import FactLedger
 from .database import open_database
+from .hsettings import suite_settings
 
 #: The generated test module; {config} is the path of the campaign's configuration (JSON).
 #: One test per worker, all of the same machine (so the same database key: the workers share
@@ -132,7 +133,7 @@ def machine_settings(steps: int, database: Any) -> settings:
     # Every health check but nested_given off (HypoFuzz declines a test that turns that one
     # off: it cannot observe nested @given).
     quiet = [check for check in HealthCheck if check.name != "nested_given"]
-    return settings(stateful_step_count=steps, deadline=None, database=database,
+    return suite_settings(stateful_step_count=steps, deadline=None, database=database,
                     suppress_health_check=quiet, report_multiple_bugs=False,
                     phases=[phase for phase in Phase if phase.name != "explain"])
 

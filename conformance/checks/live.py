@@ -362,9 +362,11 @@ SCENARIO: list[list[Any]] = (
 
 def live_check(examples: int = 10, seed: int | None = None) -> LiveResult:
     """The fixed scenario plus `examples` random action sequences (Hypothesis)."""
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import HealthCheck, given
     from hypothesis import seed as hypothesis_seed
     from hypothesis import strategies as st
+
+    from .hsettings import suite_settings
 
     total = check_actions([a for a in SCENARIO
                            if a[0] != "subinterp" or subinterpreters_available()])
@@ -376,8 +378,8 @@ def live_check(examples: int = 10, seed: int | None = None) -> LiveResult:
         kinds.append(st.just(["subinterp"]))
     actions = st.lists(st.one_of(*kinds), min_size=5, max_size=40).map(_valid)
 
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @suite_settings(max_examples=examples, deadline=None, database=None,
+                    suppress_health_check=list(HealthCheck))
     @given(actions)
     def one_sequence(sequence: list[list]) -> None:
         outcome = check_actions(sequence)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
@@ -35,6 +35,7 @@ from ..model.oracle import qsbr_leq, qsbr_lt
 from . import exhaustive
 from .database import set_machine_key
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
+from .hsettings import suite_settings
 from .plan import Plan, new_seed
 from .steps import StepRecord, render_steps
 
@@ -160,7 +161,7 @@ def check_comparisons(impl: Implementation, ledger: FactLedger, examples: int,
     near_half = st.integers(-8, 8).map(lambda d: (d + (1 << 63)) & U64)
     value = st.one_of(near_wrap, st.integers(0, U64), near_half)
 
-    @settings(max_examples=min(max(50, examples * 2), 1000), database=None, deadline=None)
+    @suite_settings(max_examples=min(max(50, examples * 2), 1000), database=None, deadline=None)
     @given(a=value, b=value)
     def comparisons_agree(a: int, b: int) -> None:
         interrupt.check()
@@ -279,7 +280,7 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                 machine = hypothesis_seed(seed)(machine)
                 if database is not None:
                     set_machine_key(machine, impl)
-            machine_settings = settings(
+            machine_settings = suite_settings(
                 max_examples=examples,
                 stateful_step_count=steps,
                 deadline=None,

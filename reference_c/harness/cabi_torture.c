@@ -488,6 +488,23 @@ reader_section_then_detach(struct worker *w, struct ts *ts)
     return reads;
 }
 
+// The same for the reporting reader of the reserve race, and for a reserver's short section:
+// every check a reader makes sits under a function whose name says how its section ends.
+static NOINLINE void
+reporter_step_then_quiesce(struct worker *w, struct ts *ts)
+{
+    tc_check_object(w, tc_load_current(w), "a quiescent state");
+    LOGGED(&w->h, ts, H_QS, 0, L.quiescent_state(ts->t));
+}
+
+static NOINLINE void
+reserver_section_then_detach(struct worker *w, struct ts *ts)
+{
+    LOGGED(&w->h, ts, H_ATTACH, 0, L.attach(ts->t));
+    tc_check_object(w, tc_load_current(w), "a detach");
+    LOGGED(&w->h, ts, H_DETACH, 0, L.detach(ts->t));
+}
+
 static void *
 reader_main(void *arg)
 {
@@ -502,8 +519,7 @@ reader_main(void *arg)
         // reporting quiescent states: growths must stop this thread (S-RES-1).
         LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
         while (atomic_load(&r->race_finished) < r->c->writers + r->c->reservers) {
-            tc_check_object(w, tc_load_current(w), "a quiescent state");
-            LOGGED(&w->h, &ts, H_QS, 0, L.quiescent_state(ts.t));
+            reporter_step_then_quiesce(w, &ts);
         }
         LOGGED(&w->h, &ts, H_DETACH, 0, L.detach(ts.t));
     }
@@ -684,9 +700,7 @@ reserver_main(void *arg)
         own_index(w, index);
         if (tc_random(&w->rng) % 2 == 0) {
             // Attached for a moment while others grow the array.
-            LOGGED(&w->h, &mine[made], H_ATTACH, 0, L.attach(mine[made].t));
-            tc_check_object(w, tc_load_current(w), "a detach");
-            LOGGED(&w->h, &mine[made], H_DETACH, 0, L.detach(mine[made].t));
+            reserver_section_then_detach(w, &mine[made]);
         }
         if (tc_random(&w->rng) % 4 == 0) {
             sched_yield();
