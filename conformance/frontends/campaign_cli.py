@@ -34,7 +34,7 @@ def default_db() -> str:
     return str(common.cache_dir() / "examples")
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = common.ArgumentParser(
         prog="qsbr-conformance campaign",
         description="Fuzz an implementation against the oracle with HypoFuzz on N worker "
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else common.USAGE
     try:

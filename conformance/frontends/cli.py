@@ -14,6 +14,7 @@ Ctrl-C (the reports are still written, marked incomplete).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import threading
 import time
@@ -41,52 +42,32 @@ DEFAULT_EXPLORE_STATES = plans.DEFAULT_EXPLORE_STATES
 DEFAULT_EXPLORE_DEPTH = plans.DEFAULT_EXPLORE_DEPTH
 
 
-def _torture(argv: list[str]) -> int:
-    from . import torture_cli
-    return torture_cli.main(argv)
-
-
-def _mutants(argv: list[str]) -> int:
-    from . import mutants_cli
-    return mutants_cli.main(argv)
-
-
-def _upstream(argv: list[str]) -> int:
-    from ..checks import upstream
-    return upstream.main(argv)
-
-
-def _hazards(argv: list[str]) -> int:
-    from . import hazards_cli
-    return hazards_cli.main(argv)
-
-
-def _bench(argv: list[str]) -> int:
-    from ..bench import cli as bench_cli
-    return bench_cli.main(argv)
-
-
-#: name -> (entry point, one-line description); the main --help lists them all.
-SUBCOMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
-    "torture": (_torture, "the concurrency torture of the reference port (S-SAFE-1/2)"),
-    "mutants": (_mutants, "build each mutant of the reference port and check that the "
-                          "suite kills it"),
-    "bench": (_bench, "benchmarks: the port beside liburcu and the hardware limit, and "
-                      "the suite's own speed"),
-    "upstream": (_upstream, "check a CPython release's own qsbr.c/pycore_qsbr.h against the "
-                            "port (SOURCE: a tarball or source tree)"),
-    "hazards": (_hazards, "hardware litmus and Relacy for the orderings QSBR's callers depend "
-                          "on (SOURCE: the port, a tarball or source tree)"),
-    "replay": (lambda argv: __import__("conformance.frontends.replay_cli",
-                                       fromlist=["main"]).main(argv),
-               "re-execute one failure of a JSON report step by step (REPORT.json)"),
-    "campaign": (lambda argv: __import__("conformance.frontends.campaign_cli",
-                                         fromlist=["main"]).main(argv),
-                 "fuzz with HypoFuzz on N workers sharing an example database"),
+#: name -> (its front-end module in conformance.frontends, one-line description).  Each module
+#: has ``main(argv) -> int`` (imported only when its subcommand runs, so the main --help and bad
+#: input stay cheap); the main --help lists them all.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "torture": ("torture_cli", "the concurrency torture of the reference port (S-SAFE-1/2)"),
+    "mutants": ("mutants_cli", "build each mutant of the reference port and check that the "
+                               "suite kills it"),
+    "bench": ("bench_cli", "benchmarks: the port beside liburcu and the hardware limit, and "
+                           "the suite's own speed"),
+    "upstream": ("upstream_cli", "check a CPython release's own qsbr.c/pycore_qsbr.h against "
+                                 "the port (SOURCE: a tarball or source tree)"),
+    "hazards": ("hazards_cli", "hardware litmus and Relacy for the orderings QSBR's callers "
+                               "depend on (SOURCE: the port, a tarball or source tree)"),
+    "replay": ("replay_cli", "re-execute one failure of a JSON report step by step "
+                             "(REPORT.json)"),
+    "campaign": ("campaign_cli", "fuzz with HypoFuzz on N workers sharing an example database"),
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def subcommand(name: str) -> Callable[[list[str]], int]:
+    """The ``main`` of subcommand ``name``'s front-end module."""
+    module = importlib.import_module(f"{__package__}.{SUBCOMMANDS[name][0]}")
+    return module.main
+
+
+def parser() -> argparse.ArgumentParser:
     epilog = ("subcommands (each has its own --help):\n" + "\n".join(
         f"  qsbr-conformance {name:<9} {text}" for name, (_, text) in SUBCOMMANDS.items())
         + "\n\nexit status: 0 conforms, 1 does not conform, 2 usage error, 130 interrupted")
@@ -278,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return SUBCOMMANDS[argv[0]][0](argv[1:])
-        args = _parser().parse_args(argv)
+            return subcommand(argv[0])(argv[1:])
+        args = parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else common.USAGE
     try:

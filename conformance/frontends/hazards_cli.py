@@ -21,7 +21,7 @@ from . import common
 DEFAULT_ITERATIONS = 200_000
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = common.ArgumentParser(
         prog="qsbr-conformance hazards",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -191,7 +191,7 @@ def render_markdown(report: hazards.Report) -> str:
 
 def main(argv: list[str]) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = parser().parse_args(argv)
     except SystemExit as exc:       # --help (0) or a usage error (2), as a return value
         return exc.code if isinstance(exc.code, int) else common.USAGE
     try:

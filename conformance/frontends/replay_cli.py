@@ -28,7 +28,7 @@ from .common import UsageError
 DEFAULT_IMPL = "conformance.reference:reference_port"
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = common.ArgumentParser(
         prog="qsbr-conformance replay",
         description="Replay one failure of a JSON report (qsbr-conformance --json) step by "
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else common.USAGE
     try:

@@ -12,7 +12,7 @@ from conformance.drivers import cabi
 from conformance.drivers.isolation import IsolatedImplementation
 from conformance.frontends import cli
 
-REFERENCE_C = Path(__file__).resolve().parents[1] / "reference_c"
+REFERENCE_C = Path(__file__).resolve().parents[2] / "reference_c"
 
 
 @pytest.mark.parametrize("adapter, signature", [

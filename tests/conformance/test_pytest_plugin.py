@@ -4,7 +4,7 @@ from pathlib import Path
 
 from conformance.model.facts import FACTS
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 pytest_plugins = ["pytester"]
 

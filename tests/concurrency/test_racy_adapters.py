@@ -131,7 +131,7 @@ def test_history_with_a_repeated_or_backward_goal_fails_s_adv_1():
 @pytest.fixture
 def child_path(monkeypatch):
     """The torture runs in a child process: it must import racy_adapters too."""
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # tests/
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
 

@@ -9,10 +9,9 @@ import shutil
 import pytest
 
 from conformance import sources
-from conformance.bench import cli as bench_cli
 from conformance.bench import native, plot, suite
 from conformance.checks import mutants
-from conformance.frontends import cli
+from conformance.frontends import bench_cli, cli
 
 needs_toolchain = pytest.mark.skipif(
     not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))),

@@ -19,7 +19,7 @@ from conformance.checks.runner import run_conformance
 from conformance.model import boundaries, errors
 from conformance.model.oracle import OracleInterpreter
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seqgen_mutant_adapters as mutants  # noqa: E402
 
 

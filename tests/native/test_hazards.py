@@ -24,7 +24,7 @@ from conformance.checks import hazards, upstream
 from conformance.frontends import hazards_cli
 
 RELACY = Path("/usr/include/relacy/relacy.hpp").is_file()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PORT_PROFILES = ("3.13.3-3.13.5", "3.13.6-3.14.3")
 ITERATIONS = 50_000
 

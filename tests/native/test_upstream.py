@@ -11,7 +11,7 @@ import pytest
 from tarballs import tarball
 
 from conformance.checks import upstream
-from conformance.frontends import cli
+from conformance.frontends import cli, upstream_cli
 from conformance.model import profiles
 from conformance.model.layout import EXPECTED_LAYOUT, layout_differences
 from conformance.reference import reference_port
@@ -37,7 +37,7 @@ def one_edit_tree(version: str, tmp_path: Path, old: str, new: str) -> Path:
 
 @pytest.mark.parametrize("version", sorted(MATRIX))
 def test_each_release_matches_its_profile_and_no_other(version, capsys):
-    assert upstream.main([str(tarball(version)), "--compare-only"]) == 0
+    assert upstream_cli.main([str(tarball(version)), "--compare-only"]) == 0
     out = capsys.readouterr().out
     assert f"is profile {MATRIX[version]}" in out
     assert f"MATCHES {MATRIX[version]} with zero differences" in out
@@ -54,7 +54,7 @@ def test_each_release_matches_its_profile_and_no_other(version, capsys):
 ])
 def test_a_one_edit_copy_is_reported_as_differing(tmp_path, capsys, old, new):
     root = one_edit_tree("3.14.7", tmp_path, old, new)
-    assert upstream.main([str(root), "--compare-only"]) == 1
+    assert upstream_cli.main([str(root), "--compare-only"]) == 1
     out = capsys.readouterr().out
     assert "DIFFERS from its profile 3.14.4+" in out
     assert "<- matches" not in out
@@ -64,7 +64,7 @@ def test_a_one_edit_copy_is_reported_as_differing(tmp_path, capsys, old, new):
 
 
 def test_upstream_code_builds_and_passes_the_c_tests_torture_and_differential(capsys):
-    code = upstream.main([str(tarball("3.13.15")), "--examples", "20",
+    code = upstream_cli.main([str(tarball("3.13.15")), "--examples", "20",
                           "--torture-seconds", "1"])
     out = capsys.readouterr().out
     assert "C tests: ok: " in out and " 0 failed" in out
@@ -84,7 +84,7 @@ def test_a_memory_order_edit_is_found_by_the_model_checker(tmp_path, capsys):
     root = one_edit_tree("3.13.15", tmp_path,
                          "_Py_atomic_store_uint64_release(&qsbr->seq, QSBR_OFFLINE);",
                          "_Py_atomic_store_uint64_relaxed(&qsbr->seq, QSBR_OFFLINE);")
-    assert upstream.main([str(root), "--examples", "10", "--torture-seconds", "1"]) == 1
+    assert upstream_cli.main([str(root), "--examples", "10", "--torture-seconds", "1"]) == 1
     out = capsys.readouterr().out
     assert "differential: ok: CONFORMS" in out
     assert "model checker (Relacy): FAILED" in out, out
@@ -96,7 +96,7 @@ def test_a_behavioural_edit_fails_the_runs_too(tmp_path, capsys):
     root = one_edit_tree("3.13.5", tmp_path,
                          "return _Py_atomic_add_uint64(&shared->wr_seq, QSBR_INCR) + QSBR_INCR;",
                          "return _Py_atomic_add_uint64(&shared->wr_seq, QSBR_INCR);")
-    assert upstream.main([str(root), "--examples", "20", "--torture-seconds", "1"]) == 1
+    assert upstream_cli.main([str(root), "--examples", "20", "--torture-seconds", "1"]) == 1
     out = capsys.readouterr().out
     assert "differential: FAILED" in out
 
@@ -118,12 +118,12 @@ def test_unifdef_resolves_only_the_ports_switches():
 
 
 def test_bad_sources_are_usage_errors(tmp_path, capsys):
-    assert upstream.main([str(tmp_path / "missing.tar.xz")]) == 2
+    assert upstream_cli.main([str(tmp_path / "missing.tar.xz")]) == 2
     assert "no such file" in capsys.readouterr().err
-    assert upstream.main([str(tmp_path)]) == 2
+    assert upstream_cli.main([str(tmp_path)]) == 2
     assert "not a CPython 3.13+ source tree" in capsys.readouterr().err
     (tmp_path / "x.tar.xz").write_text("not a tarball")
-    assert upstream.main([str(tmp_path / "x.tar.xz")]) == 2
+    assert upstream_cli.main([str(tmp_path / "x.tar.xz")]) == 2
     assert "not a readable tarball" in capsys.readouterr().err
 
 

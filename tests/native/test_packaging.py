@@ -27,7 +27,7 @@ from conformance import sources
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tracked(folder: str) -> list[str]:
@@ -125,7 +125,7 @@ def test_sdist_carries_the_port_the_tests_and_the_tools(dist):
     assert "reference_c/relacy/run.py" in port and "reference_c/src/qsbr.c" in port
     assert set(port) <= names, sorted(set(port) - names)
     tests = {name for name in _tracked("tests") if name.endswith(".py")}
-    assert "tests/test_packaging.py" in tests and tests <= names, sorted(tests - names)
+    assert "tests/native/test_packaging.py" in tests and tests <= names, sorted(tests - names)
     assert {"tox.ini", "pyproject.toml", "setup.py", "tools/provision-python"} <= names
     assert not [n for n in names if n.startswith("reference_c/build/")]
 

@@ -17,7 +17,7 @@ from conformance.checks.runner import run_conformance
 from conformance.frontends import cli, replay_cli, report
 from conformance.model.ledger import FactLedger
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 #: Killed by the coverage scenario, the exploration and the random phase (S-FREE-3).
 MUTANT = "mutant_adapters:fifo_freelist"
 REFERENCE = "conformance.reference:reference_port"

@@ -15,9 +15,9 @@ import pytest
 import watched
 
 from conformance.checks import mutants
-from conformance.frontends import cli, mutants_cli
+from conformance.frontends import cli
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -195,10 +195,15 @@ def test_help_version_and_every_option_documented(capsys):
     text = capsys.readouterr().out
     for name in cli.SUBCOMMANDS:
         assert f"qsbr-conformance {name}" in text
-    from conformance.frontends import torture_cli
-    for parser in (cli._parser(), torture_cli.parser(), mutants_cli.parser()):
+    import importlib
+    parsers = [cli.parser()] + [
+        importlib.import_module(f"conformance.frontends.{module}").parser()
+        for module, _ in cli.SUBCOMMANDS.values()]
+    for parser in parsers:
+        assert parser.prog.startswith("qsbr-conformance"), parser.prog
         for action in parser._actions:
             assert action.help, f"{parser.prog} {action.option_strings} has no help text"
+    assert {p.prog.split()[-1] for p in parsers[1:]} == set(cli.SUBCOMMANDS)
     for name in cli.SUBCOMMANDS:
         assert cli.main([name, "--help"]) == 0
         assert f"qsbr-conformance {name}" in capsys.readouterr().out

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import sources
-from . import native, plot, suite
+from ..bench import native, plot, suite
+from . import common
 
 PROFILES = ("3.13", "3.14")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    p = common.ArgumentParser(
         prog="qsbr-conformance bench",
         description="Benchmarks: the port's QSBR operations beside liburcu-qsbr and the "
                     "hardware limit (reference_c/bench/bench.c, both profiles), readers beside "
@@ -161,7 +162,7 @@ def suite_table(data: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     prog = "qsbr-conformance bench"
     if args.rounds is not None and not 1 <= args.rounds <= 64:
         print(f"{prog}: --rounds must be between 1 and 64", file=sys.stderr)

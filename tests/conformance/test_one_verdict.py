@@ -26,7 +26,7 @@ from conformance.frontends import cli
 from conformance.model import status as statuses
 from conformance.model.facts import FACTS
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 REFERENCE_C = TESTS.parent / "reference_c"
 ORDERING = [fact.id for fact in FACTS if fact.ordering and fact.id != "S-READ-1"]
 
@@ -206,7 +206,7 @@ def test_every_front_end_uses_the_same_defaults():
     from conformance.bench import suite
     from conformance.frontends import pytest_plugin
 
-    args = cli._parser().parse_args([])
+    args = cli.parser().parse_args([])
     assert (args.examples, args.steps, args.live_examples, args.concurrency_rounds) == (
         plans.DEFAULT_EXAMPLES, plans.DEFAULT_STEPS, plans.DEFAULT_LIVE_EXAMPLES,
         plans.DEFAULT_CONCURRENCY_ROUNDS)
