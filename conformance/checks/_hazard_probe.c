@@ -68,6 +68,7 @@
 #include "internal/pycore_qsbr.h"
 #include "internal/pycore_runtime.h"     // _PyRuntime.stoptheworld
 #include "internal/pycore_tstate.h"       // _PyThreadStateImpl
+#include "_probe_release.h"               // probe_refuse_other_release()
 
 #include <errno.h>
 #include <pthread.h>
@@ -557,13 +558,7 @@ static PyMethodDef probe_methods[] = {
 static int
 probe_exec(PyObject *module)
 {
-    // Compiled against one release's internal structs: refuse to run in another.
-    if ((Py_Version & ~0xFFu) != (PY_VERSION_HEX & ~0xFFu)) {
-        PyErr_Format(PyExc_ImportError,
-                     "the hazard probe was compiled against CPython %s, but this is %d.%d.%d: "
-                     "rebuild it for this interpreter", PY_VERSION,
-                     (int)((Py_Version >> 24) & 0xFF), (int)((Py_Version >> 16) & 0xFF),
-                     (int)((Py_Version >> 8) & 0xFF));
+    if (probe_refuse_other_release("hazard probe") < 0) {
         return -1;
     }
     return PyModule_AddStringConstant(module, "BATCH",

@@ -17,6 +17,7 @@
 #include "internal/pycore_pystate.h"      // _PyThreadState_GET()
 #include "internal/pycore_qsbr.h"
 #include "internal/pycore_tstate.h"       // _PyThreadStateImpl
+#include "_probe_release.h"               // probe_refuse_other_release()
 
 #include <stddef.h>
 #include <string.h>
@@ -372,18 +373,7 @@ static PyMethodDef probe_methods[] = {
 static int
 probe_exec(PyObject *module)
 {
-    // The internal structs read here change within a release line (3.13.6, 3.14.4): a probe
-    // compiled against one release must not read another's memory.  A wheel built for
-    // cp313-cp313t installs on every 3.13t; a build directory shared between two 3.13t
-    // releases reuses the first one's object file.
-    if ((Py_Version & ~0xFFu) != (PY_VERSION_HEX & ~0xFFu)) {
-        PyErr_Format(PyExc_ImportError,
-                     "the live probe was compiled against CPython %s, but this is %d.%d.%d: "
-                     "rebuild it for this interpreter (pip install --force-reinstall "
-                     "--no-cache-dir --no-binary qsbr-conformance qsbr-conformance, or from a "
-                     "source tree with a clean build/ folder)", PY_VERSION,
-                     (int)((Py_Version >> 24) & 0xFF), (int)((Py_Version >> 16) & 0xFF),
-                     (int)((Py_Version >> 8) & 0xFF));
+    if (probe_refuse_other_release("live probe") < 0) {
         return -1;
     }
     if (PyModule_AddIntConstant(module, "ARRAY_RAW", PROBE_ARRAY_RAW) < 0) {

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import queue
 import random
 import threading
 import time
@@ -44,6 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..drivers.taskthread import TaskThread
 from . import contract, races
 
 #: Rounds of each race probe by default: one sweep of every single preemption (both threads,
@@ -270,39 +270,6 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
 HOLD, PASS, DETACHED, LATE = "hold", "pass", "detached", "late"
 
 
-class _Worker:
-    """A thread that runs the operations handed to it, one at a time, and says when each is
-    done: the prober decides the interleaving, the operations still run in the reader's own
-    OS thread (so a thread-affine implementation sees each thread state used by one thread)."""
-
-    def __init__(self) -> None:
-        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            task = self.tasks.get()
-            if task is None:
-                return
-            try:
-                self.done.put((True, task()))
-            except BaseException as exc:    # handed back to the prober
-                self.done.put((False, exc))
-
-    def run(self, task: Callable[[], Any]) -> Any:
-        self.tasks.put(task)
-        ok, value = self.done.get()
-        if not ok:
-            raise value
-        return value
-
-    def close(self) -> None:
-        self.tasks.put(None)
-        self.thread.join()
-
-
 def _modes(round_no: int, readers: int, rng: random.Random) -> list[str]:
     if round_no < readers:          # each reader held alone, every other one attached
         return [HOLD if i == round_no else PASS for i in range(readers)]
@@ -318,7 +285,7 @@ def _probe(interp: Any, readers: int, rounds: int, rng: random.Random, register:
            progress: Callable[[dict], None] | None) -> None:
     prober_log: list = []
     handle, tid = register(prober_log)
-    workers: list[_Worker] = []
+    workers: list[TaskThread] = []
     logs: list[list] = [[] for _ in range(readers)]
     states: list[tuple[Any, int]] = []
     attached = [True] * readers
@@ -327,7 +294,7 @@ def _probe(interp: Any, readers: int, rounds: int, rng: random.Random, register:
     current = _Object(-1)
     try:
         for i in range(readers):
-            workers.append(_Worker())
+            workers.append(TaskThread())
             states.append(workers[i].run(functools.partial(register, logs[i])))
 
         def op(i: int, kind: int) -> None:

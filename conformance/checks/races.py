@@ -39,7 +39,6 @@ import copy
 import functools
 import itertools
 import os
-import queue
 import sys
 import sysconfig
 import threading
@@ -47,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..drivers.taskthread import TaskThread
 from ..model import errors
 from ..model.oracle import OracleInterpreter
 from . import contract
@@ -118,43 +118,6 @@ def _outcome(call: Callable[[], Any]) -> tuple[str, Any]:
         return "raises", type(exc).__name__
 
 
-class _Worker:
-    """A thread that runs what it is handed; the racing lists wait on a shared barrier."""
-
-    def __init__(self, name: str) -> None:
-        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            task = self.tasks.get()
-            if task is None:
-                return
-            try:
-                self.done.put((True, task()))
-            except BaseException as exc:    # handed back to the prober
-                self.done.put((False, exc))
-
-    def start(self, task: Callable[[], Any]) -> None:
-        self.tasks.put(task)
-
-    def result(self) -> Any:
-        ok, value = self.done.get()
-        if not ok:
-            raise value
-        return value
-
-    def run(self, task: Callable[[], Any]) -> Any:
-        self.start(task)
-        return self.result()
-
-    def close(self) -> None:
-        self.tasks.put(None)
-        self.thread.join()
-
-
 def _nop() -> None:
     pass
 
@@ -179,7 +142,7 @@ class RaceResult:
 class _Round:
     """One probe round: a fresh interpreter and model, set up step by step."""
 
-    def __init__(self, implementation: Any, profile: str, workers: list[_Worker]) -> None:
+    def __init__(self, implementation: Any, profile: str, workers: list[TaskThread]) -> None:
         self.implementation = implementation
         self.interp = implementation.new_interpreter()
         self.model = OracleInterpreter(profile)
@@ -619,7 +582,7 @@ def race_probes(implementation: Any, rounds: int, *, profile: str | None = None,
     table = _kinds(profile)
     result = RaceResult()
     stats = result.stats
-    workers = [_Worker(f"race-{i}") for i in range(2)]
+    workers = [TaskThread(f"race-{i}") for i in range(2)]
     # (kind, first thread, setup variant) -> the lines the first thread ran unpreempted: a
     # stepped round preempting it at a later line would be that same sequential round again
     # (C code, or code under the implementation's own locks, has no lines to stop at).
