@@ -1,4 +1,4 @@
-"""A port with a boundary-only bug, for the campaign tests (tests/conformance/test_campaign.py).
+"""A port with a boundary-only bug, for the campaign tests (tests/runs/test_campaign.py).
 
 ``wrap_with_many_threads``: a port with a fast path for busy interpreters.  When a fourth
 thread state registers just below the 2^64 wrap, it sets a flag; once the write sequence has

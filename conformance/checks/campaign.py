@@ -197,7 +197,8 @@ def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database
     test_file.write_text(TEST_MODULE.format(config=str(folder / "campaign.json")),
                          encoding="utf-8")
 
-    command = [sys.executable, "-c",
+    # -P: the working folder (a checkout) must not shadow what this process imports.
+    command = [sys.executable, "-P", "-c",
                "import sys, hypofuzz.entrypoint; from hypothesis.extra.cli import main; "
                "sys.exit(main())",
                "fuzz", "-n", str(workers)]

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from typing import Any
 
-from ..drivers.isolation import child_environment
+from ..drivers.isolation import child_environment, python_command
 from ..drivers.target import Capabilities, Target
 from ..model import profiles
 
@@ -142,10 +142,10 @@ def _python_threads(result: Any, target: Target, capabilities: Capabilities, rou
         out = os.path.join(tmp, "torture.json")
         # A child process of its own, whether the run is isolated or not: the torture's
         # threads must not share the harness's process (a crash is a failure, not the end).
-        command = [sys.executable, "-m", "conformance", "torture", "--impl", target.spec,
-                   "--python-threads", "--updates", str(updates), "--readers", "3",
-                   "--writers", "2", "--profile", profile, "--seed", str(seed % (1 << 31)),
-                   "--json", out]
+        command = python_command("conformance", "torture", "--impl", target.spec,
+                                 "--python-threads", "--updates", str(updates),
+                                 "--readers", "3", "--writers", "2", "--profile", profile,
+                                 "--seed", str(seed % (1 << 31)), "--json", out)
         # A hang is 300 s charged without an update or a free (its progress lines, on
         # stderr): time its threads spent waiting for a CPU is not charged, so a busy machine
         # only makes it slower (conformance.drivers.patience).

@@ -558,14 +558,19 @@ def run_binary(report: Report, python: str, iterations: int,
     import subprocess
     import tempfile
 
+    from ..drivers.isolation import python_command
+
     if progress is not None:
         progress(f"the interpreter binary {python}: {iterations:,} iterations per shape")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "binary.json"
         try:
-            proc = subprocess.run([python, "-m", "conformance.checks.hazards_live",
-                                   "--iterations", str(iterations), "--json", str(out),
-                                   "--quiet"], capture_output=True, text=True)
+            # That interpreter's own installed package, not a checkout in the working
+            # folder (-P, and a scratch working folder).
+            proc = subprocess.run(python_command("conformance.checks.hazards_live",
+                                                 "--iterations", str(iterations), "--json",
+                                                 str(out), "--quiet", python=python),
+                                  capture_output=True, text=True, cwd=tmp)
         except OSError as exc:
             report.errors.append(f"--binary {python}: {exc}")
             return

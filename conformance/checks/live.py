@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import sys
 import sysconfig
 import tempfile
 from collections import Counter
@@ -118,11 +117,12 @@ def run_driver(actions: list[list], timeout: float = 120) -> list[dict]:
 
     ``timeout`` bounds the time between two records, charged as conformance.drivers.patience
     does (time spent waiting for a CPU behind other processes does not count)."""
+    from ..drivers.isolation import python_command
     from ..drivers.patience import run_watched
     request = {"actions": actions, "symtab": _symtab_values()}
     with tempfile.TemporaryDirectory() as scratch:
         # Outside the source tree: the installed package (with its probe) is what runs.
-        proc = run_watched([sys.executable, "-m", "conformance.checks.live_driver"],
+        proc = run_watched(python_command("conformance.checks.live_driver"),
                            input_text=json.dumps(request), budget=timeout, cwd=scratch,
                            what="the live driver (CPython itself)")
     if proc.hung is not None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import sources
+from ..drivers.isolation import child_environment, python_command
 from ..model.profiles import RELEASE_PROFILES, ReleaseProfile
 
 QSBR_C = "Python/qsbr.c"
@@ -372,12 +373,12 @@ def run_torture(binary: Path, seconds: float) -> Run:
 
 
 def run_differential(library: Path, profile: ReleaseProfile, examples: int) -> Run:
-    env = dict(os.environ, QSBR_LIBRARY=str(library),
+    env = dict(child_environment(), QSBR_LIBRARY=str(library),
                QSBR_LIBRARY_VERSION=f"upstream {profile.name}")
-    proc = subprocess.run([sys.executable, "-m", "conformance", "--impl",
-                           "conformance.cabi:from_env", "--profile", profile.name,
-                           "--examples", str(examples), "--seed", "1", "--quiet",
-                           "--live-examples", "0"],
+    proc = subprocess.run(python_command("conformance", "--impl",
+                                         "conformance.cabi:from_env", "--profile",
+                                         profile.name, "--examples", str(examples),
+                                         "--seed", "1", "--quiet", "--live-examples", "0"),
                           capture_output=True, text=True, env=env, timeout=1800)
     last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
     return Run("differential", proc.returncode == 0, last,

@@ -62,6 +62,17 @@ def child_environment() -> dict[str, str]:
     return env
 
 
+def python_command(module: str, *args: str, python: str | None = None) -> list[str]:
+    """The command line of a child process that runs the suite's ``module`` (``-m``) under
+    ``python`` (default: this interpreter).  ``-P`` keeps the child's working folder off its
+    sys.path: from a checkout, the checkout's conformance/ and cython_bridge/ would shadow the
+    installed package (whose compiled parts a checkout may lack for that interpreter), and the
+    child would not run what this process runs.  With child_environment() it imports exactly
+    what this process imports; a module in the working folder is found only where this process
+    finds it too (installed, or on PYTHONPATH)."""
+    return [python or sys.executable, "-P", "-m", module, *args]
+
+
 class _Child:
     def __init__(self, spec: str, kwargs: dict, timeout: float,
                  startup_timeout: float = STARTUP_TIMEOUT,
@@ -72,8 +83,7 @@ class _Child:
         self.stderr = tempfile.TemporaryFile()
         env = child_environment()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conformance.drivers.isolation_worker", spec,
-             json.dumps(kwargs)],
+            python_command("conformance.drivers.isolation_worker", spec, json.dumps(kwargs)),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
             process_group=0)     # Ctrl-C reaches the harness, which then closes the child
         self.dead: str | None = None

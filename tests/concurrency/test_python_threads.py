@@ -66,7 +66,8 @@ def test_sequential_only_run_says_what_it_did_not_check(tmp_path):
     rows = {row["id"]: row for row in data["facts"]}
     assert all("checked_by" in row for row in data["facts"])
     assert rows["S-ATTACH-1"]["result"] == "pass (sequential only)"
-    assert rows["S-ATTACH-1"]["checked_by"] == ["sequential"]
+    # (a free-threaded interpreter's live phase confirms it too; no concurrent check ran)
+    assert rows["S-ATTACH-1"]["checked_by"] in (["sequential"], ["sequential", "live"])
     assert rows["S-SEQ-3"]["result"] == "pass"
     assert "NOT checked under concurrency" in data["verdict"]
     assert "S-SAFE-1" in data["verdict"] and "thread_safe" in data["verdict"]

@@ -268,7 +268,7 @@ def test_runs_from_an_empty_folder(tmp_path):
     not the current folder."""
     env = {k: v for k, v in os.environ.items() if k != "QSBR_REFERENCE_C"}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-m", "conformance", "hazards", "--profile",
+    proc = subprocess.run([sys.executable, "-P", "-m", "conformance", "hazards", "--profile",
                            "3.14.4+", "--iterations", "2000", "--no-relacy", "--json", "h.json"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr

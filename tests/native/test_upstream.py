@@ -172,7 +172,7 @@ def test_profile_auto_follows_the_running_interpreter(capsys):
 
 
 def test_help_shows_the_release_matrix():
-    out = subprocess.run([sys.executable, "-m", "conformance", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-P", "-m", "conformance", "--help"], capture_output=True,
                          text=True, check=True).stdout
     for name in profiles.BY_NAME:
         assert name in out

@@ -86,7 +86,7 @@ def test_bad_impl_is_a_usage_error(capsys):
 
 def test_python_dash_m_entry_point(tmp_path):
     # Outside the source tree, so the installed package is what runs.
-    proc = watched.run([sys.executable, "-m", "conformance", "--examples", "80", "--seed",
+    proc = watched.run([sys.executable, "-P", "-m", "conformance", "--examples", "80", "--seed",
                         "1", "--explore-seconds", "2", "-q"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CONFORMS" in proc.stdout

@@ -28,7 +28,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return watched.run([sys.executable, "-m", "conformance", *args], cwd=cwd, env=_env(**env))
+    return watched.run([sys.executable, "-P", "-m", "conformance", *args], cwd=cwd, env=_env(**env))
 
 
 def _one_clean_line(proc: subprocess.CompletedProcess[str]) -> str:
@@ -112,7 +112,7 @@ def test_implementation_raising_is_its_failure_with_its_own_traceback(isolate, t
 def test_ctrl_c_stops_cleanly_with_an_incomplete_report(tmp_path):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conformance", "--impl", "conformance.oracle:oracle",
+        [sys.executable, "-P", "-m", "conformance", "--impl", "conformance.oracle:oracle",
          "--examples", "100000", "--json", str(out), "--markdown", str(md)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env(),
         # as from a terminal: pytest-xdist's workers ignore SIGINT, and children inherit that
