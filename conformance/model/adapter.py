@@ -10,6 +10,8 @@ full contract; this module is its executable summary.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +149,17 @@ def _accepts(factory: Any, keyword: str) -> bool:
                for p in parameters)
 
 
+def _working_folder_last() -> None:
+    """A module in the working folder is importable as ``--impl`` (``myport.py`` beside the
+    user), whether the run is isolated or not, and whichever way the suite was started
+    (``qsbr-conformance`` does not put the working folder on sys.path, ``python -m`` puts it
+    first).  Appended last, so that it never shadows an installed package: run from a
+    checkout, the checkout's conformance/ must not replace the installed one."""
+    here = os.getcwd()
+    if not any(os.path.abspath(entry or ".") == here for entry in sys.path):
+        sys.path.append(here)
+
+
 def load_implementation(spec: str, **kwargs: Any) -> Implementation:
     """Load ``MODULE:FACTORY`` and call the factory.
 
@@ -165,12 +178,14 @@ def load_implementation(spec: str, **kwargs: Any) -> Implementation:
     if not sep or not module_name or not attr:
         raise AdapterError(f"--impl expects MODULE:FACTORY (e.g. mypkg.adapter:make), "
                            f"got {spec!r}")
+    _working_folder_last()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name is not None and module_name.startswith(exc.name):
             raise AdapterError(f"cannot import {module_name!r}: no module named {exc.name!r} "
-                               f"(is it installed, or on PYTHONPATH?)") from None
+                               f"(is it installed, on PYTHONPATH, or in the working "
+                               f"folder?)") from None
         raise AdapterError(f"cannot import {module_name!r}: {exc}{_where(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - the adapter's own error, reported in one line
         raise AdapterError(f"importing {module_name!r} raised {type(exc).__name__}: "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,3 +215,17 @@ def test_readme_mutant_count_is_derived():
     import re
     counts = [int(n) for n in re.findall(r"(?:catalog of|build|all) (\d+) mutants", readme)]
     assert all(n == len(mutants.catalog()) for n in counts), counts
+
+
+def test_an_adapter_in_the_working_folder_is_found_isolated_or_not(tmp_path):
+    # A new user's first run: myport.py beside them, no PYTHONPATH, no install.  Isolated
+    # (the default) and in-process alike, and the suite's own package still comes first.
+    shutil.copy(TESTS.parent / "docs" / "examples" / "minimal_adapter.py", tmp_path / "myport.py")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    for isolation in ([], ["--no-isolate"]):
+        proc = watched.run([sys.executable, "-P", "-m", "conformance", "--impl", "myport:make",
+                            "--examples", "3", "--explore-seconds", "0", "--live-examples", "0",
+                            "--concurrency-rounds", "1", "--seed", "1", "-q", *isolation],
+                           cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "CONFORMS" in proc.stdout
