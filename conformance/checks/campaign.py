@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,6 +307,11 @@ def replay_from_database(impl: Any, database: Any, steps: int) -> Any:
     settings = settings_class(settings, phases=[Phase.reuse, Phase.shrink], max_examples=1)
     try:
         run_state_machine_as_test(machine, settings=settings)
+    except unittest.SkipTest:
+        # Entries were stored for this implementation but none could be replayed (Hypothesis
+        # drops one that no longer parses as a run of this machine): nothing to replay.  Left
+        # alone, the skip would escape into the caller and skip a test that called the run.
+        return None
     except ConformanceFailure as exc:
         return _random_failure(machine, exc.facts, str(exc), exc)
     except errors.QsbrError as exc:

@@ -158,3 +158,15 @@ def test_the_suite_ignores_the_hypothesis_profile_a_ci_variable_loads():
         assert suite_settings(max_examples=3).max_examples == 3
     finally:
         settings.load_profile(previous)
+
+
+def test_entries_that_no_longer_replay_are_nothing_to_replay(tmp_path):
+    # Hypothesis raises unittest.SkipTest when a reuse-only run executes nothing; that must not
+    # escape into a run (it would skip the test or the command that called it).
+    from conformance.checks.campaign import database_key, replay_from_database
+    from conformance.reference import reference_port
+
+    impl = reference_port("3.13")
+    db = open_database(str(tmp_path / "db"))
+    db.save(database_key(impl), b"\xff\xfe not a stored run of this machine")
+    assert replay_from_database(impl, db, 20) is None
