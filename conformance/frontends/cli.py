@@ -253,13 +253,30 @@ def write_reports(result: RunResult, plan: Plan) -> None:
         common.write_text(plan.markdown, report.to_markdown(result))
 
 
+def run_subcommand(name: str, argv: list[str]) -> int:
+    """Subcommand ``name``, with what every subcommand shares: argparse's exits as a status
+    (--help 0, a bad option 2), a UsageError as one line and status 2, Ctrl-C as status 130
+    (a subcommand that can say what it finished before the interrupt catches it first)."""
+    prog = f"qsbr-conformance {name}"
+    try:
+        return subcommand(name)(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else common.USAGE
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return common.USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; no verdict", file=sys.stderr)
+        return common.INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (argparse's exits included: --help and
     --version give 0, a bad option 2)."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return subcommand(argv[0])(argv[1:])
+            return run_subcommand(argv[0], argv[1:])
         args = parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else common.USAGE

@@ -229,3 +229,18 @@ def test_an_adapter_in_the_working_folder_is_found_isolated_or_not(tmp_path):
                            cwd=tmp_path, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "CONFORMS" in proc.stdout
+
+
+@pytest.mark.parametrize("name", sorted(cli.SUBCOMMANDS))
+def test_every_subcommand_shares_the_exit_statuses(name, monkeypatch, capsys):
+    # Whatever a subcommand leaves uncaught: a usage error is one line and 2, Ctrl-C is 130.
+    import importlib
+
+    module = importlib.import_module(f"conformance.frontends.{cli.SUBCOMMANDS[name][0]}")
+    for raised, status in ((cli.UsageError("bad input"), 2), (KeyboardInterrupt(), 130)):
+        def body(argv, raised=raised):
+            raise raised
+        monkeypatch.setattr(module, "main", body)
+        assert cli.main([name, "x"]) == status
+        err = capsys.readouterr().err
+        assert err.startswith(f"qsbr-conformance {name}: ") and err.count("\n") == 1, err
