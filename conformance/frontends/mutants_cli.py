@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
             return 2
         chosen = [m for m in mutants if m.name in names]
     work = Path(args.work) if args.work else source / "build" / "mutants"
+    common.keep_hypothesis_out_of_cwd()     # the conformance attacks run Hypothesis here
     outcomes = []
     interrupted = False
     try:
