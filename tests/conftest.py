@@ -1,4 +1,6 @@
 import pytest
+from requires import requires
+
 
 from conformance.model.oracle import Oracle
 from conformance.reference import reference_port
@@ -25,3 +27,9 @@ def interp(implementation):
     yield interpreter
     interpreter.fail_next_allocations(0)
     interpreter.close()
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.requires(WHAT, ...)``: tests/requires.py decides (skip, or fail under CI)."""
+    for mark in item.iter_markers(name="requires"):
+        requires(*mark.args)

@@ -18,9 +18,7 @@ from conformance.model.oracle import OracleInterpreter
 from conformance.reference import reference_port
 
 FREE_THREADED = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
-needs_free_threading = pytest.mark.skipif(
-    not FREE_THREADED,
-    reason="needs a free-threaded CPython build (3.13t/3.14t); this interpreter has the GIL")
+needs_free_threading = pytest.mark.requires("free_threaded")
 
 
 @needs_free_threading
@@ -115,7 +113,7 @@ def test_python_threads_hammer_one_interpreter(profile):
     interp.close()
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
+@pytest.mark.requires("fork")
 @pytest.mark.parametrize("profile", ["3.13", "3.14"])
 def test_os_fork_with_threads_alive(profile):
     """S-FORK-1 from Python: fork while other threads hold slots; the child's state equals the

@@ -17,11 +17,12 @@ import sys
 import threading
 
 import pytest
+from requires import requires
 
 from conformance.checks import hazards_live
 
 REASON = hazards_live.unavailable_reason()
-needs_probe = pytest.mark.skipif(REASON is not None, reason=f"hazards_live: {REASON}")
+needs_probe = pytest.mark.requires("hazard_probe")
 
 #: Iterations per shape.  Measured on this project's machine (2 vCPUs, AMD EPYC, load average
 #: 11-20 from other jobs), stale-goal with the non-advancing goal, 5 million iterations per run
@@ -181,8 +182,7 @@ def test_hazards_command_runs_the_binary_beside_the_rebuilt_port(tmp_path):
 
     from conformance.frontends import hazards_cli
 
-    if not shutil.which("make") or not shutil.which("cc"):
-        pytest.skip("needs a C compiler to build the port's litmus beside the binary's")
+    requires("toolchain")
     out = tmp_path / "h.json"
     status = hazards_cli.main(["--iterations", "200000", "--profile", "3.14", "--no-relacy",
                                "-q", "--binary", sys.executable, "--json", str(out)])

@@ -7,6 +7,7 @@ Skipped on GIL builds, which have no QSBR.
 import sys
 
 import pytest
+from requires import requires
 
 from conformance.checks import live
 from conformance.model import profiles
@@ -15,9 +16,7 @@ from conformance.reference import reference_port
 
 pytestmark = [
     pytest.mark.free_threading,
-    pytest.mark.skipif(not live.free_threaded(),
-                       reason="needs a free-threaded CPython build (3.13t/3.14t): GIL builds "
-                              "have no QSBR state to probe"),
+    pytest.mark.requires("free_threaded"),
 ]
 
 
@@ -57,8 +56,7 @@ def test_a_subinterpreter_may_grow_a_full_main_array():
     # thread state made for that (import.c, switch_to_main_interpreter), which grows the
     # array.  The model accepts exactly that state (grown, the new slots free) and no other.
     sequence = [["start"]] * 7 + [["subinterp"], ["fork"], ["seq", "quiescent_state"]]
-    if not live.subinterpreters_available():
-        pytest.skip("this interpreter has no _interpreters module")
+    requires("subinterpreters")
     result = live.check_actions(sequence)
     assert result.failures == []
     assert result.interpreter_thread_states == 1

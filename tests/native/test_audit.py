@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tarballs import RELEASES, UNDER_CI, tarball
+from requires import RELEASES, tarball
 
 from conformance.checks import audit
 
@@ -25,9 +25,7 @@ except ImportError:
     HAVE_LIBCLANG = False
 
 # Under CI (which installs the audit extra) the tests run, and fail, without libclang.
-needs_libclang = pytest.mark.skipif(
-    not HAVE_LIBCLANG and not UNDER_CI,
-    reason="needs libclang's Python bindings (pip install '.[audit]')")
+needs_libclang = pytest.mark.requires("libclang")
 
 
 _RESULTS: dict[str, audit.AuditResult] = {}

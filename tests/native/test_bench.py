@@ -13,9 +13,7 @@ from conformance.bench import native, plot, suite
 from conformance.checks import mutants
 from conformance.frontends import bench_cli, cli
 
-needs_toolchain = pytest.mark.skipif(
-    not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))),
-    reason="needs make and a C compiler to build the bench")
+needs_toolchain = pytest.mark.requires("toolchain")
 
 TINY = ["-r", "2", "-t", "0.05", "-R", "2", "-T", "1", "-d", "1", "-n", "600"]
 SINGLE = {"quiescent_state", "attach_detach", "advance", "poll_no_scan", "grace_period_1thread",

@@ -21,9 +21,7 @@ from conformance.checks import cabi_torture
 from conformance.frontends import cli
 
 REFERENCE_C = Path(__file__).resolve().parents[2] / "reference_c"
-needs_cc = pytest.mark.skipif(
-    not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))),
-    reason="needs make and a C compiler to build the libraries and the driver")
+needs_cc = pytest.mark.requires("toolchain")
 
 
 def _build(tmp: Path, name: str, mutant: str | None, sanitize: str = "",

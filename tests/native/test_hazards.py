@@ -17,13 +17,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from tarballs import tarball
+from requires import tarball
 
 from conformance import sources
 from conformance.checks import hazards, upstream
 from conformance.frontends import hazards_cli
 
-RELACY = Path("/usr/include/relacy/relacy.hpp").is_file()
 ROOT = Path(__file__).resolve().parents[2]
 PORT_PROFILES = ("3.13.3-3.13.5", "3.13.6-3.14.3")
 ITERATIONS = 50_000
@@ -237,8 +236,7 @@ def test_314_tarball_stale_goal(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not RELACY, reason="needs Relacy (/usr/include/relacy/relacy.hpp; Debian "
-                                       "relacy-dev)")
+@pytest.mark.requires("relacy")
 def test_relacy_beside_each_shape(tmp_path):
     """Relacy's verdicts beside the litmus: the stale goal and retire-before-unlink found
     (with a trace of the first failing execution), the advancing goal and the seq_cst first

@@ -62,12 +62,7 @@ def test_matching_results_credit_model_checked_facts(tmp_path):
 # --- the Relacy harness itself: pieces, merge, order edits (issues 24 and 25) --------------
 
 RUN = SOURCE / "relacy" / "run.py"
-needs_source = pytest.mark.skipif(not RUN.is_file(), reason=f"no Relacy harness at {RUN}")
-needs_relacy = pytest.mark.skipif(
-    not (shutil.which("g++") or shutil.which("clang++"))
-    or not os.path.isfile("/usr/include/relacy/relacy.hpp") or not shutil.which("patch"),
-    reason="needs the reference_c/ sources, g++ or clang++, GNU patch and the Relacy headers "
-           "(apt-get install relacy-dev)")
+needs_relacy = pytest.mark.requires("relacy")
 # The order edits of the loads and stores a true poll / goal_reached answer relies on,
 # reference_c/mutants/NAME.patch (reference_c/relacy/README.md, "Loads behind a true answer").
 ORDER_EDITS = ("GOAL_REACHED_RELAXED", "SCAN_RD_SEQ_RELAXED", "ATTACH_LOAD_RELAXED",
@@ -78,7 +73,6 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True)
 
 
-@needs_source
 def test_pieces_are_listed():
     proc = _run("--list")
     assert proc.returncode == 0, proc.stderr
@@ -91,7 +85,6 @@ def test_pieces_are_listed():
     assert _run("--piece", "port:313:nosuch:random").returncode == 2
 
 
-@needs_source
 def test_order_edits_are_patch_files_for_the_model_checker():
     for name in ORDER_EDITS:
         text = (SOURCE / "mutants" / f"{name}.patch").read_text()
@@ -156,9 +149,9 @@ def test_relacy_piece(piece, tmp_path_factory):
     QSBR_RELACY_PIECES=all (or random, bound, full, or a comma list of piece ids) and
     QSBR_RELACY_OUT=DIR; then `python3 reference_c/relacy/run.py --merge DIR/*.json`."""
     if piece is None:
-        pytest.skip("opt-in campaign: set QSBR_RELACY_PIECES=all (or a comma list from "
-                    "`run.py --list`) and QSBR_RELACY_OUT=DIR to run each model-checker piece "
-                    "as a test (pytest -n N spreads them)")
+        # Without the opt-in (QSBR_RELACY_PIECES), one small piece of the port runs: the test
+        # still exercises the piece runner and can fail.
+        piece = "port:313:fastpath:bound"
     out = Path(os.environ.get("QSBR_RELACY_OUT") or tmp_path_factory.mktemp("pieces"))
     out.mkdir(parents=True, exist_ok=True)
     target = out / (piece.replace(":", "_") + ".json")

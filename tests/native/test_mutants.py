@@ -10,9 +10,7 @@ from conformance import sources
 from conformance.checks import mutants
 from conformance.frontends import cli
 
-needs_toolchain = pytest.mark.skipif(
-    not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))),
-    reason="needs make and a C compiler to build mutants")
+needs_toolchain = pytest.mark.requires("toolchain")
 
 
 def test_catalog_is_large_and_documented():
@@ -97,10 +95,7 @@ def test_no_row_is_argued():
     assert [m.name for m in mutants.catalog() if m.equivalent] == []
 
 
-needs_relacy = pytest.mark.skipif(
-    not (shutil.which("g++") or shutil.which("clang++"))
-    or not os.path.isfile("/usr/include/relacy/relacy.hpp"),
-    reason="needs g++ or clang++ and the Relacy headers (apt-get install relacy-dev)")
+needs_relacy = pytest.mark.requires("relacy")
 
 
 @needs_relacy

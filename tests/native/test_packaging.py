@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from tarballs import tarball
+from requires import tarball
 
 from conformance import sources
 

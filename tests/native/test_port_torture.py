@@ -14,8 +14,7 @@ from conformance.checks import mutants
 REFERENCE_C = Path(__file__).resolve().parents[2] / "reference_c"
 
 
-@pytest.mark.skipif(not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))),
-                    reason="needs make and a C compiler to build the buggy variants of the port")
+@pytest.mark.requires("toolchain")
 def test_torture_catches_every_buggy_variant():
     # Builds the port with each bug re-introduced (scan misses a slot, advance returns the old
     # value, detach is a no-op, poll skips the scan) and requires the torture to fail on each

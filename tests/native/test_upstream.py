@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tarballs import tarball
+from requires import check, missing, tarball
 
 from conformance.checks import upstream
 from conformance.frontends import cli, upstream_cli
@@ -16,7 +16,6 @@ from conformance.model import profiles
 from conformance.model.layout import EXPECTED_LAYOUT, layout_differences
 from conformance.reference import reference_port
 
-RELACY = Path("/usr/include/relacy/relacy.hpp").is_file()
 MATRIX = {"3.13.5": "3.13.3-3.13.5", "3.13.15": "3.13.6-3.14.3", "3.14.7": "3.14.4+"}
 
 
@@ -70,14 +69,14 @@ def test_upstream_code_builds_and_passes_the_c_tests_torture_and_differential(ca
     assert "C tests: ok: " in out and " 0 failed" in out
     assert "torture (1 s): ok: PASS" in out
     assert "differential: ok: CONFORMS" in out and "releases 3.13.6-3.14.3" in out
-    if RELACY:
+    if check("relacy") is None:
         assert "model checker (Relacy): ok: " in out and "all expectations hold" in out
     else:
-        assert "model checker: not run (Relacy headers not found" in out
+        missing("needs " + check("relacy") + ": the upstream run's model-checker line")
     assert code == 0, out
 
 
-@pytest.mark.skipif(not RELACY, reason="needs Relacy (apt-get install relacy-dev; CI installs it)")
+@pytest.mark.requires("relacy")
 def test_a_memory_order_edit_is_found_by_the_model_checker(tmp_path, capsys):
     # A relaxed detach store in upstream's own qsbr.c: sequentially identical (the differential
     # run and the plain torture cannot see it on x86), the model checker must.

@@ -18,12 +18,8 @@ from conformance.frontends import cli
 
 BOUNDARY = "campaign_adapters:wrap_with_many_threads"
 
-needs_hypofuzz = pytest.mark.skipif(
-    importlib.util.find_spec("hypofuzz") is None,
-    reason="HypoFuzz is not installed (pip install 'qsbr-conformance[campaign]')")
-needs_fakeredis = pytest.mark.skipif(
-    importlib.util.find_spec("fakeredis") is None or importlib.util.find_spec("redis") is None,
-    reason="the Redis database test needs the redis and fakeredis packages")
+needs_hypofuzz = pytest.mark.requires("hypofuzz")
+needs_fakeredis = pytest.mark.requires("fakeredis")
 
 
 def _boundary():

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from requires import requires
 
 from conformance import load_implementation, run_conformance
 from conformance.drivers import cabi
@@ -48,8 +49,7 @@ def test_unloadable_adapter_is_a_usage_error(capsys):
 
 @pytest.fixture(scope="module")
 def reference_libraries():
-    if not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))):
-        pytest.skip("needs make and a C compiler to build reference_c's shared libraries")
+    requires("toolchain")
     subprocess.run(["make", "-C", str(REFERENCE_C), "-s", "all"], check=True,
                    capture_output=True, timeout=300)
     return {p: REFERENCE_C / "build" / p.replace(".", "") / "libqsbr.so"

@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from requires import requires
 
 from conformance.checks import plan as plans
 from conformance.checks import runner
@@ -128,8 +129,7 @@ def test_factory_written_to_the_docs_accepts_every_release_profile(tmp_path):
 
 
 def _needs_cc() -> None:
-    if not (shutil.which("make") and shutil.which(os.environ.get("CC", "cc"))):
-        pytest.skip("needs make and a C compiler to build the C ABI library")
+    requires("toolchain")
 
 
 @pytest.fixture(scope="module")
