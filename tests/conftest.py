@@ -1,7 +1,6 @@
 import pytest
 from requires import requires
 
-
 from conformance.model.oracle import Oracle
 from conformance.reference import reference_port
 

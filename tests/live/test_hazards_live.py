@@ -178,7 +178,6 @@ def test_command_line(tmp_path):
 def test_hazards_command_runs_the_binary_beside_the_rebuilt_port(tmp_path):
     """`qsbr-conformance hazards --binary PYTHON`: the same shapes through the interpreter's own
     compiled code, in the same JSON (source "binary"), stale goal observed, controls zero."""
-    import shutil
 
     from conformance.frontends import hazards_cli
 

@@ -3,8 +3,6 @@ and sane numbers.  Tiny round counts; no timing limits (the figures are the benc
 
 import json
 import math
-import os
-import shutil
 
 import pytest
 

@@ -8,9 +8,7 @@ it.  Every run here is bounded by a count of rounds or updates, never by a clock
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 

@@ -1,8 +1,6 @@
 """The mutant catalog and `qsbr-conformance mutants`."""
 
 import json
-import os
-import shutil
 
 import pytest
 

@@ -1,9 +1,7 @@
 """The port's own C torture (reference_c/harness/torture.c) against the port with a bug put
 back (the torture mutants and the regression replays): C only, independent of the interpreter."""
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 

@@ -3,7 +3,6 @@ normal run that replays what they found."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest

@@ -1,7 +1,5 @@
 """Implementations that crash or hang are reported, not fatal; the C ABI loader conforms."""
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 import requires as req
 
 TESTS = Path(__file__).resolve().parents[1]
