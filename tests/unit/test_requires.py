@@ -12,14 +12,16 @@ import pytest
 import requires as req
 
 TESTS = Path(__file__).resolve().parents[1]
-FORBIDDEN = re.compile(r"pytest\.mark\.skipif|pytest\.skip\(|importorskip")
+# Spelled in pieces, so that this file does not match the pattern it looks for.
+FORBIDDEN = re.compile("|".join(("pytest" + r"\.mark\.skip" + "if", "pytest" + r"\.skip\(",
+                                 "importor" + "skip")))
 
 
 def test_nothing_else_in_tests_skips():
     offenders = [f"{path.relative_to(TESTS)}:{number}"
                  for path in sorted(TESTS.rglob("*.py")) if path.name != "requires.py"
                  for number, line in enumerate(path.read_text().splitlines(), 1)
-                 if FORBIDDEN.search(line) and path.name != "test_requires.py"]
+                 if FORBIDDEN.search(line)]
     assert offenders == []
 
 
