@@ -6,10 +6,11 @@ unreachable), what lies between the unlink and the goal the retire takes, and a 
 
 Command line: ``python -m conformance.checks.audit SOURCE [--json PATH]`` prints the retiring
 functions derived, then one entry per site; the JSON holds ``sites``, ``retiring_functions``,
-``parsed_files`` and ``seconds``.  Exit status: 0 when no site is ``retire-before-unlink`` or
-``unordered``, 1 when one is, 2 when the audit cannot run (libclang missing, not a CPython 3.13+
-tree, a fatal parse error).  A tarball is unpacked once (``Include/``, ``Objects/``, ``Python/``,
-``Modules/``, ``Parser/``) into ``~/.cache/qsbr-conformance/audit/<sha256 prefix>/``.
+``parsed_files`` and ``seconds``.  Exit status: 0 when no site is ``retire-before-unlink``,
+``unordered-every-path`` or ``unordered-some-paths``, 1 when one is, 2 when the audit cannot run
+(libclang missing, not a CPython 3.13+ tree, a fatal parse error).  A tarball is unpacked once
+(``Include/``, ``Objects/``, ``Python/``, ``Modules/``, ``Parser/``) into
+``~/.cache/qsbr-conformance/audit/<sha256 prefix>/``.
 
 Each site is a dict with ``file``, ``function``, ``line``, ``retire`` (the call's text),
 ``retirer`` and ``chain`` (the retiring functions down to the goal API), ``goal``, ``goal_kind``
@@ -83,25 +84,41 @@ to the ``__atomic_*`` builtins.
 
 *Between* lists what lies on the path from the unlink to the goal load: in the site's function
 (source order between the two, marked ``conditional`` when inside a branch or loop the path need
-not take; calls in another branch than the retire's are left out) and inside the retiring chain
-before its goal call (``dictkeys_decref`` -> ``free_keys_object`` -> ``_PyMem_FreeDelayed`` ->
-``free_delayed`` -> goal).  Each is classified: ``full-barrier`` (a seq_cst atomic
-read-modify-write or fence, ``__sync_*``, or a call whose every path makes one, such as
-``DECREF_KEYS``' ``_Py_atomic_add_ssize``), ``lock`` (``PyMutex_*``, critical sections,
-``PyThread_*_lock``, stop-the-world; marked whether the lock's code makes a full barrier on
-every path), ``maybe-barrier`` (a call that makes one on some paths only), ``seq_cst-store`` (a
-seq_cst store: not a fence; C11 orders it only before later seq_cst operations, the goal loads
-are acquire loads), ``opaque`` (a call whose body is in no parsed file: not inspected, listed).
+not take; calls in another branch than the retire's, and calls on a path that returns before
+the goal, such as ``free_delayed``'s stop-the-world fallback, are left out) and inside the
+retiring chain before its goal call (``dictkeys_decref`` -> ``free_keys_object`` ->
+``_PyMem_FreeDelayed`` -> ``free_delayed`` -> goal).  Each is classified: ``fence`` (a seq_cst
+fence, ``__sync_synchronize``, or a call whose every path makes one, such as
+``_Py_atomic_fence_seq_cst``), ``full-barrier`` (a seq_cst read-modify-write, ``__sync_*``, or
+a call whose every path makes one, such as ``DECREF_KEYS``' ``_Py_atomic_add_ssize``), ``lock``
+(``PyMutex_*``, critical sections, ``PyThread_*_lock``, stop-the-world; marked whether the
+lock's code makes a full barrier on every path), ``decref`` (``Py_DECREF``, ``Py_XDECREF``, and
+``Py_CLEAR`` through them: a seq_cst CAS only when the object is shared, so the ordering depends
+on the data), ``maybe-barrier`` (a call that makes a barrier on some paths only),
+``seq_cst-store`` (a seq_cst store: not a fence; C11 orders it only before later seq_cst
+operations, the goal loads are acquire loads), ``opaque`` (a call whose body is in no parsed
+file: not inspected, listed).
 
-Verdicts:
+Verdicts (``VERDICTS``):
 
 * ``retire-before-unlink``: the unlinks of the location on a path through the site all come
   after the retire: a reader may pass a quiescent state between the two and then load the
   retired memory, whatever the hardware.
-* ``unordered``: an unlink precedes the retire and no unconditional full barrier (nor a lock whose
-  code makes one on every path, nor an advancing goal) lies between it and the non-advancing
-  goal load.
-* ``ordered``: an unlink precedes the retire and one of those lies between.
+* ``unordered-every-path``: an unlink precedes the retire and nothing that could order lies
+  between it and the non-advancing goal's load on any path (a seq_cst store between is noted:
+  XCHG on x86-64, not an order under C11 nor with ARMv8.3 RCpc loads).
+* ``unordered-some-paths``: nothing unconditional orders them, but on some paths, or for some
+  data, something does: a fence or RMW inside a branch or loop, a call that makes one on some
+  paths, a lock operation, or a decref (``list_clear_impl``'s and ``list_sort_impl``'s
+  ``Py_XDECREF`` loops, 3.14's ``clear_lock_held``'s ``Py_CLEAR`` loop: a CAS only for a shared
+  item; an empty list or owned items make none).
+* ``ordered-hardware``: ordered on hardware, not under C11: an unconditional seq_cst RMW of
+  another location lies between (``dk_refcnt``'s atomic add in ``dictkeys_decref``; a full
+  barrier on x86-64, ARMv8, POWER and RISC-V), or the unlink is a seq_cst store and a lock
+  operation follows it (``_PyObject_SetManagedDict``'s ``Py_END_CRITICAL_SECTION``: the unlock's
+  CAS on the path that unlocks; XCHG on x86-64 on every path).
+* ``ordered``: ordered under C11 too: a seq_cst fence lies between on every path, or the goal
+  advances (a seq_cst RMW of ``wr_seq`` itself), or the goal function fences before its load.
 * ``no-local-unlink``: the retired memory is not loaded from a location this function stores
   (mimalloc page frees, ``PyObject_GC_Del``, a lookup dropping its own reference): the unlink,
   if any, is elsewhere; not judged.
@@ -109,10 +126,12 @@ Verdicts:
 Limits: paths are approximated from the structure of the code (branches of ``if``/``switch``/
 ``?:``/``&&``/``||`` and loop bodies are conditional, a ``return``/``goto`` between two
 statements separates them); aliasing is by name (two spellings of one object are two
-locations); a seq_cst RMW counts as a full barrier, as the hardware makes it on x86-64 (a
-LOCK-prefixed instruction) and as the Linux kernel relies on for ARM64's acquire-release RMWs,
-although C11 alone does not order other locations' accesses by it; functions whose body is in no
-parsed file are opaque.  A verdict says what the source shows under these rules, nothing more.
+locations); a seq_cst RMW of another location orders on hardware (x86-64's LOCK prefix, ARM64's
+acquire-release RMWs, POWER's sync, RISC-V's fence before the AMO: docs/codegen-table.md), and
+the verdict says so apart (``ordered-hardware``), because C11 alone does not order other
+locations' accesses by it; functions whose body is in no parsed file are opaque.  The audit
+reads the writers' side only: readers' first loads after attach (S-READ-1) are not audited.
+A verdict says what the source shows under these rules, nothing more.
 """
 
 from __future__ import annotations

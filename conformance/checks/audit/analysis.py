@@ -24,7 +24,13 @@ from .frontend import (
 )
 from .source import PYCONFIG, SCAN_DIRS, AuditError, _builtin_include, _cache_dir, _cindex
 
-VERDICTS = ("retire-before-unlink", "unordered", "ordered", "no-local-unlink")
+VERDICTS = ("retire-before-unlink", "unordered-every-path", "unordered-some-paths",
+            "ordered-hardware", "ordered", "no-local-unlink")
+#: The verdicts that the command line's exit status flags.
+FLAGGED = ("retire-before-unlink", "unordered-every-path", "unordered-some-paths")
+#: What orders on some paths only (or depends on the data): a site with one of these between
+#: and nothing unconditional is unordered on some paths.
+SOME_PATHS = ("fence", "full-barrier", "maybe-barrier", "decref", "lock")
 
 # --- the audit ----------------------------------------------------------------------------
 
@@ -355,6 +361,8 @@ class _Auditor:
         lo = start.end if start is not None else -1
         anchors = tuple(a for a in (start, end) if a is not None)
         items: list[dict[str, Any]] = []
+        returns = [n for n in fn.nodes if n.cursor.kind == self.ck.RETURN_STMT
+                   and lo <= n.start and n.end <= end.start]
         for node in fn.nodes:
             if node.start < lo or node.end > end.start or node.cursor.kind not in (
                     self.ck.CALL_EXPR, self.ck.UNEXPOSED_EXPR):
@@ -363,6 +371,9 @@ class _Auditor:
                 continue
             if _exclusive(node, end, self.ck):
                 continue  # another branch than the one that reaches ``end``
+            if any(r.start >= node.end and not _conditional(r, (node,), self.ck)
+                   and _conditional(r, (end,), self.ck) for r in returns):
+                continue  # a path that returns before ``end`` (free_delayed's stop-the-world)
             got = self.code.classify(node.cursor)
             if got is None:
                 continue
@@ -370,6 +381,54 @@ class _Auditor:
                           "file": fn.rel, "line": node.cursor.location.line,
                           "conditional": _conditional(node, anchors, self.ck)})
         return items
+
+    @staticmethod
+    def verdict(items: list[dict[str, Any]], goal_kind: str, goal_summary: str, goal: str,
+                unlink_line: int) -> tuple[str, str]:
+        """The verdict on an unlink followed by the retire, from what lies between (``items``,
+        the unlink itself first when it is a barrier or a seq_cst store) and the goal."""
+        def where(found: list[dict[str, Any]]) -> str:
+            return "; ".join(f"{i['what']} ({i['file']}:{i['line']})" for i in found[:3])
+
+        always = [i for i in items if not i["conditional"]]
+        fences = [i for i in always if i["kind"] == "fence"]
+        if fences:
+            return "ordered", "ordered (C11 and hardware) by " + where(fences)
+        if goal_kind == "advancing":
+            return "ordered", f"the goal {goal} is advancing (a seq_cst RMW of wr_seq)"
+        if goal_summary == "fence":
+            return "ordered", f"the goal function {goal} makes a seq_cst fence before its load"
+        rmws = [i for i in always if i["kind"] == "full-barrier"
+                or (i["kind"] == "lock" and "its code" in i["what"])]
+        sc_unlink = bool(items) and items[0]["kind"] == "seq_cst-store" and \
+            items[0]["what"].startswith("the unlink itself")
+        locks = [i for i in always if i["kind"] == "lock"] if sc_unlink else []
+        if rmws:
+            return "ordered-hardware", (
+                "ordered on hardware, not under C11: by " + where(rmws) + ", a read-modify-"
+                "write of another location (a full barrier on x86-64, ARMv8, POWER and "
+                "RISC-V), which C11 does not make a fence between the unlink and the goal's "
+                "acquire load")
+        if locks:
+            return "ordered-hardware", (
+                "ordered on hardware, not under C11: the unlink is a seq_cst store (XCHG on "
+                "x86-64) and the unlock's compare-exchange in " + where(locks) + " lies "
+                "between it and the goal; a nested critical section that did not take the "
+                "lock skips that CAS, and then only x86-64's XCHG orders (an ARMv8 STLR "
+                "followed by an RCpc LDAPR, or POWER's sync;std followed by ld, do not)")
+        some = [i for i in items if i["kind"] in SOME_PATHS]
+        opaque = [i["what"] for i in always if i["kind"] == "opaque"]
+        tail = ("; not inspected: " + ", ".join(opaque[:4])) if opaque else ""
+        if any(i["kind"] == "seq_cst-store" for i in always):
+            tail += ("; a seq_cst store lies between (see between): ordered in practice on "
+                     "x86-64 (XCHG), not by C11 nor on ARM64 with RCpc (LDAPR) acquire loads")
+        if some:
+            return "unordered-some-paths", (
+                f"unlink at line {unlink_line}, then the {goal_kind} goal {goal}: ordered only "
+                "on the paths (or for the data) where " + where(some) + tail)
+        return "unordered-every-path", (
+            f"unlink at line {unlink_line}, then the {goal_kind} goal {goal}: nothing that "
+            "could order them on any path" + tail)
 
     def path_blocked(self, fn: _Fn, a: _Node, b: _Node) -> bool:
         """An unconditional return/goto between a and b."""
@@ -421,7 +480,7 @@ class _Auditor:
         chain = self.chain(r)
         # a goal taker may take different goals on different paths (3.13.6+: an advancing goal
         # when enough memory is deferred, else a non-advancing one): judge the weakest
-        rank = {"none": 0, "maybe": 1, "unknown": 1, "always": 2}
+        rank = {"none": 0, "maybe": 1, "unknown": 1, "always": 2, "fence": 2}
         last = chain[-1]
         options = []
         for g in last.goals or [last.inner]:
@@ -434,7 +493,7 @@ class _Auditor:
         goal_fn = self.code.fn_of(goal_call)
         goal_summary = self.code.summary(goal_fn) if goal_fn is not None else "unknown"
         other_goals = sorted({g.cursor.spelling for _, g in options[1:]} - {goal_call.spelling})
-        goal_kind = {"always": "advancing", "maybe": "non-advancing",
+        goal_kind = {"always": "advancing", "maybe": "non-advancing", "fence": "non-advancing",
                      "none": "non-advancing"}.get(goal_summary, "unknown")
         flag_text = (self.code.text(args[r.flag]) if r.flag is not None and r.flag < len(args)
                      else None)
@@ -499,34 +558,14 @@ class _Auditor:
             info["unlink"] = self.code.text(unlink.cursor)
             info["unlink_line"] = unlink.cursor.location.line
             own = self.code.classify(unlink.cursor)
-            if own is not None and own[0] in ("full-barrier", "seq_cst-store"):
+            if own is not None and own[0] in ("fence", "full-barrier", "seq_cst-store"):
                 items.insert(0, {"kind": own[0], "what": "the unlink itself: " + own[1],
                                  "function": fn.name, "file": fn.rel,
                                  "line": info["unlink_line"], "conditional": False})
             items += chain_items
             info["between"] = items
-            ordering = [i for i in items if not i["conditional"] and (
-                i["kind"] == "full-barrier" or (i["kind"] == "lock" and "its code" in i["what"]))]
-            if ordering:
-                info["verdict"] = "ordered"
-                info["note"] = "ordered by " + "; ".join(
-                    f"{i['what']} ({i['file']}:{i['line']})" for i in ordering[:3])
-            elif goal_kind == "advancing":
-                info["verdict"] = "ordered"
-                info["note"] = f"the goal {goal_call.spelling} is advancing (a seq_cst RMW)"
-            else:
-                info["verdict"] = "unordered"
-                opaque = [i["what"] for i in items if i["kind"] == "opaque"
-                          and not i["conditional"]]
-                info["note"] = (f"unlink at line {info['unlink_line']}, then the "
-                                f"{goal_kind} goal {goal_call.spelling}: no full barrier found "
-                                "between them on every path")
-                if opaque:
-                    info["note"] += "; not inspected: " + ", ".join(opaque[:4])
-                if any(i["kind"] == "seq_cst-store" and not i["conditional"] for i in items):
-                    info["note"] += ("; a seq_cst store lies between (see between): ordered in "
-                                     "practice on x86-64, not by C11 nor on ARM64 with "
-                                     "RCpc (LDAPR) acquire loads")
+            info["verdict"], info["note"] = self.verdict(items, goal_kind, goal_summary,
+                                                         goal_call.spelling, info["unlink_line"])
             return info
         if after:
             unlink = min(after, key=lambda s: s.start)

@@ -17,6 +17,12 @@ SKIP_DIRS = ("Objects/mimalloc", "Modules/_decimal", "Modules/expat", "Modules/_
 LOCK_PREFIXES = ("PyMutex_", "_PyMutex_", "_PyCriticalSection", "PyCriticalSection",
                  "PyThread_acquire_lock", "PyThread_release_lock", "_PyRWMutex_",
                  "_PyRecursiveMutex_", "_PyEval_StopTheWorld", "_PyEval_StartTheWorld")
+#: Reference-count decrements: for an object another thread shares, the free-threaded build's
+#: decref is a seq_cst CAS loop (_Py_DecRefShared); for an owned or immortal one it is not.
+DECREF_NAMES = ("Py_DECREF", "Py_XDECREF", "Py_DecRef", "Py_XDecRef", "_Py_DecRef",
+                "_Py_DECREF_SPECIALIZED", "_Py_DecRefShared", "_Py_DecRefSharedDebug")
+DECREF = ("a decref: a seq_cst CAS only when the object is shared with another thread; the "
+          "ordering depends on the data")
 RMW_BUILTINS = ("__atomic_fetch_", "__atomic_add_fetch", "__atomic_sub_fetch",
                 "__atomic_and_fetch", "__atomic_or_fetch", "__atomic_xor_fetch",
                 "__atomic_nand_fetch", "__atomic_exchange", "__atomic_compare_exchange",
@@ -233,19 +239,24 @@ class _Code:
         return name
 
     def classify(self, call: Any) -> tuple[str, str] | None:
-        """(kind, description) of a call that matters for ordering, else None."""
+        """(kind, description) of a call that matters for ordering, else None.  Kinds:
+        ``fence`` (a seq_cst fence, or a call making one on every path), ``full-barrier`` (a
+        seq_cst RMW, or a call making an RMW or a fence on every path), ``lock``, ``decref``,
+        ``maybe-barrier`` (a barrier on some paths only), ``seq_cst-store``, ``opaque``."""
         builtin = self.builtin(call)
         if builtin is not None:
             name = builtin
+            if name.startswith("__sync_synchronize"):
+                return ("fence", f"{name} (full fence)")
             if name.startswith("__sync_") and not name.startswith("__sync_lock_release"):
-                return ("full-barrier", f"{name} (full barrier)")
+                return ("full-barrier", f"{name} (a full-barrier RMW)")
             words = self.text(call).replace("(", " ").replace(")", " ").replace(",", " ")
             seq_cst = any(t in SEQ_CST for t in words.split())
-            if name.startswith(FENCE_BUILTINS) or name.startswith(RMW_BUILTINS):
-                if seq_cst:
-                    what = "seq_cst fence" if name.startswith(FENCE_BUILTINS) else "seq_cst RMW"
-                    return ("full-barrier", f"{name} ({what})")
-            elif name.startswith(("__atomic_store", "__c11_atomic_store")) and seq_cst:
+            if name.startswith(FENCE_BUILTINS) and seq_cst:
+                return ("fence", f"{name} (seq_cst fence)")
+            if name.startswith(RMW_BUILTINS) and seq_cst:
+                return ("full-barrier", f"{name} (seq_cst RMW)")
+            if name.startswith(("__atomic_store", "__c11_atomic_store")) and seq_cst:
                 return ("seq_cst-store", f"{name} ({SC_STORE})")
             return None
         if call.kind != self.ck.CALL_EXPR:
@@ -253,9 +264,11 @@ class _Code:
         name = call.spelling or ""
         if name.startswith("__builtin"):
             return None
+        if name in DECREF_NAMES:
+            return ("decref", f"{name} ({DECREF})")
         fn = self.fn_of(call)
         if name.startswith(LOCK_PREFIXES):
-            shown = fn is not None and self.summary(fn) == "always"
+            shown = fn is not None and self.summary(fn) in ("always", "fence")
             return ("lock", f"{name} (lock operation; "
                     + ("its code makes a seq_cst RMW on every path)" if shown
                        else "no full barrier shown on every path)"))
@@ -265,8 +278,10 @@ class _Code:
                 return ("opaque", f"indirect call {self.text(call)[:60]}")
             return ("opaque", f"{name} (body not in the parsed sources)")
         summ = self.summary(fn)
+        if summ == "fence":
+            return ("fence", f"{name} (a seq_cst fence on every path)")
         if summ == "always":
-            return ("full-barrier", f"{name} (a seq_cst RMW or fence on every path)")
+            return ("full-barrier", f"{name} (a seq_cst RMW on every path)")
         if summ == "maybe":
             return ("maybe-barrier", f"{name} (a full barrier on some paths only)")
         if self.sc_store(fn):
@@ -290,7 +305,8 @@ class _Code:
         return False
 
     def summary(self, fn: _Fn) -> str:
-        """'always': every path through fn makes a full barrier; 'maybe': some; 'none'."""
+        """'fence': every path through fn makes a seq_cst fence; 'always': every path makes a
+        seq_cst fence or RMW (a full barrier on hardware); 'maybe': some path does; 'none'."""
         if fn.usr in self._summ:
             return self._summ[fn.usr]
         self._summ[fn.usr] = "none"  # provisional, for recursion
@@ -301,14 +317,18 @@ class _Code:
             if node.cursor.kind not in (ck.CALL_EXPR, ck.UNEXPOSED_EXPR):
                 continue
             got = self.classify(node.cursor)
-            if got is None or got[0] not in ("full-barrier", "maybe-barrier", "lock"):
+            if got is None or got[0] not in ("fence", "full-barrier", "maybe-barrier", "lock",
+                                             "decref"):
                 continue
-            barrier = got[0] == "full-barrier" or (got[0] == "lock" and "its code" in got[1])
+            barrier = got[0] in ("fence", "full-barrier") or (
+                got[0] == "lock" and "its code" in got[1])
             if barrier and not _conditional(node, (), ck) and not any(
                     r.end <= node.start for r in exits):
+                if got[0] == "fence":
+                    result = "fence"
+                    break
                 result = "always"
-                break
-            if barrier or got[0] == "maybe-barrier":
+            elif result != "always" and (barrier or got[0] in ("maybe-barrier", "decref")):
                 result = "maybe"
         self._summ[fn.usr] = result
         return result

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .analysis import VERDICTS, _Auditor
+from .analysis import FLAGGED, VERDICTS, _Auditor
 from .source import AuditError, _cindex, source_tree
 
 
@@ -76,7 +76,8 @@ def render_text(sites: list[dict[str, Any]]) -> str:
         if s["unlink"]:
             lines.append(f"    unlink: line {s['unlink_line']}: {s['unlink']}")
         shown = [b for b in s["between"] if b["kind"] != "opaque" and (
-            s["verdict"] in ("ordered", "unordered") or not b["conditional"])]
+            s["verdict"] not in ("retire-before-unlink", "no-local-unlink")
+            or not b["conditional"])]
         if shown:
             for b in shown:
                 cond = " (conditional)" if b["conditional"] else ""
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m conformance.checks.audit",
         description="List the QSBR retire sites of a CPython source tree or release tarball, "
                     "with the unlink each follows and a verdict.  Exit status: 0 when no site "
-                    "is flagged retire-before-unlink or unordered, 1 when one is, 2 when the "
+                    "is flagged retire-before-unlink or unordered-*, 1 when one is, 2 when the "
                     "audit cannot run.")
     parser.add_argument("source", help="a CPython release tarball or source tree (3.13+)")
     parser.add_argument("--json", metavar="PATH", help="also write the sites as JSON")
@@ -116,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"({result.seconds:.1f} s)")
     if opts.json:
         Path(opts.json).write_text(json.dumps(result.as_json(), indent=2) + "\n")
-    flagged = [s for s in result.sites
-               if s["verdict"] in ("retire-before-unlink", "unordered")]
+    flagged = [s for s in result.sites if s["verdict"] in FLAGGED]
     return 1 if flagged else 0
 
 
