@@ -601,6 +601,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPython release tarballs or source trees")
     parser.add_argument("--arch", action="append", choices=ARCHES,
                         help="only these architectures (repeatable; default: all)")
+    parser.add_argument("--toolchain", action="append", metavar="NAME",
+                        choices=[t.name for t in TOOLCHAINS],
+                        help="only these toolchains, by the table's compiler column "
+                             "(repeatable; default: all)")
     parser.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the Markdown table")
     parser.add_argument("--port", metavar="DIR", help="the port's reference_c/")
@@ -610,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     except upstream.UpstreamError as exc:
         print(f"codegen: {exc}", file=sys.stderr)
         return 2
-    chains = tuple(t for t in TOOLCHAINS if not args.arch or t.arch in args.arch)
+    chains = tuple(t for t in TOOLCHAINS if (not args.arch or t.arch in args.arch)
+                   and (not args.toolchain or t.name in args.toolchain))
     rows: list[Row] = []
     versions: dict[str, str] = {}
     try:
