@@ -162,6 +162,13 @@ def _two_cpus() -> None:
                       "hardware litmus runs two threads at once, pinned to two CPUs")
 
 
+def _cross_cc(triple: str = "aarch64-linux-gnu") -> None:
+    """A cross compiler and its binutils' objdump (the codegen table: tools/codegen-table)."""
+    package = {"x86_64-linux-gnu": "gcc and binutils"}.get(triple, f"gcc-{triple}")
+    _tool(f"{triple}-gcc", f"apt-get install {package}")
+    _tool(f"{triple}-objdump", f"apt-get install {package}")
+
+
 def _tarball(version: str) -> Path:
     if version not in RELEASES:
         raise ValueError(f"unknown release {version} (known: {', '.join(RELEASES)})")
@@ -178,6 +185,7 @@ _PROVIDERS: dict[str, Callable[..., object]] = {
     "libclang": _libclang, "free_threaded": _free_threaded, "gil": _gil, "fork": _fork,
     "proc": _proc, "hazard_probe": _hazard_probe, "live_probe": _live_probe,
     "subinterpreters": _subinterpreters, "two_cpus": _two_cpus, "tarball": _tarball,
+    "cross_cc": _cross_cc,
 }
 NAMES = tuple(_PROVIDERS)
 

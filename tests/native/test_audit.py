@@ -1,4 +1,4 @@
-"""The caller audit (conformance/checks/audit.py): QSBR retire sites of a CPython tree, verdicts.
+"""The caller audit (conformance/checks/audit/): QSBR retire sites of a CPython tree, verdicts.
 
 The known answers are CPython's own code (read from the release tarballs): dict_merge's clone
 path (``dict_dict_merge`` in Objects/dictobject.c) retires ``mp->ma_keys`` before ``set_keys``
@@ -113,7 +113,24 @@ free_table(void *table, bool use_qsbr)
     }
 }
 
-typedef struct { void *table; int refcnt; } Obj;
+typedef struct { void *table; int refcnt; int mutex; } Obj;
+
+static inline void
+Py_XDECREF(void *op)                           /* a decref (by name): a CAS if shared */
+{
+    if (op != NULL) {
+        ((int *)op)[0]--;
+    }
+}
+
+static inline void
+PyMutex_Unlock(int *m)                         /* a lock operation: the CAS on some paths */
+{
+    int expected = 1;
+    if (m != NULL) {
+        __atomic_compare_exchange_n(m, &expected, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    }
+}
 
 static inline void
 set_table(Obj *o, void *t)
@@ -122,7 +139,7 @@ set_table(Obj *o, void *t)
 }
 
 int
-publish_then_retire(Obj *o, void *newt)       /* unordered */
+publish_then_retire(Obj *o, void *newt)       /* unordered-every-path */
 {
     void *old = o->table;
     set_table(o, newt);
@@ -149,12 +166,68 @@ publish_fence_retire(Obj *o, void *newt)      /* ordered */
 }
 
 int
-publish_maybe_fence_retire(Obj *o, void *newt, int f)   /* unordered: the fence is conditional */
+publish_maybe_fence_retire(Obj *o, void *newt, int f)   /* unordered-some-paths: conditional */
 {
     void *old = o->table;
     o->table = newt;
     if (f) {
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    }
+    free_table(old, true);
+    return 0;
+}
+
+int
+publish_rmw_retire(Obj *o, void *newt)        /* ordered-hardware: an unrelated seq_cst RMW */
+{
+    void *old = o->table;
+    set_table(o, newt);
+    __atomic_fetch_add(&o->refcnt, -1, __ATOMIC_SEQ_CST);
+    free_table(old, true);
+    return 0;
+}
+
+int
+publish_decref_loop_retire(Obj *o, void *newt, void **items, int k)  /* unordered-some-paths */
+{
+    void *old = o->table;
+    set_table(o, newt);
+    for (int i = 0; i < k; i++) {
+        Py_XDECREF(items[i]);
+    }
+    free_table(old, true);
+    return 0;
+}
+
+int
+publish_seqcst_unlock_retire(Obj *o, void *newt)   /* ordered-hardware: seq_cst unlink, unlock */
+{
+    void *old = o->table;
+    __atomic_store_n(&o->table, newt, __ATOMIC_SEQ_CST);
+    PyMutex_Unlock(&o->mutex);
+    free_table(old, true);
+    return 0;
+}
+
+int
+publish_release_unlock_retire(Obj *o, void *newt)  /* unordered-some-paths: a release unlink */
+{
+    void *old = o->table;
+    set_table(o, newt);
+    PyMutex_Unlock(&o->mutex);
+    free_table(old, true);
+    return 0;
+}
+
+int
+publish_fence_then_return(Obj *o, void *newt, int f)  /* unordered-every-path: the fenced path
+                                                         returns before the retire */
+{
+    void *old = o->table;
+    set_table(o, newt);
+    if (f) {
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        return 1;
     }
     free_table(old, true);
     return 0;
@@ -197,12 +270,23 @@ def synthetic_tree(base: Path) -> Path:
 def test_synthetic_tree_gives_each_verdict(tmp_path):
     sites = audit.audit_source(synthetic_tree(tmp_path))
     by_function = {s["function"]: s for s in sites}
-    assert by_function["publish_then_retire"]["verdict"] == "unordered"
+    assert by_function["publish_then_retire"]["verdict"] == "unordered-every-path"
     assert by_function["publish_then_retire"]["unlink"] == "set_table(o, newt)"
     assert by_function["retire_then_publish"]["verdict"] == "retire-before-unlink"
     assert by_function["publish_fence_retire"]["verdict"] == "ordered"
     assert any("fence" in b["what"] for b in by_function["publish_fence_retire"]["between"])
-    assert by_function["publish_maybe_fence_retire"]["verdict"] == "unordered"
+    assert by_function["publish_maybe_fence_retire"]["verdict"] == "unordered-some-paths"
+    assert by_function["publish_rmw_retire"]["verdict"] == "ordered-hardware"
+    assert "not under C11" in by_function["publish_rmw_retire"]["note"]
+    loop = by_function["publish_decref_loop_retire"]
+    assert loop["verdict"] == "unordered-some-paths"
+    assert [(b["kind"], b["conditional"]) for b in loop["between"]
+            if b["function"] == "publish_decref_loop_retire"] == [("decref", True)]
+    assert by_function["publish_seqcst_unlock_retire"]["verdict"] == "ordered-hardware"
+    assert by_function["publish_release_unlock_retire"]["verdict"] == "unordered-some-paths"
+    fenced_return = by_function["publish_fence_then_return"]
+    assert fenced_return["verdict"] == "unordered-every-path", fenced_return
+    assert not [b for b in fenced_return["between"] if b["kind"] == "fence"]
     assert by_function["retire_fresh"]["verdict"] == "no-local-unlink"
     assert "retire_param" not in by_function
     assert "immediate" not in by_function  # the flag is false: freed at once, not retired
@@ -214,6 +298,7 @@ def test_synthetic_tree_gives_each_verdict(tmp_path):
     # the rule derives the retiring functions: free_delayed keeps the goal, the rest wrap it
     retirers = {r["function"]: r for r in audit.retiring_functions(synthetic_tree(tmp_path / "b"))}
     assert set(retirers) == {"free_delayed", "Mem_FreeDelayed", "free_table", "retire_param"}
+    assert set(audit.VERDICTS) == {s["verdict"] for s in sites}  # the tree shows every verdict
     assert retirers["free_table"]["flag"] == "use_qsbr"
 
 
@@ -308,28 +393,73 @@ def test_dict_merge_clone_path_retires_before_unlink(version):
 
 @needs_libclang
 @pytest.mark.parametrize("version", RELEASES)
-def test_list_resize_and_dictresize_are_unordered(version):
+def test_list_resize_and_dictresize_are_unordered_on_every_path(version):
     sites = sites_of(version)
     resize = [s for s in sites if s["function"] == "list_resize"]
-    assert [s["verdict"] for s in resize] == ["unordered"], resize
+    assert [s["verdict"] for s in resize] == ["unordered-every-path"], resize
     assert resize[0]["field"] == "self->ob_item"
     dictresize = [s for s in sites if s["function"] == "dictresize"]
     combined = [s for s in dictresize if s["field"] == "mp->ma_keys"
                 and s["retirer"] == "free_keys_object"]
     split_values = [s for s in dictresize if s["field"] == "mp->ma_values"]
-    assert [s["verdict"] for s in combined] == ["unordered"], dictresize
-    assert [s["verdict"] for s in split_values] == ["unordered"], dictresize
+    assert [s["verdict"] for s in combined] == ["unordered-every-path"], dictresize
+    assert [s["verdict"] for s in split_values] == ["unordered-every-path"], dictresize
     for site in resize + combined + split_values:
         assert site["goal_kind"] == "non-advancing"
-        assert not [b for b in site["between"] if not b["conditional"]
-                    and b["kind"] == "full-barrier"]
+        # free_delayed's stop-the-world path returns before the goal: not between
+        assert not [b for b in site["between"] if b["kind"] != "opaque"], site["between"]
+
+
+@needs_libclang
+@pytest.mark.parametrize("version", RELEASES)
+def test_decref_loops_leave_list_clear_and_sort_unordered_on_some_paths(version):
+    sites = sites_of(version)
+    for function in ("list_clear_impl", "list_sort_impl"):
+        found = [s for s in sites if s["function"] == function]
+        assert [s["verdict"] for s in found] == ["unordered-some-paths"], found
+        assert any(b["kind"] == "decref" and b["conditional"] and b["function"] == function
+                   for b in found[0]["between"]), found[0]["between"]
+
+
+@needs_libclang
+def test_clear_lock_held_values_branch_is_unordered_on_some_paths():
+    """3.14.7 clear_lock_held's split-table branch: set_values(mp, NULL), a Py_CLEAR loop over
+    the old values, then free_values: ordered only where an item is shared."""
+    found = [s for s in sites_of("3.14.7") if s["function"] == "clear_lock_held"
+             and s["retirer"] == "free_values"]
+    assert [s["verdict"] for s in found] == ["unordered-some-paths"], found
+    assert [b["kind"] for b in found[0]["between"] if b["function"] == "clear_lock_held"] == [
+        "decref"], found[0]["between"]
+
+
+@needs_libclang
+@pytest.mark.parametrize("version", RELEASES)
+def test_dk_refcnt_rmw_orders_on_hardware_only(version):
+    """dictresize's dictkeys_decref(oldkeys) after set_keys: DECREF_KEYS' seq_cst add on
+    dk_refcnt lies between, a full barrier on hardware but no C11 fence."""
+    sites = [s for s in sites_of(version) if s["function"] == "dictresize"
+             and s["retirer"] == "dictkeys_decref"]
+    assert [s["verdict"] for s in sites] == ["ordered-hardware"], sites
+    assert any(b["kind"] == "full-barrier" and not b["conditional"]
+               and "_Py_atomic_add_ssize" in b["what"] for b in sites[0]["between"])
+
+
+@needs_libclang
+def test_set_managed_dict_is_ordered_on_hardware_by_its_unlock():
+    """3.14.7 _PyObject_SetManagedDict: a seq_cst unlink, then Py_END_CRITICAL_SECTION's unlock
+    CAS, then the goal (decref_maybe_delay)."""
+    sites = [s for s in sites_of("3.14.7") if s["function"] == "_PyObject_SetManagedDict"
+             and s["unlink"]]
+    assert [s["verdict"] for s in sites] == ["ordered-hardware"], sites
+    kinds = [b["kind"] for b in sites[0]["between"] if not b["conditional"]]
+    assert kinds[:2] == ["seq_cst-store", "lock"], sites[0]["between"]
 
 
 @needs_libclang
 @pytest.mark.parametrize("version", ["3.13.5", "3.14.7"])
 def test_planted_reorder_in_dictresize_is_flagged(version, tmp_path):
     """Move the combined-table retire of dictresize before its set_keys: the copy must be
-    flagged retire-before-unlink (and the original site no longer be unordered)."""
+    flagged retire-before-unlink (and the original site no longer be unordered-every-path)."""
     root = audit.source_tree(tarball(version))
     copy = tmp_path / "tree"
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("Lib", "Doc", "Tools", "PC*"))
@@ -353,10 +483,11 @@ def test_planted_reorder_in_dictresize_is_flagged(version, tmp_path):
 @needs_libclang
 @pytest.mark.parametrize("version", ["3.13.15"])
 def test_planted_reorder_of_an_ordered_site_is_flagged(version, tmp_path):
-    """clear_lock_held's combined-table branch is ordered (set_keys, then dictkeys_decref whose
-    DECREF_KEYS is a seq_cst RMW); swapping the two statements must be flagged."""
+    """clear_lock_held's combined-table branch is ordered on hardware (set_keys, then
+    dictkeys_decref whose DECREF_KEYS is a seq_cst RMW); swapping the two statements must be
+    flagged."""
     assert [s["verdict"] for s in sites_of(version) if s["function"] == "clear_lock_held"
-            and s["retirer"] == "dictkeys_decref"] == ["ordered"]
+            and s["retirer"] == "dictkeys_decref"] == ["ordered-hardware"]
     root = audit.source_tree(tarball(version))
     copy = tmp_path / "tree"
     shutil.copytree(root, copy)
