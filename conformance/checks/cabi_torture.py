@@ -187,9 +187,14 @@ def tsan_facts(output: str) -> dict[str, list[str]]:
     return facts
 
 
+#: reserve/register/unregister steps per churning thread and round (plain; TSan: a tenth)
+CHURN = 3000
+
+
 def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3,
         writers: int = 2, reservers: int = 2, slots: int = 40, updates: int = 2000,
         seed: int = 1, stop_on_error: bool = True, tsan: bool = False,
+        churn: int | None = None,
         history: bool = False, history_rounds: int = 2, timeout: float | None = None,
         progress: bool = False) -> CabiTortureResult:
     """Run the driver against ``library``; stops after ``rounds`` rounds or ``seconds``."""
@@ -200,6 +205,7 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
         raise ValueError("give rounds > 0 or seconds > 0")
     command = [str(driver_path(tsan)), os.path.abspath(library), "-r", str(readers),
                "-w", str(writers), "-g", str(reservers), "-k", str(slots), "-u", str(updates),
+               "-c", str(churn if churn is not None else CHURN // 10 if tsan else CHURN),
                "-S", str(seed)]
     command += ["-n", str(rounds)] if rounds > 0 else []
     command += ["-s", str(seconds)] if seconds > 0 else []
