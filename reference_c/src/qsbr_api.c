@@ -14,6 +14,16 @@
 
 const int qsbr_api_profile = QSBR_PROFILE;
 
+#define QSBR_STR_(x) #x
+#define QSBR_STR(x) QSBR_STR_(x)
+
+const char *
+qsbr_api_version(void)
+{
+    // The port follows its profile's CPython release range line for line (src/qsbr.c).
+    return "qsbr-conformance reference port, QSBR_PROFILE " QSBR_STR(QSBR_PROFILE);
+}
+
 void (*qsbr_api_test_after_check)(const char *operation, qsbr_api_tstate *tstate) = NULL;
 static uint64_t lock_waits;
 
