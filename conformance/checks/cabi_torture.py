@@ -242,7 +242,7 @@ def tsan_facts(output: str) -> dict[str, list[str]]:
 
 
 #: reserve/register/unregister steps per churning thread and round (plain; TSan: a tenth)
-CHURN = 3000
+CHURN = 6000
 
 
 def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3,
