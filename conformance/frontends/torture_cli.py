@@ -333,4 +333,5 @@ def _cabi(args: argparse.Namespace, library: str) -> int:
             "errors": result.errors, "counters": result.counter_values,
             "counters_text": result.counters, "tsan_stacks": result.stacks,
             "driver_command": result.command})
-    return result.status
+    # The driver's 2 (nothing was freed) is a failed check, not a usage error.
+    return 1 if result.status == 2 else result.status
