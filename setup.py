@@ -36,7 +36,9 @@ def live_probe() -> list[Extension]:
     if not sysconfig.get_config_var("Py_GIL_DISABLED"):
         return []
     return [Extension(f"conformance.checks.{name}", [f"conformance/checks/{name}.c"],
-                      depends=["conformance/checks/_probe_release.h"],
+                      depends=["conformance/checks/_probe_release.h",
+                               "reference_c/litmus/litmus_core.h"],
+                      include_dirs=["reference_c/litmus"],
                       define_macros=[("Py_BUILD_CORE_MODULE", "1")])
             for name in ("_live_probe", "_hazard_probe")]
 

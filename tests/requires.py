@@ -155,6 +155,13 @@ def _subinterpreters() -> None:
                       f"{sys.version_info[1]} has none)")
 
 
+def _two_cpus() -> None:
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if allowed < 2:
+        raise Missing(f"two CPUs this process may run on (it may run on {allowed}): the "
+                      "hardware litmus runs two threads at once, pinned to two CPUs")
+
+
 def _tarball(version: str) -> Path:
     if version not in RELEASES:
         raise ValueError(f"unknown release {version} (known: {', '.join(RELEASES)})")
@@ -170,7 +177,7 @@ _PROVIDERS: dict[str, Callable[..., object]] = {
     "hypofuzz": _hypofuzz, "fakeredis": _fakeredis, "redis-server": _redis_server,
     "libclang": _libclang, "free_threaded": _free_threaded, "gil": _gil, "fork": _fork,
     "proc": _proc, "hazard_probe": _hazard_probe, "live_probe": _live_probe,
-    "subinterpreters": _subinterpreters, "tarball": _tarball,
+    "subinterpreters": _subinterpreters, "two_cpus": _two_cpus, "tarball": _tarball,
 }
 NAMES = tuple(_PROVIDERS)
 

@@ -14,7 +14,7 @@ fi
 # Python sources are installed editable, so their changes need no reinstall.
 stamp=$(cat pyproject.toml setup.py $(git ls-files -co --exclude-standard -- \
             cython_bridge reference_c/src reference_c/include reference_c/harness \
-            conformance/checks/_live_probe.c conformance/checks/_hazard_probe.c \
+            conformance/checks/_live_probe.c conformance/checks/_hazard_probe.c reference_c/litmus \
             2>/dev/null | grep -E '\.(pyx|pxi|pxd|c|h)$' | sort) 2>/dev/null \
         | sha256sum | cut -d' ' -f1)
 stamp="$stamp [$extras]"

@@ -23,9 +23,13 @@
  * spin between iterations they honour stop-the-world requests (the eval breaker's stop bit):
  * they detach and re-attach, and reload their slot (the array may have moved).
  *
- * Per iteration (three spin barriers, no sleeps; each thread pinned to its own CPU):
+ * Per iteration (three spin barriers, no sleeps; each thread pinned to its own CPU; the spin
+ * barrier, the random offsets and the per-band tally are reference_c/litmus/litmus_core.h's, the
+ * same core as the port's litmus):
  *
  *   setup (writer): ptr = old; wr_seq_before = wr_seq                 -- barrier A
+ *   each side: spin its random offset (0..range-1 empty iterations, a new pair per iteration
+ *   drawn by both threads from the same seeded stream)
  *   writer                                    reader
  *     stale-goal:                               _Py_qsbr_advance(shared)
  *       store_release(ptr, new)   (unlink)      _Py_qsbr_quiescent_state(mine)
@@ -69,6 +73,7 @@
 #include "internal/pycore_runtime.h"     // _PyRuntime.stoptheworld
 #include "internal/pycore_tstate.h"       // _PyThreadStateImpl
 #include "_probe_release.h"               // probe_refuse_other_release()
+#include "litmus_core.h"                  // reference_c/litmus/: barrier, offsets, bands
 
 #include <errno.h>
 #include <pthread.h>
@@ -87,18 +92,6 @@
 #  define HAZARD_SHARED_NEXT 0
 #endif
 
-#if defined(__x86_64__) || defined(__i386__)
-#  define CPU_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#  define CPU_RELAX() __asm__ __volatile__("yield" ::: "memory")
-#else
-#  define CPU_RELAX() ((void)0)
-#endif
-
-// Spins before a waiting thread yields its CPU: on a loaded machine the other thread may be
-// descheduled, and spinning through a whole time slice helps nobody.
-#define SPINS_BEFORE_YIELD 4096
-
 #define ALIVE 0x11111111u
 #define POISON 0xDEADDEADu
 
@@ -114,11 +107,6 @@ struct obj {
     char pad[56];
 };
 
-struct line {
-    _Alignas(64) uint64_t value;
-    char pad[56];
-};
-
 struct counts {
     long long iterations;
     long long forbidden;        // goal reached by the reader's QS, old pointer loaded after it
@@ -130,6 +118,7 @@ struct counts {
     long long goal_advanced;    // the goal function advanced wr_seq itself
     long long polled;           // the writer's poll succeeded
     long long parked[2];        // stop-the-world requests honoured (writer, reader)
+    struct lc_tally tally;      // iterations and forbidden outcomes per band of offsets
 };
 
 struct run {
@@ -138,12 +127,13 @@ struct run {
     int acquire;                // read-after-attach: the first load is an acquire load
     long long iterations;
     int cpu[2];
+    uint32_t range;             // offsets: 0..range-1 empty iterations per side
+    unsigned long long seed;
     shared_fn advance;
     poll_fn poll;
     void *batch;                // shared_next (shared_fn) or deferred_advance (slot_fn)
 
-    struct line arrived[2];     // barrier counters, one cache line each
-    struct line abort;
+    struct lc_sync sync;        // barrier counters and the abort flag, a cache line each
     _Alignas(64) void *ptr;     // the shared pointer (the unlink target)
     char pad0[56];
     _Alignas(64) uint64_t before;   // published by the writer before barrier A
@@ -167,7 +157,7 @@ struct worker {
 static void
 set_error(struct run *run, const char *message, int err)
 {
-    if (_Py_atomic_exchange_uint64(&run->abort.value, 1) == 0) {
+    if (__atomic_exchange_n(&run->sync.abort.value, 1, __ATOMIC_ACQ_REL) == 0) {
         if (err) {
             snprintf(run->error, sizeof(run->error), "%s: %s", message, strerror(err));
         }
@@ -208,27 +198,21 @@ honour_stop(struct worker *w)
     w->run->c.parked[w->role]++;
 }
 
-// Two-thread spin barrier: arrival counters, release store and acquire load.
+// While waiting at a barrier, every few thousand spins: honour a stop-the-world request, then
+// yield the CPU (on a loaded machine the other thread may be descheduled).
+static void
+idle(void *arg)
+{
+    honour_stop((struct worker *)arg);
+    sched_yield();
+}
+
+// Two-thread spin barrier (litmus_core.h): 0, or -1 when the run was aborted.
 static int
 barrier(struct worker *w, uint64_t k)
 {
-    struct run *run = w->run;
-    _Py_atomic_store_uint64_release(&run->arrived[w->role].value, k);
-    unsigned spins = 0;
-    while (_Py_atomic_load_uint64_acquire(&run->arrived[1 - w->role].value) < k) {
-        if (_Py_atomic_load_uint64_relaxed(&run->abort.value)) {
-            return -1;
-        }
-        honour_stop(w);
-        if (++spins == SPINS_BEFORE_YIELD) {
-            spins = 0;
-            sched_yield();
-        }
-        else {
-            CPU_RELAX();
-        }
-    }
-    return 0;
+    honour_stop(w);
+    return lc_barrier(&w->run->sync, w->role, k, idle, w);
 }
 
 static uint64_t
@@ -256,8 +240,12 @@ writer_loop(struct worker *w)
 {
     struct run *run = w->run;
     struct _qsbr_shared *shared = &run->interp->qsbr;
+    struct lc_offsets offsets;
+    lc_offsets_init(&offsets, run->seed, run->range);
     uint64_t k = 1;
     for (long long i = 0; i < run->iterations; i++) {
+        uint32_t my_delay, their_delay;
+        lc_next_pair(&offsets, &my_delay, &their_delay);
         struct obj *old = &run->objs[i & 1][0], *new = &run->objs[i & 1][1];
         old->value = ALIVE;
         new->value = ALIVE;
@@ -266,6 +254,7 @@ writer_loop(struct worker *w)
         if (barrier(w, ++k) < 0) {                                       // A
             return;
         }
+        lc_delay(my_delay);
         uint64_t goal;
         int advanced;
         int ok = 0;
@@ -315,12 +304,17 @@ reader_loop(struct worker *w)
     struct run *run = w->run;
     struct _qsbr_shared *shared = &run->interp->qsbr;
     struct counts *c = &run->c;
+    struct lc_offsets offsets;
+    lc_offsets_init(&offsets, run->seed, run->range);
     uint64_t k = 1;
     for (long long i = 0; i < run->iterations; i++) {
+        uint32_t their_delay, my_delay;
+        lc_next_pair(&offsets, &their_delay, &my_delay);
         struct obj *old = &run->objs[i & 1][0];
         if (barrier(w, ++k) < 0) {                                       // A
             return;
         }
+        lc_delay(my_delay);
         uint64_t rseq = 0;
         struct obj *p;
         if (run->shape != SHAPE_READ_AFTER_ATTACH) {
@@ -352,6 +346,7 @@ reader_loop(struct worker *w)
         int reached = run->shape == SHAPE_READ_AFTER_ATTACH ? run->poll_ok
                                                              : QSBR_LEQ(goal, rseq);
         c->outcome[reached][loaded_old]++;
+        lc_tally_add(&c->tally, their_delay, my_delay, reached && loaded_old);
         c->writer_first += goal == before + QSBR_INCR;
         if (reached && loaded_old) {
             c->forbidden++;
@@ -369,21 +364,12 @@ reader_loop(struct worker *w)
     }
 }
 
-static int
-pin(int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
 static void *
 worker_main(void *arg)
 {
     struct worker *w = arg;
     struct run *run = w->run;
-    int err = pin(run->cpu[w->role]);
+    int err = lc_pin(run->cpu[w->role]);
     if (err) {
         set_error(run, w->role ? "pinning the reader" : "pinning the writer", err);
         return NULL;
@@ -419,16 +405,47 @@ worker_main(void *arg)
 }
 
 static PyObject *
+bands_list(const struct lc_tally *t)
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (int b = 0; b < LC_BANDS; b++) {
+        if (t->iterations[b] == 0) {
+            continue;
+        }
+        int64_t low, high;
+        lc_band_bounds(t->range, b, &low, &high);
+        PyObject *row = Py_BuildValue("[LLKK]", (long long)low, (long long)high,
+                                      (unsigned long long)t->iterations[b],
+                                      (unsigned long long)t->forbidden[b]);
+        if (row == NULL || PyList_Append(list, row) < 0) {
+            Py_XDECREF(row);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(row);
+    }
+    return list;
+}
+
+static PyObject *
 counts_dict(const struct counts *c)
 {
+    PyObject *bands = bands_list(&c->tally);
+    if (bands == NULL) {
+        return NULL;
+    }
     return Py_BuildValue(
-        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L}",
+        "{s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:N}",
         "iterations", c->iterations, "forbidden", c->forbidden, "stale", c->stale,
         "reclaimed", c->reclaimed, "poisoned", c->poisoned,
         "reached_old", c->outcome[1][1], "reached_new", c->outcome[1][0],
         "unreached_old", c->outcome[0][1], "unreached_new", c->outcome[0][0],
         "writer_first", c->writer_first, "goal_advanced", c->goal_advanced,
-        "polled", c->polled, "parked_writer", c->parked[0], "parked_reader", c->parked[1]);
+        "polled", c->polled, "parked_writer", c->parked[0], "parked_reader", c->parked[1],
+        "bands", bands);
 }
 
 static int
@@ -452,14 +469,15 @@ static PyObject *
 run_litmus(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"shape", "goal", "fence", "iterations", "cpus", "advance", "poll",
-                             "batch", "acquire", NULL};
+                             "batch", "acquire", "offsets", "seed", NULL};
     const char *shape, *goal;
     int fence, cpu0, cpu1, acquire = 0;
     long long iterations;
-    unsigned long long advance, poll, batch;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sspL(ii)KKK|p:run", kwlist, &shape,
+    unsigned long long advance, poll, batch, seed = 1;
+    unsigned int range = LC_DEFAULT_RANGE;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sspL(ii)KKK|pIK:run", kwlist, &shape,
                                      &goal, &fence, &iterations, &cpu0, &cpu1, &advance, &poll,
-                                     &batch, &acquire)) {
+                                     &batch, &acquire, &range, &seed)) {
         return NULL;
     }
     struct run *run = PyMem_RawCalloc(1, sizeof(*run));
@@ -490,6 +508,10 @@ run_litmus(PyObject *module, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "unknown goal kind %s", goal);
         goto done;
     }
+    if (range < 1 || range > LC_MAX_RANGE) {
+        PyErr_Format(PyExc_ValueError, "offsets must be 1..%u", LC_MAX_RANGE);
+        goto done;
+    }
     if (iterations < 0 || cpu0 < 0 || cpu1 < 0 || cpu0 == cpu1) {
         PyErr_SetString(PyExc_ValueError, "iterations >= 0 and two distinct CPUs are needed");
         goto done;
@@ -510,6 +532,9 @@ run_litmus(PyObject *module, PyObject *args, PyObject *kwds)
     run->fence = fence;
     run->acquire = acquire;
     run->iterations = iterations;
+    run->range = range;
+    run->seed = seed;
+    run->c.tally.range = range;
     run->cpu[0] = cpu0;
     run->cpu[1] = cpu1;
     run->advance = (shared_fn)(uintptr_t)advance;
@@ -533,7 +558,7 @@ run_litmus(PyObject *module, PyObject *args, PyObject *kwds)
         pthread_join(threads[i], NULL);
     }
     Py_END_ALLOW_THREADS
-    if (_Py_atomic_load_uint64(&run->abort.value)) {
+    if (lc_aborted(&run->sync)) {
         PyErr_SetString(PyExc_RuntimeError, run->error);
         goto done;
     }

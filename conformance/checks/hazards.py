@@ -5,10 +5,14 @@ the litmus harness reference_c/litmus/litmus.c against a qsbr.c -- the port's ow
 for each release profile, or a CPython release's own Python/qsbr.c and pycore_qsbr.h against
 the port's stand-ins, prepared by ``upstream.prepare`` exactly as ``qsbr-conformance
 upstream`` builds them -- optionally with a fix from reference_c/fixes/ applied to a copy
-(GNU patch), and runs each shape for a fixed number of iterations: two threads pinned to two
-CPUs, meeting at a spin barrier before and after each iteration.  Beside each shape it puts
-the Relacy model checker's verdict on the same shape (reference_c/relacy/, run.py's own
-``build`` and ``run_one``) and the trace of its first failing execution.
+(GNU patch), and runs each shape: two threads pinned to two CPUs, meeting at a spin barrier
+before and after each iteration, each side starting its racing part after a random offset
+(reference_c/litmus/litmus_core.h).  How long each shape runs, and what its count says, is
+:mod:`conformance.checks.decide`'s rule: a calibration sweep of offset ranges, the unfixed stale
+goal run until it has shown 30 forbidden outcomes, and every row that should show none run until
+it is *conclusively* below a tenth of that rate or *inconclusive on this machine*.  Beside each
+shape it puts the Relacy model checker's verdict on the same shape (reference_c/relacy/, run.py's
+own ``build`` and ``run_one``) and the trace of its first failing execution.
 
 A count of zero means *not observed* in that many iterations on that machine, never that the
 outcome is impossible; the interval (Wilson score, 95%) bounds the rate the run is consistent
@@ -19,9 +23,9 @@ non-zero count means the harness itself is broken.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
-import math
 import os
 import re
 import shutil
@@ -34,17 +38,17 @@ from types import ModuleType
 from typing import Any
 
 from ..model.profiles import RELEASE_PROFILES, ReleaseProfile, UnknownRelease, for_version
-from . import upstream
+from . import decide, upstream
+from .decide import BELOW, CONTROL, EXPECT, REFERENCE, Budget, Tally
 
 #: What a zero means, said in every report.
 ZERO_MEANS = ("a count of 0 means the outcome was not observed in that many iterations on "
               "this machine; it does not prove the outcome impossible")
-INTERVAL_METHOD = "Wilson score interval, 95% (z = 1.96)"
+INTERVAL_METHOD = decide.INTERVAL_METHOD
 CONTROL_MEANS = ("control: the writer's part runs to its end before the reader's part starts "
                  "(a spin barrier between them), where the forbidden outcome is impossible "
                  "under any memory model; a non-zero control is a broken harness")
 LITMUS_CFLAGS = ("-std=c11", "-Wall", "-Wextra", "-D_GNU_SOURCE", "-O2", "-g", "-DNDEBUG")
-Z95 = 1.959963984540054
 RELACY_ITERATIONS = 20000        # run.py's RANDOM_ITERATIONS: seeded, the same every run
 
 
@@ -58,6 +62,7 @@ class Shape:
     goal: str                   # "non-advancing" or "advancing"
     fence: bool                 # a seq_cst fence between the unlink and the goal
     control: bool
+    role: str = BELOW           # decide.REFERENCE / BELOW / EXPECT / CONTROL
 
     @property
     def relacy_scenario(self) -> str | None:
@@ -95,42 +100,43 @@ SHAPE_TEXT = {
 }
 
 #: The shapes run on each build: every shape with its goal kinds and the fence, and a control.
+#: The first row is the reference (the unfixed stale goal) that every BELOW and CONTROL row of
+#: the same build is compared with; EXPECT rows are allowed even under sequential consistency.
 PLAN: tuple[Shape, ...] = (
-    Shape("stale-goal", "non-advancing", False, False),
-    Shape("stale-goal", "non-advancing", True, False),
-    Shape("stale-goal", "advancing", False, False),
-    Shape("stale-goal", "non-advancing", False, True),
-    Shape("retire-before-unlink", "non-advancing", False, False),
-    Shape("retire-before-unlink", "advancing", False, False),
-    Shape("retire-before-unlink", "non-advancing", False, True),
-    Shape("read-seqcst", "advancing", False, False),
-    Shape("read-seqcst", "advancing", False, True),
-    Shape("read-acquire", "advancing", False, False),
-    Shape("read-acquire", "advancing", False, True),
+    Shape("stale-goal", "non-advancing", False, False, REFERENCE),
+    Shape("stale-goal", "non-advancing", True, False, BELOW),
+    Shape("stale-goal", "advancing", False, False, BELOW),
+    Shape("stale-goal", "non-advancing", False, True, CONTROL),
+    Shape("retire-before-unlink", "non-advancing", False, False, EXPECT),
+    Shape("retire-before-unlink", "advancing", False, False, EXPECT),
+    Shape("retire-before-unlink", "non-advancing", False, True, CONTROL),
+    Shape("read-seqcst", "advancing", False, False, BELOW),
+    Shape("read-seqcst", "advancing", False, True, CONTROL),
+    Shape("read-acquire", "advancing", False, False, BELOW),
+    Shape("read-acquire", "advancing", False, True, CONTROL),
 )
-#: On a build with a fix: what the fix is for (the unfenced non-advancing stale goal), its
-#: control, and the retire-before-unlink shape, which a fix inside qsbr.c cannot cure.
+#: On a build with a fix: what the fix is for (the unfenced non-advancing stale goal, compared
+#: with the unfixed build's reference), its control, and the retire-before-unlink shape, which a
+#: fix inside qsbr.c cannot cure.
 FIX_PLAN: tuple[Shape, ...] = (
-    Shape("stale-goal", "non-advancing", False, False),
-    Shape("stale-goal", "non-advancing", False, True),
-    Shape("retire-before-unlink", "non-advancing", False, False),
+    Shape("stale-goal", "non-advancing", False, False, BELOW),
+    Shape("stale-goal", "non-advancing", False, True, CONTROL),
+    Shape("retire-before-unlink", "non-advancing", False, False, EXPECT),
 )
 
+#: Shapes this architecture cannot show at all, whatever the harness: what the report says
+#: instead of a pass.
+X86 = ("x86_64", "amd64", "i386", "i686")
+UNSHOWABLE = {
+    "read-acquire": "x86-64 cannot show this shape: attach's seq_cst store is a locked xchg (a "
+                    "full barrier) and TSO never lets a load pass it; the order C11 leaves "
+                    "open here (an acquire first load after a seq_cst store) is unchecked on "
+                    "this machine: see the Relacy scenario read-acquire, and ARM64's LDAPR in "
+                    "docs/findings.md's architecture table",
+}
 
-# --- statistics --------------------------------------------------------------------------------
 
-def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion, as fractions."""
-    if trials <= 0:
-        raise ValueError("trials must be positive")
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    # The exact ends where rounding would leave a few ulps: 0 successes, all successes.
-    low = 0.0 if successes == 0 else max(0.0, centre - half)
-    high = 1.0 if successes == trials else min(1.0, centre + half)
-    return low, high
+wilson = decide.wilson
 
 
 # --- locating and building ---------------------------------------------------------------------
@@ -236,11 +242,13 @@ def build(target: Target, port: Path, workdir: Path, fix_file: Path | None = Non
         qsbr_c = workdir / "src" / "qsbr.c"
         shutil.copyfile(port / "src" / "qsbr.c", qsbr_c)
         command = [os.environ.get("CC", "cc"), *LITMUS_CFLAGS, f"-I{port / 'include'}",
-                   f"-I{port / 'harness'}", f"-DQSBR_PROFILE={target.profile.c_profile}"]
+                   f"-I{port / 'harness'}", f"-I{port / 'litmus'}",
+                   f"-DQSBR_PROFILE={target.profile.c_profile}"]
     else:
         shim = upstream.prepare(target.upstream, workdir)
         qsbr_c = workdir / "qsbr.c"
-        command = upstream.compile_command(shim, port, target.profile, LITMUS_CFLAGS)
+        command = [*upstream.compile_command(shim, port, target.profile, LITMUS_CFLAGS),
+                   f"-I{port / 'litmus'}"]
     if fix_file is not None:
         error = _apply_fix(fix_file, target, workdir, qsbr_c)
         if error:
@@ -272,47 +280,79 @@ def build(target: Target, port: Path, workdir: Path, fix_file: Path | None = Non
 class Outcome:
     target: Target
     shape: Shape
-    iterations: int
-    forbidden: int
-    reached: int
-    old_seen: int
-    freed_while_held: int
-    poisoned_reads: int
+    tally: Tally
     pinned: str
     command: str
+    verdict: dict[str, Any] = field(default_factory=dict)
+    reference: str | None = None        # the row this one was compared with
+    calibration: list[dict[str, Any]] = field(default_factory=list)
+    unchecked_here: str | None = None   # why this machine cannot show the shape at all
     relacy: dict[str, Any] | None = None
 
     @property
+    def iterations(self) -> int:
+        return self.tally.iterations
+
+    @property
+    def forbidden(self) -> int:
+        return self.tally.forbidden
+
+    def count(self, name: str) -> int:
+        return self.tally.counts.get(name, 0)
+
+    @property
     def per_million(self) -> float:
-        return self.forbidden * 1e6 / self.iterations
+        return self.tally.per_million
 
     @property
     def interval(self) -> tuple[float, float]:
-        low, high = wilson(self.forbidden, self.iterations)
-        return low * 1e6, high * 1e6
+        return self.tally.interval
 
     @property
     def control_ok(self) -> bool:
-        return not self.shape.control or (self.forbidden == 0 and self.poisoned_reads == 0)
+        return not self.shape.control or (self.forbidden == 0
+                                          and self.count("poisoned_reads") == 0)
+
+    @property
+    def wrong(self) -> bool:
+        """An order the hardware and C11 both guarantee was violated here: a fix or a goal
+        that does not order, or a broken harness (exit status 1)."""
+        return (self.shape.role == BELOW and self.unchecked_here is None
+                and self.verdict.get("verdict") == decide.NOT_BELOW)
 
 
 class LitmusError(Exception):
     """The litmus program did not produce its RESULT line."""
 
 
-def run_shape(built: Built, shape: Shape, iterations: int) -> Outcome:
+RESULT_FIELDS = ("iterations", "forbidden", "reached", "old_seen", "freed_while_held",
+                 "poisoned_reads")
+
+
+def run_shape(built: Built, shape: Shape, iterations: int, offsets: int = 64,
+              seed: int = 1) -> dict[str, Any]:
+    """One call of the litmus program: its counts, ``bands`` and ``pinned``."""
     assert built.litmus is not None
     args = [str(built.litmus), shape.name, shape.goal, str(int(shape.fence)),
-            str(int(shape.control)), str(iterations)]
+            str(int(shape.control)), str(iterations), str(offsets), str(seed)]
     proc = subprocess.run(args, capture_output=True, text=True)
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT\t")), None)
+    lines = proc.stdout.splitlines()
+    line = next((x for x in lines if x.startswith("RESULT\t")), None)
     if proc.returncode != 0 or line is None:
         raise LitmusError(f"{' '.join(args)}: exit {proc.returncode}: "
                           f"{proc.stderr.strip()[-500:]}")
     fields = line.split("\t")
-    iterations_run, forbidden, reached, old_seen, freed, poisoned = map(int, fields[5:11])
-    return Outcome(built.target, shape, iterations_run, forbidden, reached, old_seen, freed,
-                   poisoned, pinned=fields[11], command=" ".join(["qsbr-litmus", *args[1:]]))
+    counts: dict[str, Any] = dict(zip(RESULT_FIELDS, map(int, fields[5:11]), strict=True))
+    counts["pinned"] = fields[11]
+    counts["bands"] = [list(map(int, x.split("\t")[1:5])) for x in lines
+                       if x.startswith("BAND\t")]
+    return counts
+
+
+def litmus_command(built: Built, shape: Shape, tally: Tally) -> str:
+    return " ".join(["qsbr-litmus", shape.name, shape.goal, str(int(shape.fence)),
+                     str(int(shape.control)), str(tally.iterations), str(tally.offsets),
+                     str(tally.seed)])
 
 
 # --- Relacy ------------------------------------------------------------------------------------
@@ -406,8 +446,10 @@ def caller_audit(source: str | None) -> tuple[list[dict[str, Any]], str | None]:
 @dataclass
 class Report:
     source: str | None
-    iterations: int
+    budget: Budget
     cpu: str
+    seed: int = 1
+    machine: str = ""
     outcomes: list[Outcome] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -425,8 +467,27 @@ class Report:
                 and not any(shape.get("control_failed") for shape in self.binary))
 
     @property
+    def wrong(self) -> list[str]:
+        """Rows where an order that must hold was violated (see Outcome.wrong)."""
+        rows = [f"{o.target.label}{' + ' + o.target.fix if o.target.fix else ''}: "
+                f"{o.shape.name} {o.shape.goal}{' +fence' if o.shape.fence else ''}"
+                for o in self.outcomes if o.wrong]
+        rows += [f"{s.get('binary')}: {s.get('name')} {s.get('goal')}" for s in self.binary
+                 if s.get("wrong")]
+        return rows
+
+    @property
     def exit_status(self) -> int:
-        return 0 if self.controls_ok and not self.errors else 1
+        return 0 if self.controls_ok and not self.errors and not self.wrong else 1
+
+    def comparisons(self) -> dict[str, int]:
+        """How many BELOW rows were conclusive, inconclusive or not below."""
+        found: dict[str, int] = {}
+        for verdict in [o.verdict.get("verdict") for o in self.outcomes
+                        if o.shape.role == BELOW] + [s.get("verdict") for s in self.binary
+                                                      if s.get("role") == BELOW]:
+            found[str(verdict)] = found.get(str(verdict), 0) + 1
+        return found
 
 
 def cpu_model() -> str:
@@ -440,38 +501,88 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def run(targets: list[Target], port: Path, iterations: int, fix_names: list[str],
-        source: str | None, relacy: bool = True,
+def machine() -> str:
+    import platform
+    return platform.machine().lower()
+
+
+def _describe(target: Target, shape: Shape) -> str:
+    return (f"{target.label}{' + ' + target.fix if target.fix else ''}: {shape.name}, "
+            f"{shape.goal} goal{', fence' if shape.fence else ''}"
+            f"{', control' if shape.control else ''}")
+
+
+def run_plan(plan: tuple[Shape, ...], runner: Callable[[Shape], decide.Runner],
+             budget: Budget, seed: int, reference: tuple[Tally, str] | None,
+             progress: Callable[[str], None], describe: Callable[[Shape], str],
+             arch: str) -> tuple[list[tuple[Shape, Tally, dict[str, Any], str | None,
+                                            list[dict[str, Any]]]],
+                                 tuple[Tally, str] | None]:
+    """The decide rule over one build's plan: (shape, tally, verdict, reference label,
+    calibration) per row, and the build's reference (given, for a fix's build, or measured
+    here from the plan's REFERENCE row)."""
+    rows = []
+    offsets = reference[0].offsets if reference else None
+    for number, shape in enumerate(plan):
+        run = runner(shape)
+        row_seed = seed + 10_000 * number
+        calibration: list[dict[str, Any]] = []
+        if shape.role == REFERENCE:
+            progress(f"{describe(shape)}: calibrating the offsets "
+                     f"({', '.join(map(str, budget.ranges))})" if budget.offsets is None
+                     else f"{describe(shape)}: offsets 0..{budget.offsets - 1}")
+            offsets, calibration = decide.calibrate(run, budget, row_seed)
+            progress(f"{describe(shape)}: offsets 0..{offsets - 1}; running until "
+                     f"{budget.observations} observations or {budget.maximum:,} iterations")
+            tally = decide.measure_reference(run, budget, offsets, row_seed)
+            reference = (tally, describe(shape))
+        elif shape.role == EXPECT:
+            progress(f"{describe(shape)}")
+            tally = decide.measure_reference(run, budget, offsets or budget.ranges[-1],
+                                             row_seed)
+        else:
+            limit = decide.bound(reference[0], budget) if reference else None
+            progress(f"{describe(shape)}" + (f": until below {limit:,.2f} per million"
+                                             if limit is not None else ""))
+            tally = decide.measure_below(run, budget, offsets or budget.ranges[-1], row_seed,
+                                         limit)
+        verdict = decide.judge(shape.role, tally, reference[0] if reference else None, budget)
+        rows.append((shape, tally, verdict,
+                     None if shape.role in (REFERENCE, EXPECT) or reference is None
+                     else reference[1], calibration))
+    return rows, reference
+
+
+def run(targets: list[Target], port: Path, budget: Budget, fix_names: list[str],
+        source: str | None, relacy: bool = True, seed: int = 1,
         progress: Callable[[str], None] = lambda _: None) -> Report:
     """Build and run every shape of the plan on each target (and FIX_PLAN on each target with
-    each fix), with Relacy beside it."""
+    each fix), under the decide rule, with Relacy beside it."""
     available = fixes(port)
     unknown = [name for name in fix_names if name not in available]
     if unknown:
         raise HazardsError(f"unknown fix {', '.join(unknown)} (reference_c/fixes/ has "
                            f"{', '.join(available) or 'none'})")
-    report = Report(source, iterations, cpu_model())
+    report = Report(source, budget, cpu_model(), seed, machine())
     runner: ModuleType | str = relacy_runner(port) if relacy else "not asked (--no-relacy)"
     if isinstance(runner, str):
         report.relacy_note = runner
     jobs = [(t, None) for t in targets] + [
         (Target(t.label, t.release, t.profile, t.upstream, name), available[name])
         for name in fix_names for t in targets]
-    total = sum(len(PLAN if fix is None else FIX_PLAN) for _, fix in jobs)
-    done = 0
+    references: dict[str, tuple[Tally, str]] = {}
     with tempfile.TemporaryDirectory(prefix="qsbr-hazards-") as scratch:
         scratch_dir = Path(scratch)
         report.audit, report.audit_note = caller_audit(source)
         for number, (target, fix_file) in enumerate(jobs):
             workdir = scratch_dir / f"build-{number}"
             name = target.label + (f" + {target.fix}" if target.fix else "")
-            progress(f"building the litmus for {name} (QSBR_PROFILE="
-                     f"{target.profile.c_profile})")
+            progress(f"[{number + 1}/{len(jobs)}] building the litmus for {name} "
+                     f"(QSBR_PROFILE={target.profile.c_profile})")
             built = build(target, port, workdir, fix_file)
             report.builds += built.commands
             if built.errors:
                 report.errors += built.errors
-                done += len(PLAN if fix_file is None else FIX_PLAN)
                 continue
             plan = PLAN if fix_file is None else FIX_PLAN
             checked: dict[str, dict[str, Any]] = {}
@@ -481,35 +592,57 @@ def run(targets: list[Target], port: Path, iterations: int, fix_names: list[str]
                 checked = model_check(runner, built, scenarios, workdir, target.profile)
                 report.errors += [f"{name}: Relacy {r['scenario']}: {r['detail']}"
                                   for r in checked.values() if r["verdict"] == "error"]
-            for shape in plan:
-                done += 1
-                progress(f"[{done}/{total}] {name}: {shape.name}, {shape.goal} goal"
-                         f"{', fence' if shape.fence else ''}"
-                         f"{', control' if shape.control else ''}: {iterations} iterations")
-                try:
-                    outcome = run_shape(built, shape, iterations)
-                except LitmusError as exc:
-                    report.errors.append(str(exc))
-                    continue
+            pins: dict[Shape, str] = {}
+
+            def runner_for(shape: Shape, built: Built = built,
+                           pins: dict[Shape, str] = pins) -> decide.Runner:
+                def run_chunk(n: int, offsets: int, chunk_seed: int) -> dict[str, Any]:
+                    counts = run_shape(built, shape, n, offsets, chunk_seed)
+                    pins[shape] = counts.pop("pinned")
+                    return counts
+                return run_chunk
+
+            try:
+                rows, reference = run_plan(
+                    plan, runner_for, budget, seed + 100_000 * number,
+                    references.get(target.label) if fix_file is not None else None,
+                    progress, functools.partial(_describe, target), report.machine)
+            except LitmusError as exc:
+                report.errors.append(str(exc))
+                continue
+            if fix_file is None and reference is not None:
+                references[target.label] = reference
+            for shape, tally, verdict, ref, calibration in rows:
+                outcome = Outcome(target, shape, tally, pins.get(shape, "none:not run"),
+                                  "", verdict, ref, calibration)
+                outcome.command = litmus_command(built, shape, tally)
+                if report.machine in X86:
+                    outcome.unchecked_here = UNSHOWABLE.get(shape.name)
                 if shape.relacy_scenario:
                     outcome.relacy = checked.get(shape.relacy_scenario)
                 report.outcomes.append(outcome)
-    pins = sorted({o.pinned for o in report.outcomes})
-    if any(p.startswith("none:") for p in pins):
+    pins_seen = sorted({o.pinned for o in report.outcomes})
+    if any(p.startswith("none:") for p in pins_seen):
         report.notes.append("threads NOT pinned: " + "; ".join(
-            p.removeprefix("none:") for p in pins if p.startswith("none:")))
+            p.removeprefix("none:") for p in pins_seen if p.startswith("none:")))
     return report
 
 
 def to_json(report: Report, argv: list[str]) -> dict[str, Any]:
     pins = sorted({o.pinned for o in report.outcomes})
+    b = report.budget
     return {
         "command": ["qsbr-conformance", "hazards", *argv],
         "source": report.source,
         "cpu": report.cpu,
+        "machine": report.machine,
         "cpus_online": os.cpu_count(),
         "cpus_pinned": pins[0] if len(pins) == 1 else pins,
-        "iterations": report.iterations,
+        "seed": report.seed,
+        "budget": {"minimum": b.minimum, "maximum": b.maximum, "observations": b.observations,
+                   "margin": b.margin, "chunk": b.chunk, "ranges": list(b.ranges),
+                   "calibration": b.calibration, "offsets": b.offsets},
+        "decide_rule": b.describe(),
         "zero_means": ZERO_MEANS,
         "control_means": CONTROL_MEANS,
         "interval_method": INTERVAL_METHOD,
@@ -524,21 +657,33 @@ def to_json(report: Report, argv: list[str]) -> dict[str, Any]:
             "fence": o.shape.fence,
             "fix": o.target.fix,
             "control": o.shape.control,
+            "role": o.shape.role,
             "iterations": o.iterations,
             "forbidden": o.forbidden,
             "observed": o.forbidden > 0,
             "per_million": o.per_million,
             "interval": list(o.interval),
             "interval_method": INTERVAL_METHOD,
-            "reached": o.reached,
-            "old_seen": o.old_seen,
-            "freed_while_held": o.freed_while_held,
-            "poisoned_reads": o.poisoned_reads,
+            "verdict": o.verdict.get("verdict"),
+            "why": o.verdict.get("why"),
+            "reference": o.reference,
+            "unchecked_here": o.unchecked_here,
+            "wrong": o.wrong,
+            "offsets": o.tally.offsets,
+            "seed": o.tally.seed,
+            "chunks": o.tally.chunks,
+            "bands": o.tally.band_rows(),
+            "calibration": o.calibration,
+            "reached": o.count("reached"),
+            "old_seen": o.count("old_seen"),
+            "freed_while_held": o.count("freed_while_held"),
+            "poisoned_reads": o.count("poisoned_reads"),
             "control_ok": o.control_ok if o.shape.control else None,
             "pinned": o.pinned,
             "litmus_command": o.command,
             "relacy": o.relacy,
         } for o in report.outcomes] + [dict(shape, source="binary") for shape in report.binary],
+        "comparisons": report.comparisons(),
         "relacy_note": report.relacy_note,
         "audit": report.audit,
         "audit_note": report.audit_note,
@@ -546,11 +691,12 @@ def to_json(report: Report, argv: list[str]) -> dict[str, Any]:
         "errors": report.errors,
         "builds": report.builds,
         "controls_ok": report.controls_ok,
+        "wrong": report.wrong,
         "exit_status": report.exit_status,
     }
 
 
-def run_binary(report: Report, python: str, iterations: int,
+def run_binary(report: Report, python: str, budget: Budget,
                progress: Callable[[str], None] | None = None) -> None:
     """The litmus through the interpreter ``python``'s own compiled ``_Py_qsbr_*`` functions
     (``python -m conformance.checks.hazards_live``, which needs this package installed in that
@@ -561,14 +707,14 @@ def run_binary(report: Report, python: str, iterations: int,
     from ..drivers.isolation import python_command
 
     if progress is not None:
-        progress(f"the interpreter binary {python}: {iterations:,} iterations per shape")
+        progress(f"the interpreter binary {python}: {budget.describe()}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "binary.json"
         try:
             # That interpreter's own installed package, not a checkout in the working
             # folder (-P, and a scratch working folder).
             proc = subprocess.run(python_command("conformance.checks.hazards_live",
-                                                 "--iterations", str(iterations), "--json",
+                                                 *decide.budget_arguments(budget), "--json",
                                                  str(out), "--quiet", python=python),
                                   capture_output=True, text=True, cwd=tmp)
         except OSError as exc:
@@ -585,3 +731,4 @@ def run_binary(report: Report, python: str, iterations: int,
                              f"{data.get('unavailable') or data.get('error')}")
         return
     report.binary.extend(data.get("shapes", []))
+

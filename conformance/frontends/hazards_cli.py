@@ -1,9 +1,12 @@
 """``qsbr-conformance hazards [SOURCE]``: the orderings QSBR's callers depend on, on hardware.
 
 Parses the options, runs conformance.checks.hazards and renders its report as text (stdout),
-Markdown and JSON.  Exit status: 0 when every shape ran and every control counted 0; 1 when a
-control was non-zero (a broken harness), a build failed or a litmus run failed; 2 for a usage
-error.  docs/hazards.md describes the shapes.
+Markdown and JSON.  Exit status: 0 when every shape ran, every control counted 0 and no order
+that must hold was violated; 1 when a control was non-zero (a broken harness), a fence, an
+advancing goal, a fix or a seq_cst first load showed the forbidden outcome at a rate comparable
+to the unfixed one, a build failed or a litmus run failed; 2 for a usage error.  A comparison
+that is inconclusive on this machine is reported as such, not as a failure.  docs/hazards.md
+describes the shapes and the decide rule.
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ import sys
 from pathlib import Path
 
 from .. import sources
-from ..checks import hazards
+from ..checks import decide, hazards
 from ..model.profiles import BY_NAME, RELEASE_PROFILES, UnknownRelease, resolve
 from . import common
 
-DEFAULT_ITERATIONS = 200_000
+
+def budget_from(args: argparse.Namespace) -> decide.Budget:
+    try:
+        return decide.budget_from(args)
+    except ValueError as exc:
+        raise common.UsageError(str(exc)) from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,14 +38,18 @@ def parser() -> argparse.ArgumentParser:
                     "from a qsbr.c: the port's (default, each release profile) or a CPython "
                     "release's own, with the Relacy model checker's verdict beside each "
                     "shape.  " + hazards.ZERO_MEANS + ".",
-        epilog="exit status: 0 every shape ran and every control counted 0; 1 a control was "
-               "non-zero (a broken harness), or a build or a run failed; 2 usage error")
+        epilog="exit status: 0 every shape ran, every control counted 0 and no order that "
+               "must hold was violated (an inconclusive comparison is not a failure); 1 a "
+               "control was non-zero (a broken harness), a fence, advancing goal, fix or "
+               "seq_cst first load was not below the unfixed rate, or a build or a run failed; "
+               "2 usage error")
     parser.add_argument("source", metavar="SOURCE", nargs="?", default=None,
                         help="a CPython source tree or release tarball (default: the port, "
                              "each release profile)")
-    parser.add_argument("--iterations", type=common.positive_int, default=DEFAULT_ITERATIONS,
-                        metavar="N", help=f"iterations per shape (default: "
-                                          f"{DEFAULT_ITERATIONS:,}); the run stops on counts")
+    decide.add_budget_options(parser)
+    parser.add_argument("--seed", type=common.positive_int, default=1, metavar="N",
+                        help="seed of the offsets' streams (default 1): the same seed draws "
+                             "the same offsets (the hardware's outcomes are not replayable)")
     parser.add_argument("--fix", action="append", default=[], metavar="NAME",
                         help="also run with this fix from reference_c/fixes/ applied to a copy "
                              "(repeatable): stale-goal-fence, stale-goal-rmw")
@@ -69,20 +81,45 @@ def _relacy_cell(o: hazards.Outcome) -> str:
     return f"{o.relacy['verdict']} ({o.relacy['scenario']})"
 
 
+def _verdict_cell(o: hazards.Outcome) -> str:
+    if o.shape.control:
+        return "control ok" if o.control_ok else "CONTROL NON-ZERO"
+    if o.unchecked_here:
+        return "unchecked here (see note)"
+    verdict = o.verdict.get("verdict", "")
+    return verdict.upper() if o.wrong else verdict
+
+
 def _rows(report: hazards.Report) -> list[list[str]]:
     rows = []
     for o in report.outcomes:
         low, high = o.interval
-        rows.append([o.target.label, o.target.fix or "-", o.shape.name, _what(o),
+        rows.append([o.target.label, o.target.fix or "-", o.shape.name, _what(o), o.shape.role,
                      f"{o.iterations:,}", f"{o.forbidden:,}", f"{o.per_million:,.1f}",
-                     f"[{low:,.1f}, {high:,.1f}]",
-                     ("ok" if o.control_ok else "NON-ZERO") if o.shape.control else "",
-                     _relacy_cell(o)])
+                     f"[{low:,.1f}, {high:,.1f}]", f"0..{o.tally.offsets - 1}",
+                     _verdict_cell(o), _relacy_cell(o)])
     return rows
 
 
-HEADERS = ["target", "fix", "shape", "goal", "iterations", "forbidden", "per million",
-           "95% interval", "control", "Relacy"]
+HEADERS = ["target", "fix", "shape", "goal", "role", "iterations", "forbidden", "per million",
+           "95% interval", "offsets", "verdict", "Relacy"]
+
+
+def _offset_lines(report: hazards.Report) -> list[str]:
+    """Per reference row: the calibration sweep and the rate per band of relative offset."""
+    out = []
+    for o in report.outcomes:
+        if o.shape.role != decide.REFERENCE:
+            continue
+        out.append(f"{o.target.label}, reference (stale-goal, non-advancing): offsets "
+                   f"0..{o.tally.offsets - 1} per side, seed {o.tally.seed}")
+        if o.calibration:
+            out.append("  calibration (not counted): " + ", ".join(
+                f"0..{c['offsets'] - 1}: {c['forbidden']}/{c['iterations']:,}"
+                for c in o.calibration))
+        out.append("  rate by relative offset (writer's delay minus reader's): " + ", ".join(
+            f"[{b['low']}, {b['high']}] {b['per_million']:,.0f}/M" for b in o.tally.band_rows()))
+    return out
 
 
 def _traces(report: hazards.Report) -> list[tuple[str, dict]]:
@@ -99,15 +136,21 @@ def _traces(report: hazards.Report) -> list[tuple[str, dict]]:
 
 
 def _verdict(report: hazards.Report) -> str:
+    found = report.comparisons()
+    summary = ", ".join(f"{n} {verdict}" for verdict, n in sorted(found.items())) or "none"
     if report.exit_status == 0:
-        return "verdict: every shape ran and every control counted 0"
+        return (f"verdict: every shape ran, every control counted 0; comparisons with the "
+                f"unfixed rate: {summary}")
     parts = []
     bad = [o for o in report.outcomes if not o.control_ok]
     if bad:
         parts.append(f"{len(bad)} control(s) NON-ZERO: the harness is broken")
+    if report.wrong:
+        parts.append(f"{len(report.wrong)} row(s) that must be below the unfixed rate are not: "
+                     + "; ".join(report.wrong))
     if report.errors:
         parts.append(f"{len(report.errors)} build/run error(s)")
-    return "verdict: " + "; ".join(parts)
+    return "verdict: " + "; ".join(parts) + f" (comparisons: {summary})"
 
 
 def _binary_label(shape: dict) -> str:
@@ -121,8 +164,10 @@ def render_text(report: hazards.Report) -> str:
            f"{', '.join(sorted({o.pinned for o in report.outcomes})) or '-'}",
            f"what a zero means: {hazards.ZERO_MEANS}",
            f"interval: {hazards.INTERVAL_METHOD}, per million iterations",
-           hazards.CONTROL_MEANS]
+           hazards.CONTROL_MEANS, report.budget.describe()]
     out += [f"note: {n}" for n in report.notes]
+    out += [f"note: {text}" for text in sorted({o.unchecked_here for o in report.outcomes
+                                                if o.unchecked_here})]
     widths = [max(len(h), *(len(r[i]) for r in _rows(report))) if report.outcomes else len(h)
               for i, h in enumerate(HEADERS)]
     out.append("")
@@ -130,6 +175,7 @@ def render_text(report: hazards.Report) -> str:
     out.append("  ".join("-" * w for w in widths))
     for row in _rows(report):
         out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    out += ["", *_offset_lines(report)]
     if report.binary:
         out.append("\nthrough interpreter binaries' own compiled functions (--binary):")
         for shape in report.binary:
@@ -137,8 +183,9 @@ def render_text(report: hazards.Report) -> str:
             out.append(f"  {shape['release']:<8} {_binary_label(shape):<40} "
                        f"{shape['iterations']:>10,} iterations {shape['forbidden']:>8,} "
                        f"forbidden  {shape['per_million']:>10,.1f}/M [{low:,.1f}, {high:,.1f}]"
-                       + ("  CONTROL " + ("NON-ZERO" if shape.get("control_failed") else "ok")
-                          if shape.get("control") else ""))
+                       f"  offsets 0..{shape.get('offsets', 1) - 1}  "
+                       + ("CONTROL " + ("NON-ZERO" if shape.get("control_failed") else "ok")
+                          if shape.get("control") else str(shape.get("verdict"))))
     if report.relacy_note:
         out.append(f"\nRelacy: not run ({report.relacy_note})")
     for title, r in _traces(report):
@@ -164,10 +211,13 @@ def render_markdown(report: hazards.Report) -> str:
            f"{', '.join(sorted({o.pinned for o in report.outcomes})) or '-'}",
            f"- **What a zero means:** {hazards.ZERO_MEANS}.",
            f"- Interval: {hazards.INTERVAL_METHOD}, per million iterations.",
-           f"- {hazards.CONTROL_MEANS}."]
+           f"- {hazards.CONTROL_MEANS}.", f"- {report.budget.describe()}."]
     out += [f"- Note: {n}" for n in report.notes]
+    out += [f"- Note: {text}." for text in sorted({o.unchecked_here for o in report.outcomes
+                                                   if o.unchecked_here})]
     out += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(row) + " |" for row in _rows(report)]
+    out += ["", "## Offsets", ""] + [f"- {line.strip()}" for line in _offset_lines(report)]
     out += ["", "## Shapes", ""]
     out += [f"- **{name}**: {text}" for name, text in hazards.SHAPE_TEXT.items()]
     if report.relacy_note:
@@ -211,6 +261,7 @@ def main(argv: list[str]) -> int:
             if len(chosen) > 1:
                 raise common.UsageError("--profile: give one profile for SOURCE")
             targets = [hazards.release_target(args.source, chosen[0] if chosen else None)]
+        budget = budget_from(args)
         known = hazards.fixes(port)
         unknown = [name for name in args.fix if name not in known]
         if unknown:
@@ -224,10 +275,10 @@ def main(argv: list[str]) -> int:
         if not args.quiet:
             print(f"hazards: {line}", file=sys.stderr, flush=True)
 
-    report = hazards.run(targets, port, args.iterations, args.fix, args.source,
-                         relacy=not args.no_relacy, progress=progress)
+    report = hazards.run(targets, port, budget, args.fix, args.source,
+                         relacy=not args.no_relacy, seed=args.seed, progress=progress)
     for python in args.binary:
-        hazards.run_binary(report, python, args.iterations, progress)
+        hazards.run_binary(report, python, budget, progress)
     sys.stdout.write(render_text(report))
     if args.json:
         Path(args.json).write_text(json.dumps(hazards.to_json(report, argv), indent=2) + "\n")

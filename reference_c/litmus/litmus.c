@@ -7,7 +7,7 @@
 // pointer, the objects and the per-iteration synchronisation are this file's.
 //
 //   qsbr-litmus --list
-//   qsbr-litmus SHAPE GOAL FENCE CONTROL ITERATIONS
+//   qsbr-litmus SHAPE GOAL FENCE CONTROL ITERATIONS [RANGE [SEED]]
 //
 // SHAPE: stale-goal, retire-before-unlink, read-seqcst, read-acquire (--list describes each).
 // GOAL: non-advancing (_Py_qsbr_deferred_advance with its counter reset, on 3.13.0-3.13.5;
@@ -15,24 +15,30 @@
 // seq_cst fence between the writer's unlink and its goal.  CONTROL: 1 runs the writer's part to
 // its end before the reader's part starts (a spin barrier between them), where the forbidden
 // outcome is impossible under any memory model: a non-zero count there is a broken harness.
+// RANGE (default 64; 1: none) and SEED (default 1): before its racing part each side spins a
+// number of empty iterations drawn from [0, RANGE) by a xorshift stream seeded with SEED, a new
+// pair every iteration (litmus_core.h: the randomised offsets of the litmus7 tool), so that the
+// alignment of the two racing parts that shows store buffering on this machine is sampled,
+// whatever that alignment is.  The same arguments draw the same offsets.
 //
-// Two threads, pinned to two distinct CPUs of the process's affinity mask when it has two
-// (sched_setaffinity), meet at a spin barrier before and after each iteration's racing part
-// (no sleeps: a waiter spins, yielding the CPU every few thousand spins so that a loaded
-// machine still makes progress).  The run stops after ITERATIONS iterations, never on a clock.
-// One line on stdout:
+// Two threads, pinned to two distinct CPUs of the process's affinity mask when it has two,
+// meet at a spin barrier before and after each iteration's racing part (no sleeps: a waiter
+// spins, yielding the CPU every few thousand spins so that a loaded machine still makes
+// progress).  The run stops after ITERATIONS iterations, never on a clock.  On stdout:
 //   RESULT <shape> <goal> <fence> <control> <iterations> <forbidden> <reached> <old_seen>
-//          <freed_while_held> <poisoned_reads> <pinned>
+//          <freed_while_held> <poisoned_reads> <pinned> <range> <seed>
+//   BAND <low> <high> <iterations> <forbidden>      (one line per band of the relative offset)
 // forbidden: iterations with the forbidden outcome (see --list); reached: iterations where the
 // goal was reached by the reader's quiescent state (stale-goal, retire-before-unlink) or by the
 // writer's poll (read-*); old_seen: iterations where the reader loaded the old pointer;
 // freed_while_held: iterations where the writer's poll then succeeded for the old object while
 // the reader held it; poisoned_reads: iterations where the reader then read the old object
 // after the writer had poisoned it (what a use-after-free looks like).  pinned: "cpuA,cpuB" or
-// "none:<reason>".  Exit status 0 after a run, 2 on bad usage, 1 when setup failed.
+// "none:<reason>".  A BAND line counts the iterations whose writer delay minus reader delay
+// lay in [low, high], and the forbidden outcomes among them.  Exit status 0 after a run, 2 on
+// bad usage, 1 when setup failed.
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,14 +49,8 @@
 #include "pycore_qsbr.h"
 #include "pycore_tstate.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#  include <immintrin.h>
-#  define CPU_RELAX() _mm_pause()
-#elif defined(__aarch64__)
-#  define CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#  define CPU_RELAX() ((void)0)
-#endif
+#include "litmus_core.h"
+
 
 enum shape { STALE_GOAL, RETIRE_BEFORE_UNLINK, READ_SEQCST, READ_ACQUIRE, SHAPE_COUNT };
 
@@ -92,26 +92,16 @@ static enum shape g_shape;
 static int g_advancing, g_fence, g_control;
 static unsigned long g_iterations;
 
-// -- spin barrier -----------------------------------------------------------------------------
+// -- synchronisation and offsets (litmus_core.h) ---------------------------------------------
 
-static _Atomic unsigned long barrier_count;
-static _Atomic unsigned long barrier_generation;
+static struct lc_sync sync_state;
+static uint64_t g_seed = 1;
+static uint32_t g_range = LC_DEFAULT_RANGE;
 
 static void
-barrier_wait(void)
+barrier_wait(int role, uint64_t *k)
 {
-    unsigned long generation = atomic_load(&barrier_generation);
-    if (atomic_fetch_add(&barrier_count, 1) == 1) {
-        atomic_store(&barrier_count, 0);
-        atomic_store(&barrier_generation, generation + 1);
-        return;
-    }
-    for (unsigned spins = 1; atomic_load(&barrier_generation) == generation; spins++) {
-        CPU_RELAX();
-        if ((spins & 4095) == 0) {
-            sched_yield();
-        }
-    }
+    (void)lc_barrier(&sync_state, role, ++*k, NULL, NULL);
 }
 
 // -- per-iteration exchange (written before a barrier, read after it) --------------------------
@@ -125,29 +115,19 @@ struct counts {
     unsigned long forbidden, reached, old_seen, freed_while_held, poisoned_reads;
 };
 static struct counts counts;
+static struct lc_tally tally;
 
 // -- pinning ----------------------------------------------------------------------------------
 
 static int cpus[2] = {-1, -1};
-static char pinned[128] = "";
+static char pinned[160] = "";
 
 static void
 choose_cpus(void)
 {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) != 0) {
-        snprintf(pinned, sizeof(pinned), "none:sched_getaffinity failed (%s)", strerror(errno));
-        return;
-    }
-    int found = 0;
-    for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++) {
-        if (CPU_ISSET(cpu, &set)) {
-            cpus[found++] = cpu;
-        }
-    }
-    if (found < 2) {
-        snprintf(pinned, sizeof(pinned), "none:the process may run on %d CPU only", found);
-        cpus[0] = cpus[1] = -1;
+    char why[128];
+    if (lc_choose_cpus(cpus, why, sizeof(why)) != 0) {
+        snprintf(pinned, sizeof(pinned), "none:%s", why);
         return;
     }
     snprintf(pinned, sizeof(pinned), "%d,%d", cpus[0], cpus[1]);
@@ -156,15 +136,10 @@ choose_cpus(void)
 static void
 pin(int which)
 {
-    if (cpus[which] < 0) {
-        return;
-    }
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpus[which], &set);
-    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-        snprintf(pinned, sizeof(pinned), "none:sched_setaffinity(%d) failed (%s)",
-                 cpus[which], strerror(errno));
+    int err = lc_pin(cpus[which]);
+    if (err != 0) {
+        snprintf(pinned, sizeof(pinned), "none:pthread_setaffinity_np(%d) failed (%s)",
+                 cpus[which], strerror(err));
     }
 }
 
@@ -254,16 +229,22 @@ writer_main(void *arg)
     _PyThreadState_Attach(writer_ts);
     struct _qsbr_thread_state *qsbr = ((_PyThreadStateImpl *)writer_ts)->qsbr;
     struct object *old = &objects[0];
+    struct lc_offsets offsets;
+    lc_offsets_init(&offsets, g_seed, g_range);
+    uint64_t k = 0;
     for (unsigned long i = 0; i < g_iterations; i++) {
+        uint32_t my_delay, their_delay;
+        lc_next_pair(&offsets, &my_delay, &their_delay);
         atomic_store_explicit(&old->value, LIVE, memory_order_relaxed);
         atomic_store_explicit(&head, old, memory_order_relaxed);
         w_freed = 0;
-        barrier_wait();                             // (1) start together
+        barrier_wait(0, &k);                        // (1) start together
+        lc_delay(my_delay);
         writer_part(qsbr);
         if (g_control) {
-            barrier_wait();                         // control: the reader starts only now
+            barrier_wait(0, &k);                    // control: the reader starts only now
         }
-        barrier_wait();                             // (2) both parts done
+        barrier_wait(0, &k);                        // (2) both parts done
         int old_seen = r_loaded == old;
         int reached;
         if (g_shape == STALE_GOAL || g_shape == RETIRE_BEFORE_UNLINK) {
@@ -286,8 +267,9 @@ writer_main(void *arg)
         counts.old_seen += old_seen;
         counts.forbidden += reached && old_seen;
         counts.freed_while_held += w_freed && old_seen;
-        barrier_wait();                             // (3) the reader reads what it holds
-        barrier_wait();                             // (4) done
+        lc_tally_add(&tally, my_delay, their_delay, reached && old_seen);
+        barrier_wait(0, &k);                        // (3) the reader reads what it holds
+        barrier_wait(0, &k);                        // (4) done
     }
     _PyThreadState_Detach(writer_ts);
     return NULL;
@@ -304,14 +286,20 @@ reader_main(void *arg)
     if (attaches) {
         _Py_qsbr_detach(qsbr);      // each iteration attaches QSBR itself
     }
+    struct lc_offsets offsets;
+    lc_offsets_init(&offsets, g_seed, g_range);
+    uint64_t k = 0;
     for (unsigned long i = 0; i < g_iterations; i++) {
-        barrier_wait();                             // (1)
+        uint32_t their_delay, my_delay;
+        lc_next_pair(&offsets, &their_delay, &my_delay);
+        barrier_wait(1, &k);                        // (1)
         if (g_control) {
-            barrier_wait();                         // control: after the writer's part
+            barrier_wait(1, &k);                    // control: after the writer's part
         }
+        lc_delay(my_delay);
         reader_part(qsbr);
-        barrier_wait();                             // (2)
-        barrier_wait();                             // (3) the writer freed, or not
+        barrier_wait(1, &k);                        // (2)
+        barrier_wait(1, &k);                        // (3) the writer freed, or not
         // Still inside the read that loaded it: the object must be alive.
         if (atomic_load_explicit(&r_loaded->value, memory_order_relaxed) == POISON) {
             counts.poisoned_reads++;
@@ -319,7 +307,7 @@ reader_main(void *arg)
         if (attaches) {
             _Py_qsbr_detach(qsbr);
         }
-        barrier_wait();                             // (4)
+        barrier_wait(1, &k);                        // (4)
     }
     if (attaches) {
         _Py_qsbr_attach(qsbr);
@@ -332,8 +320,21 @@ static int
 usage(const char *argv0)
 {
     fprintf(stderr, "usage: %s --list | SHAPE non-advancing|advancing FENCE(0|1) "
-                    "CONTROL(0|1) ITERATIONS\n", argv0);
+                    "CONTROL(0|1) ITERATIONS [RANGE [SEED]]\n", argv0);
     return 2;
+}
+
+static int
+parse_unsigned(const char *text, unsigned long long max, unsigned long long *value)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (text[0] == '\0' || text[0] == '-' || *end != '\0' || errno != 0 || v > max) {
+        return -1;
+    }
+    *value = v;
+    return 0;
 }
 
 int
@@ -346,7 +347,7 @@ main(int argc, char **argv)
         printf("profile\t%d\n", QSBR_PROFILE);
         return 0;
     }
-    if (argc != 6) {
+    if (argc < 6 || argc > 8) {
         return usage(argv[0]);
     }
     int s = 0;
@@ -370,12 +371,25 @@ main(int argc, char **argv)
     }
     g_fence = argv[3][0] == '1';
     g_control = argv[4][0] == '1';
-    char *end;
-    errno = 0;
-    g_iterations = strtoul(argv[5], &end, 10);
-    if (*end != '\0' || errno != 0 || g_iterations == 0 || argv[5][0] == '-') {
+    unsigned long long value;
+    if (parse_unsigned(argv[5], (unsigned long)-1, &value) != 0 || value == 0) {
         return usage(argv[0]);
     }
+    g_iterations = (unsigned long)value;
+    if (argc > 6) {
+        if (parse_unsigned(argv[6], LC_MAX_RANGE, &value) != 0 || value == 0) {
+            fprintf(stderr, "%s: RANGE must be 1..%u (1: no offsets)\n", argv[0], LC_MAX_RANGE);
+            return 2;
+        }
+        g_range = (uint32_t)value;
+    }
+    if (argc > 7) {
+        if (parse_unsigned(argv[7], (unsigned long long)-1, &value) != 0) {
+            return usage(argv[0]);
+        }
+        g_seed = value;
+    }
+    tally.range = g_range;
 
     interp = PyInterpreterState_New();
     if (interp == NULL || (writer_ts = PyThreadState_New(interp)) == NULL
@@ -397,9 +411,11 @@ main(int argc, char **argv)
     PyThreadState_Delete(reader_ts);
     PyThreadState_Delete(writer_ts);
     PyInterpreterState_Delete(interp);
-    printf("RESULT\t%s\t%s\t%d\t%d\t%lu\t%lu\t%lu\t%lu\t%lu\t%lu\t%s\n", SHAPES[s].name,
-           g_advancing ? "advancing" : "non-advancing", g_fence, g_control, g_iterations,
-           counts.forbidden, counts.reached, counts.old_seen, counts.freed_while_held,
-           counts.poisoned_reads, pinned);
+    printf("RESULT\t%s\t%s\t%d\t%d\t%lu\t%lu\t%lu\t%lu\t%lu\t%lu\t%s\t%u\t%llu\n",
+           SHAPES[s].name, g_advancing ? "advancing" : "non-advancing", g_fence, g_control,
+           g_iterations, counts.forbidden, counts.reached, counts.old_seen,
+           counts.freed_while_held, counts.poisoned_reads, pinned, g_range,
+           (unsigned long long)g_seed);
+    lc_tally_print(&tally, stdout);
     return 0;
 }
