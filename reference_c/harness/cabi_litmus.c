@@ -34,9 +34,10 @@
 //                         machine shows store buffering under this protocol at all.
 // CONTROL: 1 runs the writer's part to its end before the reader's part starts (a spin barrier
 // between them), where the forbidden outcome is impossible under any memory model: a non-zero
-// count there is a broken harness.  SEED: the xorshift PRNG's seed; each side spins a random
-// 0..OFFSETS-1 iterations before its racing part, so that the two parts meet at every offset
-// (litmus7's technique), and a run is repeated with the same seed.
+// count there is a broken harness.  SEED: the offsets' seed (litmus_core.h's xorshift64*: both
+// threads draw the same pair per iteration); each side spins a random 0..63 CPU-relax
+// instructions before its racing part, so that the two parts meet at every offset (litmus7's
+// technique), and a run is repeated with the same seed.
 //
 // Two threads, pinned to two distinct CPUs of the process's affinity mask when it has two,
 // meet at a spin barrier before and after each iteration's racing part (no sleeps: a waiter
@@ -61,79 +62,43 @@
 #include "qsbr_api.h"
 
 // ---------------------------------------------------------------------------------------------
-// The per-iteration protocol shared with reference_c/litmus/litmus.c (spin barrier, pinning,
-// offsets).  Kept in this one block so that it can be replaced by the shared header
-// reference_c/litmus/litmus_core.h once that exists.
+// The per-iteration protocol: reference_c/litmus/litmus_core.h, the one litmus core shared with
+// the port's litmus and the interpreter probe (two-thread spin barrier, seeded offset pairs,
+// pinning).
 
-#if defined(__x86_64__) || defined(__i386__)
-#  define CPU_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#  define CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#  define CPU_RELAX() ((void)0)
-#endif
+#include "litmus_core.h"
 
-#define OFFSETS 64
-
-static _Atomic unsigned long barrier_count;
-static _Atomic unsigned long barrier_generation;
+// The offsets' range: 0..63 CPU-relax instructions (pause on x86-64, tens of cycles each),
+// not lc_delay()'s empty loop: measured on a loaded 2-core AMD EPYC, the release-store attach
+// showed through the reference port's checked calls at 1/27-1/50 of read-reference's rate
+// with these, at 1/125 with lc_delay over 0..4095, so the decide rule's margin holds.
+#define OFFSET_RANGE LC_DEFAULT_RANGE
 
 static void
-barrier_wait(void)
+relax_delay(uint32_t n)
 {
-    unsigned long generation = atomic_load(&barrier_generation);
-    if (atomic_fetch_add(&barrier_count, 1) == 1) {
-        atomic_store(&barrier_count, 0);
-        atomic_store(&barrier_generation, generation + 1);
-        return;
-    }
-    for (unsigned spins = 1; atomic_load(&barrier_generation) == generation; spins++) {
-        CPU_RELAX();
-        if ((spins & 4095) == 0) {
-            sched_yield();
-        }
+    for (uint32_t i = 0; i < n; i++) {
+        LC_CPU_RELAX();
     }
 }
 
-// xorshift32: each thread its own state, seeded from SEED and the thread's role.
-static uint32_t
-xorshift(uint32_t *state)
-{
-    uint32_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x;
-}
+static struct lc_sync sync_state;
 
 static void
-spin_offset(uint32_t *state)
+barrier_wait(int role, uint64_t *k)
 {
-    for (unsigned n = xorshift(state) % OFFSETS; n > 0; n--) {
-        CPU_RELAX();
-    }
+    (void)lc_barrier(&sync_state, role, ++*k, NULL, NULL);
 }
 
 static int cpus[2] = {-1, -1};
-static char pinned[128] = "";
+static char pinned[160] = "";
 
 static void
 choose_cpus(void)
 {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) != 0) {
-        snprintf(pinned, sizeof(pinned), "none:sched_getaffinity failed (%s)", strerror(errno));
-        return;
-    }
-    int found = 0;
-    for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++) {
-        if (CPU_ISSET(cpu, &set)) {
-            cpus[found++] = cpu;
-        }
-    }
-    if (found < 2) {
-        snprintf(pinned, sizeof(pinned), "none:the process may run on %d CPU only", found);
-        cpus[0] = cpus[1] = -1;
+    char why[128];
+    if (lc_choose_cpus(cpus, why, sizeof(why)) != 0) {
+        snprintf(pinned, sizeof(pinned), "none:%s", why);
         return;
     }
     snprintf(pinned, sizeof(pinned), "%d,%d", cpus[0], cpus[1]);
@@ -145,12 +110,10 @@ pin(int which)
     if (cpus[which] < 0) {
         return;
     }
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpus[which], &set);
-    if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-        snprintf(pinned, sizeof(pinned), "none:sched_setaffinity(%d) failed (%s)",
-                 cpus[which], strerror(errno));
+    int err = lc_pin(cpus[which]);
+    if (err != 0) {
+        snprintf(pinned, sizeof(pinned), "none:pinning to CPU %d failed (%s)", cpus[which],
+                 strerror(err));
     }
 }
 
@@ -388,13 +351,17 @@ writer_main(void *arg)
 {
     (void)arg;
     pin(0);
-    uint32_t rng = g_seed * 2654435761u + 1;
+    struct lc_offsets offsets;
+    lc_offsets_init(&offsets, g_seed, OFFSET_RANGE);
+    uint64_t k = 0;
     struct object *old = &objects[0];
     int attached = qsbr_shape() && g_shape != READ_SEQCST && g_shape != READ_REFERENCE;
     if (attached) {
         check(L.attach(writer_ts), "attach");
     }
     for (unsigned long i = 0; i < g_iterations; i++) {
+        uint32_t my_delay, their_delay;
+        lc_next_pair(&offsets, &my_delay, &their_delay);
         atomic_store_explicit(&old->value, LIVE, memory_order_relaxed);
         atomic_store_explicit(&head, old, memory_order_relaxed);
         atomic_store_explicit(&flag, 0, memory_order_relaxed);
@@ -408,16 +375,16 @@ writer_main(void *arg)
             bool done = false;
             check(L.poll(writer_ts, w_goal + 2, &done), "poll");
         }
-        barrier_wait();                             // (0) set up; the reader warms its cache
-        barrier_wait();                             // (1) start together
+        barrier_wait(0, &k);                        // (0) set up; the reader warms its cache
+        barrier_wait(0, &k);                        // (1) start together
         if (!g_control) {
-            spin_offset(&rng);
+            relax_delay(my_delay);
         }
         writer_part();
         if (g_control) {
-            barrier_wait();                         // control: the reader starts only now
+            barrier_wait(0, &k);                    // control: the reader starts only now
         }
-        barrier_wait();                             // (2) both parts done
+        barrier_wait(0, &k);                        // (2) both parts done
         int old_seen = r_loaded == old;
         int reached;
         if (g_shape == READ_SEQCST) {
@@ -442,8 +409,9 @@ writer_main(void *arg)
         counts.old_seen += (unsigned long)old_seen;
         counts.forbidden += (unsigned long)(reached && old_seen);
         counts.freed_while_held += (unsigned long)(w_freed && old_seen);
-        barrier_wait();                             // (3) the reader reads what it holds
-        barrier_wait();                             // (4) done
+        (void)their_delay;
+        barrier_wait(0, &k);                        // (3) the reader reads what it holds
+        barrier_wait(0, &k);                        // (4) done
     }
     if (attached) {
         check(L.detach(writer_ts), "detach");
@@ -456,35 +424,40 @@ reader_main(void *arg)
 {
     (void)arg;
     pin(1);
-    uint32_t rng = g_seed * 2246822519u + 7;
+    struct lc_offsets offsets;
+    lc_offsets_init(&offsets, g_seed, OFFSET_RANGE);
+    uint64_t k = 0;
     int attaches = g_shape == READ_SEQCST;
     if (qsbr_shape() && !attaches && g_shape != READ_REFERENCE) {
         check(L.attach(reader_ts), "attach");
     }
     for (unsigned long i = 0; i < g_iterations; i++) {
-        barrier_wait();                             // (0)
+        uint32_t their_delay, my_delay;
+        lc_next_pair(&offsets, &their_delay, &my_delay);
+        (void)their_delay;
+        barrier_wait(1, &k);                        // (0)
         // Warm: the pointer's line shared in this CPU's cache, so that the racing load hits
         // it before the writer's invalidation arrives (else the load's own miss would fetch
         // the writer's new value and hide every reordering of the stores before it).
         (void)atomic_load_explicit(&head, memory_order_relaxed);
         (void)atomic_load_explicit(&flag, memory_order_relaxed);
-        barrier_wait();                             // (1)
+        barrier_wait(1, &k);                        // (1)
         if (g_control) {
-            barrier_wait();                         // control: after the writer's part
+            barrier_wait(1, &k);                    // control: after the writer's part
         }
         else {
-            spin_offset(&rng);
+            relax_delay(my_delay);
         }
         reader_part();
-        barrier_wait();                             // (2)
-        barrier_wait();                             // (3) the writer freed, or not
+        barrier_wait(1, &k);                        // (2)
+        barrier_wait(1, &k);                        // (3) the writer freed, or not
         if (atomic_load_explicit(&r_loaded->value, memory_order_relaxed) == POISON) {
             counts.poisoned_reads++;
         }
         if (attaches) {
             check(L.detach(reader_ts), "detach");
         }
-        barrier_wait();                             // (4)
+        barrier_wait(1, &k);                        // (4)
     }
     if (qsbr_shape() && !attaches && g_shape != READ_REFERENCE) {
         check(L.detach(reader_ts), "detach");
