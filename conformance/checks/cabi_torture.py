@@ -156,9 +156,10 @@ def tsan_stacks(output: str, races: int = 3, frames: int = 4) -> str:
             head = stack.strip().splitlines()
             if not head:
                 continue
-            title = head[0].strip().rstrip(":")
-            if head[0].lstrip().startswith("#"):
-                title = "stack"
+            # the access line ("Write of size 8 at 0x... by thread T5:") above the frames
+            titles = [line.strip().rstrip(":") for line in head
+                      if not line.lstrip().startswith("#") and line.rstrip().endswith(":")]
+            title = titles[-1] if titles else "stack"
             shown = [f"    {m.group(2)} {m.group(3)}" for line in head
                      if (m := _FRAME_LINE.match(line))][:frames]
             if shown:

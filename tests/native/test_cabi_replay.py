@@ -41,6 +41,7 @@ def test_tsan_stacks_show_both_accesses_with_file_and_line():
     assert "_Py_qsbr_detach /src/qsbr.c:245" in text
     assert "qsbr_poll_scan /src/qsbr.c:150" in text
     assert "Previous read of size 8" in text
+    assert "Write of size 8 at 0x7b0c by thread T3" in text   # the first access, named
 
 
 def test_tsan_log_path_files_are_read(tmp_path):
