@@ -65,3 +65,11 @@ def test_a_lock_free_unregister_fails_naming_the_freelist(libs):
             assert result.status == 1
             return
     pytest.fail(f"no run named {sorted(FREELIST_FACTS)}: {seen}")
+
+
+def test_the_reference_library_reports_its_version(libs):
+    # qsbr_api_version (optional symbol): the report names the port's version, not "unknown"
+    from conformance.drivers.cabi import CabiImplementation
+    impl = CabiImplementation(libs[None])
+    assert impl.version.startswith("qsbr-conformance reference port, QSBR_PROFILE 313"), \
+        impl.version
