@@ -281,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"torture: {verdict}")
     if args.json:
         _write_json(args, None, {"status": status, "stats": stats})
-    return status
+    return 1 if status == 2 else status       # nothing freed is a failed check, not usage
 
 
 def _cabi(args: argparse.Namespace, library: str) -> int:
