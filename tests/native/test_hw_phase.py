@@ -90,3 +90,29 @@ def test_a_default_run_of_a_release_store_attach_fails(tmp_path, monkeypatch):
     assert rows["S-ATTACH-1"]["result"] == "FAIL"
     assert "hardware" in data["phases"]
     assert any(f["check"] == "hardware litmus" for f in data["failures"])
+
+
+@pytest.mark.requires("toolchain")
+def test_a_tsan_build_in_the_environment_joins_the_default_run(tmp_path, monkeypatch):
+    # DETACH_RELAXED: a plain run on x86-64 cannot fail it (S-DETACH-1 sequential-only); its
+    # TSan build named by QSBR_LIBRARY_TSAN makes the run's tsan phase fail it.
+    libs = {}
+    for name, sanitize in (("plain", ""), ("tsan", "thread")):
+        out = tmp_path / name
+        proc = subprocess.run(["make", "-C", str(REFERENCE_C), "--no-print-directory", "mutant",
+                               "MUTANT=DETACH_RELAXED", "TARGET=lib", f"MUTANT_BUILD={out}",
+                               "PROFILE=313", f"SANITIZE={sanitize}",
+                               f"EXTRA_CFLAGS={'' if sanitize else '-DNDEBUG'}"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        libs[name] = str(out / "313" / "libqsbr.so")
+    monkeypatch.setenv("QSBR_LIBRARY", libs["plain"])
+    monkeypatch.setenv("QSBR_LIBRARY_TSAN", libs["tsan"])
+    report = tmp_path / "r.json"
+    assert cli.main(["--impl", "conformance.cabi:from_env", "--examples", "5", "-q",
+                     "--json", str(report)]) == 1
+    data = json.loads(report.read_text())
+    assert "tsan" in data["phases"]
+    rows = {row["id"]: row for row in data["facts"]}
+    assert rows["S-DETACH-1"]["result"] == "FAIL"
+    assert any(f["check"] == "TSan torture" for f in data["failures"])
