@@ -45,9 +45,16 @@ API_FACTS = {
     "qsbr_api_tstate_slot": "S-RES-1", "qsbr_api_tstate_delete": "S-UNREG-1",
     "qsbr_api_interp_delete": "S-FINI-1",
 }
-#: the facts a clean run of the torture exercises concurrently
-CHECKED_FACTS = ("S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-ADV-1", "S-POLL-1", "S-POLL-2",
-                 "S-RES-1", "S-REG-1", "S-UNREG-1", "S-SAFE-1", "S-SAFE-2")
+#: the facts a clean run of the plain torture credits as checked concurrently: only those whose
+#: kind of bug it can fail (docs/concurrency.md, "What each check can fail"): a lost advance
+#: (S-ADV-1), a growth without stop-the-world, a wrong index or a leaked array (S-RES-1), a lost
+#: freelist update or a leaked slot (the state check: S-REG-1, S-UNREG-1), a goal never reached
+#: or reached too early by the protocol (S-POLL-2, S-SAFE-1, S-SAFE-2).  Not the memory orders
+#: of attach, detach, quiescent_state and the scan (S-ATTACH-1, S-DETACH-1, S-QS-1, S-POLL-1):
+#: a plain run on x86-64 cannot fail a relaxed detach; those come from the hardware litmus
+#: (conformance.checks.hw_phase), the TSan mode or the model checker.
+CHECKED_FACTS = ("S-ADV-1", "S-POLL-2", "S-RES-1", "S-REG-1", "S-UNREG-1", "S-SAFE-1",
+                 "S-SAFE-2")
 
 
 class TortureSetupError(Exception):
@@ -62,6 +69,10 @@ class CabiTortureResult:
     output: str = ""
     tsan_reports: int = 0
     contract: ContractResult | None = None      # when a history was judged
+    #: the first races' two stacks, top frames with file:line (tsan_stacks)
+    stacks: str = ""
+    #: the driver's command line, which reruns this torture (same seed, same bound)
+    command: list[str] = field(default_factory=list)
 
     @property
     def counter_values(self) -> dict[str, dict[str, float]]:
@@ -131,6 +142,50 @@ READER_CHECKS = ("tc_check_object", "tc_read_section", "tc_hold_across_yield")
 EDGE_SUFFIXES = {"_then_detach": "detach", "_then_quiesce": "quiescent state"}
 
 
+_FRAME_LINE = re.compile(r"^\s+#(\d+) (\S+) (\S+?)(?: \(|$)")
+
+
+def tsan_stacks(output: str, races: int = 3, frames: int = 4) -> str:
+    """The first ``races`` ThreadSanitizer reports of ``output``, each as its kind and its two
+    access stacks' top ``frames`` frames (function and file:line), for a porter to act on."""
+    lines: list[str] = []
+    for report in output.split("WARNING: ThreadSanitizer:")[1:races + 1]:
+        body = report.split("SUMMARY:")[0]
+        lines.append("race: " + report.splitlines()[0].strip())
+        for stack in re.split(r"\n\s*\n", body)[:2]:
+            head = stack.strip().splitlines()
+            if not head:
+                continue
+            # the access line ("Write of size 8 at 0x... by thread T5:") above the frames
+            titles = [line.strip().rstrip(":") for line in head
+                      if not line.lstrip().startswith("#") and line.rstrip().endswith(":")]
+            title = titles[-1] if titles else "stack"
+            shown = [f"    {m.group(2)} {m.group(3)}" for line in head
+                     if (m := _FRAME_LINE.match(line))][:frames]
+            if shown:
+                lines.append(f"  {title}:")
+                lines += shown
+    return "\n".join(lines)
+
+
+def _tsan_logs(options: str, since: float) -> str:
+    """The reports TSan wrote to ``log_path`` files (TSAN_OPTIONS=log_path=P writes P.PID)
+    since ``since``, so that a race is a failed check whatever TSAN_OPTIONS says."""
+    match = re.search(r"(?:^|[\s:])log_path=([^\s:]+)", options)
+    if not match or match.group(1) in ("stdout", "stderr"):
+        return ""
+    import glob
+    texts = []
+    for name in sorted(glob.glob(glob.escape(match.group(1)) + ".*")):
+        try:
+            if os.path.getmtime(name) >= since:
+                with open(name, encoding="utf-8", errors="replace") as handle:
+                    texts.append(handle.read())
+        except OSError:
+            continue
+    return "\n".join(texts)
+
+
 def tsan_facts(output: str) -> dict[str, list[str]]:
     """Facts named by the ThreadSanitizer reports in ``output`` (see the module docstring)."""
     facts: dict[str, list[str]] = {}
@@ -187,9 +242,14 @@ def tsan_facts(output: str) -> dict[str, list[str]]:
     return facts
 
 
+#: reserve/register/unregister steps per churning thread and round (plain; TSan: a tenth)
+CHURN = 6000
+
+
 def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3,
         writers: int = 2, reservers: int = 2, slots: int = 40, updates: int = 2000,
         seed: int = 1, stop_on_error: bool = True, tsan: bool = False,
+        churn: int | None = None,
         history: bool = False, history_rounds: int = 2, timeout: float | None = None,
         progress: bool = False) -> CabiTortureResult:
     """Run the driver against ``library``; stops after ``rounds`` rounds or ``seconds``."""
@@ -200,6 +260,7 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
         raise ValueError("give rounds > 0 or seconds > 0")
     command = [str(driver_path(tsan)), os.path.abspath(library), "-r", str(readers),
                "-w", str(writers), "-g", str(reservers), "-k", str(slots), "-u", str(updates),
+               "-c", str(churn if churn is not None else CHURN // 10 if tsan else CHURN),
                "-S", str(seed)]
     command += ["-n", str(rounds)] if rounds > 0 else []
     command += ["-s", str(seconds)] if seconds > 0 else []
@@ -214,6 +275,7 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
                                "history_size=7 "
                                + env.get("TSAN_OPTIONS", ""))
         command = ["setarch", platform.machine(), "-R"] + command
+    rerun = list(command)       # without the history file, which is temporary
     with tempfile.TemporaryDirectory() as tmp:
         history_path = os.path.join(tmp, "history.bin")
         if history:
@@ -222,12 +284,16 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
         # threads spent waiting for a CPU behind other processes is not counted, so a busy
         # machine makes the run slower, never a hang.
         limit = timeout if timeout is not None else (seconds * 3 + 120 if seconds else 600)
+        import time
+        started = time.time() - 1
         proc = run_watched(command, budget=limit, env=env, what="the C ABI torture driver")
         if proc.hung is not None:
             return CabiTortureResult(1, {"S-SAFE-2": [f"the run hung: {proc.hung} (a "
                                                       "deadlock or a grace period that never "
                                                       "ends)"]}, output=proc.stdout)
         output = proc.stdout + proc.stderr
+        if tsan:
+            output += _tsan_logs(os.environ.get("TSAN_OPTIONS", ""), started)
         errors: dict[str, list[str]] = {}
         for fact, detail in _ERROR.findall(proc.stdout):
             errors.setdefault(fact, []).append(detail)
@@ -257,7 +323,9 @@ def run(library: str, *, rounds: int = 0, seconds: float = 0.0, readers: int = 3
         counters = "\n".join(line for line in proc.stdout.splitlines()
                              if line.startswith(("final", "errors:")))
         result = CabiTortureResult(status if errors or status == 2 else 0 if status == 0
-                                   else 1, errors, counters, output, reports)
+                                   else 1, errors, counters, output, reports,
+                                   stacks=tsan_stacks(output) if reports else "",
+                                   command=rerun)
         if history and os.path.exists(history_path):
             from . import contract
             result.contract = contract.judge_file(history_path)

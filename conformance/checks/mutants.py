@@ -32,7 +32,8 @@ from .. import sources
 
 #: The checks a ``Killer:`` line may name, by the words that name them.
 KILLERS = (("conformance", "conformance"), ("torture", "torture"), ("replay", "replay"),
-           ("model", "modelcheck"), ("relacy", "modelcheck"), ("equivalen", "equivalent"))
+           ("model", "modelcheck"), ("relacy", "modelcheck"), ("equivalen", "equivalent"),
+           ("state check", "statecheck"))
 REQUIRED = ("Mutant", "Facts", "Kind", "Killer", "Summary")
 
 
@@ -91,7 +92,7 @@ def _methods(path: Path, killer: str) -> tuple[tuple[str, ...], bool]:
         method = next((m for key, m in KILLERS if key in word), None)
         if method is None:
             raise CatalogError(f"{path.name}: Killer: {word!r} is not one of conformance run, "
-                               "torture, replay, model checker, equivalence note")
+                               "torture, replay, model checker, state check, equivalence note")
         if method == "equivalent":
             equivalent = True
         elif method not in methods:
@@ -189,6 +190,19 @@ def _by_conformance(source: Path, mutant: Mutant, build: Path, examples: int) ->
     return True, "facts left unchecked"
 
 
+def _by_state_check(source: Path, mutant: Mutant, build: Path) -> tuple[bool, str]:
+    """The C ABI torture's churn and state check (conformance.checks.cabi_torture) on the
+    mutant built as a library: up to 8 runs of 24 rounds (a race: a count, not a clock)."""
+    from . import cabi_torture
+    _make(source, "lib", mutant, build)
+    library = str(build / mutant.profile / "libqsbr.so")
+    for seed in range(1, 9):
+        result = cabi_torture.run(library, rounds=24, seed=seed)
+        if result.status != 0:
+            return True, f"state check: {result.verdict()[:110]}"
+    return False, ""
+
+
 def _by_torture(source: Path, mutant: Mutant, build: Path, seconds: float) -> tuple[bool, str]:
     _make(source, "torture-bin", mutant, build)
     binary = build / mutant.profile / "qsbr-torture"
@@ -239,6 +253,8 @@ def run_mutant(source: Path, mutant: Mutant, work: Path, examples: int,
             killed, detail = _by_conformance(source, mutant, build, examples)
         elif method == "torture":
             killed, detail = _by_torture(source, mutant, build, torture_seconds)
+        elif method == "statecheck":
+            killed, detail = _by_state_check(source, mutant, build)
         elif method == "modelcheck":
             killed, detail = _by_modelcheck(source, mutant, build)
             if not killed and detail:

@@ -33,7 +33,7 @@ DEFAULT_CONCURRENCY_ROUNDS = 12
 
 #: The phases of a run, in the order the runner runs them.
 PHASES = ("layout", "comparisons", "scenario", "exhaustive", "random", "model check", "live",
-          "concurrent")
+          "concurrent", "hardware", "tsan")
 
 
 def new_seed() -> int:

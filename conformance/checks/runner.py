@@ -453,7 +453,7 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
     if not stop and plan.live_examples > 0:
         stop = _live_phase(result, plan, say)
     if not stop:
-        from . import concurrent
+        from . import concurrent, hw_phase
         if say is not None and plan.concurrency_rounds > 0:
             say("concurrent torture ...")
         result.phases.append("concurrent")
@@ -462,6 +462,7 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
                                  plan.seed)
         except KeyboardInterrupt:
             result.interrupted = True
+        hw_phase.run_phase(result, target, plan, say)     # a C ABI library: hardware, TSan
     return result
 
 

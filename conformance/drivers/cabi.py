@@ -100,6 +100,13 @@ class _Library:
             raise errors.QsbrError(f"{path}: qsbr_api_profile is {value}, not one of "
                                    f"{sorted(BY_C_PROFILE)} (reference_c/include/qsbr_profile.h)")
         self.profile, self.release = release.line, release.name
+        #: optional symbols (docs/adapter-protocol.md, "The C ABI"): the port's version
+        self.version: str | None = None
+        version = getattr(lib, "qsbr_api_version", None)
+        if version is not None:
+            version.argtypes, version.restype = [], ctypes.c_char_p
+            text = version()
+            self.version = text.decode(errors="replace") if text else None
         # Optional: the interpreter's struct _qsbr_shared, to read the slot array through the
         # layout itself -- only when the library's layout() is upstream's for its release
         # profile (else a wrong offset would read garbage).
@@ -322,7 +329,9 @@ class CabiImplementation:
                 raise errors.QsbrError(
                     f"{path} implements the {self.release} profile, not {profile}")
         self.name = f"C ABI library {os.path.basename(path)}"
-        self.version = os.environ.get("QSBR_LIBRARY_VERSION", "unknown")
+        # qsbr_api_version() (optional symbol), else $QSBR_LIBRARY_VERSION, else "unknown"
+        self.version = self._library.version or os.environ.get("QSBR_LIBRARY_VERSION",
+                                                               "unknown")
         self.path = path
 
     def new_interpreter(self) -> CabiInterpreter:

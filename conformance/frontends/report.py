@@ -171,7 +171,8 @@ def verdict(result: RunResult) -> str:
     return text
 
 
-_KIND_LETTERS = {"sequential": "S", "concurrent": "C", "model-checked": "M", "live": "L"}
+_KIND_LETTERS = {"sequential": "S", "concurrent": "C", "model-checked": "M", "live": "L",
+                 "hardware": "H"}
 
 
 def _kinds(row: dict[str, Any]) -> str:
@@ -191,7 +192,8 @@ def to_text(result: RunResult) -> str:
         "model-checked, live; each in the JSON's by_source); a check counts once per step, and "
         "only where the step could tell a wrong implementation apart.  checked by: S "
         "sequential, C concurrent (torture judged by its checks and the contract oracle), M "
-        "model-checked, L live (the running interpreter confirmed the rule)",
+        "model-checked, L live (the running interpreter confirmed the rule), H hardware "
+        "(a litmus through the implementation's functions, decided conclusive on this machine)",
         "",
         f"{'fact':<11} {'what it says':<60} {'checks':>8} {'scenario':>8} {'exhaust.':>8} "
         f"{'random':>8} {'other':>8} {'by':<4}  result",

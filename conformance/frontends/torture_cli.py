@@ -133,7 +133,73 @@ def main(argv: list[str]) -> int:
         return _run(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; no verdict", file=sys.stderr)
+        if args.json:
+            # The partial report: what was asked, the seed, and how to run it again.
+            _write_json(args, library, {"status": None, "interrupted": True})
+            print(f"{prog}: partial report (interrupted) written to {args.json}",
+                  file=sys.stderr)
         return common.INTERRUPTED
+
+
+#: the "kind" of a torture's JSON report (qsbr-conformance replay dispatches on it)
+JSON_KIND = "qsbr-conformance torture"
+
+
+def replay_command(args: argparse.Namespace, library: str | None) -> list[str]:
+    """The command line that reruns this torture: the same target, seed and bound."""
+    command = ["qsbr-conformance", "torture"]
+    if library is not None:
+        command += ["--library", os.path.abspath(library)]
+        command += ["--rounds", str(args.rounds)] if args.rounds else \
+            ["--seconds", f"{args.seconds:g}"]
+        command += ["--tsan"] if args.tsan else []
+        command += ["--history"] if args.history else []
+    else:
+        if args.impl is not None:
+            command += ["--impl", args.impl]
+        command += ["--profile", args.profile, "--seconds", f"{args.seconds:g}"]
+        command += ["--updates", str(args.updates)] if args.updates else []
+        command += ["--python-threads"] if args.python_threads else []
+        command += ["--churn", str(args.churn)] + (["--no-batching"] if args.no_batching
+                                                     else [])
+    command += ["--readers", str(args.readers), "--writers", str(args.writers),
+                "--seed", str(args.seed), "-q"]
+    return command
+
+
+def _write_json(args: argparse.Namespace, library: str | None, data: dict) -> None:
+    """The torture's JSON report: its kind, seed and replay command around ``data``."""
+    command = replay_command(args, library)
+    report = {"kind": JSON_KIND, "schema_version": 2,
+              "versions": {"suite": common.suite_version(),
+                           "python": sys.version.split()[0]},
+              "seed": args.seed, "interrupted": False, "library": library,
+              "config": {k: v for k, v in vars(args).items() if k != "json"},
+              "replay": " ".join(command), "replay_argv": command[1:], **data}
+    common.write_text(args.json, json.dumps(report, indent=2) + "\n")
+
+
+def replay_report(data: dict) -> int:
+    """``qsbr-conformance replay TORTURE.json``: rerun the torture the report recorded (its
+    ``replay_argv``: same target, seed and bound); 1 if it still fails, 0 if not, 2 usage."""
+    argv = data.get("replay_argv")
+    if data.get("kind") != JSON_KIND or not isinstance(argv, list) or argv[:1] != ["torture"]:
+        print("qsbr-conformance replay: not a torture report with a replay command",
+              file=sys.stderr)
+        return common.USAGE
+    before = data.get("status")
+    print(f"replay: {data.get('replay')}" + (" (the recorded run was interrupted)"
+                                             if data.get("interrupted") else ""), flush=True)
+    status = main([str(a) for a in argv[1:]])
+    if status in (common.USAGE, common.INTERRUPTED):
+        return status
+    if status:
+        print("replay: still fails" + (f" (recorded status {before}, facts "
+                                       f"{', '.join(data.get('failed_facts') or []) or '-'})"
+                                       if before is not None else ""))
+        return 1
+    print("replay: no longer fails" if before else "replay: passes, as recorded")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -214,11 +280,8 @@ def _run(args: argparse.Namespace) -> int:
                2: "FAIL: nothing was reclaimed (no progress)"}[status]
     print(f"torture: {verdict}")
     if args.json:
-        common.write_text(args.json, json.dumps(
-            {"schema_version": 1, "versions": {"suite": common.suite_version(),
-                                               "python": sys.version.split()[0]},
-             "status": status, "config": vars(args), "stats": stats}, indent=2) + "\n")
-    return status
+        _write_json(args, None, {"status": status, "stats": stats})
+    return 1 if status == 2 else status       # nothing freed is a failed check, not usage
 
 
 def _cabi(args: argparse.Namespace, library: str) -> int:
@@ -258,12 +321,17 @@ def _cabi(args: argparse.Namespace, library: str) -> int:
     for fact, details in sorted(result.errors.items()):
         print(f"FAIL {fact}: {details[0]}")
     if args.tsan and result.tsan_reports:
-        print(f"ThreadSanitizer reported {result.tsan_reports} race(s)")
+        print(f"ThreadSanitizer reported {result.tsan_reports} race(s); the first ones' two "
+              "stacks (top frames, file:line):")
+        print(result.stacks)
     print(f"torture: {result.verdict()}")
+    if result.status:
+        print(f"replay: {' '.join(replay_command(args, library))}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"status": result.status, "library": library,
-                       "failed_facts": result.failed_facts, "errors": result.errors,
-                       "counters": result.counter_values, "counters_text": result.counters},
-                      handle, indent=2)
-    return result.status
+        _write_json(args, library, {
+            "status": result.status, "failed_facts": result.failed_facts,
+            "errors": result.errors, "counters": result.counter_values,
+            "counters_text": result.counters, "tsan_stacks": result.stacks,
+            "driver_command": result.command})
+    # The driver's 2 (nothing was freed) is a failed check, not a usage error.
+    return 1 if result.status == 2 else result.status

@@ -12,6 +12,8 @@ kinds are what a fact's status is decided from (conformance.model.status):
     concurrent    concurrent      a torture of this implementation, judged by the contract oracle
     model-checked model-checked   a model checker's result for this implementation's code
     live          live            the running free-threaded interpreter
+    hardware      hardware        a litmus through this implementation's own functions on this
+                                  machine, decided conclusive (conformance.checks.cabi_hazards)
 
 ``ledger.source`` is the source credited when a call names none; a check sets it for the
 duration of its run (``with ledger.crediting("exhaustive"): ...``).
@@ -35,8 +37,9 @@ SOURCES: dict[str, str] = {
     "concurrent": "concurrent",
     "model-checked": "model-checked",
     "live": "live",
+    "hardware": "hardware",
 }
-KINDS: tuple[str, ...] = ("sequential", "concurrent", "model-checked", "live")
+KINDS: tuple[str, ...] = ("sequential", "concurrent", "model-checked", "live", "hardware")
 
 
 @dataclass

@@ -4,10 +4,12 @@ Front ends (text, Markdown and JSON reports, the pytest plugin) render these sta
 decide one themselves.
 
 A fact whose rule is about ordering or concurrency (``Fact.ordering``) is "pass" only if a
-concurrent or model-checking check of THIS implementation exercised it (ledger kinds
-"concurrent" or "model-checked"); passed by sequential checks alone it is "pass (sequential
-only)": nothing contradicted it, but nothing that could have told a wrong implementation apart
-ran.  That status still conforms (exit status 0), and the verdict says what was not checked.
+concurrent, model-checking or hardware check of THIS implementation exercised it (ledger kinds
+"concurrent", "model-checked" or "hardware"; each source credits only the facts whose kind of
+bug it can fail: docs/concurrency.md, "What each check can fail"); passed by sequential checks
+alone it is "pass (sequential only)": nothing contradicted it, but nothing that could have told
+a wrong implementation apart ran.  That status still conforms (exit status 0), and the verdict
+says what was not checked.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ NOT_APPLICABLE = "n/a"
 #: statuses with which a run still conforms
 CONFORMING = (PASS, PASS_SEQUENTIAL, NOT_APPLICABLE)
 #: the kinds of check that can pass an ordering fact
-CONCURRENT_KINDS = frozenset({"concurrent", "model-checked"})
+CONCURRENT_KINDS = frozenset({"concurrent", "model-checked", "hardware"})
 
 
 def fact_status(fact_id: str, ledger: FactLedger, *, profile: str,

@@ -5,7 +5,7 @@
 // torture core (torture_core.h) in its C ABI flavour, shared with the port's own torture.
 //
 //   qsbr-cabi-torture LIBRARY [-r readers] [-w writers] [-g reservers] [-k slots per reserver]
-//                     [-u updates per round] [-n rounds] [-s seconds] [-S seed] [-x] [-q]
+//                     [-c churn cycles per thread] [-u updates per round] [-n rounds] [-s seconds] [-S seed] [-x] [-q]
 //                     [-H history-file] [-E history-rounds]
 //
 // The run is a sequence of rounds, each on a fresh interpreter (new interpreters for the whole
@@ -17,6 +17,9 @@
 //      so growths run while the others wait for the mutex, and readers stay attached reporting
 //      quiescent states, so growths must stop them (S-RES-1: each index must be the slot
 //      reserved, no slot is handed out twice, no registered thread state loses its slot);
+//      then the churn (readers sleep at a barrier, so the churners have the CPUs): every
+//      writer and reserver unregisters and re-registers its thread state -c times in step with
+//      a partner, so that unregister's freelist push races the partner's reserve;
 //   2. grace periods under growth: readers attached to the interpreter hold the shared object
 //      across read-side sections and leave them either with a quiescent state or with a detach
 //      (each in its own function, so a ThreadSanitizer report names which edge was missing);
@@ -27,7 +30,15 @@
 //      (stop-the-world) while readers and writers run, and check each index they get (S-RES-1);
 //   3. liveness: once every reader has detached and one advance followed the last goal, each
 //      writer's poll of every pending goal must be true (S-SAFE-2, S-POLL-2);
-//   4. resources: the library's live allocations (qsbr_api_mem_live_blocks, when exported) are
+//   4. state (quiesced, when the library exports qsbr_api_snapshot_read): after the churn
+//      (before the grace phase's growths rebuild the freelist), after the liveness check and
+//      after every thread state was deleted, the snapshot must hold what docs/semantics.md
+//      says (check_state: freelist plus allocated slots is the array, no slot
+//      twice or lost, each registered thread state owns its slot, seq 0 when detached,
+//      sequences odd and in order), so a freelist update lost to a race (an unregister
+//      pushing without the mutex while reserves pop: the churn of step 1) fails the round
+//      naming S-UNREG-1 / S-FREE-*;
+//   5. resources: the library's live allocations (qsbr_api_mem_live_blocks, when exported) are
 //      the same after the round's interpreter is deleted as before it was created (a growth
 //      that leaks the old array: S-RES-1).
 //
@@ -84,6 +95,11 @@ static struct {
     int (*tstate_slot)(qsbr_api_tstate *, int64_t *);
     const char *(*status_name)(int);
     long (*mem_live_blocks)(void);     // optional
+    // optional: the state check after each round
+    void (*snapshot_capacity)(qsbr_api_interp *, int64_t *, int64_t *);
+    int (*snapshot_read)(qsbr_api_interp *, qsbr_api_snapshot *, qsbr_api_slot *, int64_t *,
+                         int64_t, qsbr_api_thread *, int64_t);
+    const char *(*version)(void);      // optional: qsbr_api_version
 } L;
 
 static int
@@ -123,15 +139,23 @@ load_library(const char *path)
     SYM(status_name, "qsbr_api_status_name");
 #undef SYM
     *(void **)(&L.mem_live_blocks) = dlsym(L.handle, "qsbr_api_mem_live_blocks");
+    *(void **)(&L.snapshot_capacity) = dlsym(L.handle, "qsbr_api_snapshot_capacity");
+    *(void **)(&L.snapshot_read) = dlsym(L.handle, "qsbr_api_snapshot_read");
+    *(void **)(&L.version) = dlsym(L.handle, "qsbr_api_version");
+    if (L.snapshot_read == NULL) {
+        L.snapshot_capacity = NULL;
+    }
     return missing ? -1 : 0;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Errors, by fact
 
-enum { F_SAFE1, F_SAFE2, F_ADV1, F_RES1, F_POLL2, F_HARNESS, F_COUNT };
+enum { F_SAFE1, F_SAFE2, F_ADV1, F_RES1, F_POLL2, F_REG1, F_UNREG1, F_FREE1, F_FREE3,
+       F_DETACH1, F_SEQ2, F_HARNESS, F_COUNT };
 static const char *const fact_name[F_COUNT] = {
-    "S-SAFE-1", "S-SAFE-2", "S-ADV-1", "S-RES-1", "S-POLL-2", "HARNESS"};
+    "S-SAFE-1", "S-SAFE-2", "S-ADV-1", "S-RES-1", "S-POLL-2", "S-REG-1", "S-UNREG-1",
+    "S-FREE-1", "S-FREE-3", "S-DETACH-1", "S-SEQ-2", "HARNESS"};
 static _Atomic uint64_t fact_errors[F_COUNT];
 static _Atomic int errors_seen;
 static int stop_on_error;
@@ -250,6 +274,7 @@ struct ts {
 
 struct config {
     int readers, writers, reservers, slots_per_reserver;
+    int churn;                          // reserve/register/unregister/delete cycles per thread
     uint64_t updates_per_round, rounds;
     double seconds;
     unsigned seed;
@@ -275,6 +300,8 @@ struct round {
     // reservers' indices: owner of each index (0 = none), to find two at once
     _Atomic uint64_t *owned;
     int64_t owned_cap;
+    _Atomic uint64_t churn_step[MAX_THREADS];   // churn partners' progress (churn_meet)
+    _Atomic int churn_done[MAX_THREADS];
 };
 
 static _Atomic uint64_t total_reads, total_updates, total_frees, total_growth_slots;
@@ -441,6 +468,102 @@ disown(struct worker *w, struct ts *ts)
     delete_registered(ts);
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+#  define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#  define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#  define CPU_RELAX() ((void)0)
+#endif
+
+#ifndef CHURN_OFFSETS
+#  define CHURN_OFFSETS 4
+#endif
+
+// Churn partners meet before each step: churner 2k and 2k+1 (writers and reservers, counted
+// from the first writer) wait for each other's step count, spinning (a partner that finished
+// is not waited for).  At each step one of them unregisters (unregister's freelist push) while
+// the other reserves and registers (reserve's pop); the reserver first spins a random
+// 0..CHURN_OFFSETS-1 iterations, so that the pop falls on every offset of the push (the
+// litmus technique).  Short offsets: the partners meet within about one cache-line transfer,
+// and the push follows the meeting by a few locked instructions (measured on the reference
+// port: 0..3 caught a lock-free push in 9 of 14 runs of 12 rounds, 0..15 in 1 of 6, 0..63 in 1
+// of 6, on a loaded 2-core AMD EPYC).
+static void
+churn_meet(struct worker *w, int me, uint64_t step, int popper)
+{
+    struct round *r = w->r;
+    atomic_store(&r->churn_step[me], step);
+    int partner = me ^ 1;
+    if (partner < r->c->writers + r->c->reservers) {
+        for (unsigned spins = 1; atomic_load(&r->churn_step[partner]) < step
+                                 && !atomic_load(&r->churn_done[partner]); spins++) {
+            CPU_RELAX();
+            if ((spins & 63) == 0) {
+                sched_yield();
+            }
+        }
+    }
+    if (popper) {
+        for (unsigned n = tc_random(&w->rng) % CHURN_OFFSETS; n > 0; n--) {
+            CPU_RELAX();
+        }
+    }
+}
+
+// The churn: every writer and reserver alternately unregisters its thread state and reserves
+// and registers it again, -c steps, in step with a partner (churn_meet) that does the other,
+// so that unregister's freelist push races the partner's reserve (pop, or growth when the
+// list is empty).  A push or pop made without the shared mutex loses a slot or hands one out
+// twice: own_index() sees the second, the state check after the churn (check_state) both.
+static void
+churn(struct worker *w)
+{
+    struct round *r = w->r;
+    int me = w->index - r->c->readers;
+    struct ts t = {0};
+    int64_t index = -1;
+    int registered = 0;
+    if (r->c->churn > 0 && new_registered(r, &t, &index, 0) == 0) {
+        registered = 1;
+        own_index(w, index);
+        for (int k = 0; k < r->c->churn && !(stop_on_error && atomic_load(&errors_seen)); k++) {
+            int popper = ((k + me) & 1) != 0;
+            if (popper == registered) {
+                continue;       // the first step of an odd churner: it is registered already
+            }
+            churn_meet(w, me, (uint64_t)k + 1, popper);
+            if (!popper) {
+                if (index >= 0 && index < r->owned_cap) {
+                    atomic_store(&r->owned[index], 0);
+                }
+                if (check_status(L.unregister(t.t), "unregister") != 0) {
+                    break;
+                }
+                registered = 0;
+                continue;
+            }
+            index = L.reserve(r->interp);
+            int status = index < 0 ? -1 : L.reg(t.t, index);
+            if (status != 0) {
+                report(F_RES1, "churn: reserve() returned %lld, which register() rejects "
+                       "(%s): the slot was handed out twice, or the index is wrong",
+                       (long long)index, status < 0 ? "no index" : L.status_name(status));
+                break;
+            }
+            registered = 1;
+            own_index(w, index);
+        }
+        if (registered) {
+            disown(w, &t);
+        }
+        else {
+            check_status(L.tstate_delete(t.t), "tstate_delete");
+        }
+    }
+    atomic_store(&r->churn_done[me], 1);
+}
+
 // Every round thread reserves and registers a few slots at once, back to back: the array
 // grows (stop-the-world) several times while the others hold the mutex or wait for it, so an
 // index computed outside the mutex (gh-129732) designates the wrong slot (S-RES-1).
@@ -520,10 +643,12 @@ reader_main(void *arg)
         LOGGED(&w->h, &ts, H_ATTACH, 0, L.attach(ts.t));
         while (atomic_load(&r->race_finished) < r->c->writers + r->c->reservers) {
             reporter_step_then_quiesce(w, &ts);
+            sched_yield();          // leave the CPUs to the churn partners
         }
         LOGGED(&w->h, &ts, H_DETACH, 0, L.detach(ts.t));
     }
     pthread_barrier_wait(&r->barrier);          // 2: advance and reserve races done
+    pthread_barrier_wait(&r->barrier);          // 2b: the churn is done (readers sleep)
     pthread_barrier_wait(&r->barrier);          // 3: checked; grace phase starts
     uint64_t reads = 0;
     if (ok) {
@@ -544,6 +669,7 @@ reader_main(void *arg)
     pthread_barrier_wait(&r->barrier);          // 4: every reader detached
     pthread_barrier_wait(&r->barrier);          // 4b: the last advance is done
     pthread_barrier_wait(&r->barrier);          // 5: liveness checked
+    pthread_barrier_wait(&r->barrier);          // 5b: the state was checked (quiesced)
     delete_registered(&ts);
     end_reserve_race(w);
     return NULL;
@@ -574,6 +700,8 @@ writer_main(void *arg)
     advance_race(w);
     reserve_race(w);
     pthread_barrier_wait(&r->barrier);          // 2
+    churn(w);
+    pthread_barrier_wait(&r->barrier);          // 2b
     pthread_barrier_wait(&r->barrier);          // 3
     struct tc_retired retired;
     memset(&retired, 0, sizeof(retired));
@@ -662,6 +790,7 @@ writer_main(void *arg)
     uint64_t left = tc_drain(&retired);
     atomic_fetch_add(&total_frees, retired.frees + left);
     pthread_barrier_wait(&r->barrier);          // 5
+    pthread_barrier_wait(&r->barrier);          // 5b: the state was checked (quiesced)
     delete_registered(&ts);
     end_reserve_race(w);
     return NULL;
@@ -683,6 +812,8 @@ reserver_main(void *arg)
     advance_race(w);
     reserve_race(w);
     pthread_barrier_wait(&r->barrier);          // 2
+    churn(w);
+    pthread_barrier_wait(&r->barrier);          // 2b
     pthread_barrier_wait(&r->barrier);          // 3
     int made = 0;
     uint64_t round_updates = c->updates_per_round * (uint64_t)c->writers;
@@ -710,6 +841,7 @@ reserver_main(void *arg)
     pthread_barrier_wait(&r->barrier);          // 4
     pthread_barrier_wait(&r->barrier);          // 4b
     pthread_barrier_wait(&r->barrier);          // 5
+    pthread_barrier_wait(&r->barrier);          // 5b: the state was checked (quiesced)
     for (int i = 0; i < made; i++) {
         disown(w, &mine[i]);
     }
@@ -722,6 +854,174 @@ static long
 live_blocks(void)
 {
     return L.mem_live_blocks ? L.mem_live_blocks() : 0;
+}
+
+static _Atomic uint64_t total_state_checks;
+
+// The state check (issue 32), made while no operation runs: after the round's liveness check
+// (every thread detached, its thread states still registered: all_free false) and after every
+// thread state was unregistered and deleted (all_free true).  The snapshot (qsbr_api_snapshot_
+// read, taken by the library with its mutex held and the world stopped) must satisfy what
+// docs/semantics.md says of a quiescent state:
+//   - the freelist is a list of distinct slots of the array, none allocated (S-FREE-1: a
+//     reserve would hand an allocated slot out twice), and freelist plus allocated slots is the
+//     whole array (a slot in neither was lost: an unregister's push or a reserve's pop was
+//     lost, S-UNREG-1 / S-FREE-3);
+//   - each registered thread state's slot is allocated and owned by it, no two thread states
+//     hold one slot, and each owned slot's owner holds it (S-REG-1, S-UNREG-1, S-RES-1);
+//   - all free: no slot is allocated or owned (every unregister freed its slot, S-UNREG-1);
+//   - every thread is detached, so every slot's seq is 0 (S-DETACH-1); wr_seq and rd_seq are
+//     odd (S-SEQ-2) and rd_seq is at or before wr_seq (S-POLL-2).
+static void
+check_state(struct round *r, uint64_t round_no, const char *when, bool all_free)
+{
+    if (L.snapshot_read == NULL) {
+        return;
+    }
+    int64_t slot_cap = 0, thread_cap = 0;
+    qsbr_api_snapshot snap;
+    qsbr_api_slot *slots = NULL;
+    int64_t *freelist = NULL;
+    qsbr_api_thread *threads = NULL;
+    int status = 0;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        L.snapshot_capacity(r->interp, &slot_cap, &thread_cap);
+        slot_cap = 2 * slot_cap + 8, thread_cap = thread_cap + 8;
+        free(slots), free(freelist), free(threads);
+        slots = calloc((size_t)slot_cap, sizeof(*slots));
+        freelist = calloc((size_t)slot_cap, sizeof(*freelist));
+        threads = calloc((size_t)thread_cap, sizeof(*threads));
+        if (slots == NULL || freelist == NULL || threads == NULL) {
+            abort();
+        }
+        memset(&snap, 0, sizeof(snap));
+        status = L.snapshot_read(r->interp, &snap, slots, freelist, slot_cap, threads,
+                                 thread_cap);
+        if (strcmp(L.status_name(status), "BUFFER_TOO_SMALL") != 0) {
+            break;
+        }
+    }
+    atomic_fetch_add(&total_state_checks, 1);
+    if (status != 0) {
+        const char *name = L.status_name(status);
+        int fact = strcmp(name, "CORRUPT") == 0 ? F_FREE3 : F_HARNESS;
+        report(fact, "state check, round %llu, %s: snapshot_read returned %s (the freelist "
+               "is not a list of distinct slots of the array: a push or pop was lost)",
+               (unsigned long long)round_no, when, name);
+        if (fact == F_FREE3) {
+            report(F_UNREG1, "state check, round %llu, %s: the freelist is corrupt "
+                   "(snapshot_read: CORRUPT)", (unsigned long long)round_no, when);
+        }
+        goto done;
+    }
+    int64_t size = snap.size;
+    if (size < 0 || size > slot_cap || snap.freelist_len < 0 || snap.freelist_len > slot_cap
+        || snap.thread_count < 0 || snap.thread_count > thread_cap) {
+        report(F_HARNESS, "state check, round %llu: snapshot sizes out of range (size %lld, "
+               "freelist %lld, threads %lld)", (unsigned long long)round_no, (long long)size,
+               (long long)snap.freelist_len, (long long)snap.thread_count);
+        goto done;
+    }
+    unsigned char *on_list = calloc((size_t)size + 1, 1);
+    int64_t *holder = calloc((size_t)size + 1, sizeof(*holder));    // thread index + 1
+    if (on_list == NULL || holder == NULL) {
+        abort();
+    }
+    for (int64_t k = 0; k < snap.freelist_len; k++) {
+        int64_t i = freelist[k];
+        if (i < 0 || i >= size) {
+            report(F_FREE3, "state check, round %llu, %s: the freelist holds index %lld, not "
+                   "a slot of the %lld-slot array", (unsigned long long)round_no, when,
+                   (long long)i, (long long)size);
+            continue;
+        }
+        if (on_list[i]++) {
+            report(F_FREE3, "state check, round %llu, %s: slot %lld is on the freelist twice "
+                   "(a push or pop was lost: reserve will hand it out twice)",
+                   (unsigned long long)round_no, when, (long long)i);
+        }
+        if (slots[i].allocated) {
+            report(F_FREE1, "state check, round %llu, %s: slot %lld is allocated and on the "
+                   "freelist (reserve will hand it out a second time)",
+                   (unsigned long long)round_no, when, (long long)i);
+        }
+    }
+    for (int64_t i = 0; i < size; i++) {
+        if (!slots[i].allocated && !on_list[i]) {
+            report(F_UNREG1, "state check, round %llu, %s: slot %lld is neither allocated nor "
+                   "on the freelist: it was lost (an unregister's push, or a reserve's pop, "
+                   "was overwritten by another freelist update, e.g. one made without the "
+                   "shared mutex)", (unsigned long long)round_no, when, (long long)i);
+            report(F_FREE3, "state check, round %llu, %s: freelist (%lld slots) plus allocated "
+                   "slots is not the whole %lld-slot array (slot %lld is lost)",
+                   (unsigned long long)round_no, when, (long long)snap.freelist_len,
+                   (long long)size, (long long)i);
+        }
+        if (all_free && (slots[i].allocated || slots[i].owner != NULL)) {
+            report(F_UNREG1, "state check, round %llu, %s: slot %lld is still %s (its "
+                   "unregister did not free it, or it was reserved twice and one reservation "
+                   "leaked)", (unsigned long long)round_no, when, (long long)i,
+                   slots[i].owner != NULL ? "owned" : "allocated");
+        }
+        if (slots[i].seq != 0) {
+            report(F_DETACH1, "state check, round %llu, %s: slot %lld has seq %llu although "
+                   "every thread detached (detach must store 0)", (unsigned long long)round_no,
+                   when, (long long)i, (unsigned long long)slots[i].seq);
+        }
+    }
+    for (int64_t k = 0; k < snap.thread_count; k++) {
+        int64_t i = threads[k].slot;
+        if (i == QSBR_API_NO_SLOT) {
+            continue;
+        }
+        if (all_free) {
+            report(F_UNREG1, "state check, round %llu, %s: a thread state is still listed "
+                   "with slot %lld", (unsigned long long)round_no, when, (long long)i);
+            continue;
+        }
+        if (i == QSBR_API_STALE_SLOT || i < 0 || i >= size) {
+            report(F_RES1, "state check, round %llu, %s: a registered thread state's slot "
+                   "pointer does not designate a slot of the current array it owns (%lld): "
+                   "a growth did not re-point it, or its slot was taken",
+                   (unsigned long long)round_no, when, (long long)i);
+            continue;
+        }
+        if (holder[i]) {
+            report(F_RES1, "state check, round %llu, %s: two registered thread states hold "
+                   "slot %lld (it was handed out twice)", (unsigned long long)round_no, when,
+                   (long long)i);
+        }
+        holder[i] = k + 1;
+        if (!slots[i].allocated || slots[i].owner != threads[k].tstate) {
+            report(F_REG1, "state check, round %llu, %s: a registered thread state's slot "
+                   "%lld is %s", (unsigned long long)round_no, when, (long long)i,
+                   !slots[i].allocated ? "not allocated" : "owned by another thread state");
+        }
+    }
+    if (!all_free) {
+        for (int64_t i = 0; i < size; i++) {
+            if (slots[i].owner != NULL
+                && (!holder[i] || threads[holder[i] - 1].tstate != slots[i].owner)) {
+                report(F_UNREG1, "state check, round %llu, %s: slot %lld names an owner that "
+                       "does not hold it (an unregister cleared the thread state's link but "
+                       "not the slot's)", (unsigned long long)round_no, when, (long long)i);
+            }
+        }
+    }
+    if (snap.wr_seq % 2 == 0 || snap.rd_seq % 2 == 0) {
+        report(F_SEQ2, "state check, round %llu, %s: wr_seq %llu, rd_seq %llu: both must be "
+               "odd", (unsigned long long)round_no, when, (unsigned long long)snap.wr_seq,
+               (unsigned long long)snap.rd_seq);
+    }
+    if ((int64_t)(snap.rd_seq - snap.wr_seq) > 0) {
+        report(F_POLL2, "state check, round %llu, %s: rd_seq %llu is after wr_seq %llu",
+               (unsigned long long)round_no, when, (unsigned long long)snap.rd_seq,
+               (unsigned long long)snap.wr_seq);
+    }
+    free(on_list);
+    free(holder);
+done:
+    free(slots), free(freelist), free(threads);
 }
 
 // One round; returns 0, or -1 if it could not be set up.
@@ -747,7 +1047,7 @@ run_round(const struct config *c, uint64_t round_no)
                                 + (int64_t)c->reservers * c->slots_per_reserver) + 64;
     r.owned = calloc((size_t)r.owned_cap, sizeof(*r.owned));
     r.advance_goals = calloc((size_t)nthreads * ADVANCES_PER_THREAD, sizeof(uint64_t));
-    // Barriers 1, 2, 3, 4, 4b and 5 include every thread and this one.
+    // Barriers 1, 2, 2b, 3, 4, 4b, 5 and 5b include every thread and this one.
     pthread_barrier_init(&r.barrier, NULL, (unsigned)nthreads + 1);
     pthread_t threads[MAX_THREADS];
     struct worker workers[MAX_THREADS];
@@ -791,16 +1091,26 @@ run_round(const struct config *c, uint64_t round_no)
         }
         free(seen);
     }
+    pthread_barrier_wait(&r.barrier);           // 2b: the churn is done
+    // Quiesced after the reserve race and the churn (every thread detached, its slots still
+    // registered), before the growths of the grace phase rebuild the freelist (a rebuild
+    // pushes every unallocated slot, so it would hide a slot the churn lost).
+    check_state(&r, round_no, "after the reserve race and the churn", false);
     pthread_barrier_wait(&r.barrier);           // 3
     pthread_barrier_wait(&r.barrier);           // 4
     pthread_barrier_wait(&r.barrier);           // 4b
     pthread_barrier_wait(&r.barrier);           // 5
+    // Quiesced: every thread is detached and waits; its thread states are still registered.
+    check_state(&r, round_no, "after the liveness check", false);
+    pthread_barrier_wait(&r.barrier);           // 5b
     for (int i = 0; i < nthreads; i++) {
         pthread_join(threads[i], NULL);
         flush_history(&workers[i].h);
         free(workers[i].h.words);
     }
     atomic_fetch_add(&total_updates, atomic_load(&r.updates));
+    // Every thread state was unregistered and deleted: every slot must be free again.
+    check_state(&r, round_no, "after every thread state was deleted", true);
     for (int i = 0; i < c->writers; i++) {
         free(r.current[i]);
     }
@@ -823,12 +1133,14 @@ static void
 print_counters(const char *label, double elapsed)
 {
     printf("%s %.1fs rounds=%llu reads=%llu updates=%llu frees=%llu growth_slots=%llu "
-           "max_pending=%llu\n", label, elapsed, (unsigned long long)atomic_load(&total_rounds),
+           "max_pending=%llu state_checks=%llu\n", label, elapsed,
+           (unsigned long long)atomic_load(&total_rounds),
            (unsigned long long)atomic_load(&total_reads),
            (unsigned long long)atomic_load(&total_updates),
            (unsigned long long)atomic_load(&total_frees),
            (unsigned long long)atomic_load(&total_growth_slots),
-           (unsigned long long)atomic_load(&max_pending));
+           (unsigned long long)atomic_load(&max_pending),
+           (unsigned long long)atomic_load(&total_state_checks));
     fflush(stdout);
 }
 
@@ -837,15 +1149,16 @@ main(int argc, char **argv)
 {
     struct config c = {.readers = 3, .writers = 2, .reservers = 2, .slots_per_reserver = 40,
                        .updates_per_round = 300, .rounds = 0, .seconds = 0, .seed = 1,
-                       .history_rounds = 4};
+                       .history_rounds = 4, .churn = 6000};
     const char *history_path = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "r:w:g:k:u:n:s:S:H:E:xq")) != -1) {
+    while ((opt = getopt(argc, argv, "r:w:g:k:c:u:n:s:S:H:E:xq")) != -1) {
         switch (opt) {
             case 'r': c.readers = atoi(optarg); break;
             case 'w': c.writers = atoi(optarg); break;
             case 'g': c.reservers = atoi(optarg); break;
             case 'k': c.slots_per_reserver = atoi(optarg); break;
+            case 'c': c.churn = atoi(optarg); break;
             case 'u': c.updates_per_round = strtoull(optarg, NULL, 10); break;
             case 'n': c.rounds = strtoull(optarg, NULL, 10); break;
             case 's': c.seconds = atof(optarg); break;
@@ -858,7 +1171,7 @@ main(int argc, char **argv)
         }
     }
     if (optind != argc - 1 || c.readers < 0 || c.writers < 1 || c.reservers < 0
-        || c.slots_per_reserver < 1 || c.updates_per_round < 1
+        || c.slots_per_reserver < 1 || c.updates_per_round < 1 || c.churn < 0
         || c.readers + c.writers + c.reservers > MAX_THREADS
         || (c.rounds == 0 && c.seconds <= 0)) {
         goto usage;
@@ -876,11 +1189,13 @@ main(int argc, char **argv)
     else {
         c.history_rounds = 0;
     }
-    printf("cabi-torture: %s, profile %d, %d readers, %d writers, %d reservers x %d slots, "
-           "%llu updates per round, mem_live_blocks %s\n", argv[optind], *L.profile,
-           c.readers, c.writers, c.reservers, c.slots_per_reserver,
-           (unsigned long long)c.updates_per_round,
-           L.mem_live_blocks ? "exported (resource check on)" : "not exported (no resource check)");
+    printf("cabi-torture: %s, version %s, profile %d, %d readers, %d writers, %d reservers x "
+           "%d slots, churn %d, %llu updates per round, seed %u, mem_live_blocks %s, "
+           "snapshot_read %s\n", argv[optind], L.version ? L.version() : "unknown",
+           *L.profile, c.readers, c.writers, c.reservers, c.slots_per_reserver, c.churn,
+           (unsigned long long)c.updates_per_round, c.seed,
+           L.mem_live_blocks ? "exported (resource check on)" : "not exported (no resource check)",
+           L.snapshot_read ? "exported (state check on)" : "not exported (no state check)");
     fflush(stdout);
     double start = tc_now_seconds(), last = start;
     for (uint64_t round_no = 0; ; round_no++) {
@@ -926,7 +1241,7 @@ main(int argc, char **argv)
 
 usage:
     fprintf(stderr, "usage: %s LIBRARY [-r READERS] [-w WRITERS>=1] [-g RESERVERS] "
-            "[-k SLOTS] [-u UPDATES_PER_ROUND] (-n ROUNDS | -s SECONDS) [-S SEED] [-x] [-q] "
+            "[-k SLOTS] [-c CHURN] [-u UPDATES_PER_ROUND] (-n ROUNDS | -s SECONDS) [-S SEED] [-x] [-q] "
             "[-H HISTORY [-E HISTORY_ROUNDS]]\n", argv[0]);
     return 64;
 }

@@ -59,6 +59,10 @@ static inline void
 _Py_atomic_store_int(int *obj, int value)
 { atomic_store(_Py_USING_STD(int, obj), value); }
 
+static inline void
+_Py_atomic_store_int_release(int *obj, int value)
+{ atomic_store_explicit(_Py_USING_STD(int, obj), value, memory_order_release); }
+
 static inline int
 _Py_atomic_compare_exchange_int(int *obj, int *expected, int desired)
 { return atomic_compare_exchange_strong(_Py_USING_STD(int, obj), expected, desired); }
@@ -74,6 +78,10 @@ _Py_atomic_load_uint8_relaxed(const uint8_t *obj)
 static inline void
 _Py_atomic_store_uint8(uint8_t *obj, uint8_t value)
 { atomic_store(_Py_USING_STD(uint8_t, obj), value); }
+
+static inline void
+_Py_atomic_store_uint8_release(uint8_t *obj, uint8_t value)
+{ atomic_store_explicit(_Py_USING_STD(uint8_t, obj), value, memory_order_release); }
 
 static inline uint8_t
 _Py_atomic_exchange_uint8(uint8_t *obj, uint8_t value)

@@ -28,6 +28,10 @@ extern "C" {
 // 31404: 3.14.4+ (include/qsbr_profile.h; builds with QSBR_PROFILE=313/314 export 31303/31404)
 extern const int qsbr_api_profile;
 
+// Optional: which version of the port this library is ("myport 1.2.0", a commit, ...), shown
+// in every report that checked it (without it the report says "unknown").  A static string.
+extern const char *qsbr_api_version(void);
+
 typedef struct qsbr_api_interp qsbr_api_interp;
 typedef struct qsbr_api_tstate qsbr_api_tstate;
 

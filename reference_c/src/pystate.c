@@ -323,8 +323,13 @@ _QsbrStandin_ThreadState_Unpin(PyThreadState *tstate)
     // As upstream's _PyThreadState_Detach(): no lock.  A stop-the-world requester that counted
     // this thread state parks it on its next scan (it rescans every millisecond).  Taking the
     // thread-list lock here would order every caller's accesses with every other caller's, and
-    // hide the memory-order bugs of a QSBR operation from ThreadSanitizer.
-    tstate_set_detached(tstate, _Py_THREAD_DETACHED);
+    // hide the memory-order bugs of a QSBR operation from ThreadSanitizer.  A release store,
+    // not upstream's seq_cst one: the requester's compare-exchange acquires it all the same,
+    // and a full barrier here (an xchg on x86-64) would end every checked call with a fence
+    // that upstream's callers do not have, hiding from the hardware litmus
+    // (harness/cabi_litmus.c) an attach whose store is weaker than seq_cst.
+    assert(_Py_atomic_load_int_relaxed(&tstate->state) == _Py_THREAD_ATTACHED);
+    _Py_atomic_store_int_release(&tstate->state, _Py_THREAD_DETACHED);
 }
 
 void

@@ -3,6 +3,7 @@
 // Each check reads the state that the matching upstream assertion reads, at a moment when the
 // slot array cannot move: with the thread state pinned (a growth must stop the world first,
 // and a pinned thread state holds it off) or with the shared mutex held (a growth holds it).
+#include <sched.h>
 #include <string.h>
 
 #include "qsbr_pyport.h"
@@ -12,6 +13,16 @@
 #include "qsbr_api.h"
 
 const int qsbr_api_profile = QSBR_PROFILE;
+
+#define QSBR_STR_(x) #x
+#define QSBR_STR(x) QSBR_STR_(x)
+
+const char *
+qsbr_api_version(void)
+{
+    // The port follows its profile's CPython release range line for line (src/qsbr.c).
+    return "qsbr-conformance reference port, QSBR_PROFILE " QSBR_STR(QSBR_PROFILE);
+}
 
 void (*qsbr_api_test_after_check)(const char *operation, qsbr_api_tstate *tstate) = NULL;
 static uint64_t lock_waits;
@@ -27,14 +38,36 @@ qsbr_api_test_lock_waits(void)
 // operation one step with respect to each other.  Upstream's functions take the QSBR mutex
 // themselves, so the check cannot share that hold.  Order: thread state, interpreter, QSBR
 // mutex.  Neither detaches while waiting: the caller is not attached here.
+//
+// They are spin locks (a waiter yields its CPU) released by a plain release store, not
+// PyMutex: PyMutex_Unlock is a compare-exchange, a full barrier on x86-64, which would end
+// every checked call (attach, quiescent_state, ...) with a fence that upstream's callers do not
+// have, and the hardware litmus of the C ABI (harness/cabi_litmus.c) could then not show an
+// attach whose store is weaker than seq_cst.  Contention is rare (two OS threads on one thread
+// state, or register against unregister), so spinning costs nothing in practice.
 static void
 api_lock(PyMutex *m)
 {
-    uint8_t expected = 0;
-    if (!_Py_atomic_compare_exchange_uint8(&m->_bits, &expected, _Py_LOCKED)) {
-        (void)_Py_atomic_add_uint64(&lock_waits, 1);
-        PyMutex_LockFlags(m, _Py_LOCK_DONT_DETACH);
+    uint8_t expected = _Py_UNLOCKED;
+    if (_Py_atomic_compare_exchange_uint8(&m->_bits, &expected, _Py_LOCKED)) {
+        return;
     }
+    (void)_Py_atomic_add_uint64(&lock_waits, 1);
+    for (;;) {
+        while (_Py_atomic_load_uint8_relaxed(&m->_bits) != _Py_UNLOCKED) {
+            sched_yield();
+        }
+        expected = _Py_UNLOCKED;
+        if (_Py_atomic_compare_exchange_uint8(&m->_bits, &expected, _Py_LOCKED)) {
+            return;
+        }
+    }
+}
+
+static void
+api_unlock(PyMutex *m)
+{
+    _Py_atomic_store_uint8_release(&m->_bits, _Py_UNLOCKED);
 }
 
 static void
@@ -210,7 +243,7 @@ qsbr_api_tstate_delete(qsbr_api_tstate *handle)
     PyMutex_Lock(&shared->mutex);
     int64_t index = slot_index_of(t);
     PyMutex_Unlock(&shared->mutex);
-    PyMutex_Unlock(&t->api_mutex);
+    api_unlock(&t->api_mutex);
     if (index >= 0) {
         return QSBR_E_STILL_REGISTERED;
     }
@@ -257,8 +290,8 @@ qsbr_api_register(qsbr_api_tstate *handle, int64_t index)
         after_check("register", t);
         _Py_qsbr_register(t, interp, index);
     }
-    PyMutex_Unlock(&interp->api_mutex);
-    PyMutex_Unlock(&t->api_mutex);
+    api_unlock(&interp->api_mutex);
+    api_unlock(&t->api_mutex);
     return status;
 }
 
@@ -282,8 +315,8 @@ qsbr_api_unregister(qsbr_api_tstate *handle)
         after_check("unregister", t);
         _Py_qsbr_unregister(&t->base);
     }
-    PyMutex_Unlock(&t->base.interp->api_mutex);
-    PyMutex_Unlock(&t->api_mutex);
+    api_unlock(&t->base.interp->api_mutex);
+    api_unlock(&t->api_mutex);
     return status;
 }
 
@@ -299,7 +332,7 @@ qsbr_api_unregister(qsbr_api_tstate *handle)
             body                                                \
         }                                                       \
         _QsbrStandin_ThreadState_Unpin(&t_->base);              \
-        PyMutex_Unlock(&t_->api_mutex);                         \
+        api_unlock(&t_->api_mutex);                         \
         return status_;                                         \
     } while (0)
 
