@@ -60,6 +60,10 @@ def parser() -> argparse.ArgumentParser:
                         help="also run the shapes through this free-threaded interpreter's own "
                              "compiled _Py_qsbr_* functions (repeatable; qsbr-conformance must "
                              "be installed in it): the evidence is then about the shipped code")
+    parser.add_argument("--library", metavar="LIB",
+                        help="instead: the litmus of a C ABI library through its exported "
+                             "qsbr_api.h functions (python -m conformance.checks.cabi_hazards "
+                             "--help lists its options)")
     parser.add_argument("--no-relacy", action="store_true",
                         help="skip the model checker (Relacy) beside the litmus")
     parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
@@ -240,6 +244,11 @@ def render_markdown(report: hazards.Report) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if any(a == "--library" or a.startswith("--library=") for a in argv):
+        # A C ABI library instead of a qsbr.c: its own litmus through its exported functions
+        # (conformance/checks/cabi_hazards.py; docs/concurrency.md).
+        from ..checks import cabi_hazards
+        return cabi_hazards.main(argv)
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:       # --help (0) or a usage error (2), as a return value
