@@ -146,3 +146,38 @@ def test_port_fix_is_the_upstream_fence():
 def test_news_placeholder_is_documented():
     readme = (UPSTREAM / "README.md").read_text()
     assert "gh-issue-000000" in readme and "placeholder" in readme
+
+
+PROVISION = ROOT / "tools" / "provision-python"
+
+
+def provision(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cache), "QSBR_PYTHON_CACHE": str(cache)}
+    return subprocess.run(["bash", str(PROVISION), *args], capture_output=True, text=True,
+                          env=env)
+
+
+@pytest.mark.requires("patch")
+def test_provision_names_a_patched_build_apart(tmp_path):
+    """--patch FILE gives the build its own cache name; --print-exe says it without building."""
+    fence, merge = (str(UPSTREAM / f"{n}-3.14.7.patch") for n in NAMES)
+    plain = provision("--print-exe", "3.14.7", "3.13.5", cache=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.split() == [f"{tmp_path}/bin/python3.14.7t",
+                                    f"{tmp_path}/bin/python3.13.5t"]
+    both = provision("--print-exe", "--patch", fence, f"--patch={merge}", "3.14.7", cache=tmp_path)
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.split() == [
+        f"{tmp_path}/bin/python3.14.7t+stale-goal-fence+dict-merge-order"]
+    other = tmp_path / "local-tweak.patch"
+    other.write_text("")
+    named = provision("--print-exe", "--patch", str(other), "3.14.7", cache=tmp_path)
+    assert named.stdout.split() == [f"{tmp_path}/bin/python3.14.7t+local-tweak"], named.stderr
+    wrong = provision("--print-exe", "--patch", fence, "3.13.5", cache=tmp_path)
+    assert wrong.returncode != 0 and not wrong.stdout
+    assert "is for CPython 3.14.7, not 3.13.5" in wrong.stderr
+    for bad in (["--patch"], ["--patch", str(tmp_path / "absent.patch")],
+                ["--patch", fence, "--download-only", "3.14.7"]):
+        result = provision(*bad, cache=tmp_path)
+        assert result.returncode != 0 and "error:" in result.stderr, bad
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local-tweak.patch"], "it built"
