@@ -1,0 +1,163 @@
+"""Reproducer of dict-merge-order on a free-threaded CPython (3.13t, 3.14t).
+
+dict_dict_merge's clone path (3.14.7 Objects/dictobject.c:3921-3922) retires the target's old
+keys (``dictkeys_decref``: for a shared dict, a delayed free with a QSBR goal) before
+``set_keys`` publishes the clone.  A reader that passes a quiescent state after that goal was
+taken can still load the old keys, and the free does not wait for it.
+
+Three threads, bounded by an iteration count:
+
+- the writer, ``--iterations`` times: ``target.clear(); target["x"] = 0; del target["x"];
+  target.update(source)``: the last is the clone path (the target is empty, ``ma_used == 0``,
+  but owns a real keys table; the source is combined, dense and has no deletions);
+- the reader: looks the source's keys up in ``target`` lock-free (``dict.get``), and checks
+  that each answer is either "missing" or the very object the source maps the key to;
+- the advancer: forces QSBR advances by freeing large blocks: it fills a list shared with the
+  main thread past 1 MiB of items and clears it (a delayed free over QSBR_FREE_MEM_LIMIT
+  advances the write sequence), so goals are reached quickly.
+
+Run it with ``PYTHONMALLOC=mimalloc_debug``, so that a freed keys table is filled with dead
+bytes (0xDD) at once.  The race's window is the few instructions between the two statements:
+on a stock build it is practically never hit.  On a build with the test-only delay patch
+(docs/upstream/test-only-dict-merge-delay-3.14.7.patch, a *test device*, never to be merged) the
+window is a spin of QSBR_TEST_MERGE_DELAY_SPINS iterations: a reader that loads the old keys in
+it and is descheduled before it has read them reads freed memory when it resumes.  With the swap
+patch (dict-merge-order-3.14.7.patch) as well, the spin comes after the publication: the reader
+can no longer load the retired keys, and the run passes.
+
+Exit status: 0 no anomaly in the iterations; 1 a reader saw an answer that no state of the
+dict gives (or an exception): it read a freed table; a crash (SIGSEGV, SIGBUS: a negative status
+from a parent) is a read of freed memory too, faulthandler prints where; 2 usage (not a
+free-threaded build); 3 the watchdog: no progress for --timeout seconds (a reader looping in a
+freed table's garbage indices).  It prints one summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import os
+import sys
+import threading
+import time
+
+MISSING = object()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--iterations", type=int, default=200_000,
+                   help="the writer's clone-path updates (default 200000)")
+    p.add_argument("--readers", type=int, default=1, help="reader threads (default 1)")
+    p.add_argument("--keys", type=int, default=5,
+                   help="keys of the source dict (default 5: an 8-slot table, always cloned)")
+    p.add_argument("--block", type=int, default=140_000,
+                   help="items of the advancer's list: 140000 pointers are over 1 MiB")
+    p.add_argument("--spinners", type=int, default=0,
+                   help="extra busy threads, so that threads outnumber CPUs and the reader is "
+                        "descheduled more often (default 0)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="watchdog: seconds without the writer's progress (default 300)")
+    args = p.parse_args(argv)
+    if not hasattr(sys, "_is_gil_enabled") or sys._is_gil_enabled():
+        print("repro_dict_merge: needs a free-threaded build with the GIL off (3.13t, 3.14t)",
+              file=sys.stderr)
+        return 2
+    faulthandler.enable()
+
+    # Values the reader can recognise by identity: no state of `target` maps k to anything else.
+    source = {f"key{i}": object() for i in range(args.keys)}
+    target: dict[str, object] = {}
+    keys = list(source)
+    shared_list: list[int] = []             # made here, resized by the advancer: shared
+    block = list(range(args.block))
+    done = threading.Event()
+    failures: list[str] = []
+    progress = [0]
+    lookups = [0] * args.readers
+    hits = [0] * args.readers
+
+    def reader(index: int) -> None:
+        get = target.get
+        n = h = 0
+        try:
+            while not done.is_set():
+                for k in keys:
+                    v = get(k, MISSING)
+                    n += 1
+                    if v is MISSING:
+                        continue
+                    h += 1
+                    if v is not source[k]:
+                        failures.append(f"reader {index}: target.get({k!r}) gave {v!r}")
+                        done.set()
+                        return
+        except BaseException as exc:  # noqa: BLE001 - any exception here is the finding
+            failures.append(f"reader {index}: {type(exc).__name__}: {exc}")
+            done.set()
+        finally:
+            lookups[index], hits[index] = n, h
+
+    def writer() -> None:
+        try:
+            for i in range(args.iterations):
+                target.clear()
+                target["x"] = 0
+                del target["x"]
+                target.update(source)
+                progress[0] = i + 1
+                if done.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001
+            failures.append(f"writer: {type(exc).__name__}: {exc}")
+        finally:
+            done.set()
+
+    def advancer() -> None:
+        while not done.is_set():
+            shared_list.extend(block)
+            shared_list.clear()
+
+    def spinner() -> None:
+        x = 0
+        while not done.is_set():
+            x += 1
+
+    threads = [threading.Thread(target=reader, args=(i,), daemon=True)
+               for i in range(args.readers)]
+    threads += [threading.Thread(target=advancer, daemon=True)]
+    threads += [threading.Thread(target=spinner, daemon=True) for _ in range(args.spinners)]
+    write = threading.Thread(target=writer, daemon=True)
+    start = time.monotonic()
+    for t in [*threads, write]:
+        t.start()
+    last, seen = time.monotonic(), 0
+    while write.is_alive():
+        write.join(1.0)
+        if progress[0] != seen:
+            last, seen = time.monotonic(), progress[0]
+        elif time.monotonic() - last > args.timeout:
+            print(f"repro_dict_merge: HANG: no progress for {args.timeout:.0f} s at update "
+                  f"{progress[0]} (a reader looping in a freed table?)", flush=True)
+            os._exit(3)
+    done.set()
+    for t in threads:
+        t.join(args.timeout)
+        if t.is_alive():
+            print(f"repro_dict_merge: HANG: {t.name} did not stop (a reader looping in a freed "
+                  f"table?)", flush=True)
+            os._exit(3)
+    spins = os.environ.get("QSBR_TEST_MERGE_DELAY_SPINS", "-")
+    summary = (f"{progress[0]} updates, {sum(lookups)} lookups ({sum(hits)} found), "
+               f"{time.monotonic() - start:.1f} s, PYTHONMALLOC="
+               f"{os.environ.get('PYTHONMALLOC', '-')}, QSBR_TEST_MERGE_DELAY_SPINS={spins}, "
+               f"{sys.version.split()[0]}")
+    if failures:
+        print(f"repro_dict_merge: FAIL: {failures[0]} ({summary})", flush=True)
+        return 1
+    print(f"repro_dict_merge: pass: no anomaly ({summary})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
