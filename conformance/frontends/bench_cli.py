@@ -101,7 +101,8 @@ def native_table(profile: str, data: dict[str, Any]) -> str:
     if rows:
         lines += ["", f"the goal ({data['contention']['goal']}) under contention: one writer "
                       f"taking goals, N threads passing quiescent states (each a load of "
-                      f"wr_seq); best (median) of {data['contention']['rounds']} rounds",
+                      f"wr_seq); ns of each thread's CPU time, best (median) of "
+                      f"{data['contention']['rounds']} rounds",
                   f"{'readers':>7} {'writer ns/goal':>18} {'reader ns/qs':>18}"]
         for row in rows:
             lines.append(f"{row['readers']:>7} {_cell(row['goal_ns']):>18} "
@@ -121,7 +122,8 @@ def contention_table(profile: str, variants: dict[str, dict[str, Any]]) -> str:
     names = list(variants)
     first = variants[names[0]]["contention"]
     lines = [f"C bench, profile {profile}: the goal ({first['goal']}) under contention, "
-             f"ns, best (median) over {FIX_REPEATS} alternating runs of each build; one writer "
+             f"ns of each thread's CPU time, best (median) over {FIX_REPEATS} alternating runs "
+             f"of each build; one writer "
              f"taking goals, N threads passing quiescent states (each a load of wr_seq)",
              f"{'readers':>7} " + " ".join(f"{name + ' goal':>24}" for name in names) + " "
              + " ".join(f"{name + ' reader qs':>24}" for name in names)]

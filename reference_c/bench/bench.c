@@ -33,7 +33,8 @@
 //
 //   contention     C reader threads pass quiescent states in a tight loop (each a load of wr_seq)
 //                  while one writer stores to its own line and takes goals with free_delayed()'s
-//                  policy: the writer's ns per goal and the readers' ns per quiescent state, for
+//                  policy: the writer's ns per goal and the readers' ns per quiescent state (each
+//                  thread's CPU time), for
 //                  N = 1..C (the goal functions under contention; run it on a build with a fix
 //                  of reference_c/fixes/ to compare, as `bench --fix` does).
 //
@@ -656,6 +657,7 @@ typedef struct {
     PyThreadState *tstate;      // port readers
     uint64_t sink;
     uint64_t count;             // contention: quiescent states passed
+    uint64_t cpu_ns;            // contention: the thread's CPU time in its loop
 } reader_t;
 
 static void *
@@ -968,10 +970,12 @@ run_threads(int max_readers, int rounds, double duration_ns, long items)
 // eval-breaker check) while one writer, in a loop, stores to a line of its own (the unlink) and
 // takes a goal with the retire policy of free_delayed() (port_retire_goal: the non-advancing goal,
 // advancing every 128th item in 3.14 / every 10th in 3.13).  Each row reports the writer's ns per
-// goal and the readers' ns per quiescent state.  A fix of the non-advancing goal that writes
-// wr_seq (an add-0 read-modify-write) takes its line exclusive at every goal and shows here as a
-// slower reader; a fence costs the writer alone.  No reader is in a read-side section: the
-// numbers are the cost of the QSBR bookkeeping itself, at a far higher rate than an interpreter's.
+// goal and the readers' ns per quiescent state, in each thread's own CPU time
+// (CLOCK_THREAD_CPUTIME_ID: a loaded machine's scheduler stays out of it).  A fix of the
+// non-advancing goal that writes wr_seq (an add-0 read-modify-write) takes its line exclusive at
+// every goal and shows here as a slower reader; a fence costs the writer alone.  No reader is in
+// a read-side section: the numbers are the cost of the QSBR bookkeeping itself, at a far higher
+// rate than an interpreter's.
 
 typedef struct {
     double goal_ns[MAX_ROUNDS];         // writer: ns per goal
@@ -988,6 +992,16 @@ static contention_row_t contention_rows[MAX_READERS];
 static int n_contention_rows;
 static _Alignas(64) uint64_t _Atomic unlink_slot;     // the writer's own line
 
+// The calling thread's CPU time: on a loaded machine a thread is off its CPU for much of the
+// wall time, and the wall time per operation would mostly measure the scheduler.
+static uint64_t
+thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *
 contention_reader(void *arg)
 {
@@ -996,12 +1010,13 @@ contention_reader(void *arg)
     _PyThreadState_Attach(r->tstate);
     struct _qsbr_thread_state *q = ((_PyThreadStateImpl *)r->tstate)->qsbr;
     atomic_fetch_add(&readers_ready, 1);
-    uint64_t count = 0;
+    uint64_t count = 0, cpu0 = thread_cpu_ns();
     while (!atomic_load_explicit(&stop_readers, memory_order_relaxed)) {
         _Py_qsbr_quiescent_state(q);
         BARRIER();
         count++;
     }
+    r->cpu_ns = thread_cpu_ns() - cpu0;
     r->count = count;
     _PyThreadState_Detach(r->tstate);
     return NULL;
@@ -1022,7 +1037,7 @@ contention_round(run_t *run, contention_samples_t *out, int round)
     struct _qsbr_thread_state *wq = ((_PyThreadStateImpl *)writer)->qsbr;
     uint64_t sink = 0;
     long goals = 0;
-    uint64_t start = now_ns(), elapsed = 0;
+    uint64_t start = now_ns(), elapsed = 0, cpu0 = thread_cpu_ns();
     do {
         for (int i = 0; i < 1024; i++) {
             atomic_store_explicit(&unlink_slot, (uint64_t)goals, memory_order_release);
@@ -1032,17 +1047,18 @@ contention_round(run_t *run, contention_samples_t *out, int round)
         }
         elapsed = now_ns() - start;
     } while ((double)elapsed < run->duration_ns);
+    uint64_t writer_cpu = thread_cpu_ns() - cpu0;
     atomic_store(&stop_readers, true);
-    uint64_t reader_end = now_ns() - start;
     for (int i = 0; i < run->readers; i++) {
         pthread_join(run->thread[i], NULL);
     }
     double per_qs = 0;
     for (int i = 0; i < run->readers; i++) {
-        per_qs += (double)reader_end / (double)(run->reader[i].count ? run->reader[i].count : 1);
+        uint64_t n = run->reader[i].count ? run->reader[i].count : 1;
+        per_qs += (double)run->reader[i].cpu_ns / (double)n;
         PyThreadState_Delete(run->reader[i].tstate);
     }
-    out->goal_ns[round] = (double)elapsed / (double)goals;
+    out->goal_ns[round] = (double)writer_cpu / (double)goals;
     out->reader_qs_ns[round] = per_qs / run->readers;
     out->goals[round] = goals + (long)(sink & 0);
     _PyThreadState_Detach(writer);
