@@ -103,10 +103,11 @@ def native_table(profile: str, data: dict[str, Any]) -> str:
                       f"taking goals, N threads passing quiescent states (each a load of "
                       f"wr_seq); ns of each thread's CPU time, best (median) of "
                       f"{data['contention']['rounds']} rounds",
-                  f"{'readers':>7} {'writer ns/goal':>18} {'reader ns/qs':>18}"]
+                  f"{'readers':>7} {'writer ns/goal':>18} {'reader ns/qs':>18} "
+                  f"{'overlap (of 1+N)':>18}"]
         for row in rows:
             lines.append(f"{row['readers']:>7} {_cell(row['goal_ns']):>18} "
-                         f"{_cell(row['reader_qs_ns']):>18}")
+                         f"{_cell(row['reader_qs_ns']):>18} {_cell(row.get('overlap')):>18}")
     return "\n".join(lines)
 
 
@@ -125,11 +126,15 @@ def contention_table(profile: str, variants: dict[str, dict[str, Any]]) -> str:
              f"ns of each thread's CPU time, best (median) over {FIX_REPEATS} alternating runs "
              f"of each build; one writer "
              f"taking goals, N threads passing quiescent states (each a load of wr_seq)",
+             "overlap: the threads' CPU time over the wall time, 1+N when each thread had a CPU "
+             "all along, near 1 when they took turns (no contention measured)",
              f"{'readers':>7} " + " ".join(f"{name + ' goal':>24}" for name in names) + " "
-             + " ".join(f"{name + ' reader qs':>24}" for name in names)]
+             + " ".join(f"{name + ' reader qs':>24}" for name in names)
+             + " " + " ".join(f"{name + ' overlap':>24}" for name in names)]
     for i, row in enumerate(first["rows"]):
         cells = [_cell(variants[n]["contention"]["rows"][i]["goal_ns"]) for n in names]
         cells += [_cell(variants[n]["contention"]["rows"][i]["reader_qs_ns"]) for n in names]
+        cells += [_cell(variants[n]["contention"]["rows"][i].get("overlap")) for n in names]
         lines.append(f"{row['readers']:>7} " + " ".join(f"{c:>24}" for c in cells))
     return "\n".join(lines)
 
@@ -154,7 +159,8 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for i, row in enumerate(runs[0]["contention"]["rows"]):
             rows.append({**row, **{key: _merge_stats([run["contention"]["rows"][i][key]
                                                       for run in runs])
-                                   for key in ("goal_ns", "reader_qs_ns")},
+                                   for key in ("goal_ns", "reader_qs_ns", "overlap")
+                                   if key in row},
                          "goals": sum(run["contention"]["rows"][i]["goals"] for run in runs)})
         merged["contention"] = {**runs[0]["contention"], "rows": rows}
     return merged

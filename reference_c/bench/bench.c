@@ -971,7 +971,9 @@ run_threads(int max_readers, int rounds, double duration_ns, long items)
 // takes a goal with the retire policy of free_delayed() (port_retire_goal: the non-advancing goal,
 // advancing every 128th item in 3.14 / every 10th in 3.13).  Each row reports the writer's ns per
 // goal and the readers' ns per quiescent state, in each thread's own CPU time
-// (CLOCK_THREAD_CPUTIME_ID: a loaded machine's scheduler stays out of it).  A fix of the
+// (CLOCK_THREAD_CPUTIME_ID: a loaded machine's scheduler stays out of it), and the overlap: the
+// threads' CPU time over the wall time, 1 + N when each had a CPU all along, near 1 when they
+// took turns (then the row measured no contention).  A fix of the
 // non-advancing goal that writes wr_seq (an add-0 read-modify-write) takes its line exclusive at
 // every goal and shows here as a slower reader; a fence costs the writer alone.  No reader is in
 // a read-side section: the numbers are the cost of the QSBR bookkeeping itself, at a far higher
@@ -980,6 +982,7 @@ run_threads(int max_readers, int rounds, double duration_ns, long items)
 typedef struct {
     double goal_ns[MAX_ROUNDS];         // writer: ns per goal
     double reader_qs_ns[MAX_ROUNDS];    // readers: mean over readers of ns per quiescent state
+    double overlap[MAX_ROUNDS];         // the threads' CPU time over the writer's wall time
     long goals[MAX_ROUNDS];
 } contention_samples_t;
 
@@ -1052,12 +1055,16 @@ contention_round(run_t *run, contention_samples_t *out, int round)
     for (int i = 0; i < run->readers; i++) {
         pthread_join(run->thread[i], NULL);
     }
-    double per_qs = 0;
+    double per_qs = 0, cpu = (double)writer_cpu;
     for (int i = 0; i < run->readers; i++) {
         uint64_t n = run->reader[i].count ? run->reader[i].count : 1;
         per_qs += (double)run->reader[i].cpu_ns / (double)n;
+        cpu += (double)run->reader[i].cpu_ns;
         PyThreadState_Delete(run->reader[i].tstate);
     }
+    // 1 + readers when every thread had a CPU of its own all along; about 1 or less when they
+    // took turns on the CPUs (a loaded machine), where no contention was measured at all.
+    out->overlap[round] = cpu / (double)elapsed;
     out->goal_ns[round] = (double)writer_cpu / (double)goals;
     out->reader_qs_ns[round] = per_qs / run->readers;
     out->goals[round] = goals + (long)(sink & 0);
@@ -1156,6 +1163,7 @@ print_json(int rounds, double target_ns, int thread_rounds, double duration_ns, 
         fprintf(f, "    {\"readers\": %d, ", row->readers);
         json_stat(f, "goal_ns", summarize(row->s.goal_ns, thread_rounds, false), ", ");
         json_stat(f, "reader_qs_ns", summarize(row->s.reader_qs_ns, thread_rounds, false), ", ");
+        json_stat(f, "overlap", summarize(row->s.overlap, thread_rounds, true), ", ");
         fprintf(f, "\"goals\": %ld}%s\n", goals, i + 1 < n_contention_rows ? "," : "");
     }
     fprintf(f, "  ]}\n}\n");
@@ -1224,16 +1232,19 @@ print_table(int rounds, int thread_rounds)
     if (n_contention_rows) {
         printf("\nthe goal under contention: one writer taking goals, N readers passing quiescent "
                "states; best (median) of %d rounds\n", thread_rounds);
-        printf("%-8s %22s %22s\n", "readers", "writer ns/goal", "reader ns/qs");
+        printf("%-8s %22s %22s %22s\n", "readers", "writer ns/goal", "reader ns/qs",
+               "overlap");
     }
     for (int i = 0; i < n_contention_rows; i++) {
         contention_row_t *row = &contention_rows[i];
         stat_t g = summarize(row->s.goal_ns, thread_rounds, false);
         stat_t q = summarize(row->s.reader_qs_ns, thread_rounds, false);
-        char c1[40], c2[40];
+        stat_t o = summarize(row->s.overlap, thread_rounds, true);
+        char c1[40], c2[40], c3[40];
         snprintf(c1, sizeof(c1), "%.2f (%.2f)", g.best, g.median);
         snprintf(c2, sizeof(c2), "%.2f (%.2f)", q.best, q.median);
-        printf("%-8d %22s %22s\n", row->readers, c1, c2);
+        snprintf(c3, sizeof(c3), "%.2f (%.2f) of %d", o.best, o.median, row->readers + 1);
+        printf("%-8d %22s %22s %22s\n", row->readers, c1, c2, c3);
     }
 }
 
