@@ -994,6 +994,7 @@ typedef struct {
 static contention_row_t contention_rows[MAX_READERS];
 static int n_contention_rows;
 static _Alignas(64) uint64_t _Atomic unlink_slot;     // the writer's own line
+static atomic_bool contention_go;                       // the writer's window has begun
 
 // The calling thread's CPU time: on a loaded machine a thread is off its CPU for much of the
 // wall time, and the wall time per operation would mostly measure the scheduler.
@@ -1013,6 +1014,10 @@ contention_reader(void *arg)
     _PyThreadState_Attach(r->tstate);
     struct _qsbr_thread_state *q = ((_PyThreadStateImpl *)r->tstate)->qsbr;
     atomic_fetch_add(&readers_ready, 1);
+    while (!atomic_load(&contention_go)) {      // count only within the writer's window
+        _Py_qsbr_quiescent_state(q);
+        CPU_RELAX();
+    }
     uint64_t count = 0, cpu0 = thread_cpu_ns();
     while (!atomic_load_explicit(&stop_readers, memory_order_relaxed)) {
         _Py_qsbr_quiescent_state(q);
@@ -1035,11 +1040,13 @@ contention_round(run_t *run, contention_samples_t *out, int round)
         exit(1);
     }
     pin_to(0);
+    atomic_store(&contention_go, false);
     start_readers(run, contention_reader, in);
     _PyThreadState_Attach(writer);
     struct _qsbr_thread_state *wq = ((_PyThreadStateImpl *)writer)->qsbr;
     uint64_t sink = 0;
     long goals = 0;
+    atomic_store(&contention_go, true);
     uint64_t start = now_ns(), elapsed = 0, cpu0 = thread_cpu_ns();
     do {
         for (int i = 0; i < 1024; i++) {
