@@ -12,9 +12,14 @@ Three threads, bounded by an iteration count:
   but owns a real keys table; the source is combined, dense and has no deletions);
 - the reader: looks the source's keys up in ``target`` lock-free (``dict.get``), and checks
   that each answer is either "missing" or the very object the source maps the key to;
-- the advancer: forces QSBR advances by freeing large blocks: it fills a list shared with the
-  main thread past 1 MiB of items and clears it (a delayed free over QSBR_FREE_MEM_LIMIT
-  advances the write sequence), so goals are reached quickly.
+- the advancer: forces QSBR advances: it appends to and clears a small shared list 128 times
+  (in 3.14 every 128th delayed free advances the write sequence) and, every eighth round,
+  fills a shared list past 1 MiB of items and clears it (a delayed free over
+  QSBR_FREE_MEM_LIMIT advances it at once), so goals are reached quickly.
+
+After each update the writer makes --fill more delayed frees, so that its queue's chunk fills
+and is processed, freeing the old keys, within microseconds of the update rather than after
+about a hundred updates.
 
 Run it with ``PYTHONMALLOC=mimalloc_debug``, so that a freed keys table is filled with dead
 bytes (0xDD) at once.  The race's window is the few instructions between the two statements:
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="keys of the source dict (default 5: an 8-slot table, always cloned)")
     p.add_argument("--block", type=int, default=140_000,
                    help="items of the advancer's list: 140000 pointers are over 1 MiB")
+    p.add_argument("--fill", type=int, default=300,
+                   help="delayed frees the writer adds after each update (a shared list "
+                        "appended to and cleared), so that its queue's 254-item chunk fills and "
+                        "is processed (the old keys freed) soon after the update (default 300)")
     p.add_argument("--spinners", type=int, default=0,
                    help="extra busy threads, so that threads outnumber CPUs and the reader is "
                         "descheduled more often (default 0)")
@@ -70,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     target: dict[str, object] = {}
     keys = list(source)
     shared_list: list[int] = []             # made here, resized by the advancer: shared
+    small: list[int] = []                   # the advancer's small delayed frees
+    filler: list[int] = []                  # the writer's
     block = list(range(args.block))
     done = threading.Event()
     failures: list[str] = []
@@ -105,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                 target["x"] = 0
                 del target["x"]
                 target.update(source)
+                for _ in range(args.fill):
+                    filler.append(0)
+                    filler.clear()
                 progress[0] = i + 1
                 if done.is_set():
                     return
@@ -114,9 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             done.set()
 
     def advancer() -> None:
+        n = 0
         while not done.is_set():
-            shared_list.extend(block)
-            shared_list.clear()
+            for _ in range(128):            # 128 deferred frees: one advance (3.14)
+                small.append(0)
+                small.clear()
+            n += 1
+            if block and n % 8 == 0:        # a free over 1 MiB: an advance of its own
+                shared_list.extend(block)
+                shared_list.clear()
 
     def spinner() -> None:
         x = 0
