@@ -7,9 +7,10 @@ taken can still load the old keys, and the free does not wait for it.
 
 Three threads, bounded by an iteration count:
 
-- the writer, ``--iterations`` times: ``target.clear(); target["x"] = 0; del target["x"];
-  target.update(source)``: the last is the clone path (the target is empty, ``ma_used == 0``,
-  but owns a real keys table; the source is combined, dense and has no deletions);
+- the writer, ``--iterations`` times: ``target.clear()``, six keys inserted into ``target`` and
+  deleted again, ``target.update(source)``: the clone path (the target is empty, ``ma_used ==
+  0``, but owns a real 16-slot keys table; the source is combined, dense and has no
+  deletions);
 - the reader: looks the source's keys up in ``target`` lock-free (``dict.get``), and checks
   that each answer is either "missing" or the very object the source maps the key to;
 - the advancer: forces QSBR advances: it appends to and clears a small shared list 128 times
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import operator
 import os
 import sys
 import threading
@@ -54,14 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=200_000,
                    help="the writer's clone-path updates (default 200000)")
     p.add_argument("--readers", type=int, default=1, help="reader threads (default 1)")
-    p.add_argument("--keys", type=int, default=5,
-                   help="keys of the source dict (default 5: an 8-slot table, always cloned)")
+    p.add_argument("--keys", type=int, default=10,
+                   help="keys of the source dict (default 10: a 16-slot table, dense enough to "
+                        "be cloned, and too large for the keys freelist)")
     p.add_argument("--block", type=int, default=140_000,
                    help="items of the advancer's list: 140000 pointers are over 1 MiB")
     p.add_argument("--fill", type=int, default=300,
                    help="delayed frees the writer adds after each update (a shared list "
                         "appended to and cleared), so that its queue's 254-item chunk fills and "
                         "is processed (the old keys freed) soon after the update (default 300)")
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="seconds the writer sleeps after each update's frees (default 0)")
     p.add_argument("--spinners", type=int, default=0,
                    help="extra busy threads, so that threads outnumber CPUs and the reader is "
                         "descheduled more often (default 0)")
@@ -78,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     source = {f"key{i}": object() for i in range(args.keys)}
     target: dict[str, object] = {}
     keys = list(source)
+    # The target's old table: 6 keys inserted (8 slots grow to 16) then deleted, so ma_used == 0.
+    xkeys = [f"x{i}" for i in range(6)]
+    # A value found in a table is re-validated by the lock-free lookup (it retries under the
+    # lock when ma_keys has changed since it loaded it), so a freed table that was reused shows
+    # nothing; one not yet reused reads as 0xDD (PYTHONMALLOC=mimalloc_debug) and the lookup
+    # derails (a crash, or a probe loop that the watchdog reports).  --pause lets the writer
+    # sleep after its frees, so that a descheduled reader may run again before the writer's
+    # next allocation of that size reuses the block.
     shared_list: list[int] = []             # made here, resized by the advancer: shared
     small: list[int] = []                   # the advancer's small delayed frees
     filler: list[int] = []                  # the writer's
@@ -88,21 +101,29 @@ def main(argv: list[str] | None = None) -> int:
     lookups = [0] * args.readers
     hits = [0] * args.readers
 
+    # The reader's lookups run in C loops (map, list.count), so that most of its time is spent
+    # inside dict lookups holding a keys pointer; it passes a quiescent state between batches.
+    batch_keys = keys * (64 // len(keys) + 1)
+    batch_missing = [MISSING] * len(batch_keys)
+    batch_expected = [source[k] for k in batch_keys]
+
     def reader(index: int) -> None:
         get = target.get
         n = h = 0
         try:
             while not done.is_set():
-                for k in keys:
-                    v = get(k, MISSING)
-                    n += 1
-                    if v is MISSING:
-                        continue
-                    h += 1
-                    if v is not source[k]:
-                        failures.append(f"reader {index}: target.get({k!r}) gave {v!r}")
-                        done.set()
-                        return
+                got = list(map(get, batch_keys, batch_missing))
+                found = sum(map(operator.is_, got, batch_expected))
+                absent = got.count(MISSING)
+                n += len(got)
+                h += found
+                if found + absent != len(got):
+                    bad = next(v for v, e in zip(got, batch_expected, strict=True)
+                               if v is not MISSING and v is not e)
+                    failures.append(f"reader {index}: target.get() gave {bad!r}, which no "
+                                    f"state of the dict holds")
+                    done.set()
+                    return
         except BaseException as exc:  # noqa: BLE001 - any exception here is the finding
             failures.append(f"reader {index}: {type(exc).__name__}: {exc}")
             done.set()
@@ -113,12 +134,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for i in range(args.iterations):
                 target.clear()
-                target["x"] = 0
-                del target["x"]
+                for x in xkeys:
+                    target[x] = 0
+                for x in xkeys:
+                    del target[x]
                 target.update(source)
                 for _ in range(args.fill):
                     filler.append(0)
                     filler.clear()
+                if args.pause:
+                    time.sleep(args.pause)
                 progress[0] = i + 1
                 if done.is_set():
                     return
