@@ -11,8 +11,9 @@ Three threads, bounded by an iteration count:
   deleted again, ``target.update(source)``: the clone path (the target is empty, ``ma_used ==
   0``, but owns a real 16-slot keys table; the source is combined, dense and has no
   deletions);
-- the reader: looks the source's keys up in ``target`` lock-free (``dict.get``), and checks
-  that each answer is either "missing" or the very object the source maps the key to;
+- the reader (``--readers N``): looks the source's keys up in ``target`` lock-free
+  (``dict.get`` in C loops), and checks that each answer is either "missing" or the very object
+  the source maps the key to;
 - the advancer: forces QSBR advances: it appends to and clears a small shared list 128 times
   (in 3.14 every 128th delayed free advances the write sequence) and, every eighth round,
   fills a shared list past 1 MiB of items and clears it (a delayed free over
@@ -27,9 +28,11 @@ bytes (0xDD) at once.  The race's window is the few instructions between the two
 on a stock build it is practically never hit.  On a build with the test-only delay patch
 (docs/upstream/test-only-dict-merge-delay-3.14.7.patch, a *test device*, never to be merged) the
 window is a spin of QSBR_TEST_MERGE_DELAY_SPINS iterations: a reader that loads the old keys in
-it and is descheduled before it has read them reads freed memory when it resumes.  With the swap
-patch (dict-merge-order-3.14.7.patch) as well, the spin comes after the publication: the reader
-can no longer load the retired keys, and the run passes.
+it and is descheduled before it has read them reads freed memory when it resumes, if the block
+has not been reused by then (a found value is re-validated against ``ma_keys`` by the lookup,
+so a reused block shows nothing).  With the swap patch (dict-merge-order-3.14.7.patch) as well,
+the spin comes after the publication: the reader can no longer load the retired keys.  On the
+machine it was written on it did not fail even with the delay (docs/upstream/README.md).
 
 Exit status: 0 no anomaly in the iterations; 1 a reader saw an answer that no state of the
 dict gives (or an exception): it read a freed table; a crash (SIGSEGV, SIGBUS: a negative status
