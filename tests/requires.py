@@ -67,6 +67,10 @@ def _make() -> None:
     _tool("make", "apt-get install make")
 
 
+def _patch() -> None:
+    _tool("patch", "GNU patch: apt-get install patch")
+
+
 def _toolchain() -> None:
     _make()
     _cc()
@@ -180,7 +184,8 @@ def _tarball(version: str) -> Path:
 
 
 _PROVIDERS: dict[str, Callable[..., object]] = {
-    "cc": _cc, "make": _make, "toolchain": _toolchain, "cxx": _cxx, "relacy": _relacy,
+    "cc": _cc, "make": _make, "patch": _patch, "toolchain": _toolchain, "cxx": _cxx,
+    "relacy": _relacy,
     "hypofuzz": _hypofuzz, "fakeredis": _fakeredis, "redis-server": _redis_server,
     "libclang": _libclang, "free_threaded": _free_threaded, "gil": _gil, "fork": _fork,
     "proc": _proc, "hazard_probe": _hazard_probe, "live_probe": _live_probe,

@@ -41,6 +41,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--readers", type=int, metavar="N",
                    help="reader threads 1..N in the threaded part (default 4; --quick 2; "
                         "0 skips it)")
+    p.add_argument("--contention", type=int, metavar="N",
+                   help="the goal functions under contention: 1..N threads reading wr_seq "
+                        "beside one writer taking goals (default: the CPU count; --quick 2; "
+                        "0 skips it); with --fix, the port and each fix side by side")
     p.add_argument("--pin", action="store_true",
                    help="pin the writer to CPU 0 and the readers to the next CPUs")
     p.add_argument("--no-native", action="store_true", help="skip the C bench")
@@ -93,6 +97,45 @@ def native_table(profile: str, data: dict[str, Any]) -> str:
                 f"{_cell(urcu_row.get('gp_latency_ns'), '{:.0f}'):>22} "
                 f"{_cell(row['port']['reclaim_per_s'], '{:.3g}'):>22} "
                 f"{_cell(urcu_row.get('reclaim_per_s'), '{:.3g}'):>22}")
+    rows = data.get("contention", {}).get("rows", [])
+    if rows:
+        lines += ["", f"the goal ({data['contention']['goal']}) under contention: one writer "
+                      f"taking goals, N threads passing quiescent states (each a load of "
+                      f"wr_seq); ns of each thread's CPU time, best (median) of "
+                      f"{data['contention']['rounds']} rounds",
+                  f"{'readers':>7} {'writer ns/goal':>18} {'reader ns/qs':>18} "
+                  f"{'overlap (of 1+N)':>18}"]
+        for row in rows:
+            lines.append(f"{row['readers']:>7} {_cell(row['goal_ns']):>18} "
+                         f"{_cell(row['reader_qs_ns']):>18} {_cell(row.get('overlap')):>18}")
+    return "\n".join(lines)
+
+
+def _merge_stats(stats: list[dict[str, float]]) -> dict[str, float] | None:
+    if not stats:
+        return None
+    medians = sorted(s["median"] for s in stats)
+    return {"best": min(s["best"] for s in stats), "median": medians[len(medians) // 2]}
+
+
+def contention_table(profile: str, variants: dict[str, dict[str, Any]]) -> str:
+    """The goal under contention, the port as it is and with each fix, side by side."""
+    names = list(variants)
+    first = variants[names[0]]["contention"]
+    lines = [f"C bench, profile {profile}: the goal ({first['goal']}) under contention, "
+             f"ns of each thread's CPU time, best (median) over {FIX_REPEATS} alternating runs "
+             f"of each build; one writer "
+             f"taking goals, N threads passing quiescent states (each a load of wr_seq)",
+             "overlap: the threads' CPU time over the wall time, 1+N when each thread had a CPU "
+             "all along, near 1 when they took turns (no contention measured)",
+             f"{'readers':>7} " + " ".join(f"{name + ' goal':>24}" for name in names) + " "
+             + " ".join(f"{name + ' reader qs':>24}" for name in names)
+             + " " + " ".join(f"{name + ' overlap':>24}" for name in names)]
+    for i, row in enumerate(first["rows"]):
+        cells = [_cell(variants[n]["contention"]["rows"][i]["goal_ns"]) for n in names]
+        cells += [_cell(variants[n]["contention"]["rows"][i]["reader_qs_ns"]) for n in names]
+        cells += [_cell(variants[n]["contention"]["rows"][i].get("overlap")) for n in names]
+        lines.append(f"{row['readers']:>7} " + " ".join(f"{c:>24}" for c in cells))
     return "\n".join(lines)
 
 
@@ -109,13 +152,17 @@ def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     operations = []
     for i, op in enumerate(runs[0]["operations"]):
         stats = [run["operations"][i]["port"] for run in runs if run["operations"][i]["port"]]
-        port = None
-        if stats:
-            medians = sorted(s["median"] for s in stats)
-            port = {"best": min(s["best"] for s in stats),
-                    "median": medians[len(medians) // 2]}
-        operations.append({**op, "port": port})
+        operations.append({**op, "port": _merge_stats(stats)})
     merged["operations"] = operations
+    if "contention" in runs[0]:
+        rows = []
+        for i, row in enumerate(runs[0]["contention"]["rows"]):
+            rows.append({**row, **{key: _merge_stats([run["contention"]["rows"][i][key]
+                                                      for run in runs])
+                                   for key in ("goal_ns", "reader_qs_ns", "overlap")
+                                   if key in row},
+                         "goals": sum(run["contention"]["rows"][i]["goals"] for run in runs)})
+        merged["contention"] = {**runs[0]["contention"], "rows": rows}
     return merged
 
 
@@ -170,6 +217,9 @@ def main(argv: list[str]) -> int:
     if args.readers is not None and not 0 <= args.readers <= 64:
         print(f"{prog}: --readers must be between 0 and 64", file=sys.stderr)
         return 2
+    if args.contention is not None and not 0 <= args.contention <= 64:
+        print(f"{prog}: --contention must be between 0 and 64", file=sys.stderr)
+        return 2
     mutants_json = Path(args.mutants_json) if args.mutants_json else None
     if mutants_json is not None and not mutants_json.is_file():
         print(f"{prog}: --mutants-json: no such file: {mutants_json}", file=sys.stderr)
@@ -213,6 +263,8 @@ def main(argv: list[str]) -> int:
         extra += ["-r", str(args.rounds)]
     if args.readers is not None:
         extra += ["-R", str(args.readers)]
+    if args.contention is not None:
+        extra += ["-C", str(args.contention)]
     if args.pin:
         extra.append("-p")
     profiles = PROFILES if args.profile == "both" else (args.profile,)
@@ -258,6 +310,12 @@ def main(argv: list[str]) -> int:
                 result.setdefault("native_fixes", {}).setdefault(fix, {})[profile] = {
                     "repeats": FIX_REPEATS, "plain": merged["plain"], "fixed": merged["fixed"]}
                 outputs.append(fix_table(fix, profile, merged["plain"], merged["fixed"]))
+        for profile in profiles if args.fix else ():
+            fixes = result["native_fixes"]
+            variants = {"port": fixes[args.fix[0]][profile]["plain"],
+                        **{fix: fixes[fix][profile]["fixed"] for fix in args.fix}}
+            if all(v.get("contention", {}).get("rows") for v in variants.values()):
+                outputs.append(contention_table(profile, variants))
     if not args.no_suite:
         from ..frontends import common
         common.keep_hypothesis_out_of_cwd()     # its storage in the cache folder, as the CLI's

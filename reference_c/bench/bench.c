@@ -31,8 +31,15 @@
 // called through the library's own symbols (as CPython calls them); the limit's loops are
 // noinline functions.
 //
+//   contention     C reader threads pass quiescent states in a tight loop (each a load of wr_seq)
+//                  while one writer stores to its own line and takes goals with free_delayed()'s
+//                  policy: the writer's ns per goal and the readers' ns per quiescent state (each
+//                  thread's CPU time), for
+//                  N = 1..C (the goal functions under contention; run it on a build with a fix
+//                  of reference_c/fixes/ to compare, as `bench --fix` does).
+//
 // Output: a table (default) or JSON (-j).  Usage: qsbr-bench [-j] [-q] [-r ROUNDS]
-//   [-t TARGET_MS] [-R MAX_READERS] [-d THREAD_MS] [-n ITEMS] [-p]
+//   [-t TARGET_MS] [-R MAX_READERS] [-d THREAD_MS] [-n ITEMS] [-C MAX_READERS] [-p]
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -649,6 +656,8 @@ typedef struct {
     int index;
     PyThreadState *tstate;      // port readers
     uint64_t sink;
+    uint64_t count;             // contention: quiescent states passed
+    uint64_t cpu_ns;            // contention: the thread's CPU time in its loop
 } reader_t;
 
 static void *
@@ -954,6 +963,137 @@ run_threads(int max_readers, int rounds, double duration_ns, long items)
 }
 
 // ---------------------------------------------------------------------------------------------
+// Contention: the goal functions under N threads reading wr_seq.
+//
+// N reader threads pass quiescent states in a tight loop (_Py_qsbr_quiescent_state: a load of
+// wr_seq and a store of the thread's own seq, what every attached thread does at each
+// eval-breaker check) while one writer, in a loop, stores to a line of its own (the unlink) and
+// takes a goal with the retire policy of free_delayed() (port_retire_goal: the non-advancing goal,
+// advancing every 128th item in 3.14 / every 10th in 3.13).  Each row reports the writer's ns per
+// goal and the readers' ns per quiescent state, in each thread's own CPU time
+// (CLOCK_THREAD_CPUTIME_ID: a loaded machine's scheduler stays out of it), and the overlap: the
+// threads' CPU time over the wall time, 1 + N when each had a CPU all along, near 1 when they
+// took turns (then the row measured no contention).  A fix of the
+// non-advancing goal that writes wr_seq (an add-0 read-modify-write) takes its line exclusive at
+// every goal and shows here as a slower reader; a fence costs the writer alone.  No reader is in
+// a read-side section: the numbers are the cost of the QSBR bookkeeping itself, at a far higher
+// rate than an interpreter's.
+
+typedef struct {
+    double goal_ns[MAX_ROUNDS];         // writer: ns per goal
+    double reader_qs_ns[MAX_ROUNDS];    // readers: mean over readers of ns per quiescent state
+    double overlap[MAX_ROUNDS];         // the threads' CPU time over the writer's wall time
+    long goals[MAX_ROUNDS];
+} contention_samples_t;
+
+typedef struct {
+    int readers;
+    contention_samples_t s;
+} contention_row_t;
+
+static contention_row_t contention_rows[MAX_READERS];
+static int n_contention_rows;
+static _Alignas(64) uint64_t _Atomic unlink_slot;     // the writer's own line
+static atomic_bool contention_go;                       // the writer's window has begun
+
+// The calling thread's CPU time: on a loaded machine a thread is off its CPU for much of the
+// wall time, and the wall time per operation would mostly measure the scheduler.
+static uint64_t
+thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *
+contention_reader(void *arg)
+{
+    reader_t *r = arg;
+    pin_to(1 + r->index);
+    _PyThreadState_Attach(r->tstate);
+    struct _qsbr_thread_state *q = ((_PyThreadStateImpl *)r->tstate)->qsbr;
+    atomic_fetch_add(&readers_ready, 1);
+    while (!atomic_load(&contention_go)) {      // count only within the writer's window
+        _Py_qsbr_quiescent_state(q);
+        CPU_RELAX();
+    }
+    uint64_t count = 0, cpu0 = thread_cpu_ns();
+    while (!atomic_load_explicit(&stop_readers, memory_order_relaxed)) {
+        _Py_qsbr_quiescent_state(q);
+        BARRIER();
+        count++;
+    }
+    r->cpu_ns = thread_cpu_ns() - cpu0;
+    r->count = count;
+    _PyThreadState_Detach(r->tstate);
+    return NULL;
+}
+
+static void
+contention_round(run_t *run, contention_samples_t *out, int round)
+{
+    PyInterpreterState *in = PyInterpreterState_New();
+    PyThreadState *writer = PyThreadState_New(in);
+    if (in == NULL || writer == NULL) {
+        fprintf(stderr, "qsbr-bench: out of memory\n");
+        exit(1);
+    }
+    pin_to(0);
+    atomic_store(&contention_go, false);
+    start_readers(run, contention_reader, in);
+    _PyThreadState_Attach(writer);
+    struct _qsbr_thread_state *wq = ((_PyThreadStateImpl *)writer)->qsbr;
+    uint64_t sink = 0;
+    long goals = 0;
+    atomic_store(&contention_go, true);
+    uint64_t start = now_ns(), elapsed = 0, cpu0 = thread_cpu_ns();
+    do {
+        for (int i = 0; i < 1024; i++) {
+            atomic_store_explicit(&unlink_slot, (uint64_t)goals, memory_order_release);
+            sink += port_retire_goal(wq);
+            BARRIER();
+            goals++;
+        }
+        elapsed = now_ns() - start;
+    } while ((double)elapsed < run->duration_ns);
+    uint64_t writer_cpu = thread_cpu_ns() - cpu0;
+    atomic_store(&stop_readers, true);
+    for (int i = 0; i < run->readers; i++) {
+        pthread_join(run->thread[i], NULL);
+    }
+    double per_qs = 0, cpu = (double)writer_cpu;
+    for (int i = 0; i < run->readers; i++) {
+        uint64_t n = run->reader[i].count ? run->reader[i].count : 1;
+        per_qs += (double)run->reader[i].cpu_ns / (double)n;
+        cpu += (double)run->reader[i].cpu_ns;
+        PyThreadState_Delete(run->reader[i].tstate);
+    }
+    // 1 + readers when every thread had a CPU of its own all along; about 1 or less when they
+    // took turns on the CPUs (a loaded machine), where no contention was measured at all.
+    out->overlap[round] = cpu / (double)elapsed;
+    out->goal_ns[round] = (double)writer_cpu / (double)goals;
+    out->reader_qs_ns[round] = per_qs / run->readers;
+    out->goals[round] = goals + (long)(sink & 0);
+    _PyThreadState_Detach(writer);
+    PyThreadState_Delete(writer);
+    PyInterpreterState_Delete(in);
+}
+
+static void
+run_contention(int max_readers, int rounds, double duration_ns)
+{
+    for (int readers = 1; readers <= max_readers; readers++) {
+        contention_row_t *row = &contention_rows[n_contention_rows++];
+        row->readers = readers;
+        run_t run = {.readers = readers, .duration_ns = duration_ns};
+        for (int r = 0; r < rounds; r++) {
+            contention_round(&run, &row->s, r);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Output
 
 static const char *variant_names[3] = {"port", "limit", "urcu"};
@@ -1018,6 +1158,21 @@ print_json(int rounds, double target_ns, int thread_rounds, double duration_ns, 
         }
         fprintf(f, "}%s\n", i + 1 < n_thread_rows ? "," : "");
     }
+    fprintf(f, "  ]},\n  \"contention\": {\"rounds\": %d, \"duration_ms\": %.1f, "
+               "\"goal\": \"%s\", \"rows\": [\n", thread_rounds, duration_ns / 1e6,
+            QSBR_DEFERRALS ? "_Py_qsbr_deferred_advance" : "_Py_qsbr_shared_next");
+    for (int i = 0; i < n_contention_rows; i++) {
+        contention_row_t *row = &contention_rows[i];
+        long goals = 0;
+        for (int r = 0; r < thread_rounds; r++) {
+            goals += row->s.goals[r];
+        }
+        fprintf(f, "    {\"readers\": %d, ", row->readers);
+        json_stat(f, "goal_ns", summarize(row->s.goal_ns, thread_rounds, false), ", ");
+        json_stat(f, "reader_qs_ns", summarize(row->s.reader_qs_ns, thread_rounds, false), ", ");
+        json_stat(f, "overlap", summarize(row->s.overlap, thread_rounds, true), ", ");
+        fprintf(f, "\"goals\": %ld}%s\n", goals, i + 1 < n_contention_rows ? "," : "");
+    }
     fprintf(f, "  ]}\n}\n");
 }
 
@@ -1081,6 +1236,23 @@ print_table(int rounds, int thread_rounds)
         }
         printf("%-8d %22s %22s %22s %22s\n", row->readers, cell[0], cell[1], cell[2], cell[3]);
     }
+    if (n_contention_rows) {
+        printf("\nthe goal under contention: one writer taking goals, N readers passing quiescent "
+               "states; best (median) of %d rounds\n", thread_rounds);
+        printf("%-8s %22s %22s %22s\n", "readers", "writer ns/goal", "reader ns/qs",
+               "overlap");
+    }
+    for (int i = 0; i < n_contention_rows; i++) {
+        contention_row_t *row = &contention_rows[i];
+        stat_t g = summarize(row->s.goal_ns, thread_rounds, false);
+        stat_t q = summarize(row->s.reader_qs_ns, thread_rounds, false);
+        stat_t o = summarize(row->s.overlap, thread_rounds, true);
+        char c1[40], c2[40], c3[40];
+        snprintf(c1, sizeof(c1), "%.2f (%.2f)", g.best, g.median);
+        snprintf(c2, sizeof(c2), "%.2f (%.2f)", q.best, q.median);
+        snprintf(c3, sizeof(c3), "%.2f (%.2f) of %d", o.best, o.median, row->readers + 1);
+        printf("%-8d %22s %22s %22s\n", row->readers, c1, c2, c3);
+    }
 }
 
 static void
@@ -1088,7 +1260,7 @@ usage(void)
 {
     fprintf(stderr,
             "usage: qsbr-bench [-j] [-q] [-r ROUNDS] [-t TARGET_MS] [-R MAX_READERS] "
-            "[-T THREAD_ROUNDS] [-d THREAD_MS] [-n ITEMS] [-p]\n"
+            "[-T THREAD_ROUNDS] [-d THREAD_MS] [-n ITEMS] [-C MAX_READERS] [-p]\n"
             "  -j  JSON on stdout instead of the table\n"
             "  -q  quick: 5 rounds of 0.5 ms samples, 1..2 readers, 2 thread rounds of 20 ms\n"
             "  -r  interleaved rounds per operation (default 15)\n"
@@ -1097,6 +1269,8 @@ usage(void)
             "  -T  rounds of the threaded part (default 3)\n"
             "  -d  time of each grace-period latency run, ms (default 100)\n"
             "  -n  objects retired in each reclaim run (default 100000)\n"
+            "  -C  contention: 1..C threads reading wr_seq beside one writer taking goals\n"
+            "      (default: the CPU count, at most 64; 0 skips it; -T rounds of -d ms)\n"
             "  -p  pin the writer to CPU 0 and the readers to the next CPUs\n");
 }
 
@@ -1118,15 +1292,15 @@ main(int argc, char **argv)
 {
     bool json = false;
     double rounds = 15, target_ms = 2, max_readers = 4, thread_rounds = 3, duration_ms = 100;
-    double items = 100000;
+    double items = 100000, max_contention = -1;
     int opt;
-    while ((opt = getopt(argc, argv, "jqr:t:R:T:d:n:ph")) != -1) {
+    while ((opt = getopt(argc, argv, "jqr:t:R:T:d:n:C:ph")) != -1) {
         bool ok = true;
         switch (opt) {
         case 'j': json = true; break;
         case 'q':
             rounds = 5; target_ms = 0.5; max_readers = 2; thread_rounds = 2; duration_ms = 20;
-            items = 10000;
+            items = 10000; max_contention = 2;
             break;
         case 'r': ok = parse_number(optarg, 1, MAX_ROUNDS, &rounds); break;
         case 't': ok = parse_number(optarg, 0.001, 10000, &target_ms); break;
@@ -1134,6 +1308,7 @@ main(int argc, char **argv)
         case 'T': ok = parse_number(optarg, 1, MAX_ROUNDS, &thread_rounds); break;
         case 'd': ok = parse_number(optarg, 0.1, 100000, &duration_ms); break;
         case 'n': ok = parse_number(optarg, 1, 1e8, &items); break;
+        case 'C': ok = parse_number(optarg, 0, MAX_READERS, &max_contention); break;
         case 'p': pin_threads = true; break;
         case 'h': usage(); return 0;
         default: usage(); return 2;
@@ -1163,6 +1338,10 @@ main(int argc, char **argv)
     rcu_thread_offline();
 #endif
     run_threads((int)max_readers, (int)thread_rounds, duration_ms * 1e6, (long)items);
+    if (max_contention < 0) {
+        max_contention = n_cpus < MAX_READERS ? n_cpus : MAX_READERS;
+    }
+    run_contention((int)max_contention, (int)thread_rounds, duration_ms * 1e6);
 
     if (json) {
         print_json((int)rounds, target_ms * 1e6, (int)thread_rounds, duration_ms * 1e6,

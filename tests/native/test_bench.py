@@ -13,7 +13,7 @@ from conformance.frontends import bench_cli, cli
 
 needs_toolchain = pytest.mark.requires("toolchain")
 
-TINY = ["-r", "2", "-t", "0.05", "-R", "2", "-T", "1", "-d", "1", "-n", "600"]
+TINY = ["-r", "2", "-t", "0.05", "-R", "2", "-T", "1", "-d", "1", "-n", "600", "-C", "2"]
 SINGLE = {"quiescent_state", "attach_detach", "advance", "poll_no_scan", "grace_period_1thread",
           "deferred_free", *(f"poll_scan_{n}" for n in (8, 16, 64, 256, 1024, 4096))}
 NO_LIMIT = {"grace_period_1thread", "deferred_free"}     # no hardware-limit variant
@@ -57,6 +57,20 @@ def _check_native(data, profile):
             assert row[variant]["grace_periods"] >= 1
         if not has_urcu:
             assert row["urcu"] is None
+    _check_contention(data, profile, [1, 2])
+
+
+def _check_contention(data, profile, readers):
+    contention = data["contention"]
+    assert contention["goal"] == ("_Py_qsbr_deferred_advance" if profile == "3.13"
+                                  else "_Py_qsbr_shared_next")
+    assert [row["readers"] for row in contention["rows"]] == readers
+    for row in contention["rows"]:
+        _sane(row["goal_ns"])
+        _sane(row["reader_qs_ns"])
+        _sane(row["overlap"])
+        assert row["overlap"]["best"] <= 1 + row["readers"] + 0.5   # CPU time over wall time
+        assert row["goals"] >= 1024     # the writer takes goals in batches of 1024
 
 
 _built = {}
@@ -149,6 +163,7 @@ def test_suite_modes():
 def test_usage_errors(tmp_path, capsys):
     assert cli.main(["bench", "--rounds", "0"]) == 2
     assert cli.main(["bench", "--readers", "-1"]) == 2
+    assert cli.main(["bench", "--contention", "65"]) == 2
     assert cli.main(["bench", "--mutants-json", str(tmp_path / "missing.json")]) == 2
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
@@ -208,9 +223,10 @@ def test_bench_fix_rows(tmp_path, capsys):
     out = tmp_path / "b.json"
     assert bench_cli.main(["--no-suite", "--quick", "--readers", "0", "--profile", "3.14",
                            "--fix", "stale-goal-rmw", "--build-dir", str(tmp_path / "build"),
-                           "--json", str(out), "-q"]) == 0
+                           "--contention", "1", "--json", str(out), "-q"]) == 0
     text = capsys.readouterr().out
     assert "fix stale-goal-rmw" in text and "shared_next" in text
+    assert "under contention" in text and "stale-goal-rmw reader qs" in text
     data = json.loads(out.read_text())
     pair = data["native_fixes"]["stale-goal-rmw"]["3.14"]
     assert pair["repeats"] == bench_cli.FIX_REPEATS
@@ -218,5 +234,30 @@ def test_bench_fix_rows(tmp_path, capsys):
         names = {op["name"]: op for op in pair[kind]["operations"]}
         for name in ("shared_next", "deferred_free", "advance"):
             _sane(names[name]["port"])
+        _check_contention(pair[kind], "3.14", [1])
+        assert pair[kind]["contention"]["rows"][0]["goals"] >= 1024 * bench_cli.FIX_REPEATS
     assert bench_cli.main(["--no-suite", "--quick", "--readers", "0", "--fix", "nope",
                            "--build-dir", str(tmp_path / "build"), "-q"]) == 2
+
+
+def test_contention_side_by_side():
+    """Runs of one build merge to the best of the bests and the median of the medians; the
+    table puts the port and each fix side by side, row by row."""
+    def run(goal, qs):
+        return {"operations": [], "contention": {"goal": "_Py_qsbr_shared_next", "rounds": 1,
+                                                 "rows": [{"readers": 1, "goals": 2048,
+                                                           "goal_ns": goal, "reader_qs_ns": qs}]}}
+    runs = [run({"best": 5.0, "median": 9.0}, {"best": 2.0, "median": 3.0}),
+            run({"best": 4.0, "median": 7.0}, {"best": 2.5, "median": 2.5}),
+            run({"best": 6.0, "median": 8.0}, {"best": 1.5, "median": 4.0})]
+    merged = bench_cli.merge_runs(runs)["contention"]["rows"][0]
+    assert merged["goal_ns"] == {"best": 4.0, "median": 8.0}
+    assert merged["reader_qs_ns"] == {"best": 1.5, "median": 3.0}
+    assert merged["goals"] == 3 * 2048
+    fixed = run({"best": 11.0, "median": 12.0}, {"best": 7.0, "median": 7.5})
+    text = bench_cli.contention_table("3.14", {"port": bench_cli.merge_runs(runs),
+                                               "stale-goal-rmw": fixed})
+    row = text.splitlines()[-1].split()
+    assert row[0] == "1" and row[1:3] == ["4.00", "(8.00)"] and row[3:5] == ["11.00", "(12.00)"]
+    assert row[5:7] == ["1.50", "(3.00)"] and row[7:9] == ["7.00", "(7.50)"]
+    assert row[9:] == ["-", "-"]        # no overlap figures in these runs
