@@ -8,7 +8,7 @@ from conformance.model.facts import MODEL_CHECKED_ONLY, facts_for_profile
 
 def test_reference_port_conforms(profile):
     impl = load_implementation("conformance.reference:reference_port", profile=profile)
-    result = run_conformance(impl, examples=120, seed=11, explore_seconds=2)
+    result = run_conformance(impl, examples=120, seed=11, explore_states=500)
     assert result.failures == []
     assert result.conforms
     for fact in facts_for_profile(profile):
@@ -32,7 +32,7 @@ def test_oracle_against_itself_conforms(profile):
 ])
 def test_mutant_adapter_is_rejected_naming_the_fact(mutant, fact):
     impl = load_implementation(f"mutant_adapters:{mutant}")
-    result = run_conformance(impl, examples=150, seed=3, explore_seconds=2)
+    result = run_conformance(impl, examples=150, seed=3, explore_states=500)
     assert not result.conforms
     named = {f for failure in result.failures for f in failure.facts}
     assert fact in named, f"{mutant}: failures named {named}"
