@@ -3,6 +3,7 @@
 import json
 import sys
 
+import pytest
 import watched
 
 from conformance.frontends import cli
@@ -75,13 +76,29 @@ def test_default_cli_run_rejects_a_mutant_with_its_whole_sequence(capsys, tmp_pa
     assert all(t in out for t in texts)
 
 
-def test_bad_impl_is_a_usage_error(capsys):
-    assert cli.main(["--impl", "no_such_module:factory"]) == 2
-    assert "cannot import" in capsys.readouterr().err
-    assert cli.main(["--impl", "conformance.oracle"]) == 2
-    assert cli.main(["--impl", "conformance.oracle:nothing_here"]) == 2
-    assert cli.main(["--examples", "0"]) == 2
-    assert cli.main(["--explore-seconds", "-1"]) == 2
+@pytest.mark.parametrize("argv, message", [
+    (["--impl", "no_such_module:factory"],
+     "cannot load no_such_module:factory: cannot import 'no_such_module': no module named "
+     "'no_such_module' (is it installed, on PYTHONPATH, or in the working folder?)"),
+    (["--impl", "conformance.oracle"],
+     "cannot load conformance.oracle: --impl expects MODULE:FACTORY (e.g. mypkg.adapter:make), "
+     "got 'conformance.oracle'"),
+    (["--impl", "conformance.oracle:nothing_here"],
+     "cannot load conformance.oracle:nothing_here: module 'conformance.oracle' has no "
+     "attribute 'nothing_here'"),
+    (["--examples", "0"],
+     "argument --examples: '0' is not a whole number >= 1 (see qsbr-conformance --help)"),
+    (["--explore-seconds", "-1"],
+     "--explore-seconds must be >= 0 (0 turns the exploration off)"),
+])
+def test_bad_impl_is_a_usage_error(argv, message, capsys):
+    """Exit 2 and one line that says what was wrong, before anything was checked."""
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    *before, last = err.splitlines()
+    assert last == f"qsbr-conformance: error: {message}" and out == "", (out, err)
+    # (a "loading ..." line comes first when loading took over a second: a busy machine)
+    assert all(line.startswith("qsbr-conformance: loading ") for line in before), err
 
 
 def test_python_dash_m_entry_point(tmp_path):
