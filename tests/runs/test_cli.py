@@ -10,6 +10,7 @@ from conformance.frontends import cli
 from conformance.model.facts import FACTS, MODEL_CHECKED_ONLY
 
 
+@pytest.mark.slow
 def test_default_run_prints_table_and_conforms(capsys, tmp_path):
     out_json = tmp_path / "report.json"
     status = cli.main(["--examples", "80", "--seed", "1", "--explore-states", "500",
@@ -42,6 +43,7 @@ def test_default_run_prints_table_and_conforms(capsys, tmp_path):
     assert "exhaustive:" in text and "distinct states" in text
 
 
+@pytest.mark.slow
 def test_profile_314_and_markdown(capsys, tmp_path):
     md = tmp_path / "report.md"
     assert cli.main(["--profile", "3.14", "--examples", "80", "--seed", "2",
@@ -57,6 +59,7 @@ def test_failing_implementation_exits_1(capsys, seed):
     assert "DOES NOT CONFORM" in out and "S-ADV-1" in out and "shrunk sequence" in out
 
 
+@pytest.mark.slow
 def test_default_cli_run_rejects_a_mutant_with_its_whole_sequence(capsys, tmp_path,
                                                                    monkeypatch, seed):
     """No options at all (issue 14): the exploration finds a scan that skips unallocated slots
@@ -101,6 +104,7 @@ def test_bad_impl_is_a_usage_error(argv, message, capsys):
     assert all(line.startswith("qsbr-conformance: loading ") for line in before), err
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point(tmp_path):
     # Outside the source tree, so the installed package is what runs.
     proc = watched.run([sys.executable, "-P", "-m", "conformance", "--examples", "80", "--seed",

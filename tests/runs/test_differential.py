@@ -6,6 +6,7 @@ from conformance import load_implementation, run_conformance
 from conformance.model.facts import MODEL_CHECKED_ONLY, facts_for_profile
 
 
+@pytest.mark.slow
 def test_reference_port_conforms(profile):
     impl = load_implementation("conformance.reference:reference_port", profile=profile)
     result = run_conformance(impl, examples=120, seed=11, explore_states=500)

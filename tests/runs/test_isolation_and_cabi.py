@@ -19,6 +19,7 @@ REFERENCE_C = Path(__file__).resolve().parents[2] / "reference_c"
     ("crashing_adapters:abort_on_fini", "killed by SIGABRT"),
     ("crashing_adapters:hang", "did not answer within"),
 ])
+@pytest.mark.slow
 def test_crash_or_hang_is_a_clear_failure(adapter, signature, capsys):
     status = cli.main(["--impl", adapter, "--examples", "25", "--seed", "1",
                        "--explore-states", "500", "--step-timeout", "2", "-q"])

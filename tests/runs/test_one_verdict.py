@@ -152,6 +152,7 @@ def cabi_library(tmp_path_factory) -> str:
 @pytest.mark.parametrize("impl", ["conformance.reference:reference_port",
                                   "conformance.cabi:from_env",
                                   "verdict_adapters:locked_oracle"])
+@pytest.mark.slow
 def test_command_line_json_and_plugin_junit_agree_fact_by_fact(impl, pytester, tmp_path,
                                                                monkeypatch, request):
     # Implementations whose answers are deterministic for a plan: a racy port's torture

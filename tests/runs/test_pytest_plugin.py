@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from conformance.model.facts import FACTS
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -14,6 +16,7 @@ def _run(pytester, *args):
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
+@pytest.mark.slow
 def test_plugin_adds_one_test_per_fact(pytester):
     result = _run(pytester, "--qsbr-impl", "conformance.oracle:oracle", "--qsbr-examples",
                   "10", "--qsbr-seed", "1", "--junitxml", "report.xml", "-rs")
@@ -56,6 +59,7 @@ def test_plugin_is_silent_without_the_option(pytester):
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_plugin_runs_the_suite_once_under_xdist_with_junit_classes(pytester, monkeypatch,
                                                                   tmp_path):
     log = tmp_path / "factory.log"

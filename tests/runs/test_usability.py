@@ -111,6 +111,7 @@ def test_implementation_raising_is_its_failure_with_its_own_traceback(isolate, t
     assert json.loads(out.read_text())["conforms"] is False
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_an_incomplete_report(tmp_path):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     proc = subprocess.Popen(
@@ -170,6 +171,7 @@ def test_failure_is_replayable_and_the_json_is_complete(tmp_path, record_seed):
     assert (replayed["message"], replayed["steps"]) == (failure["message"], failure["steps"])
 
 
+@pytest.mark.slow
 def test_no_hypothesis_folder_in_the_current_directory(tmp_path):
     cache = tmp_path / "cache"
     proc = _cli(["--examples", "5", "-q"], tmp_path, XDG_CACHE_HOME=str(cache),
@@ -264,7 +266,7 @@ EXIT_FLOOR = {
     "mutants": (["--only", "NO_SUCH_MUTANT"],
                 ["--list"], "conformance.sources.workspace"),
     "bench": (["--rounds", "0"],
-              ["--quick", "--no-native"], "conformance.sources.workspace"),
+              ["--quick", "--no-native"], "conformance.bench.suite.scenario_mode"),
     "upstream": (["{tmp}/missing.tar.xz"],
                  ["{tmp}/empty.tar.xz", "--compare-only"], "tarfile.open"),
     "hazards": (["--iterations", "-5"],
