@@ -1,5 +1,7 @@
 import pytest
+from redis_server import redis_db, redis_url  # noqa: F401
 from requires import requires
+from seeds import pytest_runtest_makereport, record_seed, seed  # noqa: F401
 
 from conformance.model.oracle import Oracle
 from conformance.reference import reference_port

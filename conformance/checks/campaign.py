@@ -233,6 +233,16 @@ def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database
         log.seek(0)
         output = log.read().decode(errors="replace")
         log.close()
+    if result.stopped_by == "exited" and result.first_found is None:
+        found = [w for w in _read_workers(state_dir) if w.get("first_failure")]
+        if found:           # it found and exited between two looks of the watch
+            first = min(found, key=lambda w: w["first_failure"]["seconds"])
+            result.first_found = dict(first["first_failure"], pid=first["pid"])
+            result.examples_at_find = result.examples
+    if result.stopped_by == "exited" and result.first_found is not None:
+        # HypoFuzz stops by itself once every test it fuzzes has failed ("Found a failing
+        # input for every test!"), which may come before the failure was seen stored: a find.
+        result.stopped_by = "failure"
     if result.stopped_by == "exited":
         result.problem = (f"HypoFuzz exited with status {proc.returncode}: "
                           + " | ".join(output.strip().splitlines()[-30:]))

@@ -36,7 +36,7 @@ from . import exhaustive
 from .database import set_machine_key
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
 from .hsettings import suite_settings
-from .plan import Plan, new_seed
+from .plan import DEFAULT_EXAMPLES, DEFAULT_STEPS, Plan, new_seed
 from .steps import StepRecord, render_steps
 
 if TYPE_CHECKING:
@@ -206,7 +206,8 @@ def check_layout(impl: Implementation, ledger: FactLedger) -> tuple[bool, Failur
     return True, None
 
 
-def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 60,
+def run_conformance(impl: Implementation, *, examples: int = DEFAULT_EXAMPLES,
+                    steps: int = DEFAULT_STEPS,
                     seed: int | None = None,
                     progress: Callable[[FactLedger], None] | None = None,
                     stop_at_first_failure: bool = False,

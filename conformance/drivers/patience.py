@@ -137,12 +137,11 @@ def run_watched(command: list[str], *, budget: float, input_text: str | None = N
         open_fds = [out_fd, err_fd]
         while open_fds:
             remaining = budget - patience.charged()
-            if remaining <= 0:
-                hung = (f"{what} made no progress for {budget:g} s of the time it had the CPU "
-                        "for (time spent waiting for a CPU behind other processes is not "
-                        "counted): a hang or a deadlock")
-                break
-            ready, _, _ = select.select(open_fds, [], [], min(remaining, 1.0))
+            # Overdue: before calling it a hang, read what the child wrote while this process
+            # itself waited for a CPU (its own waits are not the child's): progress found
+            # there restarts the charge.
+            overdue = remaining <= 0
+            ready, _, _ = select.select(open_fds, [], [], 0 if overdue else min(remaining, 1.0))
             for fd in ready:
                 data = os.read(fd, 65536)
                 if data:
@@ -150,12 +149,18 @@ def run_watched(command: list[str], *, budget: float, input_text: str | None = N
                     received += len(data) if fd == out_fd else 0
                 else:
                     open_fds.remove(fd)
+            now = token
             if ready:
                 now = (progress(text(out_fd), text(err_fd)) if progress is not None
                        else received)
-                if now != token:
-                    token = now
-                    patience.restart()
+            if now != token:
+                token = now
+                patience.restart()
+            elif overdue and open_fds:
+                hung = (f"{what} made no progress for {budget:g} s of the time it had the CPU "
+                        "for (time spent waiting for a CPU behind other processes is not "
+                        "counted): a hang or a deadlock")
+                break
             interrupt.check()
     except BaseException:
         kill()

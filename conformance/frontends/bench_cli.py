@@ -212,24 +212,24 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     prog = "qsbr-conformance bench"
     if args.rounds is not None and not 1 <= args.rounds <= 64:
-        print(f"{prog}: --rounds must be between 1 and 64", file=sys.stderr)
+        print(f"{prog}: error: --rounds must be between 1 and 64", file=sys.stderr)
         return 2
     if args.readers is not None and not 0 <= args.readers <= 64:
-        print(f"{prog}: --readers must be between 0 and 64", file=sys.stderr)
+        print(f"{prog}: error: --readers must be between 0 and 64", file=sys.stderr)
         return 2
     if args.contention is not None and not 0 <= args.contention <= 64:
         print(f"{prog}: --contention must be between 0 and 64", file=sys.stderr)
         return 2
     mutants_json = Path(args.mutants_json) if args.mutants_json else None
     if mutants_json is not None and not mutants_json.is_file():
-        print(f"{prog}: --mutants-json: no such file: {mutants_json}", file=sys.stderr)
+        print(f"{prog}: error: --mutants-json: no such file: {mutants_json}", file=sys.stderr)
         return 2
     source = None
     if not args.no_native:
         try:
             source = sources.workspace(args.source)
         except sources.SourcesNotFound as exc:
-            print(f"{prog}: {exc} (give --source, or --no-native)", file=sys.stderr)
+            print(f"{prog}: error: {exc} (give --source, or --no-native)", file=sys.stderr)
             return 2
     if args.fix:
         from ..checks import hazards
@@ -238,8 +238,8 @@ def main(argv: list[str]) -> int:
         if unknown or source is None:
             why = ("unknown fix " + ", ".join(unknown)) if unknown else \
                 "needs the C bench (not --no-native)"
-            print(f"{prog}: --fix: {why} (reference_c/fixes/ has {', '.join(known) or 'none'})",
-                  file=sys.stderr)
+            print(f"{prog}: error: --fix: {why} (reference_c/fixes/ has "
+                  f"{', '.join(known) or 'none'})", file=sys.stderr)
             return 2
     plot_path = Path(args.plot) if args.plot else (
         Path(args.json).with_suffix(".png") if args.json else Path("qsbr-bench.png"))
@@ -323,7 +323,7 @@ def main(argv: list[str]) -> int:
             result["suite"] = suite.measure(quick=args.quick, mutants_json=mutants_json,
                                             note=note)
         except ValueError as exc:
-            print(f"{prog}: {exc}", file=sys.stderr)
+            print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
         outputs.append(suite_table(result["suite"]))
     if result["native"]:

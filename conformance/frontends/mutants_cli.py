@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import sources
 from ..checks.mutants import CatalogError, catalog, run_mutant, table
+from ..checks.plan import DEFAULT_EXAMPLES
 from . import common
 
 
@@ -28,8 +29,9 @@ def parser() -> Any:
     parser.add_argument("--only", metavar="NAME[,NAME...]",
                         help="comma-separated mutant names (default: the whole catalog; see "
                              "--list)")
-    parser.add_argument("--examples", type=common.positive_int, default=60, metavar="N",
-                        help="Hypothesis examples of the conformance attack (default: 60)")
+    parser.add_argument("--examples", type=common.positive_int, default=DEFAULT_EXAMPLES,
+                        metavar="N", help="Hypothesis examples of the conformance attack "
+                                          f"(default: {DEFAULT_EXAMPLES}, a run's)")
     parser.add_argument("--torture-seconds", type=common.positive_float, default=10.0,
                         metavar="SECONDS",
                         help="time bound of the torture attack per mutant (default: 10)")

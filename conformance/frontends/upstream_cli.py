@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..checks.plan import DEFAULT_EXAMPLES
 from ..checks.upstream import (
     Comparison,
     Run,
@@ -38,8 +39,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", choices=sorted(BY_NAME), default=None,
                         help="build and check as this release profile (default: the profile "
                              "of the release's version in the release matrix)")
-    parser.add_argument("--examples", type=int, default=100, metavar="N",
-                        help="differential examples (default: 100)")
+    parser.add_argument("--examples", type=int, default=DEFAULT_EXAMPLES, metavar="N",
+                        help=f"differential examples (default: {DEFAULT_EXAMPLES}, a run's)")
     parser.add_argument("--torture-seconds", type=float, default=3.0, metavar="S",
                         help="torture length (default: 3)")
     parser.add_argument("--source", dest="port_source", metavar="DIR", default=None,
@@ -53,14 +54,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     if args.examples < 1 or args.torture_seconds <= 0:
-        print("qsbr-conformance upstream: --examples and --torture-seconds must be positive",
-              file=sys.stderr)
+        print("qsbr-conformance upstream: error: --examples and --torture-seconds must be "
+              "positive", file=sys.stderr)
         return 2
     try:
         port = port_sources(args.port_source)
         release = read_release(args.source)
     except UpstreamError as exc:
-        print(f"qsbr-conformance upstream: {exc}", file=sys.stderr)
+        print(f"qsbr-conformance upstream: error: {exc}", file=sys.stderr)
         return 2
     version = ".".join(map(str, release.version))
     print(f"upstream: CPython {version} ({args.source})")

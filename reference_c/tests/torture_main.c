@@ -1,7 +1,9 @@
 // qsbr-torture: the torture as a program.  Prints progress and the counters; exit status 0
 // when no error was seen and objects were freed, 1 on errors, 2 if nothing was freed.
 //   qsbr-torture [-r readers] [-w writers] [-c churners] [-s seconds] [-u max_updates]
-//                [-b 0|1 batching] [-S seed] [-x stop at the first error] [-q]
+//                [-b 0|1 batching] [-S seed] [-t stall_ms] [-x stop at the first error] [-q]
+// -t 1 decides a stall by events alone (updates without a free while every thread passed
+// quiescent points), not by 2 s of wall time: what a run bounded by -u (not -s) needs.
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -36,7 +38,7 @@ main(int argc, char **argv)
     c.progress = progress;
     c.progress_ms = 1000;
     int opt;
-    while ((opt = getopt(argc, argv, "r:w:c:s:u:b:S:xq")) != -1) {
+    while ((opt = getopt(argc, argv, "r:w:c:s:u:b:S:t:xq")) != -1) {
         switch (opt) {
             case 'r': c.readers = atoi(optarg); break;
             case 'w': c.writers = atoi(optarg); break;
@@ -45,11 +47,12 @@ main(int argc, char **argv)
             case 'u': c.max_updates = strtoull(optarg, NULL, 10); break;
             case 'b': c.batching = atoi(optarg); break;
             case 'S': c.seed = (unsigned)strtoul(optarg, NULL, 10); break;
+            case 't': c.stall_ms = atoi(optarg); break;
             case 'x': c.stop_on_error = 1; break;
             case 'q': c.progress = NULL; break;
             default:
                 fprintf(stderr, "usage: %s [-r R] [-w W] [-c C] [-s SECONDS] [-u UPDATES] "
-                        "[-b 0|1] [-S SEED] [-x] [-q]\n", argv[0]);
+                        "[-b 0|1] [-S SEED] [-t STALL_MS] [-x] [-q]\n", argv[0]);
                 return 64;
         }
     }

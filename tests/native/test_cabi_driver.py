@@ -144,9 +144,9 @@ def test_torture_command_on_a_library(libraries, tmp_path, capsys, monkeypatch):
 
 
 @needs_cc
-def test_default_run_checks_ordering_facts_concurrently(tmp_path):
+def test_default_run_checks_ordering_facts_concurrently(tmp_path, seed):
     out = tmp_path / "r.json"
-    assert cli.main(["--examples", "5", "-q", "--json", str(out)]) == 0
+    assert cli.main(["--examples", "5", "-q", "--seed", str(seed), "--json", str(out)]) == 0
     rows = {row["id"]: row for row in json.loads(out.read_text())["facts"]}
     assert rows["S-SAFE-1"]["result"] == "pass"
     assert rows["S-SAFE-1"]["checked_by"] == ["sequential", "concurrent"]
@@ -154,10 +154,10 @@ def test_default_run_checks_ordering_facts_concurrently(tmp_path):
 
 @needs_cc
 def test_default_run_of_a_cabi_mutant_fails_the_broken_fact(libraries, tmp_path,
-                                                            monkeypatch):
+                                                            monkeypatch, seed):
     monkeypatch.setenv("QSBR_LIBRARY", libraries["GROWTH_LEAKS_OLD_ARRAY"])
     out = tmp_path / "r.json"
     assert cli.main(["--impl", "conformance.cabi:from_env", "--examples", "5", "-q",
-                     "--json", str(out)]) == 1
+                     "--seed", str(seed), "--json", str(out)]) == 1
     rows = {row["id"]: row for row in json.loads(out.read_text())["facts"]}
     assert rows["S-RES-1"]["result"] == "FAIL"

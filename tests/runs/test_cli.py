@@ -3,15 +3,17 @@
 import json
 import sys
 
+import pytest
 import watched
 
 from conformance.frontends import cli
 from conformance.model.facts import FACTS, MODEL_CHECKED_ONLY
 
 
+@pytest.mark.slow
 def test_default_run_prints_table_and_conforms(capsys, tmp_path):
     out_json = tmp_path / "report.json"
-    status = cli.main(["--examples", "80", "--seed", "1", "--explore-seconds", "2",
+    status = cli.main(["--examples", "80", "--seed", "1", "--explore-states", "500",
                        "--json", str(out_json), "-q"])
     text = capsys.readouterr().out
     assert status == 0
@@ -41,28 +43,30 @@ def test_default_run_prints_table_and_conforms(capsys, tmp_path):
     assert "exhaustive:" in text and "distinct states" in text
 
 
+@pytest.mark.slow
 def test_profile_314_and_markdown(capsys, tmp_path):
     md = tmp_path / "report.md"
     assert cli.main(["--profile", "3.14", "--examples", "80", "--seed", "2",
-                     "--explore-seconds", "2", "--markdown", str(md), "-q"]) == 0
+                     "--explore-states", "500", "--markdown", str(md), "-q"]) == 0
     assert "| S-DEF-2 |" in md.read_text()
     assert "3.14 profile" in capsys.readouterr().out
 
 
-def test_failing_implementation_exits_1(capsys):
+def test_failing_implementation_exits_1(capsys, seed):
     assert cli.main(["--impl", "mutant_adapters:advance_returns_old", "--examples", "20",
-                     "-q"]) == 1
+                     "--seed", str(seed), "-q"]) == 1
     out = capsys.readouterr().out
     assert "DOES NOT CONFORM" in out and "S-ADV-1" in out and "shrunk sequence" in out
 
 
+@pytest.mark.slow
 def test_default_cli_run_rejects_a_mutant_with_its_whole_sequence(capsys, tmp_path,
-                                                                   monkeypatch):
+                                                                   monkeypatch, seed):
     """No options at all (issue 14): the exploration finds a scan that skips unallocated slots
     (the stale seq after_fork leaves), names S-POLL-1 and prints every step."""
     out_json = tmp_path / "r.json"
     assert cli.main(["--impl", "mutant_adapters:scan_skips_unallocated", "-q",
-                     "--json", str(out_json)]) == 1
+                     "--seed", str(seed), "--json", str(out_json)]) == 1
     out = capsys.readouterr().out
     assert "S-POLL-1" in out.splitlines()[-1]
     failure = next(f for f in json.loads(out_json.read_text())["failures"]
@@ -75,18 +79,35 @@ def test_default_cli_run_rejects_a_mutant_with_its_whole_sequence(capsys, tmp_pa
     assert all(t in out for t in texts)
 
 
-def test_bad_impl_is_a_usage_error(capsys):
-    assert cli.main(["--impl", "no_such_module:factory"]) == 2
-    assert "cannot import" in capsys.readouterr().err
-    assert cli.main(["--impl", "conformance.oracle"]) == 2
-    assert cli.main(["--impl", "conformance.oracle:nothing_here"]) == 2
-    assert cli.main(["--examples", "0"]) == 2
-    assert cli.main(["--explore-seconds", "-1"]) == 2
+@pytest.mark.parametrize("argv, message", [
+    (["--impl", "no_such_module:factory"],
+     "cannot load no_such_module:factory: cannot import 'no_such_module': no module named "
+     "'no_such_module' (is it installed, on PYTHONPATH, or in the working folder?)"),
+    (["--impl", "conformance.oracle"],
+     "cannot load conformance.oracle: --impl expects MODULE:FACTORY (e.g. mypkg.adapter:make), "
+     "got 'conformance.oracle'"),
+    (["--impl", "conformance.oracle:nothing_here"],
+     "cannot load conformance.oracle:nothing_here: module 'conformance.oracle' has no "
+     "attribute 'nothing_here'"),
+    (["--examples", "0"],
+     "argument --examples: '0' is not a whole number >= 1 (see qsbr-conformance --help)"),
+    (["--explore-seconds", "-1"],
+     "--explore-seconds must be >= 0 (0 turns the exploration off)"),
+])
+def test_bad_impl_is_a_usage_error(argv, message, capsys):
+    """Exit 2 and one line that says what was wrong, before anything was checked."""
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    *before, last = err.splitlines()
+    assert last == f"qsbr-conformance: error: {message}" and out == "", (out, err)
+    # (a "loading ..." line comes first when loading took over a second: a busy machine)
+    assert all(line.startswith("qsbr-conformance: loading ") for line in before), err
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point(tmp_path):
     # Outside the source tree, so the installed package is what runs.
     proc = watched.run([sys.executable, "-P", "-m", "conformance", "--examples", "80", "--seed",
-                        "1", "--explore-seconds", "2", "-q"], cwd=tmp_path)
+                        "1", "--explore-states", "500", "-q"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CONFORMS" in proc.stdout

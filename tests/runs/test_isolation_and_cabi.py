@@ -19,9 +19,10 @@ REFERENCE_C = Path(__file__).resolve().parents[2] / "reference_c"
     ("crashing_adapters:abort_on_fini", "killed by SIGABRT"),
     ("crashing_adapters:hang", "did not answer within"),
 ])
+@pytest.mark.slow
 def test_crash_or_hang_is_a_clear_failure(adapter, signature, capsys):
     status = cli.main(["--impl", adapter, "--examples", "25", "--seed", "1",
-                       "--explore-seconds", "2", "--step-timeout", "2", "-q"])
+                       "--explore-states", "500", "--step-timeout", "2", "-q"])
     out, err = capsys.readouterr()
     assert status == 1
     assert signature in out
@@ -35,7 +36,7 @@ def test_isolated_oracle_conforms():
     impl = IsolatedImplementation("conformance.oracle:oracle", profile="3.14")
     try:
         assert impl.profile == "3.14" and "(isolated)" in impl.name
-        assert run_conformance(impl, examples=40, seed=2, explore_seconds=2).conforms
+        assert run_conformance(impl, examples=40, seed=2, explore_states=500).conforms
     finally:
         impl.close()
 
@@ -59,14 +60,21 @@ def test_c_abi_library_conforms(reference_libraries, profile, monkeypatch):
     monkeypatch.setenv("QSBR_LIBRARY", str(reference_libraries[profile]))
     impl = load_implementation("conformance.cabi:from_env")
     assert impl.profile == profile
-    result = run_conformance(impl, examples=100, seed=4, explore_seconds=2)
+    result = run_conformance(impl, examples=100, seed=4, explore_states=500)
     assert result.conforms, [f.message for f in result.failures]
     assert result.fact_status("S-SLOT-2") == "pass"
 
 
-def test_c_abi_rejects_a_library_without_the_abi(tmp_path, monkeypatch):
+def test_c_abi_rejects_a_library_without_the_abi(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("QSBR_LIBRARY", "libc.so.6")
     assert cli.main(["--impl", "conformance.cabi:from_env", "--no-isolate"]) == 2
+    out, err = capsys.readouterr()
+    *before, last = err.splitlines()
+    assert last.startswith("qsbr-conformance: error: cannot load conformance.cabi:from_env: "
+                           "libc.so.6 does not export the QSBR C ABI: missing "), err
+    assert "qsbr_api_advance" in last and out == "", (out, err)
+    # (a "loading ..." line comes first when loading took over a second: a busy machine)
+    assert all(line.startswith("qsbr-conformance: loading ") for line in before), err
 
 
 def test_adapter_written_from_the_docs_conforms(monkeypatch, capsys):
@@ -74,7 +82,7 @@ def test_adapter_written_from_the_docs_conforms(monkeypatch, capsys):
     # alone (no oracle code), run isolated the way a user would.
     monkeypatch.syspath_prepend(str(REFERENCE_C.parent / "docs" / "examples"))
     assert cli.main(["--impl", "minimal_adapter:make", "--examples", "40", "--seed", "3",
-                     "--explore-seconds", "2", "-q"]) == 0
+                     "--explore-states", "500", "-q"]) == 0
     assert "CONFORMS: TinyQsbr" in capsys.readouterr().out
 
 

@@ -8,10 +8,10 @@ clock.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -115,16 +115,25 @@ def test_a_wrap_only_failure_carries_its_own_sequence(tmp_path):
     assert "set_sequences" in failure["steps"][0]
 
 
-def test_factory_written_to_the_docs_accepts_every_release_profile(tmp_path):
+def test_factory_written_to_the_docs_accepts_every_release_profile(monkeypatch):
     # minimal_adapter.make(profile="3.13") knows only the lines "3.13"/"3.14"; a release range
-    # asked for reaches it as its line.
-    sys.path.insert(0, str(TESTS.parent / "docs" / "examples"))
-    try:
-        target = targets.resolve("minimal_adapter:make", "3.13.3-3.13.5", isolate=False)
-        impl = target.open()
-        assert impl.profile == "3.13"
-    finally:
-        sys.path.remove(str(TESTS.parent / "docs" / "examples"))
+    # asked for reaches it as its line: the factory is called with profile="3.13", not with
+    # the range (it would refuse it) nor with nothing (its default would hide the mistake).
+    monkeypatch.syspath_prepend(str(TESTS.parent / "docs" / "examples"))
+    import minimal_adapter
+    calls = []
+    real = minimal_adapter.make
+
+    @functools.wraps(real)          # the loader reads the factory's signature
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(minimal_adapter, "make", recording)
+    target = targets.resolve("minimal_adapter:make", "3.13.3-3.13.5", isolate=False)
+    impl = target.open()
+    assert impl.profile == "3.13"
+    assert calls == [((), {"profile": "3.13"})], calls
 
 
 def _needs_cc() -> None:
@@ -143,6 +152,7 @@ def cabi_library(tmp_path_factory) -> str:
 @pytest.mark.parametrize("impl", ["conformance.reference:reference_port",
                                   "conformance.cabi:from_env",
                                   "verdict_adapters:locked_oracle"])
+@pytest.mark.slow
 def test_command_line_json_and_plugin_junit_agree_fact_by_fact(impl, pytester, tmp_path,
                                                                monkeypatch, request):
     # Implementations whose answers are deterministic for a plan: a racy port's torture
@@ -199,18 +209,43 @@ def test_unreached_facts_of_a_stopped_run_say_so():
     result = runner.run(plan, target)
     outcomes = pytest_plugin.outcomes_of(result)["facts"]
     unreached = [entry for entry in outcomes.values() if entry["status"] == statuses.UNCHECKED]
+    assert unreached, outcomes          # the run stopped at S-ADV-1: some facts were never reached
     for entry in unreached:
         assert "not reached: the run stopped at its first failure (" in entry["message"]
         assert "raise --qsbr-examples" not in entry["message"]
 
 
 def test_every_front_end_uses_the_same_defaults():
+    """Every entry point's default budget is the Plan's: the command line, the pytest plugin,
+    the library call (run_conformance), the bench's default run, the mutant table's
+    conformance attack and the upstream differential run, read from their real parsers and
+    signatures."""
+    import inspect
+
+    from _pytest.config.argparsing import Parser
+
     from conformance.bench import suite
-    from conformance.frontends import pytest_plugin
+    from conformance.frontends import mutants_cli, pytest_plugin, upstream_cli
 
     args = cli.parser().parse_args([])
-    assert (args.examples, args.steps, args.live_examples, args.concurrency_rounds) == (
+    assert (args.examples, args.steps, args.live_examples, args.concurrency_rounds,
+            args.explore_states, args.explore_seconds, args.explore_depth) == (
         plans.DEFAULT_EXAMPLES, plans.DEFAULT_STEPS, plans.DEFAULT_LIVE_EXAMPLES,
-        plans.DEFAULT_CONCURRENCY_ROUNDS)
+        plans.DEFAULT_CONCURRENCY_ROUNDS, plans.DEFAULT_EXPLORE_STATES,
+        plans.DEFAULT_EXPLORE_SECONDS, plans.DEFAULT_EXPLORE_DEPTH)
+    parser = Parser()
+    pytest_plugin.pytest_addoption(parser)
+    options = parser.parse([])
+    assert (options.qsbr_examples, options.qsbr_steps, options.qsbr_live_examples,
+            options.qsbr_concurrency_rounds, options.qsbr_explore_states,
+            options.qsbr_explore_seconds, options.qsbr_explore_depth) == (
+        plans.DEFAULT_EXAMPLES, plans.DEFAULT_STEPS, plans.DEFAULT_LIVE_EXAMPLES,
+        plans.DEFAULT_CONCURRENCY_ROUNDS, plans.DEFAULT_EXPLORE_STATES,
+        plans.DEFAULT_EXPLORE_SECONDS, plans.DEFAULT_EXPLORE_DEPTH)
+    library = inspect.signature(runner.run_conformance).parameters
+    assert (library["examples"].default, library["steps"].default,
+            library["explore_states"].default) == (
+        plans.DEFAULT_EXAMPLES, plans.DEFAULT_STEPS, plans.DEFAULT_EXPLORE_STATES)
     assert suite.DEFAULT_EXAMPLES == plans.DEFAULT_EXAMPLES
-    assert "plan_and_target" in vars(pytest_plugin)
+    assert mutants_cli.parser().parse_args([]).examples == plans.DEFAULT_EXAMPLES
+    assert upstream_cli.parser().parse_args(["x"]).examples == plans.DEFAULT_EXAMPLES

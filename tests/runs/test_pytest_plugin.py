@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from conformance.model.facts import FACTS
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -14,6 +16,7 @@ def _run(pytester, *args):
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
+@pytest.mark.slow
 def test_plugin_adds_one_test_per_fact(pytester):
     result = _run(pytester, "--qsbr-impl", "conformance.oracle:oracle", "--qsbr-examples",
                   "10", "--qsbr-seed", "1", "--junitxml", "report.xml", "-rs")
@@ -28,12 +31,27 @@ def test_plugin_adds_one_test_per_fact(pytester):
 
 
 def test_plugin_fails_the_broken_fact(pytester, monkeypatch):
+    """The broken fact fails with its own failure and sequence, the verdict fails, every other
+    failing test is a fact the run never reached because it stopped at that failure, and the
+    project's own test is untouched."""
+    import xml.etree.ElementTree as ET
+
     monkeypatch.setenv("PYTHONPATH", str(TESTS))       # where mutant_adapters lives
     result = _run(pytester, "--qsbr-impl", "mutant_adapters:advance_returns_old",
-                  "--qsbr-examples", "10", "--qsbr-seed", "1")
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) >= 2        # S-ADV-1 and the verdict at least
-    result.stdout.fnmatch_lines(["*qsbr?S-ADV-1?*"])
+                  "--qsbr-examples", "10", "--qsbr-seed", "1", "--junitxml", "report.xml")
+    assert result.ret == 1
+    cases = {case.get("name"): case for case in
+             ET.parse(pytester.path / "report.xml").iter("testcase")}
+    failed = {name: case.find("failure").get("message") for name, case in cases.items()
+              if case.find("failure") is not None}
+    assert failed.pop("qsbr[S-ADV-1]").startswith(
+        "S-ADV-1 failed:\nadvance(): got 1, expected 3\n"), result.stdout.str()
+    assert failed.pop("qsbr[verdict]").startswith("QSBR conformance report: mutant "
+                                                  "AdvanceReturnsOld")
+    assert all(message == f"{name[5:-1]} was not reached: the run stopped at its first failure "
+                          "(S-ADV-1); fix that first" for name, message in failed.items()), failed
+    assert cases["test_own_project"].find("failure") is None
+    assert result.parseoutcomes()["failed"] == len(failed) + 2
 
 
 def test_plugin_is_silent_without_the_option(pytester):
@@ -41,6 +59,7 @@ def test_plugin_is_silent_without_the_option(pytester):
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_plugin_runs_the_suite_once_under_xdist_with_junit_classes(pytester, monkeypatch,
                                                                   tmp_path):
     log = tmp_path / "factory.log"

@@ -25,9 +25,9 @@ REFERENCE = "conformance.reference:reference_port"
 
 @pytest.fixture(scope="module")
 def default_report(tmp_path_factory) -> tuple[Path, dict]:
-    """A default CLI run (no options but --impl and --json) of a wrong adapter."""
+    """A default CLI run (no options but --impl, --json and a fixed seed) of a wrong adapter."""
     path = tmp_path_factory.mktemp("replay") / "report.json"
-    assert cli.main(["--impl", MUTANT, "--json", str(path), "-q"]) == 1
+    assert cli.main(["--impl", MUTANT, "--seed", "1", "--json", str(path), "-q"]) == 1
     return path, json.loads(path.read_text())
 
 
@@ -143,12 +143,18 @@ def test_comparisons_and_wrap_failures(tmp_path, capsys):
     assert "STILL FAILS the same way" in capsys.readouterr().out
     wrap = _index(data, "coverage scenario")
     assert "poll(t1, 1)" in data["failures"][wrap]["message"]
-    status = replay_cli.main([str(path), "--failure", str(wrap)])
-    out, err = capsys.readouterr()
-    if status == 1:
-        assert "STILL FAILS the same way" in out, out
-    else:
-        assert status == 2 and "not its own" in err, (status, out, err)
+    # The wrap part's failure carries its own sequence (from the start near the wrap): it
+    # replays, ending at the call its message names.
+    assert data["failures"][wrap]["step_records"][-1]["text"] == "poll(t1, 1) -> True"
+    assert replay_cli.main([str(path), "--failure", str(wrap)]) == 1
+    assert "STILL FAILS the same way" in capsys.readouterr().out
+    # A report whose records for it are another sequence's (what the wrap part's failure
+    # carried when it ran on the first machine) is refused, never replayed as that sequence.
+    data["failures"][wrap]["step_records"] = data["failures"][k]["step_records"]
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(data))
+    assert replay_cli.main([str(tampered), "--failure", str(wrap)]) == 2
+    assert "not its own" in capsys.readouterr().err
 
 
 # -- structured diffs ----------------------------------------------------------------------
@@ -197,7 +203,7 @@ def test_exhaustive_failure_carries_a_diff():
     import mutant_adapters
 
     found = exhaustive.explore(mutant_adapters.fifo_freelist("3.13"), depth=4,
-                               seconds=30).failure
+                               seconds=None).failure      # bounded by the depth alone
     assert found is not None and found.diff
     assert {d["field"] for d in found.diff} == {"freelist"}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import watched
+from requires import requires
 
 from conformance.checks import mutants
 from conformance.frontends import cli
@@ -110,6 +111,7 @@ def test_implementation_raising_is_its_failure_with_its_own_traceback(isolate, t
     assert json.loads(out.read_text())["conforms"] is False
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_an_incomplete_report(tmp_path):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     proc = subprocess.Popen(
@@ -144,13 +146,14 @@ def test_ctrl_c_stops_cleanly_with_an_incomplete_report(tmp_path):
     assert "INCOMPLETE" in md.read_text()
 
 
-def test_failure_is_replayable_and_the_json_is_complete(tmp_path):
+def test_failure_is_replayable_and_the_json_is_complete(tmp_path, record_seed):
     out = tmp_path / "r.json"
     proc = _cli(["--impl", "mutant_adapters:advance_returns_old", "--examples", "30",
                  "--json", str(out)], tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     data = json.loads(out.read_text())
     seed = data["seed"]
+    record_seed(seed)          # the run was given none: this tests the seed it draws
     assert isinstance(seed, int) and f"seed {seed}" in proc.stderr   # printed and saved
     assert data["schema_version"] >= 1 and data["complete"] is True
     assert set(data["versions"]) >= {"suite", "hypothesis", "python"}
@@ -168,6 +171,7 @@ def test_failure_is_replayable_and_the_json_is_complete(tmp_path):
     assert (replayed["message"], replayed["steps"]) == (failure["message"], failure["steps"])
 
 
+@pytest.mark.slow
 def test_no_hypothesis_folder_in_the_current_directory(tmp_path):
     cache = tmp_path / "cache"
     proc = _cli(["--examples", "5", "-q"], tmp_path, XDG_CACHE_HOME=str(cache),
@@ -176,9 +180,9 @@ def test_no_hypothesis_folder_in_the_current_directory(tmp_path):
     assert not (tmp_path / ".hypothesis").exists()
 
 
-def test_progress_starts_at_once_and_shrinking_is_shown_as_such(tmp_path):
-    proc = _cli(["--impl", "mutant_adapters:advance_returns_old", "--examples", "20"],
-                tmp_path)
+def test_progress_starts_at_once_and_shrinking_is_shown_as_such(tmp_path, seed):
+    proc = _cli(["--impl", "mutant_adapters:advance_returns_old", "--examples", "20",
+                 "--seed", str(seed)], tmp_path)
     lines = proc.stderr.splitlines()
     # "loading ..." comes first only when loading took over a second (a busy machine)
     assert lines[0].startswith(("qsbr-conformance: checking", "qsbr-conformance: loading"))
@@ -210,11 +214,29 @@ def test_help_version_and_every_option_documented(capsys):
         assert f"qsbr-conformance {name}" in capsys.readouterr().out
 
 
-def test_readme_mutant_count_is_derived():
-    readme = (TESTS.parent / "README.md").read_text()
+#: "N mutants" written as the size of the catalog (not "N of M mutants", a measurement of a
+#: catalog then, with its date, as in docs/benchmarks.md).
+CATALOG_COUNT = r"\b(\d+ of )?(\d+) (?:\w+ )?mutants\b"
+
+
+def _catalog_counts(text: str) -> list[int]:
     import re
-    counts = [int(n) for n in re.findall(r"(?:catalog of|build|all) (\d+) mutants", readme)]
-    assert all(n == len(mutants.catalog()) for n in counts), counts
+    return [int(n) for measured, n in re.findall(CATALOG_COUNT, text) if not measured]
+
+
+def test_no_document_states_a_stale_size_of_the_mutant_catalog():
+    """The patch files are the catalog (reference_c/mutants/README.md: "nothing else lists the
+    mutants"): a document that states its size must state the catalog's."""
+    assert _catalog_counts("the catalog of 7 mutants; all 7 realistic mutants") == [7, 7]
+    assert _catalog_counts("23 of 26 mutants killed (2026-11-30)") == []
+    size = len(mutants.catalog())
+    assert size > 0
+    documents = [TESTS.parent / "README.md", *sorted((TESTS.parent / "docs").glob("*.md")),
+                 *sorted(path for path in (TESTS.parent / "reference_c").rglob("*.md")
+                         if "build" not in path.relative_to(TESTS.parent).parts)]
+    stale = {str(path.relative_to(TESTS.parent)): counts for path in documents
+             if (counts := [n for n in _catalog_counts(path.read_text()) if n != size])}
+    assert stale == {}, f"the catalog has {size} mutants: {stale}"
 
 
 def test_an_adapter_in_the_working_folder_is_found_isolated_or_not(tmp_path):
@@ -231,16 +253,58 @@ def test_an_adapter_in_the_working_folder_is_found_isolated_or_not(tmp_path):
         assert "CONFORMS" in proc.stdout
 
 
-@pytest.mark.parametrize("name", sorted(cli.SUBCOMMANDS))
-def test_every_subcommand_shares_the_exit_statuses(name, monkeypatch, capsys):
-    # Whatever a subcommand leaves uncaught: a usage error is one line and 2, Ctrl-C is 130.
-    import importlib
+def _kinterrupt(*args, **kwargs):
+    raise KeyboardInterrupt
 
-    module = importlib.import_module(f"conformance.frontends.{cli.SUBCOMMANDS[name][0]}")
-    for raised, status in ((cli.UsageError("bad input"), 2), (KeyboardInterrupt(), 130)):
-        def body(argv, raised=raised):
-            raise raised
-        monkeypatch.setattr(module, "main", body)
-        assert cli.main([name, "x"]) == status
+
+#: Per subcommand: real bad input (one bad option, one bad value or missing file), and real
+#: arguments with one deep function the subcommand calls (not its main) raising Ctrl-C.
+#: "{tmp}" is the test's folder.
+EXIT_FLOOR = {
+    "torture": (["--writers", "0"],
+                ["--seconds", "1", "-q"], "cython_bridge.extension"),
+    "mutants": (["--only", "NO_SUCH_MUTANT"],
+                ["--list"], "conformance.sources.workspace"),
+    "bench": (["--rounds", "0"],
+              ["--quick", "--no-native"], "conformance.bench.suite.scenario_mode"),
+    "upstream": (["{tmp}/missing.tar.xz"],
+                 ["{tmp}/empty.tar.xz", "--compare-only"], "tarfile.open"),
+    "hazards": (["--iterations", "-5"],
+                ["--iterations", "10"], "conformance.sources.workspace"),
+    "replay": (["{tmp}/missing.json"],
+               ["{tmp}/empty.json"], "conformance.checks.replay.load_report"),
+    "campaign": (["--workers", "0"],
+                 ["--examples", "5", "--no-isolate", "--db", "{tmp}/db", "-q"],
+                 "conformance.checks.campaign.database_key"),
+}
+
+
+def test_the_exit_floor_table_names_every_subcommand():
+    assert set(EXIT_FLOOR) == set(cli.SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(cli.SUBCOMMANDS))
+def test_every_subcommand_gives_a_usage_error_on_bad_input(name, tmp_path, capsys):
+    """Through the subcommand's real main: an unknown option and a bad value (or a missing
+    file) are exit 2 with one line, ``qsbr-conformance NAME: error: ...``."""
+    bad, _, _ = EXIT_FLOOR[name]
+    for argv in (["--no-such-option"], [a.format(tmp=tmp_path) for a in bad]):
+        assert cli.main([name, *argv]) == 2, argv
         err = capsys.readouterr().err
-        assert err.startswith(f"qsbr-conformance {name}: ") and err.count("\n") == 1, err
+        assert err.startswith(f"qsbr-conformance {name}: error: "), (argv, err)
+        assert err.count("\n") == 1, (argv, err)
+
+
+@pytest.mark.parametrize("name", sorted(cli.SUBCOMMANDS))
+def test_every_subcommand_gives_130_on_ctrl_c(name, tmp_path, monkeypatch, capsys):
+    """Ctrl-C raised from inside a subcommand (a deep function it calls, not its main) is exit
+    130, and the last line says it was interrupted."""
+    if name == "campaign":
+        requires("hypofuzz")
+    (tmp_path / "empty.tar.xz").write_bytes(b"")
+    (tmp_path / "empty.json").write_text("{}")
+    _, good, deep = EXIT_FLOOR[name]
+    monkeypatch.setattr(deep, _kinterrupt)
+    assert cli.main([name, *[a.format(tmp=tmp_path) for a in good]]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err.strip().splitlines()[-1], err

@@ -2,6 +2,7 @@
 spent waiting for a CPU behind other processes."""
 
 import sys
+import time
 
 import pytest
 from requires import requires
@@ -53,6 +54,10 @@ def test_this_kernel_reports_run_queue_waits():
 
 
 def test_a_blocked_child_is_called_hung_and_killed():
+    """A real clock (the budget is time without progress), but not a pass/fail on how long the
+    machine took: the child sleeps an hour, blocked, and a blocked child is charged its wall
+    time in full however busy the machine is, so it is called hung after 1 s charged on any
+    machine; a slow machine only makes the test take longer."""
     watched = patience.run_watched(
         [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(3600)"],
         budget=1.0, what="the sleeper")
@@ -70,8 +75,14 @@ def test_a_child_that_ends_is_not_hung_and_its_output_is_kept():
 
 
 def test_progress_restarts_the_charge():
-    # Eight lines 0.3 s apart (sleeping: charged in full) take 2.4 s, longer than the 1.5 s
-    # budget: the run ends well only because each new line restarts the charge.
+    """Eight lines 0.3 s apart (sleeping: charged in full) take 2.4 s, longer than the 1.5 s
+    budget: the run ends well only because each new line restarts the charge.  It cannot flake
+    beside busy loops: between two lines the child is charged its 0.3 s of sleep and its own
+    CPU time (its waits for a CPU are not charged), five times less than the budget; and a
+    watcher (this process) that itself waited for a CPU reads the lines written meanwhile
+    before it may call a hang (test_a_late_watcher_reads_the_progress_it_missed).  The second
+    half (a token that never changes) is a hang on any machine: 2.4 s of sleep, charged in
+    full, against 1.5 s."""
     code = ("import time\n"
             "for i in range(8):\n"
             "    time.sleep(0.3)\n"
@@ -101,3 +112,34 @@ def test_a_childs_own_children_are_watched_too():
     finally:
         os.kill(grandchild, 9)
         parent.wait()
+
+
+def test_a_late_watcher_reads_the_progress_it_missed(tmp_path, monkeypatch):
+    """The watcher (this process) waited for a CPU itself while the child wrote a line: time
+    it did not run looks charged to the child (wall time less the child's own waits), so it
+    must read what is there before it calls a hang.  Simulated deterministically: the first
+    charge is taken once the child has written its first line, and says the budget is spent."""
+    marker = tmp_path / "written"
+    code = ("import pathlib, sys, time\n"
+            "print('a', flush=True)\n"
+            f"pathlib.Path({str(marker)!r}).touch()\n"
+            "time.sleep(0.3)\n"
+            "print('b', flush=True)\n")
+    real = patience.Patience.charged
+    late = []
+
+    def charged(self):
+        if not late:
+            late.append(True)
+            for _ in range(100_000):        # wait on the condition, bounded by a count
+                if marker.exists():
+                    break
+                time.sleep(0.01)
+            return 600.0 + 1.0                  # as if it had not run for longer than that
+        return real(self)
+
+    monkeypatch.setattr(patience.Patience, "charged", charged)
+    watched = patience.run_watched([sys.executable, "-c", code], budget=600.0)
+    assert late and marker.exists()
+    assert watched.hung is None and watched.returncode == 0, watched.hung
+    assert watched.stdout.split() == ["a", "b"]

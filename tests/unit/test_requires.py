@@ -42,7 +42,8 @@ def test_an_unknown_requirement_is_an_error():
 
 def _pytester(tmp_path: Path, ci: str | None, body: str) -> subprocess.CompletedProcess:
     (tmp_path / "requires.py").write_text((TESTS / "requires.py").read_text())
-    (tmp_path / "conftest.py").write_text((TESTS / "conftest.py").read_text())
+    for helper in ("conftest.py", "seeds.py", "redis_server.py"):     # what conftest imports
+        (tmp_path / helper).write_text((TESTS / helper).read_text())
     (tmp_path / "test_it.py").write_text(textwrap.dedent(body))
     env = {"PATH": "/nonexistent", "HOME": str(tmp_path),
            "QSBR_PYTHON_CACHE": str(tmp_path / "no-cache")}
