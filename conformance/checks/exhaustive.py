@@ -149,7 +149,13 @@ def canonical_key(o: OracleInterpreter) -> tuple:
     pointers = sorted((-2 if t.stale else -1 if t.slot is None else t.slot)
                       for t in o.threads.values())
     return (min((U64 - wr) // 2, _WRAP_HORIZON), seq(o.rd_seq), slots, tuple(freelist),
-            tuple(pointers))
+            tuple(pointers), o._failing_allocations)
+
+
+def _state(o: OracleInterpreter) -> tuple:
+    """What tells two oracle states apart for the exploration: the fingerprint and the armed
+    allocation failures (which no snapshot shows)."""
+    return (oracle_fingerprint(o), o._failing_allocations)
 
 
 # -- actions -----------------------------------------------------------------------------------
@@ -175,6 +181,10 @@ def actions(o: OracleInterpreter, max_threads: int) -> list[Action]:
     found.append(Action("reserve"))
     if o.freelist is None:
         found.append(Action("reserve_out_of_memory"))
+    if not o._failing_allocations:
+        # Armed and left armed: the next actions (fini, after_fork, reserves, growth after
+        # re-initialisation) consume them in whatever lifecycle state they reach.
+        found.append(Action("fail_next_allocations", None, (2,)))
     found.append(Action("advance"))
     if o.profile == "3.14":
         found.append(Action("shared_next"))
@@ -273,6 +283,8 @@ class _OracleRun:
                 self.call("deferred_advance", t, note="defer_until_advance")
                 if self.o.wr_seq != wr:
                     break
+        elif name == "fail_next_allocations":
+            self.call(name, None, *action.args, compare=False, note="test hook")
         elif name == "reserve_out_of_memory":
             self.call("fail_next_allocations", None, 1, compare=False, note="test hook")
             self.call("reserve", note="the array allocation fails")
@@ -461,6 +473,9 @@ class _Explorer:
     def _close(session: tuple[Any, list[Any], Any] | None) -> None:
         if session is not None:
             try:
+                # Armed failures may be the process's, not the interpreter's (the reference
+                # port's allocator): none may outlive the interpreter they were armed on.
+                session[0].fail_next_allocations(0)
                 session[0].close()
             except errors.QsbrError:
                 pass
@@ -534,7 +549,8 @@ class _Explorer:
         before = self.parent_fingerprint
         run = _OracleRun(oracle)
         run.run(action)
-        after = oracle_fingerprint(oracle) if run.expected else before
+        after = _state(oracle) if run.expected or action.name == "fail_next_allocations" \
+            else before
         changed = after != before
         self.result.seconds_oracle += time.perf_counter() - started
         calls = list(run.calls)
@@ -571,7 +587,7 @@ class _Explorer:
         replay = _OracleRun(parent)
         for a in node.actions:
             replay.run(a)
-        self.parent_fingerprint = oracle_fingerprint(parent)
+        self.parent_fingerprint = _state(parent)
         todo = actions(parent, max_threads)
         session = None
         executed: list[Call] = []
@@ -611,6 +627,7 @@ def _clone(o: OracleInterpreter) -> OracleInterpreter:
                   for s in o.slots]
     copy.threads = {h: _ThreadState(t.slot, t.stale) for h, t in o.threads.items()}
     copy.pushed_by = dict(o.pushed_by)
+    copy._armed_since = set(o._armed_since)
     copy.applied = []
     copy.reached = []
     return copy

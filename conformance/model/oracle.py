@@ -119,6 +119,11 @@ class OracleInterpreter:
         self.threads: dict[int, _ThreadState] = {}
         self._next_handle = 0
         self._failing_allocations = 0
+        #: where the armed failures were armed, what happened to the interpreter since, and how
+        #: many of them growth has consumed (the fault boundaries, conformance.model.boundaries)
+        self._armed_in: str | None = None
+        self._armed_since: set[str] = set()
+        self._consumed = 0
         self.applied: list[str] = []
         self.reached: list[str] = []        # boundaries (conformance.model.boundaries)
         self.pushed_by: dict[int, str] = {}     # slot index -> what pushed it on the freelist
@@ -251,7 +256,13 @@ class OracleInterpreter:
         self.wr_seq, self.rd_seq = wr_seq, rd_seq
 
     def fail_next_allocations(self, count_: int) -> None:
+        """Test hook: the next ``count_`` allocations of the slot array fail (0 disarms).  The
+        count belongs to the interpreter and only a growth consumes it: fini, after_fork and
+        reserves that pop without growing leave it armed (docs/adapter-protocol.md)."""
         self._failing_allocations = max(0, count_)
+        self._armed_in = boundaries.fault_state(bool(self.slots), self.finished)
+        self._armed_since = set()
+        self._consumed = 0
 
     # -- thread states -----------------------------------------------------------------------
 
@@ -292,7 +303,14 @@ class OracleInterpreter:
             self._failing_allocations -= 1
             self._apply("S-FREE-4")
             self._reach("freelist: growth cannot allocate (reserve returns -1)")
+            self._reach(*boundaries.fault_consumed(
+                self._armed_in or "", boundaries.fault_state(bool(self.slots), self.finished),
+                self._armed_since, self._consumed))
+            self._consumed += 1
             return False
+        if self._consumed:
+            self._reach(boundaries.FAULT_RECOVERED)
+            self._consumed = 0
         self._reach_growth_states()
         # S-SLOT-3: max(2 * size, 8); old slots copied as they are (S-DEF-3: bookkeeping too);
         # owners keep their index, which is what re-pointing them preserves.
@@ -398,6 +416,8 @@ class OracleInterpreter:
         self.pushed_by = {}
         self.finished = True
         self.forked = False
+        if self._failing_allocations:
+            self._armed_since.add("fini")
         for thread in self.threads.values():
             if thread.slot is not None:
                 thread.stale = True
@@ -407,6 +427,8 @@ class OracleInterpreter:
         self._conditions_met("after_fork", (tstate,))
         mine = self._slot_of(tstate)
         self._apply("S-FORK-1")
+        if self._failing_allocations:
+            self._armed_since.add("after_fork")
         for index, slot in enumerate(self.slots):
             if slot is not mine and slot.allocated:
                 if self._has_bookkeeping(slot):

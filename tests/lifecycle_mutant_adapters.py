@@ -1,0 +1,92 @@
+"""Wrong implementations of the kinds issue 33 found a default run missing: allocation failure
+across the lifecycle, state shared between interpreters, and bugs whose blame named the wrong
+fact.
+
+Written the way porters err, each as the oracle (conformance.oracle) with one realistic edit,
+like tests/seqgen_mutant_adapters.py; none of the suite's checks was written against one of
+them.  ``MUTANTS`` lists them with the facts a default run must name (``exact``: the run must
+name exactly these, no more); tests/runs/test_lifecycle.py runs them.
+"""
+
+from __future__ import annotations
+
+from conformance.model.oracle import Oracle, OracleInterpreter
+
+# -- allocation failure across the lifecycle --------------------------------------------------
+
+
+class _FiniForgetsArmedCount(OracleInterpreter):
+    """fini resets the allocator's fault injection with the array: a failure armed before fini
+    no longer fails the re-initialisation."""
+
+    def fini(self) -> None:
+        super().fini()
+        self._failing_allocations = 0                   # bug: the count is not fini's
+
+
+class _GrowthConsumesTwo(OracleInterpreter):
+    """A failed growth consumes two armed failures (it retries the allocation once before
+    giving up, and the retry fails too)."""
+
+    def _grow(self) -> bool:
+        if self._failing_allocations >= 2:
+            self._failing_allocations -= 1              # bug: the retry eats another one
+        return super()._grow()
+
+
+class _HalfGrownAfterFini(OracleInterpreter):
+    """After fini, a failed growth leaves the new size recorded with no slot free (the size is
+    set before the allocation and rolled back only from the old array, which fini freed)."""
+
+    def _grow(self) -> bool:
+        failing = bool(self._failing_allocations)
+        ok = super()._grow()
+        if failing and not ok and self.finished and not self.slots:
+            self.slots = [self._new_slot() for _ in range(8)]   # bug: half-grown
+            for index in range(8):
+                self.slots[index].allocated = True
+        return ok
+
+
+class _AfterForkDisarms(OracleInterpreter):
+    """after_fork re-initialises the allocator's hooks in the child and so forgets the armed
+    failures."""
+
+    def after_fork(self, tstate: int) -> None:
+        super().after_fork(tstate)
+        self._failing_allocations = 0                   # bug
+
+
+class LifecycleMutant(Oracle):
+    interpreter_class: type[OracleInterpreter] = OracleInterpreter
+
+    def __init__(self, profile: str = "3.13", interpreter_class=None) -> None:
+        super().__init__(profile)
+        self.interpreter_class = interpreter_class or self.interpreter_class
+        self.name = f"mutant {self.interpreter_class.__name__.lstrip('_')}"
+
+    def new_interpreter(self) -> OracleInterpreter:
+        return self.interpreter_class(self.profile)
+
+
+def _factory(cls, default_profile):
+    def make(profile: str | None = None) -> LifecycleMutant:
+        return LifecycleMutant(profile or default_profile, cls)
+    make.__name__ = cls.__name__.lstrip("_")
+    return make
+
+
+#: name -> (class, profile, the facts a default run must name, kind, exact?)
+MUTANTS: dict[str, tuple[type, str, frozenset[str], str, bool]] = {
+    "fini_forgets_armed_count": (_FiniForgetsArmedCount, "3.13", frozenset({"S-FREE-4"}),
+                                 "faults", False),
+    "growth_consumes_two": (_GrowthConsumesTwo, "3.14", frozenset({"S-FREE-4"}), "faults",
+                            False),
+    "half_grown_after_fini": (_HalfGrownAfterFini, "3.13", frozenset({"S-FREE-4"}), "faults",
+                              False),
+    "after_fork_disarms": (_AfterForkDisarms, "3.14", frozenset({"S-FREE-4"}), "faults", False),
+}
+
+# Factories: --impl lifecycle_mutant_adapters:NAME with PYTHONPATH=tests
+for _name, (_cls, _profile, *_rest) in MUTANTS.items():
+    globals()[_name] = _factory(_cls, _profile)

@@ -1,0 +1,63 @@
+"""Issue 33's kinds a default run missed: allocation failure armed across the lifecycle (and,
+with them, the fault boundaries a report names).
+
+The wrong implementations are tests/lifecycle_mutant_adapters.py; each must be killed by a run
+with the default options (stopping at its first failure: what kills it runs first) naming the
+facts its bug breaks.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.checks.runner import run_conformance
+from conformance.model import boundaries
+from conformance.model.oracle import OracleInterpreter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import lifecycle_mutant_adapters as mutants  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(mutants.MUTANTS))
+def test_mutant_is_killed_by_a_default_run_naming_its_facts(name):
+    _cls, _profile, facts, _kind, exact = mutants.MUTANTS[name]
+    result = run_conformance(getattr(mutants, name)(), seed=1, stop_at_first_failure=True)
+    assert not result.conforms
+    named = {f for failure in result.failures for f in failure.facts}
+    if exact:
+        assert named == facts, [failure.message for failure in result.failures]
+    else:
+        assert facts <= named, [failure.message for failure in result.failures]
+
+
+def test_fault_boundaries_are_expected_and_named_by_the_oracle():
+    expected = boundaries.expected("3.13")
+    for name in boundaries.FAULT_BOUNDARIES:
+        assert name in expected
+    o = OracleInterpreter("3.13")
+    t = o.new_thread_state()
+    o.register(t, o.reserve())
+    o.fail_next_allocations(2)              # armed while an array exists
+    o.fini()
+    o.reached = []
+    assert o.reserve() == -1                # consumed after fini
+    assert set(o.reached) >= {
+        boundaries.fault("while an array exists", "after fini"),
+        "faults: armed before fini, consumed after it"}
+    o.reached = []
+    assert o.reserve() == -1
+    assert "faults: a second armed failure consumed by the next growth" in o.reached
+    o.reached = []
+    assert o.reserve() == 7
+    assert boundaries.FAULT_RECOVERED in o.reached
+
+
+def test_fault_scenario_reaches_every_fault_boundary():
+    from conformance.oracle import oracle
+    result = run_conformance(oracle("3.14"), examples=1, seed=2, explore_seconds=0)
+    assert result.conforms
+    missing = [name for name in boundaries.FAULT_BOUNDARIES if not result.boundaries.counts[name]]
+    assert missing == []
