@@ -57,6 +57,62 @@ class _AfterForkDisarms(OracleInterpreter):
         self._failing_allocations = 0                   # bug
 
 
+# -- state shared between interpreters -------------------------------------------------------
+
+class _Shared:
+    """What a port wrongly keeps once per process instead of once per interpreter."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+
+
+def _shared_attribute(name: str) -> property:
+    def get(self):
+        return self._process.values[name]
+
+    def put(self, value) -> None:
+        self._process.values[name] = value
+    return property(get, put)
+
+
+class _SharesAcrossInterpreters(OracleInterpreter):
+    """Keeps ``shared`` attributes in one object for every interpreter of the implementation
+    (a static ``_qsbr_shared`` instead of ``interp->qsbr``)."""
+
+    shared: tuple[str, ...] = ()
+    _process: _Shared
+
+    def __init__(self, profile: str, process: _Shared | None = None) -> None:
+        self._process = process or _Shared()
+        super().__init__(profile)       # re-initialises the static state for every interpreter
+
+
+class _SharedSequences(_SharesAcrossInterpreters):
+    """S-INTERP-1: wr_seq and rd_seq are process globals."""
+
+    shared = ("wr_seq", "rd_seq")
+    wr_seq = _shared_attribute("wr_seq")
+    rd_seq = _shared_attribute("rd_seq")
+
+
+class _SharedTable(_SharesAcrossInterpreters):
+    """S-INTERP-1: one slot table (array and freelist) for the whole process."""
+
+    shared = ("slots", "freelist")
+    slots = _shared_attribute("slots")
+    freelist = _shared_attribute("freelist")
+    pushed_by = _shared_attribute("pushed_by")
+
+
+class _SharedThreadStates(_SharesAcrossInterpreters):
+    """S-INTERP-2: one table of thread states for the process: every interpreter lists the
+    others' thread states too."""
+
+    shared = ("threads", "_next_handle")
+    threads = _shared_attribute("threads")
+    _next_handle = _shared_attribute("_next_handle")
+
+
 class LifecycleMutant(Oracle):
     interpreter_class: type[OracleInterpreter] = OracleInterpreter
 
@@ -66,6 +122,10 @@ class LifecycleMutant(Oracle):
         self.name = f"mutant {self.interpreter_class.__name__.lstrip('_')}"
 
     def new_interpreter(self) -> OracleInterpreter:
+        if issubclass(self.interpreter_class, _SharesAcrossInterpreters):
+            if not hasattr(self, "_process"):
+                self._process = _Shared()
+            return self.interpreter_class(self.profile, self._process)
         return self.interpreter_class(self.profile)
 
 
@@ -85,8 +145,18 @@ MUTANTS: dict[str, tuple[type, str, frozenset[str], str, bool]] = {
     "half_grown_after_fini": (_HalfGrownAfterFini, "3.13", frozenset({"S-FREE-4"}), "faults",
                               False),
     "after_fork_disarms": (_AfterForkDisarms, "3.14", frozenset({"S-FREE-4"}), "faults", False),
+    "shared_sequences": (_SharedSequences, "3.13", frozenset({"S-INTERP-1"}), "interpreters",
+                         True),
+    "shared_table": (_SharedTable, "3.14", frozenset({"S-INTERP-1"}), "interpreters", True),
+    "shared_thread_states": (_SharedThreadStates, "3.13", frozenset({"S-INTERP-2"}),
+                             "interpreters", True),
 }
 
 # Factories: --impl lifecycle_mutant_adapters:NAME with PYTHONPATH=tests
 for _name, (_cls, _profile, *_rest) in MUTANTS.items():
     globals()[_name] = _factory(_cls, _profile)
+
+
+def oracle_factory(profile: str = "3.13") -> LifecycleMutant:
+    """The oracle itself through this module's factory (no edit): what a replay must pass."""
+    return LifecycleMutant(profile)

@@ -32,6 +32,7 @@ from ..model.ledger import FactLedger
 from ..model.observed import observes_wider_state, wider_differences
 from ..model.oracle import OracleInterpreter, qsbr_leq
 from .blame import blame
+from .interpreters import MACHINE_OPERATIONS, SeveralInterpreters
 from .statediff import DiffEntry, outcome_diff, snapshot_diff, wider_diff
 from .steps import NO_RESULT, StepRecord
 
@@ -86,7 +87,7 @@ class ConformanceFailure(AssertionError):
         super().__init__(f"[{', '.join(self.facts)}] {message}")
 
 
-class DifferentialMachine(RuleBasedStateMachine):
+class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
     """Configured by :func:`make_machine`; not used directly."""
 
     implementation: Implementation
@@ -116,6 +117,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.steps = 0
         self.trace: list[StepRecord] = []   # every call made, for reports (conformance.steps)
         self._expected_slots: tuple = ()
+        self._init_interpreters()       # several live interpreters (checks.interpreters)
         type(self).last_instance[0] = self
 
     # -- the differential step ---------------------------------------------------------------
@@ -123,17 +125,23 @@ class DifferentialMachine(RuleBasedStateMachine):
     def _logical_snapshot(self, snap: Snapshot, handles: dict[int, Any]) -> Snapshot:
         # Snapshots of either side in logical thread ids, so they compare equal; the optional
         # wider fields are checked on their own (conformance.model.observed), not compared.
-        to_logical = {handle: logical for logical, handle in handles.items()}
+        # A handle the machine does not know (deleted, or another interpreter's) is kept under
+        # a name of its own, so that it differs from the other side.
+        side = 0 if handles is self.oracle_handle else 1
+        to_logical = {pair[side]: logical for logical, pair in self.dead.items()}
+        to_logical.update((handle, logical) for logical, handle in handles.items())
         slots = tuple(SlotView(s.seq, s.allocated, to_logical.get(s.owner, s.owner),
                                tuple(s.bookkeeping)) for s in snap.slots)
         threads: dict[Any, int | str | None] = {
-            to_logical[h]: slot for h, slot in snap.threads.items() if h in to_logical}
+            to_logical.get(h, f"unknown handle {h!r}"): slot for h, slot in snap.threads.items()}
         return Snapshot(snap.wr_seq, snap.rd_seq, snap.size, slots, tuple(snap.freelist),
                         threads)
 
     def step(self, operation: str, *args: Any, thread: int | None = None) -> Any:
         """Run one operation on both sides, compare, and return the implementation's result."""
         interrupt.check()           # a Ctrl-C dropped somewhere comes back here
+        if operation in MACHINE_OPERATIONS:     # of the machine: which interpreter
+            return getattr(self, f"_{operation}")(*args)
         self.steps += 1
         self.oracle.applied = []
         self.oracle.reached = []
@@ -326,7 +334,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         if start is not None:
             self.step("set_sequences", start, start)
             self.goals.append(start)
-        self._compare_state({"S-SEQ-2"}, "start")
+        self._compare_fresh("start")
         self.last_rd = self.snap.rd_seq if self.snap else None
 
     @precondition(lambda self: self.snap is not None and self.snap.size == 0)
@@ -708,6 +716,7 @@ class DifferentialMachine(RuleBasedStateMachine):
                             f"t{t} points at slot {slot}, owned by {self.snap.slots[slot].owner}")
 
     def teardown(self) -> None:
+        self._close_parked()
         try:
             self.impl.fail_next_allocations(0)
             self.impl.close()
@@ -730,6 +739,7 @@ def make_machine(implementation: Implementation, ledger: FactLedger,
         "boundaries": boundaries,
         "on_example_done": staticmethod(on_example_done) if on_example_done else None,
         "last_instance": [None],        # per class: the runner reads the machine that failed
+        "fresh_seen": [False],          # per class: an interpreter of it was seen fresh
     })
 
 

@@ -37,17 +37,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..drivers import interrupt
-from ..model import boundaries, errors
-from ..model.adapter import STALE, Implementation
+from ..model import errors
+from ..model.adapter import Implementation
 from ..model.boundaries import BoundaryLedger
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
 from .blame import blame
+from .exhaustive_actions import (  # noqa: F401 - re-exported
+    BESIDE,
+    START_POINTS,
+    Action,
+    _OracleRun,
+    actions,
+    oracle_fingerprint,
+)
 from .statediff import DiffEntry, fingerprint_diff, outcome_diff
 from .steps import NO_RESULT, StepRecord
 
@@ -79,19 +87,6 @@ Call = tuple[str, "int | None", tuple, bool, str]
 # Running a batch of calls and fingerprinting the state: the drivers' side (an isolated child
 # runs them too, and drivers never import checks).
 from ..drivers.batch import execute_calls, impl_fingerprint  # noqa: E402,F401 - re-exported
-
-
-def oracle_fingerprint(o: OracleInterpreter) -> tuple:
-    slots = tuple([(s.seq, s.allocated, s.owner, tuple(s.bookkeeping.items()))
-                   for s in o.slots])
-    freelist = []
-    index = o.freelist
-    while index is not None:
-        freelist.append(index)
-        index = o.slots[index].next_free
-    threads = tuple(sorted((h, STALE if t.stale else t.slot) for h, t in o.threads.items()))
-    return (o.wr_seq, o.rd_seq, len(o.slots), slots, tuple(freelist), threads, ())
-
 
 _FP_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads", "wider")
 _SLOT_PARTS = ("seq", "allocated", "owner", "bookkeeping")
@@ -156,168 +151,6 @@ def _state(o: OracleInterpreter) -> tuple:
     """What tells two oracle states apart for the exploration: the fingerprint and the armed
     allocation failures (which no snapshot shows)."""
     return (oracle_fingerprint(o), o._failing_allocations)
-
-
-# -- actions -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Action:
-    name: str
-    thread: int | None = None
-    args: tuple = ()
-
-    def label(self) -> str:
-        shown = ([f"t{self.thread}"] if self.thread is not None else []) + [
-            repr(a) for a in self.args]
-        return f"{self.name}({', '.join(shown)})"
-
-
-def actions(o: OracleInterpreter, max_threads: int) -> list[Action]:
-    """Every action from the oracle's state, symmetric thread states once."""
-    wr, rd = o.wr_seq, o.rd_seq
-    found: list[Action] = []
-    if len(o.threads) < max_threads:
-        found += [Action("new_thread_state"), Action("create_thread")]
-    found.append(Action("reserve"))
-    if o.freelist is None:
-        found.append(Action("reserve_out_of_memory"))
-    if not o._failing_allocations:
-        # Armed and left armed: the next actions (fini, after_fork, reserves, growth after
-        # re-initialisation) consume them in whatever lifecycle state they reach.
-        found.append(Action("fail_next_allocations", None, (2,)))
-    found.append(Action("advance"))
-    if o.profile == "3.14":
-        found.append(Action("shared_next"))
-    if o.slots:
-        found.append(Action("fini"))
-        found.append(Action("set_sequences", None, (wr, rd)))           # NotFresh
-    else:
-        found += [Action("set_sequences", None, ((wr + 4) & U64, wr)),  # rd != wr
-                  Action("set_sequences", None, (U64 - 2, U64 - 6)),    # near the wrap
-                  Action("set_sequences", None, ((wr + 1) & U64, wr)),  # even: misuse
-                  Action("set_sequences", None, (wr, (wr - 1) & U64)),  # even rd: misuse
-                  Action("set_sequences", None, ((wr + HALF) & U64, wr)),   # 2^63 apart: valid
-                  Action("set_sequences", None, (wr, (wr + 2) & U64))]  # rd after wr
-    seen_kinds: set[str] = set()
-    owned = [i for i, s in enumerate(o.slots) if s.owner is not None]
-    reserved = [i for i, s in enumerate(o.slots) if s.allocated and s.owner is None]
-    free = [i for i, s in enumerate(o.slots) if not s.allocated]
-    for handle in sorted(o.threads):
-        thread = o.threads[handle]
-        if thread.stale or thread.slot is None:
-            kind = "stale" if thread.stale else "none"
-            if kind in seen_kinds:
-                continue                # interchangeable with the one already expanded
-            seen_kinds.add(kind)
-            indices = reserved + owned[:1] + free[:1] + [len(o.slots), -1]
-            found += [Action("register", handle, (i,)) for i in indices]
-            found += [Action("delete_thread_state", handle), Action("attach", handle),
-                      Action("after_fork", handle), Action("unregister", handle),
-                      Action("poll", handle, (wr,))]
-            continue
-        found += [Action(name, handle) for name in (
-            "attach", "detach", "quiescent_state", "unregister", "destroy_thread",
-            "after_fork", "delete_thread_state")]
-        goals = sorted({(rd + 2) & U64, wr}, key=lambda g: (g - rd) & U64)
-        found += [Action("poll", handle, (g,)) for g in goals]
-        found += [Action("goal_reached", handle, (g,))
-                  for g in (rd, (rd + 2) & U64, (rd + HALF) & U64)]     # 2^63 apart: reached
-        found.append(Action("register", handle, (thread.slot,)))       # AlreadyRegistered
-        if o.profile == "3.13":
-            found += [Action("deferred_advance", handle),
-                      Action("defer_until_advance", handle)]
-        else:
-            found += [Action("should_process", handle),
-                      Action("set_bookkeeping", handle, (3, 4096, 0, True))]
-    return found
-
-
-class _OracleRun:
-    """Runs actions on the oracle, producing the concrete calls and what each must give."""
-
-    def __init__(self, oracle: OracleInterpreter) -> None:
-        self.o = oracle
-        self.calls: list[Call] = []
-        #: per compared call: (expected error class name or None, expected value, applied facts,
-        #: fingerprint after, boundaries reached, slots a growth copied)
-        self.expected: list[tuple] = []
-
-    def call(self, operation: str, thread: int | None = None, *args: Any,
-             compare: bool = True, note: str = "") -> Any:
-        self.o.applied = []
-        self.o.reached = []
-        self.calls.append((operation, thread, args, compare, note))
-        error = value = None
-        try:
-            value = getattr(self.o, operation)(*(((thread,) if thread is not None else ())
-                                                 + args))
-        except errors.QsbrError as exc:
-            error = type(exc).__name__
-        if compare:
-            reached = list(self.o.reached)
-            if error is not None:
-                reached.append(boundaries.misuse(operation, error))
-            self.expected.append((error, value, tuple(self.o.applied),
-                                  oracle_fingerprint(self.o), tuple(reached),
-                                  (self.o.grown_from or 0) if operation == "reserve" else 0))
-        return None if error else value
-
-    def run(self, action: Action) -> None:
-        name, t = action.name, action.thread
-        if name == "create_thread":
-            new = self.call("new_thread_state", note="create_thread")
-            index = self.call("reserve", note="create_thread")
-            if index is not None and index >= 0:
-                self.call("register", new, index, note="create_thread")
-        elif name == "destroy_thread":
-            thread = self.o.threads[t]     # type: ignore[index]
-            if thread.slot is not None and not thread.stale:
-                if self.o.slots[thread.slot].seq != 0:
-                    self.call("detach", t, note="destroy_thread")
-                self.call("unregister", t, note="destroy_thread")
-            self.call("delete_thread_state", t, note="destroy_thread")
-        elif name == "defer_until_advance":
-            # deferred_advance until the batch boundary: the 10th call (S-DEF-1) advances.
-            wr = self.o.wr_seq
-            for _ in range(10):
-                self.call("deferred_advance", t, note="defer_until_advance")
-                if self.o.wr_seq != wr:
-                    break
-        elif name == "fail_next_allocations":
-            self.call(name, None, *action.args, compare=False, note="test hook")
-        elif name == "reserve_out_of_memory":
-            self.call("fail_next_allocations", None, 1, compare=False, note="test hook")
-            self.call("reserve", note="the array allocation fails")
-            self.call("fail_next_allocations", None, 0, compare=False, note="test hook")
-        else:
-            self.call(name, t, *action.args)
-
-
-# -- start points ------------------------------------------------------------------------------
-
-def _writer_and_reader(r: _OracleRun, start: int | None = None) -> None:
-    if start is not None:
-        r.call("set_sequences", None, start, start)
-    for _ in range(2):
-        r.run(Action("create_thread"))
-    r.call("attach", 1)
-
-
-def _grown(r: _OracleRun, threads: int) -> None:
-    for _ in range(threads):
-        r.run(Action("create_thread"))
-    for t in range(1, threads - 1):     # keep the first and the last (in the grown part)
-        r.run(Action("destroy_thread", t))
-
-
-#: name -> how to reach it from a fresh interpreter
-START_POINTS: dict[str, Callable[[_OracleRun], None]] = {
-    "initial": lambda r: None,
-    "writer and attached reader": _writer_and_reader,
-    "near the 2^64 wrap": lambda r: _writer_and_reader(r, U64),
-    "grown to 16": lambda r: _grown(r, 9),
-    "grown to 32": lambda r: _grown(r, 17),
-}
 
 
 # -- the exploration ---------------------------------------------------------------------------
@@ -441,6 +274,17 @@ def _records(calls: list[Call], outcomes: dict[int, tuple], profile: str) -> lis
     return records
 
 
+_RAW_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads")
+
+
+def _raw(snap: Any) -> tuple:
+    """A snapshot in the implementation's own handles, to hold it to itself."""
+    slots = tuple((s.seq, bool(s.allocated), s.owner, tuple(s.bookkeeping))
+                  for s in snap.slots)
+    return (snap.wr_seq, snap.rd_seq, snap.size, slots, tuple(snap.freelist),
+            tuple(sorted(snap.threads.items(), key=repr)))
+
+
 class _Explorer:
     def __init__(self, impl: Implementation, ledger: FactLedger, result: ExploreResult,
                  deadline: float) -> None:
@@ -451,16 +295,59 @@ class _Explorer:
         self.visited: set[tuple] = set()
         self.parent_fingerprint: tuple = ()
         self.boundaries: BoundaryLedger | None = None
+        #: the start point being explored, and its second interpreter's setup (BESIDE)
+        self.start = ""
+        self.beside: _OracleRun | None = None
+        self.marker: str | None = None
 
     # running calls on the implementation
 
-    def _fresh(self) -> tuple[Any, list[Any], Any]:
+    def _fresh(self) -> tuple[Any, ...]:
+        """A fresh interpreter (and, for a start point of BESIDE, the second interpreter set
+        up beside it first, its setup compared, and its snapshot to hold it to)."""
+        beside: Any = None
+        if self.beside is not None:
+            other = self.impl.new_interpreter()
+            session: tuple[Any, ...] = (other, [], getattr(other, "run_calls", None), None)
+            beside = session
+            try:
+                outcomes = self._run_impl(session, self.beside.calls)
+                self._check(self.beside, 0, outcomes, list(self.beside.calls), self.start)
+                beside = (*session[:3], _raw(other.snapshot()))
+            except BaseException:
+                self._close(beside, beside=True)
+                raise
         interp = self.impl.new_interpreter()
         runner = getattr(interp, "run_calls", None)     # isolated: one round trip
-        return interp, [], runner
+        return interp, [], runner, beside
 
-    def _run_impl(self, session: tuple[Any, list[Any], Any], calls: list[Call]) -> list[tuple]:
-        interp, handles, runner = session
+    def _check_beside(self, session: tuple[Any, ...], executed: list[Call]) -> None:
+        """S-INTERP-1/2: the second interpreter is as it was after its setup."""
+        beside = session[3]
+        if beside is None or self.beside is None:
+            return
+        now = _raw(beside[0].snapshot())
+        if now == beside[3]:
+            self.ledger.passed("S-INTERP-1", "S-INTERP-2", source="exhaustive")
+            return
+        parts = [name for name, a, b in zip(_RAW_PARTS, now, beside[3], strict=True) if a != b]
+        facts = blame(("S-INTERP-1", "S-INTERP-2"), parts)
+        lines = [f"{name}: got {a!r}, expected {b!r}"
+                 for name, a, b in zip(_RAW_PARTS, now, beside[3], strict=True) if a != b]
+        message = ("the second interpreter changed while only the first was used:\n  "
+                   + "\n  ".join(lines))
+        companion = len([c for c in self.beside.calls if c[0] == "new_thread_state"])
+        records = (_records(list(self.beside.calls), {}, self.impl.profile)
+                   + [StepRecord("new_interpreter", result=1, note="several interpreters")]
+                   + [replace(r, thread=None if r.thread is None else r.thread + companion,
+                              result=r.result + companion
+                              if r.operation == "new_thread_state" else r.result)
+                      for r in _records(executed, {}, self.impl.profile)])
+        self.ledger.failed(facts, message, source="exhaustive")
+        raise _Failed(ExploreFailure(tuple(sorted(facts)), message, records, self.start))
+
+    def _run_impl(self, session: tuple[Any, ...], calls: list[Call]) -> list[tuple]:
+        interp, handles, runner = session[:3]
         started = time.perf_counter()
         try:
             if runner is not None:
@@ -469,8 +356,8 @@ class _Explorer:
         finally:
             self.result.seconds_implementation += time.perf_counter() - started
 
-    @staticmethod
-    def _close(session: tuple[Any, list[Any], Any] | None) -> None:
+    @classmethod
+    def _close(cls, session: tuple[Any, ...] | None, beside: bool = False) -> None:
         if session is not None:
             try:
                 # Armed failures may be the process's, not the interpreter's (the reference
@@ -479,6 +366,8 @@ class _Explorer:
                 session[0].close()
             except errors.QsbrError:
                 pass
+            if not beside and len(session) > 3:
+                cls._close(session[3], beside=True)
 
     # one transition
 
@@ -573,6 +462,7 @@ class _Explorer:
             raise _Failed(ExploreFailure(tuple(sorted(facts)), f"{action.label()}: {exc}",
                                          records, start_name)) from None
         self._check(run, 0, outcomes, executed, start_name)
+        self._check_beside(session, executed)
         self.result.transitions += 1
         key: tuple = ()
         if changed:
@@ -610,6 +500,7 @@ class _Explorer:
                 if changed:
                     self._close(session)
                     session, current = None, None
+                    key = (self.marker, key)
                     if key not in self.visited:
                         self.visited.add(key)
                         scope.states += 1
@@ -617,6 +508,15 @@ class _Explorer:
                                     node.actions + (action,))
         finally:
             self._close(session)
+
+
+def _beside_run(profile: str, name: str) -> _OracleRun | None:
+    """The second interpreter's setup for a start point of BESIDE, run on its oracle."""
+    if name not in BESIDE:
+        return None
+    run = _OracleRun(OracleInterpreter(profile))
+    BESIDE[name](run)
+    return run
 
 
 def _clone(o: OracleInterpreter) -> OracleInterpreter:
@@ -666,6 +566,7 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
     explorer.boundaries = boundaries
     frontiers: list[list[_Node]] = []
     start_oracles: list[OracleInterpreter] = []
+    besides: list[_OracleRun | None] = []
     try:
         for index, name in enumerate(names):
             scope = StartScope(name)
@@ -674,6 +575,9 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
             run = _OracleRun(oracle)
             START_POINTS[name](run)
             start_oracles.append(oracle)
+            besides.append(_beside_run(impl.profile, name))
+            explorer.start, explorer.beside = name, besides[-1]
+            explorer.marker = name if name in BESIDE else None
             # The start prefix is itself compared, call by call.
             session = explorer._fresh()
             try:
@@ -681,7 +585,7 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
                 explorer._check(run, 0, outcomes, list(run.calls), name)
             finally:
                 explorer._close(session)
-            key = canonical_key(oracle)
+            key = (explorer.marker, canonical_key(oracle))
             frontier = []
             if key not in explorer.visited:
                 explorer.visited.add(key)
@@ -701,6 +605,8 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
                     if level > min_depth and time.perf_counter() > deadline:
                         result.stopped_by = "time"
                         raise TimeoutError
+                    explorer.start, explorer.beside = names[index], besides[index]
+                    explorer.marker = names[index] if names[index] in BESIDE else None
                     found.extend(explorer.expand(node, start_oracles[index], names[index],
                                                  max_threads, scope))
                     if progress is not None:

@@ -90,6 +90,7 @@ def coverage_scenario(m: DifferentialMachine) -> None:
     misuse_scenario(type(m)())
     growth_scenario(type(m))
     fault_scenario(type(m))
+    interpreters_scenario(type(m)())
 
 
 def wrap_scenario(m: DifferentialMachine) -> None:
@@ -361,3 +362,49 @@ def fault_scenario(machine: type[DifferentialMachine]) -> None:
         setup(m)
         _invariants(m)
         m.teardown()
+
+
+# -- several live interpreters ----------------------------------------------------------------
+
+def _busy(m: DifferentialMachine, threads: int, advances: int) -> list[int]:
+    """Thread states with slots on the current interpreter, the first attached, advances made."""
+    made = [m._new_thread() for _ in range(threads)]
+    for t in made:
+        m.step("register", m.step("reserve"), thread=t)
+    m.step("attach", thread=made[0])
+    for _ in range(advances):
+        m._record_goal(m.step("advance"))
+    return made
+
+
+def interpreters_scenario(m: DifferentialMachine) -> None:
+    """Three interpreters alive at once (S-INTERP-1, S-INTERP-2): each with its own thread
+    states, sequences, array size and bookkeeping; every operation that changes one (growth,
+    advance, poll, after_fork, fini, re-initialisation, armed allocation failure) made while
+    the others are alive, and each compared with its own oracle when it is used again."""
+    m.start(None)
+    first = _busy(m, 2, 1)
+    if m.profile == "3.13":
+        m._record_goal(m.step("deferred_advance", thread=first[1]))
+    else:
+        m.step("set_bookkeeping", 2, 4096, 64, True, thread=first[1])
+    m.step("new_interpreter")                           # 1: fresh beside 0
+    second = _busy(m, 9, 3)                             # grown to 16, wr_seq 7
+    m.step("poll", m.snap.wr_seq if m.snap else 1, thread=second[1])
+    m.step("use_interpreter", 0)                        # 0 untouched by 1
+    m.step("quiescent_state", thread=first[0])
+    m.step("poll", m.snap.wr_seq if m.snap else 1, thread=first[0])
+    m.step("after_fork", thread=first[0])
+    m.step("use_interpreter", 1)                        # 1 untouched by 0's fork
+    m._arm_failures(1)
+    m.step("fini")
+    m.step("new_interpreter")                           # 2: fresh beside 0 and a finished 1
+    _busy(m, 1, 1)
+    m.step("use_interpreter", 1)
+    m.step("reserve")                                   # re-initialisation grows 1 only
+    m.step("use_interpreter", 0)
+    m.step("reserve")
+    m.step("use_interpreter", 2)
+    m.step("use_interpreter", 1)
+    _invariants(m)
+    m.teardown()

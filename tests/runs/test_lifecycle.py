@@ -61,3 +61,31 @@ def test_fault_scenario_reaches_every_fault_boundary():
     assert result.conforms
     missing = [name for name in boundaries.FAULT_BOUNDARIES if not result.boundaries.counts[name]]
     assert missing == []
+
+
+def test_several_interpreters_are_credited_on_the_reference_port():
+    from conformance.reference import reference_port
+    result = run_conformance(reference_port(profile="3.13"), examples=5, seed=4,
+                             explore_states=300)
+    assert result.conforms, [failure.message for failure in result.failures]
+    assert result.ledger.checks["S-INTERP-1"] > 0 and result.ledger.checks["S-INTERP-2"] > 0
+    assert result.exploration.starts[-1].name == "beside a second interpreter"
+    assert result.exploration.starts[-1].states > 0
+
+
+def test_the_exploration_beside_a_second_interpreter_kills_a_shared_table():
+    from conformance.checks.exhaustive import explore
+    found = explore(mutants.shared_table(), seconds=None, max_states=200,
+                    starts=["beside a second interpreter"]).failure
+    assert found is not None and found.facts == ("S-INTERP-1",)
+    assert "new_interpreter() -> 1" in [r.render().split("    #")[0] for r in found.records]
+
+
+def test_a_failure_across_interpreters_replays():
+    from conformance.checks.replay import replay_steps
+    result = run_conformance(mutants.shared_sequences(), seed=1, stop_at_first_failure=True)
+    failure = result.failures[0]
+    assert any(r.operation == "use_interpreter" for r in failure.records)
+    replayed = replay_steps(mutants.shared_sequences(), failure.records)
+    assert replayed.failure is not None and replayed.failure.facts == ("S-INTERP-1",)
+    assert replay_steps(mutants.oracle_factory(), failure.records).failure is None
