@@ -113,6 +113,107 @@ class _SharedThreadStates(_SharesAcrossInterpreters):
     _next_handle = _shared_attribute("_next_handle")
 
 
+# -- blame by the field and the rule ----------------------------------------------------------
+
+class _AdvanceZeroesBookkeeping(OracleInterpreter):
+    """3.14: advance resets every slot's deferral bookkeeping (a port that treats an advance
+    as the end of every batch).  S-DEF-2/S-DEF-3, not S-ADV-1 or S-SEQ-1."""
+
+    def advance(self) -> int:
+        goal = super().advance()
+        for slot in self.slots:
+            slot.bookkeeping = self._new_slot().bookkeeping     # bug
+        return goal
+
+
+class _AdvancePullsReadSequence(OracleInterpreter):
+    """advance also moves rd_seq to wr_seq when no slot is attached (an eager scan).  S-ADV-1
+    alone: no constant is wrong."""
+
+    def advance(self) -> int:
+        goal = super().advance()
+        if not any(s.seq for s in self.slots):
+            self.rd_seq = self.wr_seq                           # bug
+        return goal
+
+
+class _IncrementIsFour(OracleInterpreter):
+    """QSBR_INCR is 4: a wrong constant (S-SEQ-1) and so a wrong advance (S-ADV-1)."""
+
+    def advance(self) -> int:
+        super().advance()
+        self.wr_seq = (self.wr_seq + 2) & ((1 << 64) - 1)      # bug: +4 in all
+        return self.wr_seq
+
+
+class _AfterForkMovesReadSequence(OracleInterpreter):
+    """after_fork moves rd_seq to wr_seq (a port that "resets" reclamation in the child).
+    S-FORK-1, not S-DEF-3."""
+
+    def after_fork(self, tstate: int) -> None:
+        super().after_fork(tstate)
+        self.rd_seq = self.wr_seq                               # bug
+
+
+class _RegrownNotZeroed(OracleInterpreter):
+    """The array made again after fini is not zeroed (malloc where calloc was meant): its slots
+    hold what the freed array's held.  S-FINI-1."""
+
+    def fini(self) -> None:
+        self._old_seqs = [s.seq for s in self.slots]
+        super().fini()
+
+    def _grow(self) -> bool:
+        fresh = not self.slots and bool(getattr(self, "_old_seqs", None))
+        ok = super()._grow()
+        if ok and fresh:
+            for slot, seq in zip(self.slots, self._old_seqs, strict=False):
+                if not slot.allocated:
+                    slot.seq = seq                              # bug: garbage
+            self._old_seqs = []
+        return ok
+
+
+class _DoubleFreeAfterFini(OracleInterpreter):
+    """fini frees the array but leaves the pointer; the first growth after it frees it again
+    (the C ABI driver reports a crash).  S-FINI-1."""
+
+    def _grow(self) -> bool:
+        if self.finished and not self.slots and not self._failing_allocations:
+            from conformance.model import errors
+            raise errors.ImplementationCrashedError("free(): double free detected in tcache 2")
+        return super()._grow()
+
+
+class _FiniNeverFrees(OracleInterpreter):
+    """fini empties the interpreter's view but keeps the array, and the growth after it
+    reuses it as it was (the attached slots' seqs still in it).  S-FINI-1."""
+
+    def fini(self) -> None:
+        self._kept = [s.seq for s in self.slots]
+        super().fini()
+
+    def _grow(self) -> bool:
+        kept = not self.slots and getattr(self, "_kept", None)
+        ok = super()._grow()
+        if ok and kept:
+            for slot, seq in zip(self.slots, kept, strict=False):
+                slot.seq = seq                                  # bug: the old array
+            self._kept = []
+        return ok
+
+
+class _DeleteKeepsHandle(OracleInterpreter):
+    """A valid delete_thread_state leaves the handle in the snapshot (the thread state is
+    unlinked from nothing).  S-TSTATE-1, not MISUSE: no misuse was made."""
+
+    def delete_thread_state(self, tstate: int) -> None:
+        thread = self.threads.get(tstate)
+        super().delete_thread_state(tstate)
+        if thread is not None:
+            self.threads[tstate] = thread                       # bug
+
+
 class LifecycleMutant(Oracle):
     interpreter_class: type[OracleInterpreter] = OracleInterpreter
 
@@ -150,6 +251,20 @@ MUTANTS: dict[str, tuple[type, str, frozenset[str], str, bool]] = {
     "shared_table": (_SharedTable, "3.14", frozenset({"S-INTERP-1"}), "interpreters", True),
     "shared_thread_states": (_SharedThreadStates, "3.13", frozenset({"S-INTERP-2"}),
                              "interpreters", True),
+    "advance_zeroes_bookkeeping": (_AdvanceZeroesBookkeeping, "3.14",
+                                   frozenset({"S-DEF-2", "S-DEF-3"}), "blame", True),
+    "advance_pulls_read_sequence": (_AdvancePullsReadSequence, "3.13", frozenset({"S-ADV-1"}),
+                                    "blame", True),
+    "increment_is_four": (_IncrementIsFour, "3.13", frozenset({"S-ADV-1", "S-SEQ-1"}), "blame",
+                          True),
+    "after_fork_moves_read_sequence": (_AfterForkMovesReadSequence, "3.14",
+                                       frozenset({"S-FORK-1"}), "blame", True),
+    "regrown_not_zeroed": (_RegrownNotZeroed, "3.13", frozenset({"S-FINI-1"}), "blame", True),
+    "double_free_after_fini": (_DoubleFreeAfterFini, "3.14", frozenset({"S-FINI-1"}), "blame",
+                               True),
+    "fini_never_frees": (_FiniNeverFrees, "3.13", frozenset({"S-FINI-1"}), "blame", True),
+    "delete_keeps_handle": (_DeleteKeepsHandle, "3.13", frozenset({"S-TSTATE-1"}), "blame",
+                            True),
 }
 
 # Factories: --impl lifecycle_mutant_adapters:NAME with PYTHONPATH=tests

@@ -31,7 +31,7 @@ from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.observed import observes_wider_state, wider_differences
 from ..model.oracle import OracleInterpreter, qsbr_leq
-from .blame import blame
+from .blame import CONSTANT, blame, constant_differs
 from .interpreters import MACHINE_OPERATIONS, SeveralInterpreters
 from .statediff import DiffEntry, outcome_diff, snapshot_diff, wider_diff
 from .steps import NO_RESULT, StepRecord
@@ -161,19 +161,25 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
             expected_error = exc
         applied = set(self.oracle.applied) or {MISUSE}
         misuse = expected_error is not None
+        # what blame needs beyond the parts (conformance.checks.blame)
+        context: dict[str, Any] = {"profile": self.profile,
+                                   "after_fini": self.oracle.regrown_after_fini
+                                   and operation == "reserve"}
 
         actual_error = result_actual = None
         try:
             result_actual = getattr(self.impl, operation)(*impl_args)
         except errors.ImplementationCrashedError as exc:
             self.trace.append(replace(record, error=type(exc).__name__))
-            self._fail(blame(applied, ["result"], operation=operation), f"{label}: {exc}",
+            self._fail(blame(applied, ["result"], operation=operation, **context),
+                       f"{label}: {exc}",
                        self._outcome_diff(exc, None, expected_error, result_expected))
         except errors.QsbrError as exc:
             actual_error = exc
         except Exception as exc:  # noqa: BLE001 - any other exception is a protocol breach
             self.trace.append(replace(record, error=f"{type(exc).__name__}: {exc}"))
-            self._fail(blame(applied, ["result"], misuse=misuse, operation=operation),
+            self._fail(blame(applied, ["result"], misuse=misuse, operation=operation,
+                             **context),
                        f"{label}: raised {type(exc).__name__}: {exc} "
                        f"(expected {self._describe(expected_error, result_expected)})"
                        + _own_traceback(exc),
@@ -188,20 +194,24 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
             # rejected is charged to the rules that made it valid (e.g. S-SEQ-3 for sequences
             # 2^63 apart).
             self._fail(blame(applied, ["error"], misuse=True) if misuse
-                       else blame(applied, ["result"], operation=operation),
+                       else blame(applied, ["result"], operation=operation, **context),
                        f"{label}: got {self._describe(actual_error, result_actual)}, "
                        f"expected {self._describe(expected_error, result_expected)}",
                        self._outcome_diff(actual_error, result_actual, expected_error,
                                           result_expected))
         if expected_error is None and result_actual != result_expected:
-            self._fail(blame(applied, ["result"], operation=operation, got=result_actual,
-                             expected=result_expected),
+            before = self.snap.wr_seq if self.snap is not None else None
+            parts = ["result"] + ([CONSTANT] if constant_differs(
+                operation, before, result_actual) else [])
+            self._fail(blame(applied, parts, operation=operation, got=result_actual,
+                             expected=result_expected, **context),
                        f"{label}: got {self._describe(actual_error, result_actual)}, "
                        f"expected {self._describe(expected_error, result_expected)}",
                        self._outcome_diff(actual_error, result_actual, expected_error,
                                           result_expected))
         copied = (self.oracle.grown_from or 0) if operation == "reserve" else 0
-        self._compare_state(applied, label, misuse=misuse, copied=copied)
+        self._compare_state(applied, label, misuse=misuse, copied=copied, operation=operation,
+                            thread=thread, **context)
         if self.boundaries is not None:
             reached = list(self.oracle.reached)
             if expected_error is not None:
@@ -232,11 +242,15 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
                             else None, expected_result)
 
     def _compare_state(self, facts: set[str], label: str, misuse: bool = False,
-                       copied: int = 0) -> None:
+                       copied: int = 0, operation: str | None = None,
+                       thread: int | None = None, profile: str = "3.13",
+                       after_fini: bool = False) -> None:
         """Compare the whole state; credit ``facts`` once for the step when it agrees.
 
         ``copied``: this step grew the array from that many slots; a difference in one of
-        them is the growth's copy (S-RES-1), not the pop's (S-FREE-1)."""
+        them is the growth's copy (S-RES-1), not the pop's (S-FREE-1).  ``operation``,
+        ``thread``, ``profile`` and ``after_fini`` are for blame (conformance.checks.blame)."""
+        before = self.snap
         expected = self._logical_snapshot(self.oracle.snapshot(), self.oracle_handle)
         try:
             raw = self.impl.snapshot()
@@ -273,8 +287,12 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
                         differing = ["copied"] + (
                             ["bookkeeping"] if "bookkeeping" in differing else [])
                     parts += differing
+        if differences and before is not None and self._constant_differs(
+                operation, before, actual, thread):
+            parts.append(CONSTANT)
         if differences:
-            self._fail(blame(facts, parts, misuse=misuse),
+            self._fail(blame(facts, parts, misuse=misuse, operation=operation,
+                             profile=self.profile, after_fini=after_fini),
                        f"after {label}, the state differs from the oracle:\n  "
                        + "\n  ".join(differences),
                        snapshot_diff(actual, expected) + wider_diff(wider))
@@ -284,6 +302,16 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
         self._expected_slots = expected.slots
         self.ledger.passed(*credited)
         self.snap = actual
+
+    def _constant_differs(self, operation: str | None, before: Snapshot, actual: Snapshot,
+                          thread: int | None) -> bool:
+        """Whether the state left shows a wrong S-SEQ-1 constant (blame.constant_differs)."""
+        slot = before.threads.get(thread) if thread is not None else None
+        got_seq = before_seq = None
+        if isinstance(slot, int) and slot < len(actual.slots) and slot < len(before.slots):
+            got_seq, before_seq = actual.slots[slot].seq, before.slots[slot].seq
+        return operation is not None and constant_differs(
+            operation, before.wr_seq, actual.wr_seq, got_seq, before_seq)
 
     def _fail(self, facts: set[str] | tuple[str, ...], message: str,
               diff: list[DiffEntry] | None = None) -> None:
@@ -373,7 +401,8 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
         self.impl_handle[logical] = self.impl.new_thread_state()
         self.threads.append(logical)
         self.trace.append(StepRecord("new_thread_state", result=logical))
-        self._compare_state({"S-SLOT-1"}, f"new_thread_state() -> t{logical}")
+        self._compare_state({"S-SLOT-1", "S-TSTATE-1"}, f"new_thread_state() -> t{logical}",
+                            operation="new_thread_state")
         return logical
 
     @precondition(lambda self: len(self.threads) < 40)

@@ -47,7 +47,7 @@ from ..model.boundaries import BoundaryLedger
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
-from .blame import blame
+from .blame import CONSTANT, blame, constant_differs
 from .exhaustive_actions import (  # noqa: F401 - re-exported
     BESIDE,
     START_POINTS,
@@ -274,6 +274,21 @@ def _records(calls: list[Call], outcomes: dict[int, tuple], profile: str) -> lis
     return records
 
 
+def _constant(call: Call, before: tuple, got: tuple) -> bool:
+    """Whether the implementation's outcome shows a wrong S-SEQ-1 constant
+    (conformance.checks.blame.constant_differs); ``before`` is the oracle's fingerprint."""
+    operation, thread = call[0], call[1]
+    after = got[2] if len(got) > 2 and got[2] else None
+    got_wr = got[1] if got[0] == "ok" and operation == "advance" else (
+        after[0] if after else None)
+    got_seq = before_seq = None
+    slot = dict(before[5]).get(thread) if thread is not None else None
+    if isinstance(slot, int) and after is not None and slot < len(after[3]) \
+            and slot < len(before[3]):
+        got_seq, before_seq = after[3][slot][0], before[3][slot][0]
+    return constant_differs(operation, before[0], got_wr, got_seq, before_seq)
+
+
 _RAW_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads")
 
 
@@ -372,15 +387,16 @@ class _Explorer:
     # one transition
 
     def _check(self, run: _OracleRun, first: int, outcomes: list[tuple], executed: list[Call],
-               start_name: str) -> None:
-        """Compare the implementation's outcomes of run.calls[first:] with the oracle's."""
+               start_name: str, before: tuple | None = None) -> None:
+        """Compare the implementation's outcomes of run.calls[first:] with the oracle's;
+        ``before``: the oracle's fingerprint before the first of them (for blame)."""
         compared = [i for i in range(first, len(run.calls)) if run.calls[i][3]]
         expected = run.expected[len(run.expected) - len(compared):]
         done: dict[int, tuple] = {}
         offset = len(executed) - (len(run.calls) - first)
         for position, want, got in zip(compared, expected, outcomes, strict=False):
             done[offset + position - first] = got
-            error, value, applied, fingerprint, reached, copied = want
+            error, value, applied, fingerprint, reached, copied, after_fini = want
             misuse = error is not None
             kind = got[0]
             problem = parts = None
@@ -410,14 +426,18 @@ class _Explorer:
             label = StepRecord(call[0], call[1], call[2]).call()
             if problem is not None:
                 assert parts is not None
+                if before is not None and _constant(call, before, got):
+                    parts = [*parts, CONSTANT]
                 facts = blame(applied, parts, misuse=misuse, operation=call[0],
-                              got=got[1] if kind == "ok" else None, expected=value)
+                              got=got[1] if kind == "ok" else None, expected=value,
+                              profile=self.impl.profile, after_fini=after_fini)
                 records = _records(executed[:offset + position - first + 1], done,
                                    self.impl.profile)
                 message = f"{label}: {problem}" if parts != [] else problem
                 self.ledger.failed(facts, message, source="exhaustive")
                 raise _Failed(ExploreFailure(tuple(sorted(facts)), message, records,
                                              start_name, diff))
+            before = fingerprint
             self.ledger.passed(*(applied or (MISUSE,)), source="exhaustive")
             if self.boundaries is not None:
                 self.boundaries.reached(*reached)
@@ -456,12 +476,14 @@ class _Explorer:
             outcomes = self._run_impl(session, batch)
         except errors.ImplementationCrashedError as exc:
             applied = {f for want in run.expected for f in want[2]}
-            facts = blame(applied, ["result"], operation=calls[-1][0] if calls else None)
+            facts = blame(applied, ["result"], operation=calls[-1][0] if calls else None,
+                          profile=self.impl.profile,
+                          after_fini=bool(run.expected and run.expected[-1][6]))
             records = _records(executed, {}, self.impl.profile)
             self.ledger.failed(facts, str(exc), source="exhaustive")
             raise _Failed(ExploreFailure(tuple(sorted(facts)), f"{action.label()}: {exc}",
                                          records, start_name)) from None
-        self._check(run, 0, outcomes, executed, start_name)
+        self._check(run, 0, outcomes, executed, start_name, before[0] if before else None)
         self._check_beside(session, executed)
         self.result.transitions += 1
         key: tuple = ()

@@ -140,7 +140,8 @@ class _OracleRun:
                 reached.append(boundaries.misuse(operation, error))
             self.expected.append((error, value, tuple(self.o.applied),
                                   oracle_fingerprint(self.o), tuple(reached),
-                                  (self.o.grown_from or 0) if operation == "reserve" else 0))
+                                  (self.o.grown_from or 0) if operation == "reserve" else 0,
+                                  operation == "reserve" and self.o.regrown_after_fini))
         return None if error else value
 
     def run(self, action: Action) -> None:

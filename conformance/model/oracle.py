@@ -131,6 +131,8 @@ class OracleInterpreter:
         self.forked = False                 # after_fork released a slot of this array
         #: set by reserve: the size the array had before this call grew it (None: no growth)
         self.grown_from: int | None = None
+        #: set by reserve: this call grew the array again from nothing after fini
+        self.regrown_after_fini = False
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -270,6 +272,7 @@ class OracleInterpreter:
         handle = self._next_handle
         self._next_handle += 1
         self.threads[handle] = _ThreadState()
+        self._apply("S-TSTATE-1")
         return handle
 
     def delete_thread_state(self, tstate: int) -> None:
@@ -278,6 +281,7 @@ class OracleInterpreter:
         if thread.slot is not None and not thread.stale:
             self._apply(MISUSE)
             raise errors.StillRegisteredError(f"thread state {tstate} still owns a slot")
+        self._apply("S-TSTATE-1")
         del self.threads[tstate]
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -316,6 +320,7 @@ class OracleInterpreter:
         # owners keep their index, which is what re-pointing them preserves.
         new_size = max(2 * len(self.slots), MIN_ARRAY_SIZE)
         self.grown_from = len(self.slots)
+        self.regrown_after_fini = self.finished and not self.slots
         self._reach(boundaries.growth(len(self.slots), new_size))
         self.slots.extend(self._new_slot() for _ in range(new_size - len(self.slots)))
         # S-FREE-2: rebuild the freelist walking 0 .. size-1, pushing each free slot.
@@ -348,6 +353,7 @@ class OracleInterpreter:
         """S-RES-1: pop the freelist; if empty, (stop the world,) grow and pop; or -1."""
         self._apply("S-RES-1", "S-FREE-1")
         self.grown_from = None
+        self.regrown_after_fini = False
         index = self._allocate()
         if index is None and self._grow():
             index = self._allocate()
