@@ -31,9 +31,11 @@ from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.observed import observes_wider_state, wider_differences
 from ..model.oracle import OracleInterpreter, qsbr_leq
-from .blame import CONSTANT, blame, constant_differs
+from .blame import blame
+from .compare import Expected, Observed, compare_step
+from .failure import ConformanceFailure  # noqa: F401 - the failure record's old name
 from .interpreters import MACHINE_OPERATIONS, SeveralInterpreters
-from .statediff import DiffEntry, outcome_diff, snapshot_diff, wider_diff
+from .statediff import DiffEntry, outcome_diff, state_of_snapshot
 from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
@@ -71,20 +73,6 @@ def _own_traceback(exc: BaseException) -> str:
 
     text = getattr(exc, "traceback_text", None) or implementation_traceback(exc)
     return "".join(f"\n    {line}" for line in text.splitlines()) if text else ""
-
-
-class ConformanceFailure(AssertionError):
-    """An implementation disagreed with the oracle or broke an invariant."""
-
-    def __init__(self, facts: set[str] | tuple[str, ...], message: str,
-                 diff: list[DiffEntry] | None = None,
-                 records: list[StepRecord] | None = None) -> None:
-        self.facts = tuple(sorted(set(facts)))
-        #: per field, observed and expected (conformance.checks.statediff)
-        self.diff = list(diff or [])
-        #: the steps, where the raiser keeps no trace of its own (the comparisons check)
-        self.records = list(records or [])
-        super().__init__(f"[{', '.join(self.facts)}] {message}")
 
 
 class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
@@ -167,6 +155,7 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
                                    and operation == "reserve"}
 
         actual_error = result_actual = None
+        raised = traceback = None
         try:
             result_actual = getattr(self.impl, operation)(*impl_args)
         except errors.ImplementationCrashedError as exc:
@@ -177,38 +166,22 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
         except errors.QsbrError as exc:
             actual_error = exc
         except Exception as exc:  # noqa: BLE001 - any other exception is a protocol breach
-            self.trace.append(replace(record, error=f"{type(exc).__name__}: {exc}"))
-            self._fail(blame(applied, ["result"], misuse=misuse, operation=operation,
-                             **context),
-                       f"{label}: raised {type(exc).__name__}: {exc} "
-                       f"(expected {self._describe(expected_error, result_expected)})"
-                       + _own_traceback(exc),
-                       self._outcome_diff(exc, None, expected_error, result_expected))
+            raised, traceback = f"{type(exc).__name__}: {exc}", _own_traceback(exc)
         self.trace.append(replace(
-            record, error=type(actual_error).__name__ if actual_error is not None else None,
+            record, error=raised if raised is not None else type(actual_error).__name__
+            if actual_error is not None else None,
             result=NO_RESULT if actual_error is not None or result_actual is None
             else result_actual))
-
-        if type(actual_error) is not type(expected_error):
-            # A misuse accepted or answered with the wrong error is MISUSE; a valid call
-            # rejected is charged to the rules that made it valid (e.g. S-SEQ-3 for sequences
-            # 2^63 apart).
-            self._fail(blame(applied, ["error"], misuse=True) if misuse
-                       else blame(applied, ["result"], operation=operation, **context),
-                       f"{label}: got {self._describe(actual_error, result_actual)}, "
-                       f"expected {self._describe(expected_error, result_expected)}",
-                       self._outcome_diff(actual_error, result_actual, expected_error,
-                                          result_expected))
-        if expected_error is None and result_actual != result_expected:
-            before = self.snap.wr_seq if self.snap is not None else None
-            parts = ["result"] + ([CONSTANT] if constant_differs(
-                operation, before, result_actual) else [])
-            self._fail(blame(applied, parts, operation=operation, got=result_actual,
-                             expected=result_expected, **context),
-                       f"{label}: got {self._describe(actual_error, result_actual)}, "
-                       f"expected {self._describe(expected_error, result_expected)}",
-                       self._outcome_diff(actual_error, result_actual, expected_error,
-                                          result_expected))
+        expected = Expected(operation, label, frozenset(applied),
+                            type(expected_error).__name__ if expected_error else None,
+                            result_expected, thread=thread,
+                            before=state_of_snapshot(self.snap) if self.snap else None,
+                            **context)
+        verdict = compare_step(expected, Observed(
+            type(actual_error).__name__ if actual_error is not None else None, result_actual,
+            raised))
+        if verdict is not None:
+            self._fail(verdict.facts, verdict.message + (traceback or ""), verdict.diff)
         copied = (self.oracle.grown_from or 0) if operation == "reserve" else 0
         self._compare_state(applied, label, misuse=misuse, copied=copied, operation=operation,
                             thread=thread, **context)
@@ -266,52 +239,21 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
             self.live_impl_handles = set(raw.threads)
         except TypeError:
             self.live_impl_handles = set()
-        differences = []
-        parts = []
-        wider = wider_differences(raw, self.profile)
-        for part, message in wider:
-            parts.append(part)
-            differences.append(message)
-        for name in ("wr_seq", "rd_seq", "size", "freelist", "threads"):
-            if getattr(actual, name) != getattr(expected, name):
-                parts.append(name)
-                differences.append(f"{name}: got {getattr(actual, name)!r}, "
-                                   f"expected {getattr(expected, name)!r}")
-        if actual.slots != expected.slots and actual.size == expected.size:
-            for index, (got, want) in enumerate(zip(actual.slots, expected.slots, strict=True)):
-                if got != want:
-                    differences.append(f"slot {index}: got {got}, expected {want}")
-                    differing = [part for part in ("seq", "allocated", "owner", "bookkeeping")
-                                 if getattr(got, part) != getattr(want, part)]
-                    if index < copied:      # carried over by the growth of this step
-                        differing = ["copied"] + (
-                            ["bookkeeping"] if "bookkeeping" in differing else [])
-                    parts += differing
-        if differences and before is not None and self._constant_differs(
-                operation, before, actual, thread):
-            parts.append(CONSTANT)
-        if differences:
-            self._fail(blame(facts, parts, misuse=misuse, operation=operation,
-                             profile=self.profile, after_fini=after_fini),
-                       f"after {label}, the state differs from the oracle:\n  "
-                       + "\n  ".join(differences),
-                       snapshot_diff(actual, expected) + wider_diff(wider))
+        wider = tuple(wider_differences(raw, self.profile))
+        verdict = None if actual == expected and not wider else compare_step(Expected(
+            operation, f"{label}", frozenset(facts), "MISUSE" if misuse else None,
+            state=state_of_snapshot(expected),
+            before=state_of_snapshot(before) if before is not None else None, thread=thread,
+            copied=copied, after_fini=after_fini, profile=self.profile),
+            Observed(state=state_of_snapshot(actual), wider=wider), outcome=False)
+        if verdict is not None:
+            self._fail(verdict.facts, verdict.message, verdict.diff)
         credited = set(facts)
         if expected.slots != self._expected_slots and observes_wider_state(raw):
             credited.add("S-SLOT-1")    # a slot was written: its every field was checked
         self._expected_slots = expected.slots
         self.ledger.passed(*credited)
         self.snap = actual
-
-    def _constant_differs(self, operation: str | None, before: Snapshot, actual: Snapshot,
-                          thread: int | None) -> bool:
-        """Whether the state left shows a wrong S-SEQ-1 constant (blame.constant_differs)."""
-        slot = before.threads.get(thread) if thread is not None else None
-        got_seq = before_seq = None
-        if isinstance(slot, int) and slot < len(actual.slots) and slot < len(before.slots):
-            got_seq, before_seq = actual.slots[slot].seq, before.slots[slot].seq
-        return operation is not None and constant_differs(
-            operation, before.wr_seq, actual.wr_seq, got_seq, before_seq)
 
     def _fail(self, facts: set[str] | tuple[str, ...], message: str,
               diff: list[DiffEntry] | None = None) -> None:

@@ -47,7 +47,8 @@ from ..model.boundaries import BoundaryLedger
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
-from .blame import CONSTANT, blame, constant_differs
+from .blame import blame
+from .compare import Expected, Observed, compare_step, state_differences
 from .exhaustive_actions import (  # noqa: F401 - re-exported
     BESIDE,
     START_POINTS,
@@ -56,7 +57,8 @@ from .exhaustive_actions import (  # noqa: F401 - re-exported
     actions,
     oracle_fingerprint,
 )
-from .statediff import DiffEntry, fingerprint_diff, outcome_diff
+from .failure import Failed, FailureRecord
+from .statediff import state_of_fingerprint
 from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
@@ -87,41 +89,6 @@ Call = tuple[str, "int | None", tuple, bool, str]
 # Running a batch of calls and fingerprinting the state: the drivers' side (an isolated child
 # runs them too, and drivers never import checks).
 from ..drivers.batch import execute_calls, impl_fingerprint  # noqa: E402,F401 - re-exported
-
-_FP_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads", "wider")
-_SLOT_PARTS = ("seq", "allocated", "owner", "bookkeeping")
-
-
-def fingerprint_differences(got: tuple, want: tuple, copied: int = 0
-                            ) -> tuple[list[str], list[str]]:
-    """(differing parts for blame, readable lines) between two fingerprints; ``copied``: the
-    call grew the array from that many slots (a difference in one of them is the growth's)."""
-    parts: list[str] = []
-    lines: list[str] = []
-    for name, g, w in zip(_FP_PARTS, got, want, strict=True):
-        if g == w:
-            continue
-        if name == "slots" and len(g) == len(w):
-            for index, (gs, ws) in enumerate(zip(g, w, strict=True)):
-                for part, gv, wv in zip(_SLOT_PARTS, gs, ws, strict=True):
-                    if gv != wv:
-                        if index < copied:      # carried over by this call's growth
-                            parts += ["copied"] + (["bookkeeping"] if part == "bookkeeping"
-                                                   else [])
-                        else:
-                            parts.append(part)
-                        lines.append(f"slot {index} {part}: got {gv!r}, expected {wv!r}")
-        elif name == "slots":
-            parts.append("size")
-            lines.append(f"slots: got {len(g)}, expected {len(w)}")
-        elif name == "wider":       # conformance.model.observed: (part, message) pairs
-            parts += [part for part, _ in g]
-            lines += [message for _, message in g]
-        else:
-            parts.append(name)
-            lines.append(f"{name}: got {g!r}, expected {w!r}")
-    return parts, lines
-
 
 # -- canonical states -------------------------------------------------------------------------
 
@@ -163,14 +130,9 @@ class StartScope:
     transitions: int = 0
 
 
-@dataclass
-class ExploreFailure:
-    facts: tuple[str, ...]
-    message: str
-    records: list[StepRecord]
-    start: str
-    #: per field, observed and expected (conformance.checks.statediff)
-    diff: list[DiffEntry] = field(default_factory=list)
+#: The failure record's old names here (conformance.checks.failure).
+ExploreFailure = FailureRecord
+_Failed = Failed
 
 
 @dataclass
@@ -239,12 +201,6 @@ class _Node:
     actions: tuple[Action, ...]     # the actions after the start prefix
 
 
-class _Failed(Exception):
-    def __init__(self, failure: ExploreFailure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
 def _records(calls: list[Call], outcomes: dict[int, tuple], profile: str) -> list[StepRecord]:
     """Step records for ``calls`` (run from a fresh interpreter); ``outcomes`` maps positions
     to what the implementation did.  Calls without one were compared earlier (or replayed
@@ -274,22 +230,10 @@ def _records(calls: list[Call], outcomes: dict[int, tuple], profile: str) -> lis
     return records
 
 
-def _constant(call: Call, before: tuple, got: tuple) -> bool:
-    """Whether the implementation's outcome shows a wrong S-SEQ-1 constant
-    (conformance.checks.blame.constant_differs); ``before`` is the oracle's fingerprint."""
-    operation, thread = call[0], call[1]
-    after = got[2] if len(got) > 2 and got[2] else None
-    got_wr = got[1] if got[0] == "ok" and operation == "advance" else (
-        after[0] if after else None)
-    got_seq = before_seq = None
-    slot = dict(before[5]).get(thread) if thread is not None else None
-    if isinstance(slot, int) and after is not None and slot < len(after[3]) \
-            and slot < len(before[3]):
-        got_seq, before_seq = after[3][slot][0], before[3][slot][0]
-    return constant_differs(operation, before[0], got_wr, got_seq, before_seq)
-
-
-_RAW_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads")
+def _normal(raw: tuple) -> dict[str, Any]:
+    """A :func:`_raw` snapshot in the comparator's normal form (conformance.checks.compare)."""
+    return {"wr_seq": raw[0], "rd_seq": raw[1], "size": raw[2], "slots": list(raw[3]),
+            "freelist": list(raw[4]), "threads": dict(raw[5])}
 
 
 def _raw(snap: Any) -> tuple:
@@ -345,10 +289,8 @@ class _Explorer:
         if now == beside[3]:
             self.ledger.passed("S-INTERP-1", "S-INTERP-2", source="exhaustive")
             return
-        parts = [name for name, a, b in zip(_RAW_PARTS, now, beside[3], strict=True) if a != b]
+        parts, lines = state_differences(_normal(now), _normal(beside[3]))
         facts = blame(("S-INTERP-1", "S-INTERP-2"), parts)
-        lines = [f"{name}: got {a!r}, expected {b!r}"
-                 for name, a, b in zip(_RAW_PARTS, now, beside[3], strict=True) if a != b]
         message = ("the second interpreter changed while only the first was used:\n  "
                    + "\n  ".join(lines))
         companion = len([c for c in self.beside.calls if c[0] == "new_thread_state"])
@@ -359,7 +301,8 @@ class _Explorer:
                               if r.operation == "new_thread_state" else r.result)
                       for r in _records(executed, {}, self.impl.profile)])
         self.ledger.failed(facts, message, source="exhaustive")
-        raise _Failed(ExploreFailure(tuple(sorted(facts)), message, records, self.start))
+        raise Failed(FailureRecord.with_records("exhaustive", tuple(sorted(facts)), message,
+                                                records, start=self.start))
 
     def _run_impl(self, session: tuple[Any, ...], calls: list[Call]) -> list[tuple]:
         interp, handles, runner = session[:3]
@@ -397,46 +340,28 @@ class _Explorer:
         for position, want, got in zip(compared, expected, outcomes, strict=False):
             done[offset + position - first] = got
             error, value, applied, fingerprint, reached, copied, after_fini = want
-            misuse = error is not None
             kind = got[0]
-            problem = parts = None
-            diff: list[DiffEntry] = []
-            if kind == "exception":
-                problem, parts = (f"raised {got[1]} (expected "
-                                  f"{error or repr(value)})", ["result"])
-                diff = outcome_diff(str(got[1]).split(":")[0], None, error, value)
-            elif (error or None) != (got[1] if kind == "qsbr" else None):
-                shown = got[1] if kind == "qsbr" else repr(got[1])
-                problem = f"got {shown}, expected {error or repr(value)}"
-                # a misuse missed or answered wrongly is MISUSE; a valid call rejected is
-                # charged to the rules that made it valid
-                parts = ["error"] if misuse else ["result"]
-                diff = outcome_diff(got[1] if kind == "qsbr" else None,
-                                    got[1] if kind == "ok" else None, error, value)
-            elif error is None and got[1] != value:
-                problem, parts = f"got {got[1]!r}, expected {value!r}", ["result"]
-                diff = outcome_diff(None, got[1], None, value)
-            else:
-                state_parts, lines = fingerprint_differences(got[2], fingerprint, copied)
-                if lines:
-                    problem = "the state differs from the oracle:\n  " + "\n  ".join(lines)
-                    parts = state_parts
-                    diff = fingerprint_diff(got[2], fingerprint)
-            call = run.calls[position]
-            label = StepRecord(call[0], call[1], call[2]).call()
-            if problem is not None:
-                assert parts is not None
-                if before is not None and _constant(call, before, got):
-                    parts = [*parts, CONSTANT]
-                facts = blame(applied, parts, misuse=misuse, operation=call[0],
-                              got=got[1] if kind == "ok" else None, expected=value,
-                              profile=self.impl.profile, after_fini=after_fini)
-                records = _records(executed[:offset + position - first + 1], done,
-                                   self.impl.profile)
-                message = f"{label}: {problem}" if parts != [] else problem
-                self.ledger.failed(facts, message, source="exhaustive")
-                raise _Failed(ExploreFailure(tuple(sorted(facts)), message, records,
-                                             start_name, diff))
+            observed_error = got[1] if kind == "qsbr" else None
+            if not (kind == "ok" and error is None and got[1] == value
+                    or kind == "qsbr" and error == got[1]) or got[2] != fingerprint:
+                call = run.calls[position]
+                verdict = compare_step(Expected(
+                    call[0], StepRecord(call[0], call[1], call[2]).call(),
+                    frozenset(applied), error, value, state=state_of_fingerprint(fingerprint),
+                    before=state_of_fingerprint(before) if before is not None else None,
+                    thread=call[1], copied=copied, after_fini=after_fini,
+                    profile=self.impl.profile), Observed(
+                    observed_error, got[1] if kind == "ok" else None,
+                    str(got[1]) if kind == "exception" else None,
+                    state_of_fingerprint(got[2]) if got[2] else None,
+                    tuple(got[2][6]) if got[2] and len(got[2]) > 6 else ()))
+                if verdict is not None:
+                    records = _records(executed[:offset + position - first + 1], done,
+                                       self.impl.profile)
+                    self.ledger.failed(verdict.facts, verdict.message, source="exhaustive")
+                    raise Failed(FailureRecord.with_records(
+                        "exhaustive", verdict.facts, verdict.message, records, verdict.diff,
+                        start=start_name))
             before = fingerprint
             self.ledger.passed(*(applied or (MISUSE,)), source="exhaustive")
             if self.boundaries is not None:
@@ -481,8 +406,9 @@ class _Explorer:
                           after_fini=bool(run.expected and run.expected[-1][6]))
             records = _records(executed, {}, self.impl.profile)
             self.ledger.failed(facts, str(exc), source="exhaustive")
-            raise _Failed(ExploreFailure(tuple(sorted(facts)), f"{action.label()}: {exc}",
-                                         records, start_name)) from None
+            raise Failed(FailureRecord.with_records(
+                "exhaustive", tuple(sorted(facts)), f"{action.label()}: {exc}", records,
+                start=start_name)) from None
         self._check(run, 0, outcomes, executed, start_name, before[0] if before else None)
         self._check_beside(session, executed)
         self.result.transitions += 1
@@ -509,7 +435,7 @@ class _Explorer:
                 try:
                     session, executed, current, changed, key, calls = self._transition(
                         node, action, session, executed, current, parent, start_name)
-                except _Failed:
+                except Failed:
                     if session is None:
                         raise
                     # Found after earlier actions that left the state as it was: report the
@@ -644,11 +570,11 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
                 break
     except TimeoutError:
         pass
-    except _Failed as exc:
+    except Failed as exc:
         result.failure = exc.failure
         result.stopped_by = "failure"
     except errors.ImplementationCrashedError as exc:
-        result.failure = ExploreFailure((MISUSE,), str(exc), [], "")
+        result.failure = FailureRecord("exhaustive", (MISUSE,), str(exc))
         result.stopped_by = "failure"
     result.states = len(explorer.visited)
     result.seconds = time.perf_counter() - began

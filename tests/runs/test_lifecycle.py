@@ -89,3 +89,45 @@ def test_a_failure_across_interpreters_replays():
     replayed = replay_steps(mutants.shared_sequences(), failure.records)
     assert replayed.failure is not None and replayed.failure.facts == ("S-INTERP-1",)
     assert replay_steps(mutants.oracle_factory(), failure.records).failure is None
+
+
+# -- one comparator and one failure record (issue 30) ------------------------------------------
+
+def test_one_failure_record_type_under_every_old_name():
+    from conformance.checks import differential, exhaustive, replay, runner
+    from conformance.checks.failure import Failed, FailureRecord
+    assert runner.Failure is exhaustive.ExploreFailure is replay.RecordedFailure is FailureRecord
+    assert exhaustive._Failed is Failed and issubclass(differential.ConformanceFailure, Failed)
+    raised = differential.ConformanceFailure({"S-ADV-1"}, "advance() -> 1")
+    assert isinstance(raised.record, FailureRecord) and raised.facts == ("S-ADV-1",)
+    assert str(raised) == "[S-ADV-1] advance() -> 1"
+
+
+def test_the_machine_and_the_exploration_give_one_verdict():
+    """The same bug, found by the fixed scenarios (the machine) and by the exploration: the
+    same comparator, so the same facts and the same per-field message."""
+    from conformance.checks.exhaustive import explore
+    impl = mutants.advance_pulls_read_sequence()
+    by_run = run_conformance(impl, seed=1, stop_at_first_failure=True).failures[0]
+    by_exploration = explore(impl, seconds=None, max_states=300).failure
+    assert by_exploration is not None
+    assert by_run.facts == by_exploration.facts == ("S-ADV-1",)
+    line = "rd_seq: got 3, expected 1"
+    assert line in by_run.message and line in by_exploration.message
+    assert {"field": "rd_seq", "observed": 3, "expected": 1} in by_exploration.diff
+
+
+def test_compare_step_names_fields_and_facts():
+    from conformance.checks.compare import Expected, Observed, compare_step
+    state = {"wr_seq": 3, "rd_seq": 1, "size": 8,
+             "slots": [(0, False, None, (("deferrals", 0),))] * 8,
+             "freelist": list(range(7, -1, -1)), "threads": {}}
+    before = dict(state, wr_seq=1)
+    expected = Expected("advance", "advance()", frozenset({"S-ADV-1", "S-SEQ-1"}), None, 3,
+                        state=state, before=before)
+    assert compare_step(expected, Observed(None, 3, state=state)) is None
+    wrong = compare_step(expected, Observed(None, 5, state=dict(state, wr_seq=5)))
+    assert wrong is not None and wrong.facts == ("S-ADV-1", "S-SEQ-1")     # QSBR_INCR 4
+    moved = compare_step(expected, Observed(None, 3, state=dict(state, rd_seq=3)))
+    assert moved is not None and moved.facts == ("S-ADV-1",) and moved.parts == ("rd_seq",)
+    assert moved.diff == [{"field": "rd_seq", "observed": 3, "expected": 1}]
