@@ -31,6 +31,7 @@ from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.observed import observes_wider_state, wider_differences
 from ..model.oracle import OracleInterpreter, qsbr_leq
+from . import composites
 from .blame import blame
 from .compare import Expected, Observed, compare_step
 from .failure import ConformanceFailure  # noqa: F401 - the failure record's old name
@@ -351,10 +352,7 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
     @rule()
     def create_thread(self) -> None:
         """What CPython's new_threadstate() does: reserve a slot, then register it."""
-        logical = self._new_thread()
-        index = self.step("reserve")
-        if index >= 0:
-            self.step("register", index, thread=logical)
+        composites.create_thread(self._composite_call)
 
     @precondition(lambda self: self.threads)
     @rule(data=st.data())
@@ -364,12 +362,19 @@ class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
 
     def _destroy(self, t: int) -> None:
         slot = self.snap.threads.get(t) if self.snap is not None else None
-        if isinstance(slot, int):
-            if self.snap is not None and self.snap.slots[slot].seq != 0:
-                self.step("detach", thread=t)
-            self.step("unregister", thread=t)
-        self.step("delete_thread_state", thread=t)
+        registered = isinstance(slot, int)
+        composites.destroy_thread(
+            self._composite_call, t, registered=registered,
+            attached=registered and self.snap is not None
+            and self.snap.slots[slot].seq != 0)     # type: ignore[index]
         self._forget(t)
+
+    def _composite_call(self, operation: str, thread: int | None, *args: Any,
+                        note: str = "") -> Any:
+        """One call of a composite action (conformance.checks.composites), compared."""
+        if operation == "new_thread_state":
+            return self._new_thread()
+        return self.step(operation, *args, thread=thread)
 
     def _forget(self, t: int) -> None:
         """A deleted thread state: its handles are kept to try them again (misuse)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..model import boundaries, errors
 from ..model.oracle import OracleInterpreter
+from . import composites
 
 U64 = (1 << 64) - 1
 HALF = 1 << 63
@@ -144,20 +145,20 @@ class _OracleRun:
                                   operation == "reserve" and self.o.regrown_after_fini))
         return None if error else value
 
+    def _composite_call(self, operation: str, thread: int | None, *args: Any,
+                        note: str = "") -> Any:
+        return self.call(operation, thread, *args, note=note)
+
     def run(self, action: Action) -> None:
         name, t = action.name, action.thread
         if name == "create_thread":
-            new = self.call("new_thread_state", note="create_thread")
-            index = self.call("reserve", note="create_thread")
-            if index is not None and index >= 0:
-                self.call("register", new, index, note="create_thread")
+            composites.create_thread(self._composite_call)
         elif name == "destroy_thread":
             thread = self.o.threads[t]     # type: ignore[index]
-            if thread.slot is not None and not thread.stale:
-                if self.o.slots[thread.slot].seq != 0:
-                    self.call("detach", t, note="destroy_thread")
-                self.call("unregister", t, note="destroy_thread")
-            self.call("delete_thread_state", t, note="destroy_thread")
+            registered = thread.slot is not None and not thread.stale
+            composites.destroy_thread(
+                self._composite_call, t, registered=registered,
+                attached=registered and self.o.slots[thread.slot].seq != 0)  # type: ignore[index]
         elif name == "defer_until_advance":
             # deferred_advance until the batch boundary: the 10th call (S-DEF-1) advances.
             wr = self.o.wr_seq

@@ -131,3 +131,31 @@ def test_compare_step_names_fields_and_facts():
     moved = compare_step(expected, Observed(None, 3, state=dict(state, rd_seq=3)))
     assert moved is not None and moved.facts == ("S-ADV-1",) and moved.parts == ("rd_seq",)
     assert moved.diff == [{"field": "rd_seq", "observed": 3, "expected": 1}]
+
+
+def test_composite_actions_are_one_set(monkeypatch):
+    """create_thread and destroy_thread are conformance.checks.composites' for the machine and
+    the exploration alike: replacing them there changes both."""
+    from conformance.checks import composites
+    from conformance.checks.differential import make_machine
+    from conformance.checks.exhaustive import Action, _OracleRun
+    from conformance.model.ledger import FactLedger
+    from conformance.oracle import oracle
+
+    made = []
+    original = composites.create_thread
+
+    def watched(call):
+        made.append("create_thread")
+        return original(call)
+
+    monkeypatch.setattr(composites, "create_thread", watched)
+    machine = make_machine(oracle("3.13"), FactLedger())()
+    machine.start(None)
+    machine.create_thread()
+    run = _OracleRun(OracleInterpreter("3.13"))
+    run.run(Action("create_thread"))
+    assert made == ["create_thread", "create_thread"]
+    assert [r.operation for r in machine.trace] == [c[0] for c in run.calls] == [
+        "new_thread_state", "reserve", "register"]
+    machine.teardown()
