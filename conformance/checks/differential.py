@@ -10,7 +10,7 @@ them.  Hypothesis shrinks a failing run to a minimal step sequence and prints it
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -31,8 +31,12 @@ from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.observed import observes_wider_state, wider_differences
 from ..model.oracle import OracleInterpreter, qsbr_leq
+from . import composites
 from .blame import blame
-from .statediff import DiffEntry, outcome_diff, snapshot_diff, wider_diff
+from .compare import Expected, Observed, compare_step
+from .failure import ConformanceFailure  # noqa: F401 - the failure record's old name
+from .interpreters import MACHINE_OPERATIONS, SeveralInterpreters
+from .statediff import DiffEntry, outcome_diff, state_of_snapshot
 from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
@@ -72,21 +76,7 @@ def _own_traceback(exc: BaseException) -> str:
     return "".join(f"\n    {line}" for line in text.splitlines()) if text else ""
 
 
-class ConformanceFailure(AssertionError):
-    """An implementation disagreed with the oracle or broke an invariant."""
-
-    def __init__(self, facts: set[str] | tuple[str, ...], message: str,
-                 diff: list[DiffEntry] | None = None,
-                 records: list[StepRecord] | None = None) -> None:
-        self.facts = tuple(sorted(set(facts)))
-        #: per field, observed and expected (conformance.checks.statediff)
-        self.diff = list(diff or [])
-        #: the steps, where the raiser keeps no trace of its own (the comparisons check)
-        self.records = list(records or [])
-        super().__init__(f"[{', '.join(self.facts)}] {message}")
-
-
-class DifferentialMachine(RuleBasedStateMachine):
+class DifferentialMachine(SeveralInterpreters, RuleBasedStateMachine):
     """Configured by :func:`make_machine`; not used directly."""
 
     implementation: Implementation
@@ -116,6 +106,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.steps = 0
         self.trace: list[StepRecord] = []   # every call made, for reports (conformance.steps)
         self._expected_slots: tuple = ()
+        self._init_interpreters()       # several live interpreters (checks.interpreters)
         type(self).last_instance[0] = self
 
     # -- the differential step ---------------------------------------------------------------
@@ -123,17 +114,23 @@ class DifferentialMachine(RuleBasedStateMachine):
     def _logical_snapshot(self, snap: Snapshot, handles: dict[int, Any]) -> Snapshot:
         # Snapshots of either side in logical thread ids, so they compare equal; the optional
         # wider fields are checked on their own (conformance.model.observed), not compared.
-        to_logical = {handle: logical for logical, handle in handles.items()}
+        # A handle the machine does not know (deleted, or another interpreter's) is kept under
+        # a name of its own, so that it differs from the other side.
+        side = 0 if handles is self.oracle_handle else 1
+        to_logical = {pair[side]: logical for logical, pair in self.dead.items()}
+        to_logical.update((handle, logical) for logical, handle in handles.items())
         slots = tuple(SlotView(s.seq, s.allocated, to_logical.get(s.owner, s.owner),
                                tuple(s.bookkeeping)) for s in snap.slots)
         threads: dict[Any, int | str | None] = {
-            to_logical[h]: slot for h, slot in snap.threads.items() if h in to_logical}
+            to_logical.get(h, f"unknown handle {h!r}"): slot for h, slot in snap.threads.items()}
         return Snapshot(snap.wr_seq, snap.rd_seq, snap.size, slots, tuple(snap.freelist),
                         threads)
 
     def step(self, operation: str, *args: Any, thread: int | None = None) -> Any:
         """Run one operation on both sides, compare, and return the implementation's result."""
         interrupt.check()           # a Ctrl-C dropped somewhere comes back here
+        if operation in MACHINE_OPERATIONS:     # of the machine: which interpreter
+            return getattr(self, f"_{operation}")(*args)
         self.steps += 1
         self.oracle.applied = []
         self.oracle.reached = []
@@ -153,47 +150,42 @@ class DifferentialMachine(RuleBasedStateMachine):
             expected_error = exc
         applied = set(self.oracle.applied) or {MISUSE}
         misuse = expected_error is not None
+        # what blame needs beyond the parts (conformance.checks.blame)
+        context: dict[str, Any] = {"profile": self.profile,
+                                   "after_fini": self.oracle.regrown_after_fini
+                                   and operation == "reserve"}
 
         actual_error = result_actual = None
+        raised = traceback = None
         try:
             result_actual = getattr(self.impl, operation)(*impl_args)
         except errors.ImplementationCrashedError as exc:
             self.trace.append(replace(record, error=type(exc).__name__))
-            self._fail(blame(applied, ["result"], operation=operation), f"{label}: {exc}",
+            self._fail(blame(applied, ["result"], operation=operation, **context),
+                       f"{label}: {exc}",
                        self._outcome_diff(exc, None, expected_error, result_expected))
         except errors.QsbrError as exc:
             actual_error = exc
         except Exception as exc:  # noqa: BLE001 - any other exception is a protocol breach
-            self.trace.append(replace(record, error=f"{type(exc).__name__}: {exc}"))
-            self._fail(blame(applied, ["result"], misuse=misuse, operation=operation),
-                       f"{label}: raised {type(exc).__name__}: {exc} "
-                       f"(expected {self._describe(expected_error, result_expected)})"
-                       + _own_traceback(exc),
-                       self._outcome_diff(exc, None, expected_error, result_expected))
+            raised, traceback = f"{type(exc).__name__}: {exc}", _own_traceback(exc)
         self.trace.append(replace(
-            record, error=type(actual_error).__name__ if actual_error is not None else None,
+            record, error=raised if raised is not None else type(actual_error).__name__
+            if actual_error is not None else None,
             result=NO_RESULT if actual_error is not None or result_actual is None
             else result_actual))
-
-        if type(actual_error) is not type(expected_error):
-            # A misuse accepted or answered with the wrong error is MISUSE; a valid call
-            # rejected is charged to the rules that made it valid (e.g. S-SEQ-3 for sequences
-            # 2^63 apart).
-            self._fail(blame(applied, ["error"], misuse=True) if misuse
-                       else blame(applied, ["result"], operation=operation),
-                       f"{label}: got {self._describe(actual_error, result_actual)}, "
-                       f"expected {self._describe(expected_error, result_expected)}",
-                       self._outcome_diff(actual_error, result_actual, expected_error,
-                                          result_expected))
-        if expected_error is None and result_actual != result_expected:
-            self._fail(blame(applied, ["result"], operation=operation, got=result_actual,
-                             expected=result_expected),
-                       f"{label}: got {self._describe(actual_error, result_actual)}, "
-                       f"expected {self._describe(expected_error, result_expected)}",
-                       self._outcome_diff(actual_error, result_actual, expected_error,
-                                          result_expected))
+        expected = Expected(operation, label, frozenset(applied),
+                            type(expected_error).__name__ if expected_error else None,
+                            result_expected, thread=thread,
+                            before=state_of_snapshot(self.snap) if self.snap else None,
+                            **context)
+        verdict = compare_step(expected, Observed(
+            type(actual_error).__name__ if actual_error is not None else None, result_actual,
+            raised))
+        if verdict is not None:
+            self._fail(verdict.facts, verdict.message + (traceback or ""), verdict.diff)
         copied = (self.oracle.grown_from or 0) if operation == "reserve" else 0
-        self._compare_state(applied, label, misuse=misuse, copied=copied)
+        self._compare_state(applied, label, misuse=misuse, copied=copied, operation=operation,
+                            thread=thread, **context)
         if self.boundaries is not None:
             reached = list(self.oracle.reached)
             if expected_error is not None:
@@ -224,11 +216,15 @@ class DifferentialMachine(RuleBasedStateMachine):
                             else None, expected_result)
 
     def _compare_state(self, facts: set[str], label: str, misuse: bool = False,
-                       copied: int = 0) -> None:
+                       copied: int = 0, operation: str | None = None,
+                       thread: int | None = None, profile: str = "3.13",
+                       after_fini: bool = False) -> None:
         """Compare the whole state; credit ``facts`` once for the step when it agrees.
 
         ``copied``: this step grew the array from that many slots; a difference in one of
-        them is the growth's copy (S-RES-1), not the pop's (S-FREE-1)."""
+        them is the growth's copy (S-RES-1), not the pop's (S-FREE-1).  ``operation``,
+        ``thread``, ``profile`` and ``after_fini`` are for blame (conformance.checks.blame)."""
+        before = self.snap
         expected = self._logical_snapshot(self.oracle.snapshot(), self.oracle_handle)
         try:
             raw = self.impl.snapshot()
@@ -244,32 +240,15 @@ class DifferentialMachine(RuleBasedStateMachine):
             self.live_impl_handles = set(raw.threads)
         except TypeError:
             self.live_impl_handles = set()
-        differences = []
-        parts = []
-        wider = wider_differences(raw, self.profile)
-        for part, message in wider:
-            parts.append(part)
-            differences.append(message)
-        for name in ("wr_seq", "rd_seq", "size", "freelist", "threads"):
-            if getattr(actual, name) != getattr(expected, name):
-                parts.append(name)
-                differences.append(f"{name}: got {getattr(actual, name)!r}, "
-                                   f"expected {getattr(expected, name)!r}")
-        if actual.slots != expected.slots and actual.size == expected.size:
-            for index, (got, want) in enumerate(zip(actual.slots, expected.slots, strict=True)):
-                if got != want:
-                    differences.append(f"slot {index}: got {got}, expected {want}")
-                    differing = [part for part in ("seq", "allocated", "owner", "bookkeeping")
-                                 if getattr(got, part) != getattr(want, part)]
-                    if index < copied:      # carried over by the growth of this step
-                        differing = ["copied"] + (
-                            ["bookkeeping"] if "bookkeeping" in differing else [])
-                    parts += differing
-        if differences:
-            self._fail(blame(facts, parts, misuse=misuse),
-                       f"after {label}, the state differs from the oracle:\n  "
-                       + "\n  ".join(differences),
-                       snapshot_diff(actual, expected) + wider_diff(wider))
+        wider = tuple(wider_differences(raw, self.profile))
+        verdict = None if actual == expected and not wider else compare_step(Expected(
+            operation, f"{label}", frozenset(facts), "MISUSE" if misuse else None,
+            state=state_of_snapshot(expected),
+            before=state_of_snapshot(before) if before is not None else None, thread=thread,
+            copied=copied, after_fini=after_fini, profile=self.profile),
+            Observed(state=state_of_snapshot(actual), wider=wider), outcome=False)
+        if verdict is not None:
+            self._fail(verdict.facts, verdict.message, verdict.diff)
         credited = set(facts)
         if expected.slots != self._expected_slots and observes_wider_state(raw):
             credited.add("S-SLOT-1")    # a slot was written: its every field was checked
@@ -326,7 +305,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         if start is not None:
             self.step("set_sequences", start, start)
             self.goals.append(start)
-        self._compare_state({"S-SEQ-2"}, "start")
+        self._compare_fresh("start")
         self.last_rd = self.snap.rd_seq if self.snap else None
 
     @precondition(lambda self: self.snap is not None and self.snap.size == 0)
@@ -365,17 +344,15 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.impl_handle[logical] = self.impl.new_thread_state()
         self.threads.append(logical)
         self.trace.append(StepRecord("new_thread_state", result=logical))
-        self._compare_state({"S-SLOT-1"}, f"new_thread_state() -> t{logical}")
+        self._compare_state({"S-SLOT-1", "S-TSTATE-1"}, f"new_thread_state() -> t{logical}",
+                            operation="new_thread_state")
         return logical
 
     @precondition(lambda self: len(self.threads) < 40)
     @rule()
     def create_thread(self) -> None:
         """What CPython's new_threadstate() does: reserve a slot, then register it."""
-        logical = self._new_thread()
-        index = self.step("reserve")
-        if index >= 0:
-            self.step("register", index, thread=logical)
+        composites.create_thread(self._composite_call)
 
     @precondition(lambda self: self.threads)
     @rule(data=st.data())
@@ -385,12 +362,19 @@ class DifferentialMachine(RuleBasedStateMachine):
 
     def _destroy(self, t: int) -> None:
         slot = self.snap.threads.get(t) if self.snap is not None else None
-        if isinstance(slot, int):
-            if self.snap is not None and self.snap.slots[slot].seq != 0:
-                self.step("detach", thread=t)
-            self.step("unregister", thread=t)
-        self.step("delete_thread_state", thread=t)
+        registered = isinstance(slot, int)
+        composites.destroy_thread(
+            self._composite_call, t, registered=registered,
+            attached=registered and self.snap is not None
+            and self.snap.slots[slot].seq != 0)     # type: ignore[index]
         self._forget(t)
+
+    def _composite_call(self, operation: str, thread: int | None, *args: Any,
+                        note: str = "") -> Any:
+        """One call of a composite action (conformance.checks.composites), compared."""
+        if operation == "new_thread_state":
+            return self._new_thread()
+        return self.step(operation, *args, thread=thread)
 
     def _forget(self, t: int) -> None:
         """A deleted thread state: its handles are kept to try them again (misuse)."""
@@ -409,12 +393,32 @@ class DifferentialMachine(RuleBasedStateMachine):
     def reserve(self) -> None:
         self.step("reserve")
 
-    @rule(failures=st.integers(1, 2))
-    def reserve_out_of_memory(self, failures: int) -> None:
+    @rule(failures=st.integers(1, 4), growths=st.integers(1, 3))
+    def reserve_out_of_memory(self, failures: int, growths: int) -> None:
+        """Arm ``failures`` allocation failures, then make ``growths`` reserves that must grow
+        (the freelist drained before each): fewer growths than failures leave some armed for
+        whatever comes next (fini, after_fork, another interpreter's step, re-initialisation);
+        more show the growth that succeeds once they are used up."""
         self._arm_failures(failures)
-        self.step("reserve")
-        # Leave no armed failure behind for later steps on one side only.
-        self._arm_failures(0)
+        for _ in range(growths):
+            self.drain_freelist()
+            if self.snap is not None and self.snap.size > 16:
+                break
+            self.step("reserve")
+
+    @rule(count=st.integers(0, 4))
+    def fail_next_allocations(self, count: int) -> None:
+        """Arm (or disarm) allocation failures and leave them armed: the later steps, in any
+        lifecycle state, consume them (both sides armed alike, so a difference is the
+        implementation's)."""
+        self._arm_failures(count)
+
+    @rule()
+    def drain_freelist(self) -> None:
+        """Reserve until the freelist is empty, so that the next reserve must grow (bounded:
+        nothing past 16 slots; the growth scenario goes past 64)."""
+        while self.snap is not None and self.snap.freelist and self.snap.size <= 16:
+            self.step("reserve")
 
     def _arm_failures(self, count: int) -> None:
         self.oracle.fail_next_allocations(count)
@@ -688,6 +692,7 @@ class DifferentialMachine(RuleBasedStateMachine):
                             f"t{t} points at slot {slot}, owned by {self.snap.slots[slot].owner}")
 
     def teardown(self) -> None:
+        self._close_parked()
         try:
             self.impl.fail_next_allocations(0)
             self.impl.close()
@@ -700,259 +705,6 @@ class DifferentialMachine(RuleBasedStateMachine):
             self.on_example_done(self.ledger)
 
 
-def _invariants(m: DifferentialMachine) -> None:
-    m.write_sequence_is_odd()
-    m.read_sequence_only_moves_forward()
-    m.read_sequence_bounds()
-    m.freelist_matches_allocation()
-
-
-def coverage_scenario(m: DifferentialMachine) -> None:
-    """A fixed walk through every fact, run before the random exploration.
-
-    Random runs may leave a rare fact unexercised when they are short; this walk makes sure
-    each fact is checked at least once on every run, through the same differential step.
-    Each part also pins a boundary that a plausible bug would cross (noted alongside): the
-    mutant catalog (conformance.mutants) is how these were found to be needed.
-    """
-    m.start(None)
-    threads = [m._new_thread() for _ in range(20)]
-    for t in threads:                                   # growth 0 -> 8 -> 16 -> 32
-        m.step("register", m.step("reserve"), thread=t)
-        _invariants(m)
-    a, b, c = threads[:3]
-    m.step("attach", thread=a)
-    m.step("attach", thread=b)
-    goal = m.step("advance")
-    m._record_goal(goal)
-    m.step("poll", goal, thread=b)                      # a and b still read
-    m.step("goal_reached", goal, thread=b)
-    m.step("quiescent_state", thread=a)
-    m.step("quiescent_state", thread=b)
-    if m.step("poll", goal, thread=b):
-        m._check_safety(goal)                           # S-SAFE-1
-    m.step("goal_reached", goal, thread=b)              # goal == rd_seq: LEQ, not LT
-    m.step("attach", thread=a)                          # misuse: already attached
-    m.step("unregister", thread=b)                      # misuse: still attached
-    m.step("detach", thread=b)
-    m.step("unregister", thread=b)                      # LIFO push
-    m.step("register", m.step("reserve"), thread=b)     # gets it back
-    if m.profile == "3.13":
-        for _ in range(10):
-            m._record_goal(m.step("deferred_advance", thread=c))
-    else:
-        m._record_goal(m.step("shared_next"))
-        m.step("set_bookkeeping", 3, 4096, 0, True, thread=c)
-        m.step("should_process", thread=c)
-    for t in sorted(m._attached()):                     # S-SAFE-2
-        m.step("quiescent_state", thread=t)
-    wr = m.snap.wr_seq if m.snap is not None else 1
-    m._check(m.step("poll", wr, thread=a) is True, ("S-SAFE-2",),
-             f"poll({wr}) is False after every attached thread reported a quiescent state")
-    while m.snap is not None and m.snap.freelist:       # empty the freelist ...
-        m.step("reserve")
-    m._arm_failures(1)                                  # ... so the next reserve must grow
-    m.step("reserve")                                   # S-FREE-4
-    m._arm_failures(0)
-    _invariants(m)
-    m.step("attach", thread=c)                          # another attached slot at fork time:
-    m.step("after_fork", thread=a)                      # S-FORK-1 keeps its seq
-    _invariants(m)
-    m.step("fini")                                      # S-FINI-1
-    m.step("attach", thread=a)                          # misuse: stale slot
-    _invariants(m)
-    m.teardown()
-    wrap_scenario(type(m)())
-    misuse_scenario(type(m)())
-    growth_scenario(type(m))
-
-
-def wrap_scenario(m: DifferentialMachine) -> None:
-    """S-SEQ-3/S-SEQ-4 across 2^64: a reader attached just below the wrap must hold back a
-    goal just above it (a plain unsigned comparison in the scan would let it through)."""
-    m.start(U64 - 2)
-    reader, writer = m._new_thread(), m._new_thread()
-    for t in (reader, writer):
-        m.step("register", m.step("reserve"), thread=t)
-    m.step("attach", thread=reader)                     # seq = 2^64 - 3
-    m.step("attach", thread=writer)
-    goal = m.step("advance")                            # 2^64 - 1
-    m._record_goal(goal)
-    if m.profile == "3.13":                             # a non-advancing goal wraps to 1
-        m._record_goal(m.step("deferred_advance", thread=writer))
-    else:
-        m._record_goal(m.step("shared_next"))
-    goal = m.step("advance")                            # wraps to 1
-    m._record_goal(goal)
-    m.step("quiescent_state", thread=writer)
-    m.step("poll", goal, thread=writer)                 # held back by the reader
-    m.step("goal_reached", goal, thread=writer)
-    m.step("quiescent_state", thread=reader)
-    if m.step("poll", goal, thread=writer):
-        m._check_safety(goal)
-    assert m.snap is not None
-    half = (m.snap.rd_seq + HALF) & U64                 # 2^63 from rd_seq: QSBR_LEQ holds
-    m.step("goal_reached", half, thread=writer)
-    m.step("poll", half, thread=writer)
-    _invariants(m)
-    for t in (reader, writer):
-        m._destroy(t)                                   # every slot free again
-    m.teardown()
-
-
-# -- misuse in combination, and growth from every interesting state ---------------------------
-
-def _misuse_arguments(m: DifferentialMachine, operation: str) -> list[tuple[Any, ...]]:
-    """Valid and invalid arguments for ``operation`` (the handle excluded)."""
-    assert m.snap is not None
-    if operation in ("poll", "goal_reached"):
-        return [(m.snap.wr_seq,), *((v,) for v in BAD_VALUES)]
-    if operation == "register":
-        reserved = [i for i, s in enumerate(m.snap.slots) if s.allocated and s.owner is None]
-        owned = [i for i, s in enumerate(m.snap.slots) if s.owner is not None]
-        free = [i for i, s in enumerate(m.snap.slots) if not s.allocated]
-        return [(i,) for i in (*reserved[:1], *owned[:1], *free[:1], m.snap.size, -1,
-                               *BAD_INDEX_TYPES)]
-    if operation == "set_bookkeeping":
-        return [(1, 64, 128, True)]
-    return [()]
-
-
-def _misuse_calls(m: DifferentialMachine, threads: Iterable[int]) -> None:
-    """Every thread operation (the profile's or not) on each of ``threads`` with each argument
-    kind, where at least one misuse condition holds: the oracle decides which error wins
-    (valid calls are left out, so the state never changes)."""
-    for t in threads:
-        for operation in MISUSE_OPERATIONS:
-            if operation in ("shared_next", "set_sequences"):
-                continue
-            for args in _misuse_arguments(m, operation):
-                trial = copy.deepcopy(m.oracle)
-                try:
-                    getattr(trial, operation)(m._handles(t)[0], *args)
-                except errors.QsbrError:
-                    m.step(operation, *args, thread=t)
-
-
-def _sequence_calls(m: DifferentialMachine) -> None:
-    """set_sequences with every pair of valid, even, out-of-range and coercible values (misuse
-    only), and shared_next (unsupported on 3.13)."""
-    values = (5, 4, *BAD_VALUES)
-    for wr in values:
-        for rd in values:
-            if m.oracle.misuse_conditions("set_sequences", wr, rd):
-                m.step("set_sequences", wr, rd)
-    if m.profile != "3.14":
-        m.step("shared_next")
-
-
-def misuse_scenario(m: DifferentialMachine) -> None:
-    """Misuse generated as combinations of conditions: each operation × each kind of handle
-    (registered and attached, registered and detached, without a slot, stale, deleted, never
-    created) × each kind of argument (valid, out of range, a bool, a float, a str), fresh and
-    not fresh; also rd_seq 2^63 from wr_seq (valid, QSBR_LEQ) in both directions."""
-    m.start(None)
-    _sequence_calls(m)                                  # fresh: values decide
-    m.step("set_sequences", HALF + 1, 1)                # rd 2^63 behind wr: valid
-    m.step("set_sequences", 1, HALF + 1)                # and 2^63 "ahead": valid too
-    m.step("set_sequences", 1, 1)
-    attached, detached, loose, deleted, stale = (m._new_thread() for _ in range(5))
-    for t in (attached, detached, deleted, stale):
-        m.step("register", m.step("reserve"), thread=t)
-    m.step("attach", thread=attached)
-    m._destroy(deleted)
-    _sequence_calls(m)                                  # not fresh
-    _misuse_calls(m, (attached, detached, loose, deleted, NEVER))
-    m.step("after_fork", thread=detached)               # attached and stale lose their slots
-    _misuse_calls(m, (stale,))
-    m.step("fini")
-    _misuse_calls(m, (detached,))                       # stale after fini
-    _sequence_calls(m)                                  # fresh again after fini
-    _invariants(m)
-    m.teardown()
-
-
-#: Growth is checked up to this size: four doublings after the first array, past 64 slots.
-GROWTH_LIMIT = 128
-
-
-def _grow_through(m: DifferentialMachine, size: int = GROWTH_LIMIT) -> None:
-    """New thread states, each reserving and registering, until the array has grown to
-    ``size`` and one slot past its half is taken; every step compared (a copied slot that
-    differs is blamed on the growth, S-RES-1)."""
-    while m.snap is not None and (m.snap.size < size or len(m.snap.freelist) >= size // 2):
-        t = m._new_thread()
-        index = m.step("reserve")
-        if index < 0:
-            return                  # compared: the oracle expected -1 as well
-        m.step("register", index, thread=t)
-    _invariants(m)
-
-
-def _reader_behind(m: DifferentialMachine) -> None:
-    first, second = m._new_thread(), m._new_thread()
-    for t in (first, second):
-        m.step("register", m.step("reserve"), thread=t)
-    m.step("attach", thread=first)
-    m._record_goal(m.step("advance"))
-    m.step("attach", thread=second)
-    m._record_goal(m.step("advance"))                   # both behind wr_seq now
-
-
-def _bookkeeping(m: DifferentialMachine) -> None:
-    threads = [m._new_thread() for _ in range(3)]
-    for n, t in enumerate(threads, 1):
-        m.step("register", m.step("reserve"), thread=t)
-        if m.profile == "3.13":
-            for _ in range(2 * n + 1):
-                m._record_goal(m.step("deferred_advance", thread=t))
-        else:       # every field set, each to its own value (the newest ones included)
-            m.step("set_bookkeeping", 2 * n + 1, 4096 * n, 8192 * n + 64, True, thread=t)
-
-
-def _reserved_unregistered(m: DifferentialMachine) -> None:
-    t = m._new_thread()
-    m.step("register", m.step("reserve"), thread=t)
-    m.step("reserve")                                   # the new_threadstate window
-
-
-def _after_fork(m: DifferentialMachine) -> None:
-    _reader_behind(m)
-    _bookkeeping(m)
-    survivor = m._new_thread()
-    m.step("register", m.step("reserve"), thread=survivor)
-    m.step("after_fork", thread=survivor)               # stale seqs and bookkeeping left
-    assert m.snap is not None
-    m.step("poll", m.snap.wr_seq, thread=survivor)      # the released readers hold rd_seq
-
-
-def _after_fini(m: DifferentialMachine) -> None:
-    _reader_behind(m)
-    m.step("fini")                                      # both thread states stale
-
-
-#: The states growth is checked from (conformance.model.boundaries.GROWTH_STATES), each set up
-#: on a fresh interpreter and then grown through 8, 16, 32, 64 and 128 slots.
-GROWTH_STARTS: tuple[tuple[str, Callable[[DifferentialMachine], None]], ...] = (
-    ("an attached reader behind wr_seq", _reader_behind),
-    ("bookkeeping set", _bookkeeping),
-    ("a reserved, unregistered slot", _reserved_unregistered),
-    ("a slot released by after_fork", _after_fork),
-    ("an array rebuilt after fini", _after_fini),
-)
-
-
-def growth_scenario(machine: type[DifferentialMachine]) -> None:
-    """Growth from every interesting state, through four growths past 64 slots: a port whose
-    growth drops a field of the slots it copies, or whose table is fixed at 64, differs."""
-    for _name, setup in GROWTH_STARTS:
-        m = machine()
-        m.start(None)
-        setup(m)
-        _grow_through(m)
-        m.teardown()
-
-
 def make_machine(implementation: Implementation, ledger: FactLedger,
                  on_example_done: Callable[[FactLedger], None] | None = None,
                  boundaries: BoundaryLedger | None = None) -> type[DifferentialMachine]:
@@ -963,4 +715,18 @@ def make_machine(implementation: Implementation, ledger: FactLedger,
         "boundaries": boundaries,
         "on_example_done": staticmethod(on_example_done) if on_example_done else None,
         "last_instance": [None],        # per class: the runner reads the machine that failed
+        "fresh_seen": [False],          # per class: an interpreter of it was seen fresh
     })
+
+
+#: Names that moved to conformance.checks.scenarios, still importable from here.
+_SCENARIO_NAMES = frozenset({
+    "_invariants", "coverage_scenario", "wrap_scenario", "misuse_scenario", "growth_scenario",
+    "GROWTH_STARTS", "GROWTH_LIMIT", "fault_scenario"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SCENARIO_NAMES:
+        from . import scenarios
+        return getattr(scenarios, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,18 +37,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..drivers import interrupt
-from ..model import boundaries, errors
-from ..model.adapter import STALE, Implementation
+from ..model import errors
+from ..model.adapter import Implementation
 from ..model.boundaries import BoundaryLedger
 from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.oracle import OracleInterpreter, _Slot, _ThreadState
 from .blame import blame
-from .statediff import DiffEntry, fingerprint_diff, outcome_diff
+from .compare import Expected, Observed, compare_step, state_differences
+from .exhaustive_actions import (  # noqa: F401 - re-exported
+    BESIDE,
+    START_POINTS,
+    Action,
+    _OracleRun,
+    actions,
+    oracle_fingerprint,
+)
+from .failure import Failed, FailureRecord
+from .statediff import state_of_fingerprint
 from .steps import NO_RESULT, StepRecord
 
 U64 = (1 << 64) - 1
@@ -80,54 +90,6 @@ Call = tuple[str, "int | None", tuple, bool, str]
 # runs them too, and drivers never import checks).
 from ..drivers.batch import execute_calls, impl_fingerprint  # noqa: E402,F401 - re-exported
 
-
-def oracle_fingerprint(o: OracleInterpreter) -> tuple:
-    slots = tuple([(s.seq, s.allocated, s.owner, tuple(s.bookkeeping.items()))
-                   for s in o.slots])
-    freelist = []
-    index = o.freelist
-    while index is not None:
-        freelist.append(index)
-        index = o.slots[index].next_free
-    threads = tuple(sorted((h, STALE if t.stale else t.slot) for h, t in o.threads.items()))
-    return (o.wr_seq, o.rd_seq, len(o.slots), slots, tuple(freelist), threads, ())
-
-
-_FP_PARTS = ("wr_seq", "rd_seq", "size", "slots", "freelist", "threads", "wider")
-_SLOT_PARTS = ("seq", "allocated", "owner", "bookkeeping")
-
-
-def fingerprint_differences(got: tuple, want: tuple, copied: int = 0
-                            ) -> tuple[list[str], list[str]]:
-    """(differing parts for blame, readable lines) between two fingerprints; ``copied``: the
-    call grew the array from that many slots (a difference in one of them is the growth's)."""
-    parts: list[str] = []
-    lines: list[str] = []
-    for name, g, w in zip(_FP_PARTS, got, want, strict=True):
-        if g == w:
-            continue
-        if name == "slots" and len(g) == len(w):
-            for index, (gs, ws) in enumerate(zip(g, w, strict=True)):
-                for part, gv, wv in zip(_SLOT_PARTS, gs, ws, strict=True):
-                    if gv != wv:
-                        if index < copied:      # carried over by this call's growth
-                            parts += ["copied"] + (["bookkeeping"] if part == "bookkeeping"
-                                                   else [])
-                        else:
-                            parts.append(part)
-                        lines.append(f"slot {index} {part}: got {gv!r}, expected {wv!r}")
-        elif name == "slots":
-            parts.append("size")
-            lines.append(f"slots: got {len(g)}, expected {len(w)}")
-        elif name == "wider":       # conformance.model.observed: (part, message) pairs
-            parts += [part for part, _ in g]
-            lines += [message for _, message in g]
-        else:
-            parts.append(name)
-            lines.append(f"{name}: got {g!r}, expected {w!r}")
-    return parts, lines
-
-
 # -- canonical states -------------------------------------------------------------------------
 
 def canonical_key(o: OracleInterpreter) -> tuple:
@@ -149,163 +111,13 @@ def canonical_key(o: OracleInterpreter) -> tuple:
     pointers = sorted((-2 if t.stale else -1 if t.slot is None else t.slot)
                       for t in o.threads.values())
     return (min((U64 - wr) // 2, _WRAP_HORIZON), seq(o.rd_seq), slots, tuple(freelist),
-            tuple(pointers))
+            tuple(pointers), o._failing_allocations)
 
 
-# -- actions -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Action:
-    name: str
-    thread: int | None = None
-    args: tuple = ()
-
-    def label(self) -> str:
-        shown = ([f"t{self.thread}"] if self.thread is not None else []) + [
-            repr(a) for a in self.args]
-        return f"{self.name}({', '.join(shown)})"
-
-
-def actions(o: OracleInterpreter, max_threads: int) -> list[Action]:
-    """Every action from the oracle's state, symmetric thread states once."""
-    wr, rd = o.wr_seq, o.rd_seq
-    found: list[Action] = []
-    if len(o.threads) < max_threads:
-        found += [Action("new_thread_state"), Action("create_thread")]
-    found.append(Action("reserve"))
-    if o.freelist is None:
-        found.append(Action("reserve_out_of_memory"))
-    found.append(Action("advance"))
-    if o.profile == "3.14":
-        found.append(Action("shared_next"))
-    if o.slots:
-        found.append(Action("fini"))
-        found.append(Action("set_sequences", None, (wr, rd)))           # NotFresh
-    else:
-        found += [Action("set_sequences", None, ((wr + 4) & U64, wr)),  # rd != wr
-                  Action("set_sequences", None, (U64 - 2, U64 - 6)),    # near the wrap
-                  Action("set_sequences", None, ((wr + 1) & U64, wr)),  # even: misuse
-                  Action("set_sequences", None, (wr, (wr - 1) & U64)),  # even rd: misuse
-                  Action("set_sequences", None, ((wr + HALF) & U64, wr)),   # 2^63 apart: valid
-                  Action("set_sequences", None, (wr, (wr + 2) & U64))]  # rd after wr
-    seen_kinds: set[str] = set()
-    owned = [i for i, s in enumerate(o.slots) if s.owner is not None]
-    reserved = [i for i, s in enumerate(o.slots) if s.allocated and s.owner is None]
-    free = [i for i, s in enumerate(o.slots) if not s.allocated]
-    for handle in sorted(o.threads):
-        thread = o.threads[handle]
-        if thread.stale or thread.slot is None:
-            kind = "stale" if thread.stale else "none"
-            if kind in seen_kinds:
-                continue                # interchangeable with the one already expanded
-            seen_kinds.add(kind)
-            indices = reserved + owned[:1] + free[:1] + [len(o.slots), -1]
-            found += [Action("register", handle, (i,)) for i in indices]
-            found += [Action("delete_thread_state", handle), Action("attach", handle),
-                      Action("after_fork", handle), Action("unregister", handle),
-                      Action("poll", handle, (wr,))]
-            continue
-        found += [Action(name, handle) for name in (
-            "attach", "detach", "quiescent_state", "unregister", "destroy_thread",
-            "after_fork", "delete_thread_state")]
-        goals = sorted({(rd + 2) & U64, wr}, key=lambda g: (g - rd) & U64)
-        found += [Action("poll", handle, (g,)) for g in goals]
-        found += [Action("goal_reached", handle, (g,))
-                  for g in (rd, (rd + 2) & U64, (rd + HALF) & U64)]     # 2^63 apart: reached
-        found.append(Action("register", handle, (thread.slot,)))       # AlreadyRegistered
-        if o.profile == "3.13":
-            found += [Action("deferred_advance", handle),
-                      Action("defer_until_advance", handle)]
-        else:
-            found += [Action("should_process", handle),
-                      Action("set_bookkeeping", handle, (3, 4096, 0, True))]
-    return found
-
-
-class _OracleRun:
-    """Runs actions on the oracle, producing the concrete calls and what each must give."""
-
-    def __init__(self, oracle: OracleInterpreter) -> None:
-        self.o = oracle
-        self.calls: list[Call] = []
-        #: per compared call: (expected error class name or None, expected value, applied facts,
-        #: fingerprint after, boundaries reached, slots a growth copied)
-        self.expected: list[tuple] = []
-
-    def call(self, operation: str, thread: int | None = None, *args: Any,
-             compare: bool = True, note: str = "") -> Any:
-        self.o.applied = []
-        self.o.reached = []
-        self.calls.append((operation, thread, args, compare, note))
-        error = value = None
-        try:
-            value = getattr(self.o, operation)(*(((thread,) if thread is not None else ())
-                                                 + args))
-        except errors.QsbrError as exc:
-            error = type(exc).__name__
-        if compare:
-            reached = list(self.o.reached)
-            if error is not None:
-                reached.append(boundaries.misuse(operation, error))
-            self.expected.append((error, value, tuple(self.o.applied),
-                                  oracle_fingerprint(self.o), tuple(reached),
-                                  (self.o.grown_from or 0) if operation == "reserve" else 0))
-        return None if error else value
-
-    def run(self, action: Action) -> None:
-        name, t = action.name, action.thread
-        if name == "create_thread":
-            new = self.call("new_thread_state", note="create_thread")
-            index = self.call("reserve", note="create_thread")
-            if index is not None and index >= 0:
-                self.call("register", new, index, note="create_thread")
-        elif name == "destroy_thread":
-            thread = self.o.threads[t]     # type: ignore[index]
-            if thread.slot is not None and not thread.stale:
-                if self.o.slots[thread.slot].seq != 0:
-                    self.call("detach", t, note="destroy_thread")
-                self.call("unregister", t, note="destroy_thread")
-            self.call("delete_thread_state", t, note="destroy_thread")
-        elif name == "defer_until_advance":
-            # deferred_advance until the batch boundary: the 10th call (S-DEF-1) advances.
-            wr = self.o.wr_seq
-            for _ in range(10):
-                self.call("deferred_advance", t, note="defer_until_advance")
-                if self.o.wr_seq != wr:
-                    break
-        elif name == "reserve_out_of_memory":
-            self.call("fail_next_allocations", None, 1, compare=False, note="test hook")
-            self.call("reserve", note="the array allocation fails")
-            self.call("fail_next_allocations", None, 0, compare=False, note="test hook")
-        else:
-            self.call(name, t, *action.args)
-
-
-# -- start points ------------------------------------------------------------------------------
-
-def _writer_and_reader(r: _OracleRun, start: int | None = None) -> None:
-    if start is not None:
-        r.call("set_sequences", None, start, start)
-    for _ in range(2):
-        r.run(Action("create_thread"))
-    r.call("attach", 1)
-
-
-def _grown(r: _OracleRun, threads: int) -> None:
-    for _ in range(threads):
-        r.run(Action("create_thread"))
-    for t in range(1, threads - 1):     # keep the first and the last (in the grown part)
-        r.run(Action("destroy_thread", t))
-
-
-#: name -> how to reach it from a fresh interpreter
-START_POINTS: dict[str, Callable[[_OracleRun], None]] = {
-    "initial": lambda r: None,
-    "writer and attached reader": _writer_and_reader,
-    "near the 2^64 wrap": lambda r: _writer_and_reader(r, U64),
-    "grown to 16": lambda r: _grown(r, 9),
-    "grown to 32": lambda r: _grown(r, 17),
-}
+def _state(o: OracleInterpreter) -> tuple:
+    """What tells two oracle states apart for the exploration: the fingerprint and the armed
+    allocation failures (which no snapshot shows)."""
+    return (oracle_fingerprint(o), o._failing_allocations)
 
 
 # -- the exploration ---------------------------------------------------------------------------
@@ -318,14 +130,9 @@ class StartScope:
     transitions: int = 0
 
 
-@dataclass
-class ExploreFailure:
-    facts: tuple[str, ...]
-    message: str
-    records: list[StepRecord]
-    start: str
-    #: per field, observed and expected (conformance.checks.statediff)
-    diff: list[DiffEntry] = field(default_factory=list)
+#: The failure record's old names here (conformance.checks.failure).
+ExploreFailure = FailureRecord
+_Failed = Failed
 
 
 @dataclass
@@ -394,12 +201,6 @@ class _Node:
     actions: tuple[Action, ...]     # the actions after the start prefix
 
 
-class _Failed(Exception):
-    def __init__(self, failure: ExploreFailure) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
 def _records(calls: list[Call], outcomes: dict[int, tuple], profile: str) -> list[StepRecord]:
     """Step records for ``calls`` (run from a fresh interpreter); ``outcomes`` maps positions
     to what the implementation did.  Calls without one were compared earlier (or replayed
@@ -429,6 +230,20 @@ def _records(calls: list[Call], outcomes: dict[int, tuple], profile: str) -> lis
     return records
 
 
+def _normal(raw: tuple) -> dict[str, Any]:
+    """A :func:`_raw` snapshot in the comparator's normal form (conformance.checks.compare)."""
+    return {"wr_seq": raw[0], "rd_seq": raw[1], "size": raw[2], "slots": list(raw[3]),
+            "freelist": list(raw[4]), "threads": dict(raw[5])}
+
+
+def _raw(snap: Any) -> tuple:
+    """A snapshot in the implementation's own handles, to hold it to itself."""
+    slots = tuple((s.seq, bool(s.allocated), s.owner, tuple(s.bookkeeping))
+                  for s in snap.slots)
+    return (snap.wr_seq, snap.rd_seq, snap.size, slots, tuple(snap.freelist),
+            tuple(sorted(snap.threads.items(), key=repr)))
+
+
 class _Explorer:
     def __init__(self, impl: Implementation, ledger: FactLedger, result: ExploreResult,
                  deadline: float) -> None:
@@ -439,16 +254,58 @@ class _Explorer:
         self.visited: set[tuple] = set()
         self.parent_fingerprint: tuple = ()
         self.boundaries: BoundaryLedger | None = None
+        #: the start point being explored, and its second interpreter's setup (BESIDE)
+        self.start = ""
+        self.beside: _OracleRun | None = None
+        self.marker: str | None = None
 
     # running calls on the implementation
 
-    def _fresh(self) -> tuple[Any, list[Any], Any]:
+    def _fresh(self) -> tuple[Any, ...]:
+        """A fresh interpreter (and, for a start point of BESIDE, the second interpreter set
+        up beside it first, its setup compared, and its snapshot to hold it to)."""
+        beside: Any = None
+        if self.beside is not None:
+            other = self.impl.new_interpreter()
+            session: tuple[Any, ...] = (other, [], getattr(other, "run_calls", None), None)
+            beside = session
+            try:
+                outcomes = self._run_impl(session, self.beside.calls)
+                self._check(self.beside, 0, outcomes, list(self.beside.calls), self.start)
+                beside = (*session[:3], _raw(other.snapshot()))
+            except BaseException:
+                self._close(beside, beside=True)
+                raise
         interp = self.impl.new_interpreter()
         runner = getattr(interp, "run_calls", None)     # isolated: one round trip
-        return interp, [], runner
+        return interp, [], runner, beside
 
-    def _run_impl(self, session: tuple[Any, list[Any], Any], calls: list[Call]) -> list[tuple]:
-        interp, handles, runner = session
+    def _check_beside(self, session: tuple[Any, ...], executed: list[Call]) -> None:
+        """S-INTERP-1/2: the second interpreter is as it was after its setup."""
+        beside = session[3]
+        if beside is None or self.beside is None:
+            return
+        now = _raw(beside[0].snapshot())
+        if now == beside[3]:
+            self.ledger.passed("S-INTERP-1", "S-INTERP-2", source="exhaustive")
+            return
+        parts, lines = state_differences(_normal(now), _normal(beside[3]))
+        facts = blame(("S-INTERP-1", "S-INTERP-2"), parts)
+        message = ("the second interpreter changed while only the first was used:\n  "
+                   + "\n  ".join(lines))
+        companion = len([c for c in self.beside.calls if c[0] == "new_thread_state"])
+        records = (_records(list(self.beside.calls), {}, self.impl.profile)
+                   + [StepRecord("new_interpreter", result=1, note="several interpreters")]
+                   + [replace(r, thread=None if r.thread is None else r.thread + companion,
+                              result=r.result + companion
+                              if r.operation == "new_thread_state" else r.result)
+                      for r in _records(executed, {}, self.impl.profile)])
+        self.ledger.failed(facts, message, source="exhaustive")
+        raise Failed(FailureRecord.with_records("exhaustive", tuple(sorted(facts)), message,
+                                                records, start=self.start))
+
+    def _run_impl(self, session: tuple[Any, ...], calls: list[Call]) -> list[tuple]:
+        interp, handles, runner = session[:3]
         started = time.perf_counter()
         try:
             if runner is not None:
@@ -457,63 +314,55 @@ class _Explorer:
         finally:
             self.result.seconds_implementation += time.perf_counter() - started
 
-    @staticmethod
-    def _close(session: tuple[Any, list[Any], Any] | None) -> None:
+    @classmethod
+    def _close(cls, session: tuple[Any, ...] | None, beside: bool = False) -> None:
         if session is not None:
             try:
+                # Armed failures may be the process's, not the interpreter's (the reference
+                # port's allocator): none may outlive the interpreter they were armed on.
+                session[0].fail_next_allocations(0)
                 session[0].close()
             except errors.QsbrError:
                 pass
+            if not beside and len(session) > 3:
+                cls._close(session[3], beside=True)
 
     # one transition
 
     def _check(self, run: _OracleRun, first: int, outcomes: list[tuple], executed: list[Call],
-               start_name: str) -> None:
-        """Compare the implementation's outcomes of run.calls[first:] with the oracle's."""
+               start_name: str, before: tuple | None = None) -> None:
+        """Compare the implementation's outcomes of run.calls[first:] with the oracle's;
+        ``before``: the oracle's fingerprint before the first of them (for blame)."""
         compared = [i for i in range(first, len(run.calls)) if run.calls[i][3]]
         expected = run.expected[len(run.expected) - len(compared):]
         done: dict[int, tuple] = {}
         offset = len(executed) - (len(run.calls) - first)
         for position, want, got in zip(compared, expected, outcomes, strict=False):
             done[offset + position - first] = got
-            error, value, applied, fingerprint, reached, copied = want
-            misuse = error is not None
+            error, value, applied, fingerprint, reached, copied, after_fini = want
             kind = got[0]
-            problem = parts = None
-            diff: list[DiffEntry] = []
-            if kind == "exception":
-                problem, parts = (f"raised {got[1]} (expected "
-                                  f"{error or repr(value)})", ["result"])
-                diff = outcome_diff(str(got[1]).split(":")[0], None, error, value)
-            elif (error or None) != (got[1] if kind == "qsbr" else None):
-                shown = got[1] if kind == "qsbr" else repr(got[1])
-                problem = f"got {shown}, expected {error or repr(value)}"
-                # a misuse missed or answered wrongly is MISUSE; a valid call rejected is
-                # charged to the rules that made it valid
-                parts = ["error"] if misuse else ["result"]
-                diff = outcome_diff(got[1] if kind == "qsbr" else None,
-                                    got[1] if kind == "ok" else None, error, value)
-            elif error is None and got[1] != value:
-                problem, parts = f"got {got[1]!r}, expected {value!r}", ["result"]
-                diff = outcome_diff(None, got[1], None, value)
-            else:
-                state_parts, lines = fingerprint_differences(got[2], fingerprint, copied)
-                if lines:
-                    problem = "the state differs from the oracle:\n  " + "\n  ".join(lines)
-                    parts = state_parts
-                    diff = fingerprint_diff(got[2], fingerprint)
-            call = run.calls[position]
-            label = StepRecord(call[0], call[1], call[2]).call()
-            if problem is not None:
-                assert parts is not None
-                facts = blame(applied, parts, misuse=misuse, operation=call[0],
-                              got=got[1] if kind == "ok" else None, expected=value)
-                records = _records(executed[:offset + position - first + 1], done,
-                                   self.impl.profile)
-                message = f"{label}: {problem}" if parts != [] else problem
-                self.ledger.failed(facts, message, source="exhaustive")
-                raise _Failed(ExploreFailure(tuple(sorted(facts)), message, records,
-                                             start_name, diff))
+            observed_error = got[1] if kind == "qsbr" else None
+            if not (kind == "ok" and error is None and got[1] == value
+                    or kind == "qsbr" and error == got[1]) or got[2] != fingerprint:
+                call = run.calls[position]
+                verdict = compare_step(Expected(
+                    call[0], StepRecord(call[0], call[1], call[2]).call(),
+                    frozenset(applied), error, value, state=state_of_fingerprint(fingerprint),
+                    before=state_of_fingerprint(before) if before is not None else None,
+                    thread=call[1], copied=copied, after_fini=after_fini,
+                    profile=self.impl.profile), Observed(
+                    observed_error, got[1] if kind == "ok" else None,
+                    str(got[1]) if kind == "exception" else None,
+                    state_of_fingerprint(got[2]) if got[2] else None,
+                    tuple(got[2][6]) if got[2] and len(got[2]) > 6 else ()))
+                if verdict is not None:
+                    records = _records(executed[:offset + position - first + 1], done,
+                                       self.impl.profile)
+                    self.ledger.failed(verdict.facts, verdict.message, source="exhaustive")
+                    raise Failed(FailureRecord.with_records(
+                        "exhaustive", verdict.facts, verdict.message, records, verdict.diff,
+                        start=start_name))
+            before = fingerprint
             self.ledger.passed(*(applied or (MISUSE,)), source="exhaustive")
             if self.boundaries is not None:
                 self.boundaries.reached(*reached)
@@ -534,7 +383,8 @@ class _Explorer:
         before = self.parent_fingerprint
         run = _OracleRun(oracle)
         run.run(action)
-        after = oracle_fingerprint(oracle) if run.expected else before
+        after = _state(oracle) if run.expected or action.name == "fail_next_allocations" \
+            else before
         changed = after != before
         self.result.seconds_oracle += time.perf_counter() - started
         calls = list(run.calls)
@@ -551,12 +401,16 @@ class _Explorer:
             outcomes = self._run_impl(session, batch)
         except errors.ImplementationCrashedError as exc:
             applied = {f for want in run.expected for f in want[2]}
-            facts = blame(applied, ["result"], operation=calls[-1][0] if calls else None)
+            facts = blame(applied, ["result"], operation=calls[-1][0] if calls else None,
+                          profile=self.impl.profile,
+                          after_fini=bool(run.expected and run.expected[-1][6]))
             records = _records(executed, {}, self.impl.profile)
             self.ledger.failed(facts, str(exc), source="exhaustive")
-            raise _Failed(ExploreFailure(tuple(sorted(facts)), f"{action.label()}: {exc}",
-                                         records, start_name)) from None
-        self._check(run, 0, outcomes, executed, start_name)
+            raise Failed(FailureRecord.with_records(
+                "exhaustive", tuple(sorted(facts)), f"{action.label()}: {exc}", records,
+                start=start_name)) from None
+        self._check(run, 0, outcomes, executed, start_name, before[0] if before else None)
+        self._check_beside(session, executed)
         self.result.transitions += 1
         key: tuple = ()
         if changed:
@@ -571,7 +425,7 @@ class _Explorer:
         replay = _OracleRun(parent)
         for a in node.actions:
             replay.run(a)
-        self.parent_fingerprint = oracle_fingerprint(parent)
+        self.parent_fingerprint = _state(parent)
         todo = actions(parent, max_threads)
         session = None
         executed: list[Call] = []
@@ -581,7 +435,7 @@ class _Explorer:
                 try:
                     session, executed, current, changed, key, calls = self._transition(
                         node, action, session, executed, current, parent, start_name)
-                except _Failed:
+                except Failed:
                     if session is None:
                         raise
                     # Found after earlier actions that left the state as it was: report the
@@ -594,6 +448,7 @@ class _Explorer:
                 if changed:
                     self._close(session)
                     session, current = None, None
+                    key = (self.marker, key)
                     if key not in self.visited:
                         self.visited.add(key)
                         scope.states += 1
@@ -601,6 +456,15 @@ class _Explorer:
                                     node.actions + (action,))
         finally:
             self._close(session)
+
+
+def _beside_run(profile: str, name: str) -> _OracleRun | None:
+    """The second interpreter's setup for a start point of BESIDE, run on its oracle."""
+    if name not in BESIDE:
+        return None
+    run = _OracleRun(OracleInterpreter(profile))
+    BESIDE[name](run)
+    return run
 
 
 def _clone(o: OracleInterpreter) -> OracleInterpreter:
@@ -611,6 +475,7 @@ def _clone(o: OracleInterpreter) -> OracleInterpreter:
                   for s in o.slots]
     copy.threads = {h: _ThreadState(t.slot, t.stale) for h, t in o.threads.items()}
     copy.pushed_by = dict(o.pushed_by)
+    copy._armed_since = set(o._armed_since)
     copy.applied = []
     copy.reached = []
     return copy
@@ -649,6 +514,7 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
     explorer.boundaries = boundaries
     frontiers: list[list[_Node]] = []
     start_oracles: list[OracleInterpreter] = []
+    besides: list[_OracleRun | None] = []
     try:
         for index, name in enumerate(names):
             scope = StartScope(name)
@@ -657,6 +523,9 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
             run = _OracleRun(oracle)
             START_POINTS[name](run)
             start_oracles.append(oracle)
+            besides.append(_beside_run(impl.profile, name))
+            explorer.start, explorer.beside = name, besides[-1]
+            explorer.marker = name if name in BESIDE else None
             # The start prefix is itself compared, call by call.
             session = explorer._fresh()
             try:
@@ -664,7 +533,7 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
                 explorer._check(run, 0, outcomes, list(run.calls), name)
             finally:
                 explorer._close(session)
-            key = canonical_key(oracle)
+            key = (explorer.marker, canonical_key(oracle))
             frontier = []
             if key not in explorer.visited:
                 explorer.visited.add(key)
@@ -684,6 +553,8 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
                     if level > min_depth and time.perf_counter() > deadline:
                         result.stopped_by = "time"
                         raise TimeoutError
+                    explorer.start, explorer.beside = names[index], besides[index]
+                    explorer.marker = names[index] if names[index] in BESIDE else None
                     found.extend(explorer.expand(node, start_oracles[index], names[index],
                                                  max_threads, scope))
                     if progress is not None:
@@ -699,11 +570,11 @@ def explore(impl: Implementation, *, depth: int = DEFAULT_DEPTH,
                 break
     except TimeoutError:
         pass
-    except _Failed as exc:
+    except Failed as exc:
         result.failure = exc.failure
         result.stopped_by = "failure"
     except errors.ImplementationCrashedError as exc:
-        result.failure = ExploreFailure((MISUSE,), str(exc), [], "")
+        result.failure = FailureRecord("exhaustive", (MISUSE,), str(exc))
         result.stopped_by = "failure"
     result.states = len(explorer.visited)
     result.seconds = time.perf_counter() - began

@@ -26,6 +26,7 @@ from ..model.facts import MISUSE
 from ..model.ledger import FactLedger
 from ..model.oracle import OracleInterpreter, qsbr_leq, qsbr_lt
 from .differential import ConformanceFailure, _invariants, make_machine
+from .failure import FailureRecord
 from .statediff import outcome_diff
 from .steps import NO_RESULT, StepRecord
 
@@ -195,20 +196,9 @@ def _note_divergence(result: ReplayResult, position: int, recorded: StepRecord,
 
 # -- failures from a report -----------------------------------------------------------------
 
-@dataclass
-class RecordedFailure:
-    """One failure of a JSON report, as replay needs it."""
-
-    index: int
-    check: str
-    facts: tuple[str, ...]
-    message: str
-    records: list[StepRecord]
-
-    @property
-    def failed_at(self) -> int:
-        """The step where the run found it: the last recorded one (INITIAL: none recorded)."""
-        return len(self.records) - 1
+#: A failure of a JSON report, as replay needs it: the one failure record
+#: (conformance.checks.failure), with ``index`` its position in the report.
+RecordedFailure = FailureRecord
 
 
 def load_report(path: str) -> dict[str, Any]:
@@ -227,8 +217,9 @@ def recorded_failure(report: dict[str, Any], index: int) -> RecordedFailure:
         raise IndexError(f"--failure {index}: the report has {len(failures)} failure(s), "
                          f"numbered 0 to {len(failures) - 1}")
     data = failures[index]
-    return RecordedFailure(index, data["check"], tuple(data["facts"]), data["message"],
-                           [record_from_json(r) for r in data.get("step_records") or []])
+    return RecordedFailure.with_records(
+        data["check"], tuple(data["facts"]), data["message"],
+        [record_from_json(r) for r in data.get("step_records") or []], index=index)
 
 
 _CALL = re.compile(r"^(?:\[[^\]]*\] )?(?:after )?([a-z_]+)\(([^()]*)\)")

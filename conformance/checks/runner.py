@@ -35,33 +35,13 @@ from ..model.oracle import qsbr_leq, qsbr_lt
 from . import exhaustive
 from .database import set_machine_key
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
+from .failure import FailureRecord as Failure
 from .hsettings import suite_settings
 from .plan import DEFAULT_EXAMPLES, DEFAULT_STEPS, Plan, new_seed
-from .steps import StepRecord, render_steps
+from .steps import StepRecord
 
 if TYPE_CHECKING:
     from ..drivers.target import Capabilities, Target
-
-
-@dataclass
-class Failure:
-    check: str
-    facts: tuple[str, ...]
-    message: str
-    #: the step sequence as printed (rendered from ``records`` when there are any)
-    steps: list[str] = field(default_factory=list)
-    #: the whole step sequence, structured (conformance.checks.steps)
-    records: list[StepRecord] = field(default_factory=list)
-    #: per field, observed and expected: {"field", "observed", "expected"}
-    #: (conformance.checks.statediff); empty where the failure compared no state
-    diff: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def with_records(cls, check: str, facts: tuple[str, ...], message: str,
-                     records: list[StepRecord],
-                     diff: list[dict[str, Any]] | None = None) -> Failure:
-        return cls(check, facts, message, render_steps(records), list(records),
-                   list(diff or []))
 
 
 @dataclass

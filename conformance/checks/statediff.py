@@ -109,6 +109,22 @@ def _from_snapshot(snap: Any) -> dict[str, Any]:
             "freelist": list(snap.freelist), "threads": dict(snap.threads)}
 
 
+def state_of_snapshot(snap: Any) -> dict[str, Any]:
+    """The normal form of a snapshot in logical thread ids (conformance.checks.compare)."""
+    return _from_snapshot(snap)
+
+
+def state_of_fingerprint(fp: tuple) -> dict[str, Any]:
+    """The normal form of a fingerprint of the exhaustive exploration."""
+    return _from_fingerprint(fp)
+
+
+def state_diff(observed: dict[str, Any], expected: dict[str, Any]) -> list[DiffEntry]:
+    """Between two states in normal form (:func:`state_of_snapshot`,
+    :func:`state_of_fingerprint`)."""
+    return _state_diff(observed, expected)
+
+
 def snapshot_diff(observed: Any, expected: Any) -> list[DiffEntry]:
     """Between two snapshots in logical thread ids (conformance.model.adapter.Snapshot, as the
     differential machine's ``_logical_snapshot`` gives them)."""

@@ -84,6 +84,51 @@ FORK_BOUNDARIES: tuple[str, ...] = (
     "fini: leaves registered thread states stale",
 )
 
+#: Allocation failure across the lifecycle (``fail_next_allocations(n)``): where it was armed
+#: (no array yet, an array, after fini), where a growth consumed it, across fini and after_fork,
+#: the second and later of several failures, and a growth that succeeds once they are used up.
+FAULT_STATES: tuple[str, ...] = ("before the array exists", "while an array exists",
+                                 "after fini")
+FAULT_RECOVERED = "faults: a growth succeeds once the armed failures are consumed"
+
+
+def fault_state(has_array: bool, finished: bool) -> str:
+    """The lifecycle state an interpreter is in, as the fault boundaries name it."""
+    if has_array:
+        return FAULT_STATES[1]
+    return FAULT_STATES[2] if finished else FAULT_STATES[0]
+
+
+def fault(armed: str, consumed: str) -> str:
+    return f"faults: armed {armed}, consumed {consumed}"
+
+
+def fault_consumed(armed: str, now: str, since: set[str] | frozenset[str],
+                   consumed_before: int) -> list[str]:
+    """The boundaries a growth that consumes an armed failure stands on."""
+    names = [fault(armed, now)]
+    if "fini" in since:
+        names.append("faults: armed before fini, consumed after it")
+    if "after_fork" in since:
+        names.append("faults: armed before after_fork, consumed after it")
+    if consumed_before:
+        names.append("faults: a second armed failure consumed by the next growth")
+    return names
+
+
+FAULT_BOUNDARIES: tuple[str, ...] = (
+    *(fault(armed, consumed) for armed, consumed in (
+        (FAULT_STATES[0], FAULT_STATES[0]),     # fresh: the first array cannot be made
+        (FAULT_STATES[1], FAULT_STATES[1]),     # an existing array cannot grow
+        (FAULT_STATES[1], FAULT_STATES[2]),     # armed with an array, fini, re-init fails
+        (FAULT_STATES[2], FAULT_STATES[2]),     # after fini: re-initialisation fails
+    )),
+    "faults: armed before fini, consumed after it",
+    "faults: armed before after_fork, consumed after it",
+    "faults: a second armed failure consumed by the next growth",
+    FAULT_RECOVERED,
+)
+
 #: The misuse each operation can raise (docs/adapter-protocol.md, "Errors"), per profile line.
 _SLOT = ("UnknownThreadStateError", "NotRegisteredError", "StaleSlotError")
 MISUSE_TABLE: dict[str, dict[str, tuple[str, ...]]] = {
@@ -151,7 +196,7 @@ def expected(profile: str) -> list[str]:
                                                    strict=False)]
     names += [growth_from(state, old, new) for state in GROWTH_STATES
               for old, new in zip(GROWTH_SIZES, GROWTH_SIZES[1:], strict=False)]
-    names += list(FREELIST_BOUNDARIES) + list(FORK_BOUNDARIES)
+    names += list(FREELIST_BOUNDARIES) + list(FORK_BOUNDARIES) + list(FAULT_BOUNDARIES)
     names += [misuse(op, err) for op, errs in MISUSE_TABLE[line].items() for err in errs]
     names += [precedence(*pair) for pair in PRECEDENCE_PAIRS[line]]
     names += [argument_type(op, kind) for op in TYPED_OPERATIONS for kind in COERCIBLE]

@@ -57,6 +57,12 @@ FACTS: tuple[Fact, ...] = (
          "read afterwards", ordering=True),
     Fact("S-SAFE-2", "if every attached thread keeps reporting quiescent states, every goal "
          "is reached", ordering=True),
+    Fact("S-TSTATE-1", "a new thread state has no slot; delete removes one without a slot, "
+         "which no snapshot lists afterwards"),
+    Fact("S-INTERP-1", "each interpreter has its own _qsbr_shared: sequences, array, freelist; "
+         "nothing done on one changes another"),
+    Fact("S-INTERP-2", "a thread state and its slot belong to the interpreter that made it; "
+         "no other interpreter lists it"),
     Fact("S-READ-1", "a reader's first protected load after attach must be seq_cst "
          "(acquire can be freed under; model-checked only)", ordering=True),
 )

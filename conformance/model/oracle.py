@@ -119,6 +119,11 @@ class OracleInterpreter:
         self.threads: dict[int, _ThreadState] = {}
         self._next_handle = 0
         self._failing_allocations = 0
+        #: where the armed failures were armed, what happened to the interpreter since, and how
+        #: many of them growth has consumed (the fault boundaries, conformance.model.boundaries)
+        self._armed_in: str | None = None
+        self._armed_since: set[str] = set()
+        self._consumed = 0
         self.applied: list[str] = []
         self.reached: list[str] = []        # boundaries (conformance.model.boundaries)
         self.pushed_by: dict[int, str] = {}     # slot index -> what pushed it on the freelist
@@ -126,6 +131,8 @@ class OracleInterpreter:
         self.forked = False                 # after_fork released a slot of this array
         #: set by reserve: the size the array had before this call grew it (None: no growth)
         self.grown_from: int | None = None
+        #: set by reserve: this call grew the array again from nothing after fini
+        self.regrown_after_fini = False
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -251,7 +258,13 @@ class OracleInterpreter:
         self.wr_seq, self.rd_seq = wr_seq, rd_seq
 
     def fail_next_allocations(self, count_: int) -> None:
+        """Test hook: the next ``count_`` allocations of the slot array fail (0 disarms).  The
+        count belongs to the interpreter and only a growth consumes it: fini, after_fork and
+        reserves that pop without growing leave it armed (docs/adapter-protocol.md)."""
         self._failing_allocations = max(0, count_)
+        self._armed_in = boundaries.fault_state(bool(self.slots), self.finished)
+        self._armed_since = set()
+        self._consumed = 0
 
     # -- thread states -----------------------------------------------------------------------
 
@@ -259,6 +272,7 @@ class OracleInterpreter:
         handle = self._next_handle
         self._next_handle += 1
         self.threads[handle] = _ThreadState()
+        self._apply("S-TSTATE-1")
         return handle
 
     def delete_thread_state(self, tstate: int) -> None:
@@ -267,6 +281,7 @@ class OracleInterpreter:
         if thread.slot is not None and not thread.stale:
             self._apply(MISUSE)
             raise errors.StillRegisteredError(f"thread state {tstate} still owns a slot")
+        self._apply("S-TSTATE-1")
         del self.threads[tstate]
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -292,12 +307,20 @@ class OracleInterpreter:
             self._failing_allocations -= 1
             self._apply("S-FREE-4")
             self._reach("freelist: growth cannot allocate (reserve returns -1)")
+            self._reach(*boundaries.fault_consumed(
+                self._armed_in or "", boundaries.fault_state(bool(self.slots), self.finished),
+                self._armed_since, self._consumed))
+            self._consumed += 1
             return False
+        if self._consumed:
+            self._reach(boundaries.FAULT_RECOVERED)
+            self._consumed = 0
         self._reach_growth_states()
         # S-SLOT-3: max(2 * size, 8); old slots copied as they are (S-DEF-3: bookkeeping too);
         # owners keep their index, which is what re-pointing them preserves.
         new_size = max(2 * len(self.slots), MIN_ARRAY_SIZE)
         self.grown_from = len(self.slots)
+        self.regrown_after_fini = self.finished and not self.slots
         self._reach(boundaries.growth(len(self.slots), new_size))
         self.slots.extend(self._new_slot() for _ in range(new_size - len(self.slots)))
         # S-FREE-2: rebuild the freelist walking 0 .. size-1, pushing each free slot.
@@ -330,6 +353,7 @@ class OracleInterpreter:
         """S-RES-1: pop the freelist; if empty, (stop the world,) grow and pop; or -1."""
         self._apply("S-RES-1", "S-FREE-1")
         self.grown_from = None
+        self.regrown_after_fini = False
         index = self._allocate()
         if index is None and self._grow():
             index = self._allocate()
@@ -398,6 +422,8 @@ class OracleInterpreter:
         self.pushed_by = {}
         self.finished = True
         self.forked = False
+        if self._failing_allocations:
+            self._armed_since.add("fini")
         for thread in self.threads.values():
             if thread.slot is not None:
                 thread.stale = True
@@ -407,6 +433,8 @@ class OracleInterpreter:
         self._conditions_met("after_fork", (tstate,))
         mine = self._slot_of(tstate)
         self._apply("S-FORK-1")
+        if self._failing_allocations:
+            self._armed_since.add("after_fork")
         for index, slot in enumerate(self.slots):
             if slot is not mine and slot.allocated:
                 if self._has_bookkeeping(slot):

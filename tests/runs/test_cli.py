@@ -6,6 +6,7 @@ import sys
 import pytest
 import watched
 
+from conformance.checks.exhaustive import START_POINTS
 from conformance.frontends import cli
 from conformance.model.facts import FACTS, MODEL_CHECKED_ONLY
 
@@ -39,7 +40,7 @@ def test_default_run_prints_table_and_conforms(capsys, tmp_path):
     assert rows["S-ADV-1"]["by_source"]["random"] > 0
     scope = data["exploration"]
     assert scope["distinct_states"] > 0 and scope["transitions"] > 0
-    assert scope["depth_complete"] >= 1 and len(scope["start_points"]) == 5
+    assert scope["depth_complete"] >= 1 and len(scope["start_points"]) == len(START_POINTS)
     assert "exhaustive:" in text and "distinct states" in text
 
 

@@ -20,11 +20,12 @@ def _run(pytester, *args):
 def test_plugin_adds_one_test_per_fact(pytester):
     result = _run(pytester, "--qsbr-impl", "conformance.oracle:oracle", "--qsbr-examples",
                   "10", "--qsbr-seed", "1", "--junitxml", "report.xml", "-rs")
-    # 29 facts + MISUSE + verdict + the project's own test; S-DEF-2 and S-SLOT-2 are n/a,
+    # 32 facts + MISUSE + verdict + the project's own test; S-DEF-2 and S-SLOT-2 are n/a,
     # S-READ-1 (model-checked only, reference port only) is skipped saying so, and the 11 other
     # ordering facts are skipped as "pass (sequential only)" (the oracle does not declare
     # thread_safe, so no concurrent check ran)
-    result.assert_outcomes(passed=18, skipped=14)
+    assert len(FACTS) == 32
+    result.assert_outcomes(passed=21, skipped=14)
     result.stdout.fnmatch_lines(["*S-READ-1: n/a: only the model checker*"])
     result.stdout.fnmatch_lines(["*S-ADV-1: pass (sequential only)*"])
     assert "qsbr[S-FREE-3]" in (pytester.path / "report.xml").read_text()
@@ -69,7 +70,7 @@ def test_plugin_runs_the_suite_once_under_xdist_with_junit_classes(pytester, mon
                   "10", "--qsbr-seed", "1", "-n", "2", "--junitxml", "report.xml", "-rs")
     # as without xdist: S-DEF-2, S-SLOT-2 (n/a), S-READ-1 (model-checked only) and the 11
     # ordering facts passed sequentially only are skipped
-    result.assert_outcomes(passed=18, skipped=14)
+    result.assert_outcomes(passed=21, skipped=14)
     result.stdout.fnmatch_lines(["*S-READ-1: n/a: only the model checker*"])
     # One call to check the implementation loads (a usage error otherwise), one for the run:
     # not one per worker or per collected fact.
