@@ -153,12 +153,15 @@ def test_two_machines_share_what_they_find_through_a_real_redis(redis_db, tmp_pa
                                "--workers", "1", "--examples", "20")
     assert status == 1 and second["found"] is not None, second
     assert second["found"]["facts"] == first["found"]["facts"]
-    assert second["found"]["steps"] == first["found"]["steps"]
+    # Machine b starts from the server's example and may shrink it further (HypoFuzz stores
+    # the smaller one): never a longer one than machine a stored.
+    assert len(second["found"]["steps"]) <= len(first["found"]["steps"])
     import mutant_adapters
     result = run_conformance(mutant_adapters.fifo_freelist(), examples=1, seed=1,
                              explore_seconds=0, database=open_database(redis_db))
     replayed = [f for f in result.failures if f.check == "differential"]
-    assert replayed and list(replayed[0].steps) == first["found"]["steps"], result.failures
+    assert replayed and list(replayed[0].steps) in (first["found"]["steps"],
+                                                    second["found"]["steps"]), result.failures
 
 
 @needs_hypofuzz
