@@ -55,6 +55,9 @@ class Failure:
     #: per field, observed and expected: {"field", "observed", "expected"}
     #: (conformance.checks.statediff); empty where the failure compared no state
     diff: list[dict[str, Any]] = field(default_factory=list)
+    #: the command that reruns this failure, where it is not the run's own replay (a race
+    #: probe of the concurrent torture)
+    replay: str = ""
 
     @classmethod
     def with_records(cls, check: str, facts: tuple[str, ...], message: str,
