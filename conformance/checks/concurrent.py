@@ -59,10 +59,12 @@ def library_for(target: Target, release: str | None) -> str | None:
 
 
 def torture_progress(stdout: str, stderr: str) -> tuple[str, ...]:
-    """The last progress line's update and free counts (conformance.frontends.torture_cli)."""
+    """The last progress line's update, free and race-probe round counts
+    (conformance.frontends.torture_cli)."""
     for line in reversed(stderr.splitlines()):
         if line.startswith("progress "):
-            return tuple(re.findall(r"\b(?:updates|frees)=(\d+)", line))
+            # (race_rounds: the race probes' progress, before the first update)
+            return tuple(re.findall(r"\b(?:updates|frees|race_rounds)=(\d+)", line))
     return ()
 
 

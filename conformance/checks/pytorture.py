@@ -96,8 +96,15 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
     with races.switching(switch_interval) as switched:
         if race_rounds > 0:
             try:
+                started = time.monotonic()
+
+                def probed(rounds: int) -> None:
+                    if progress is not None:    # progress while the probes run (no updates)
+                        progress({"reads": 0, "updates": 0, "frees": 0, "max_pending": 0,
+                                  "elapsed": time.monotonic() - started,
+                                  "race_rounds": rounds})
                 race_result = races.race_probes(implementation, race_rounds, probe=race_probe,
-                                                replay=replay)
+                                                replay=replay, progress=probed)
             except Exception as exc:  # noqa: BLE001 - a harness error (a set-up difference)
                 race_error = (f"race probes: {type(exc).__name__}: {exc}\n"
                               + traceback.format_exc(limit=-8))

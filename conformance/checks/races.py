@@ -64,6 +64,7 @@ FORCED_SWITCH_INTERVAL = 1e-6
 STAGGERS = 8            # start offsets of the free rounds, in calls
 POINTS = 64             # default cap of the stepped rounds' preemption points per thread
 FREE_ROUNDS = 1         # free rounds per probe and start state
+PROGRESS_ROUNDS = 25    # rounds between two progress reports
 LINES = POINTS          # (the former name)
 
 
@@ -535,13 +536,15 @@ def race_probes(implementation: Any, rounds: int = POINTS, *, profile: str | Non
                 only: list[str] | None = None, stop_on_error: bool = True,
                 free_rounds: int = FREE_ROUNDS, stepped: bool = True,
                 probe: str | None = None,
-                replay: Callable[[str], str] | None = None) -> RaceResult:
+                replay: Callable[[str], str] | None = None,
+                progress: Callable[[int], None] | None = None) -> RaceResult:
     """The stepped rounds of every probe (or of those in ``only``) from each of its start
     states: each thread preempted before each of its first ``rounds`` access points in turn
     (none unless ``stepped``), then ``free_rounds`` free rounds; judged by linearizability
     against the model.  ``probe`` (``KIND@STATE@SCHEDULE``, as a failure's replay names it)
-    runs that one round only.  ``replay(spec)``: the command that reruns a probe.  The caller
-    sets the switch interval (:class:`switching`)."""
+    runs that one round only.  ``replay(spec)``: the command that reruns a probe;
+    ``progress(rounds)`` is called every PROGRESS_ROUNDS rounds.  The caller sets the switch
+    interval (:class:`switching`)."""
     profile = str(profile or getattr(implementation, "profile", "3.13"))
     table = probes(profile)
     result = RaceResult()
@@ -554,6 +557,8 @@ def race_probes(implementation: Any, rounds: int = POINTS, *, profile: str | Non
                              result, command(replay_spec(kind, state, plan)))
             if plan.stepped and count < plan.point:
                 plans.done = True       # the thread ran out of points: its sweep is over
+            if progress is not None and result.rounds % PROGRESS_ROUNDS == 0:
+                progress(result.rounds)
             if not ok and stop_on_error:
                 return result
     finally:

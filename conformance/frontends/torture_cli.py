@@ -90,7 +90,8 @@ def _line(stats: dict) -> str:
     errors = stats.get("errors", {})
     total = sum(errors.values()) if errors else stats.get("errors_reclaimed", 0)
     return (f"{stats['elapsed']:6.1f}s reads={stats['reads']} updates={stats['updates']} "
-            f"frees={stats['frees']} max_pending={stats['max_pending']} errors={total}")
+            f"frees={stats['frees']} max_pending={stats['max_pending']} errors={total}"
+            + (f" race_rounds={stats['race_rounds']}" if "race_rounds" in stats else ""))
 
 
 def main(argv: list[str]) -> int:
