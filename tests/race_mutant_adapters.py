@@ -229,14 +229,14 @@ nested_lock = racy_adapters._factory(NestedLock)
 hidden_lock = racy_adapters._factory(HiddenLock)
 declared_lock = racy_adapters._factory(DeclaredLock)
 
-#: factory -> (the facts one of which its race must be charged to, the probe kind that must
-#: catch it, by prefix)
+#: factory -> (the facts one of which its race must be charged to, an operation of the probe
+#: that must catch it)
 RACY = {
     "scan_reloads_seq": ({"S-POLL-1", "S-POLL-2"}, "poll"),
     "rd_seq_check_then_store": ({"S-POLL-1", "S-POLL-2"}, "poll"),
     "scan_reads_wr_last": ({"S-POLL-1", "S-POLL-2"}, "poll"),
     "thread_cached_size": ({"S-POLL-1", "S-POLL-2"}, "poll"),
-    "thread_cached_rd_seq": ({"S-GOAL-1"}, ""),
+    "thread_cached_rd_seq": ({"S-GOAL-1"}, "goal_reached"),
     "handle_counter_unlocked": ({"S-SLOT-1", "S-REG-1", "S-UNREG-1", "S-FORK-1", "S-FINI-1",
                                  "S-SLOT-3"}, "new_thread_state"),
     "thread_table_copied": ({"S-SLOT-1", "S-REG-1", "S-UNREG-1", "S-FORK-1", "S-FINI-1",
