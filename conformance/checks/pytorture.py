@@ -87,7 +87,7 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
     ``stats["races"]`` has the probes' own counts.  ``churners`` threads reserve, register,
     attach, pass a quiescent state, detach, unregister and delete a thread state in a loop
     while readers run; after every ``round_updates`` updates every thread is held between two
-    operations (quiesced) and the snapshot's invariants are checked
+    operations, detached (quiesced), and the snapshot's invariants are checked
     (conformance.checks.contract.state_invariants).  ``race_probe`` (``KIND@STATE@SCHEDULE``):
     run that one race-probe round only (a failure's replay); ``replay(spec)``: the command
     that reruns a probe, for the failures' details.
@@ -183,11 +183,11 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
     counts_lock = threading.Lock()
     errors: list[BaseException] = []
 
-    def register(log: list) -> tuple[Any, int]:
+    def register(log: list, tid: int | None = None) -> tuple[Any, int]:
         handle = _charged("S-SLOT-1", "new_thread_state", interp.new_thread_state)
         index = _charged("S-RES-1", "reserve", interp.reserve)
         _charged("S-REG-1", "register", lambda: interp.register(handle, index))
-        tid = next(ids)
+        tid = next(ids) if tid is None else tid
         logged(log, tid, contract.ATTACH, lambda: interp.attach(handle))
         return handle, tid
 
@@ -198,6 +198,12 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
         with history_lock:
             history.extend(log)
 
+    def parking(log: list, tid: int, handle: Any) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        return (functools.partial(logged, log, tid, contract.DETACH,
+                                  functools.partial(interp.detach, handle)),
+                functools.partial(logged, log, tid, contract.ATTACH,
+                                  functools.partial(interp.attach, handle)))
+
     def reader(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
         log: list = []
@@ -205,7 +211,7 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
         reads = bad = 0
         try:
             while not stop.is_set():
-                gate.checkpoint()
+                gate.checkpoint(*parking(log, tid, handle))
                 held = current[0]
                 for _ in range(rng.randint(1, 8)):
                     if held.reclaimed or current[0].reclaimed:
@@ -238,7 +244,7 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
         pending: deque[tuple[int, _Object]] = deque()
         try:
             while not stop.is_set():
-                gate.checkpoint()
+                gate.checkpoint(*parking(log, tid, handle))
                 with swap_lock:
                     counts["updates"] += 1
                     if updates and counts["updates"] >= updates:
@@ -267,11 +273,14 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
     def churner(index: int) -> None:
         # A thread state's whole life, again and again, while the readers run: the registry
         # (reserve, register, unregister, the freelist) under concurrent use.
+        # One history thread for all its cycles (a thread that detaches and attaches again,
+        # to the contract oracle), so the history's size grows with operations only.
+        tid = next(ids)
         try:
             while not stop.is_set():
                 gate.checkpoint()
                 log: list = []
-                handle, tid = register(log)
+                handle, tid = register(log, tid)
                 logged(log, tid, contract.QS,
                        functools.partial(interp.quiescent_state, handle))
                 retire(handle, tid, log)
@@ -401,15 +410,22 @@ class _Gate:
             self.closed = False
             self.cond.notify_all()
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, park: Callable[[], Any] | None = None,
+                   unpark: Callable[[], Any] | None = None) -> None:
+        """Held while the gate is closed; ``park`` before (a thread detaches: a reserve that
+        grows stops the world, which waits for every attached thread), ``unpark`` after."""
         if not self.closed:
             return
+        if park is not None:
+            park()
         with self.cond:
             self.held += 1
             self.cond.notify_all()
             while self.closed:
                 self.cond.wait()
             self.held -= 1
+        if unpark is not None:
+            unpark()
 
     def leave(self) -> None:
         with self.cond:
