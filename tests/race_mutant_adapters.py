@@ -77,6 +77,8 @@ class RdSeqCheckThenStore(LockFreeScan):
         errors.check_u64(goal, "goal")
         with self._lock:
             self._slot_of(tstate)
+            if qsbr_leq(goal, self.rd_seq):
+                return True
         minimum = self._scan()
         if qsbr_lt(self.rd_seq, minimum): self.rd_seq = minimum    # noqa: E701 - bug: unlocked
         return qsbr_leq(goal, self.rd_seq)
