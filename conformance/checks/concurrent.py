@@ -59,10 +59,12 @@ def library_for(target: Target, release: str | None) -> str | None:
 
 
 def torture_progress(stdout: str, stderr: str) -> tuple[str, ...]:
-    """The last progress line's update and free counts (conformance.frontends.torture_cli)."""
+    """The last progress line's update, free and race-probe round counts
+    (conformance.frontends.torture_cli)."""
     for line in reversed(stderr.splitlines()):
         if line.startswith("progress "):
-            return tuple(re.findall(r"\b(?:updates|frees)=(\d+)", line))
+            # (race_rounds: the race probes' progress, before the first update)
+            return tuple(re.findall(r"\b(?:updates|frees|race_rounds)=(\d+)", line))
     return ()
 
 
@@ -168,8 +170,7 @@ def _python_threads(result: Any, target: Target, capabilities: Capabilities, rou
                           f"GIL {gil}; contract oracle judged "
                           f"{judged.get('safety_checked', 0)} true and "
                           f"{judged.get('liveness_checked', 0)} false polls"
-                          + (f"; {stats['races']['rounds']} race-probe rounds"
-                             if stats.get("races") else "")
+                          + (_race_line(stats["races"]) if stats.get("races") else "")
                           + (f"; evidence: {stats['evidence']}" if stats.get("evidence")
                              else ""))
     failures: dict[str, list[str]] = dict(judged.get("errors", {}))
@@ -188,6 +189,24 @@ def _python_threads(result: Any, target: Target, capabilities: Capabilities, rou
         return
     for fact, details in failures.items():
         ledger.failed((fact,), details[0], source="concurrent")
-    result.failures.append(failure_type(
-        "concurrent torture", tuple(sorted(failures)),
-        "; ".join(f"{f}: {d[0]}" for f, d in failures.items())))
+    failure = failure_type("concurrent torture", tuple(sorted(failures)),
+                           "; ".join(f"{f}: {d[0]}" for f, d in failures.items()))
+    replays = (stats.get("races") or {}).get("replay") or {}
+    if replays and hasattr(failure, "replay"):
+        failure.replay = next(iter(replays.values()))   # the race probe that failed
+    result.failures.append(failure)
+
+
+def _race_line(races: dict) -> str:
+    """The race probes on the concurrency line: rounds, the protocol's pairs covered (and
+    those not), and the pauses that waited out their limit."""
+    line = (f"; {races['rounds']} race-probe rounds covering {races.get('pairs_covered', 0)} "
+            f"of {races.get('pairs', 0)} operation pairs the protocol allows")
+    if races.get("pairs_not_covered"):
+        line += f" (not covered: {', '.join(races['pairs_not_covered'])})"
+    if races.get("escapes"):
+        line += (f"; {races['escapes']} stepped round(s) waited out their "
+                 f"{races.get('escape_seconds', 2):g} s limit: a lock the probes did not find "
+                 "(declare it with race_locks(), docs/adapter-protocol.md), so those rounds "
+                 "ran another interleaving and the run was slower")
+    return line

@@ -38,6 +38,7 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Any
 
 ATTACH, DETACH, QS, GOAL_ADVANCE, GOAL_NEXT, POLL = 1, 2, 3, 4, 5, 6
 KIND_NAMES = {ATTACH: "attach", DETACH: "detach", QS: "quiescent_state",
@@ -230,3 +231,75 @@ def judge_file(path: str) -> ContractResult:
     events = read_file(path)
     events.sort(key=lambda e: e[0])     # per-thread order is kept: tickets grow in each thread
     return judge(events)
+
+
+# --- the state's invariants, quiesced -------------------------------------------------------
+
+def state_invariants(snap: Any) -> dict[str, list[str]]:
+    """What a quiesced snapshot (no operation in flight) must satisfy, by the fact a break
+    names: every slot either on the freelist or allocated, never both, never twice on it
+    (S-FREE-3, S-UNREG-1: a lost or doubled push; S-FREE-1, S-RES-1: a double pop); one thread
+    state per slot and each registered thread state's slot owned by it (S-REG-1, S-RES-1);
+    wr_seq odd, rd_seq not after wr_seq, and every attached seq between them (S-ADV-1,
+    S-POLL-2, S-ATTACH-1/S-QS-1)."""
+    out: dict[str, list[str]] = {}
+
+    def fail(facts: tuple[str, ...], detail: str) -> None:
+        for fact in facts:
+            details = out.setdefault(fact, [])
+            if len(details) < 3:
+                details.append(detail)
+
+    slots = list(snap.slots)
+    freelist = list(snap.freelist)
+    size = snap.size
+    wr, rd = snap.wr_seq, snap.rd_seq
+    threads = dict(snap.threads)
+    if len(slots) != size:
+        fail(("S-SLOT-3",), f"the snapshot has {len(slots)} slots for size {size}")
+    twice = sorted({i for i in freelist if freelist.count(i) > 1})
+    if twice:
+        fail(("S-FREE-3", "S-UNREG-1"), f"slots {twice} are on the freelist twice "
+                                        f"(freelist {freelist}): a push was doubled")
+    allocated = {i for i, s in enumerate(slots) if s.allocated}
+    both = sorted(allocated & set(freelist))
+    if both:
+        fail(("S-FREE-1", "S-RES-1"), f"slots {both} are allocated and on the freelist: a pop "
+                                      "was lost or a slot handed out twice")
+    lost = sorted(set(range(len(slots))) - allocated - set(freelist))
+    if lost:
+        fail(("S-FREE-3", "S-UNREG-1"), f"slots {lost} are neither allocated nor on the "
+                                        "freelist: a push was lost")
+    outside = sorted(i for i in freelist if not 0 <= i < len(slots))
+    if outside:
+        fail(("S-FREE-2",), f"the freelist holds {outside}, outside the array of {size}")
+    owners: dict[int, list] = {}
+    for handle, slot in threads.items():
+        if isinstance(slot, int) and not isinstance(slot, bool):
+            owners.setdefault(slot, []).append(handle)
+            if not 0 <= slot < len(slots):
+                fail(("S-REG-1",), f"thread state {handle!r} is registered to slot {slot}, "
+                                   "outside the array")
+            elif slots[slot].owner != handle or slot not in allocated:
+                fail(("S-REG-1",), f"thread state {handle!r} is registered to slot {slot}, "
+                                   f"whose owner is {slots[slot].owner!r}"
+                                   + ("" if slot in allocated else " and which is free"))
+    for slot, handles in owners.items():
+        if len(handles) > 1:
+            fail(("S-RES-1", "S-REG-1"), f"thread states {handles!r} share slot {slot}: "
+                                         "it was handed out twice")
+    if wr % 2 != 1:
+        fail(("S-ADV-1",), f"wr_seq {wr} is even")
+    if not _leq(rd, wr):
+        fail(("S-POLL-2",), f"rd_seq {rd} is after wr_seq {wr}")
+    for i, slot in enumerate(slots):
+        seq = slot.seq
+        if seq and slot.owner is not None and not (_leq(seq, wr)):
+            fail(("S-ATTACH-1", "S-QS-1"), f"slot {i}'s seq {seq} is after wr_seq {wr}")
+        elif seq and slot.owner is not None and _lt(seq, rd):
+            fail(("S-POLL-2",), f"rd_seq {rd} passed slot {i}'s seq {seq}, still attached")
+    return out
+
+
+def _leq(a: int, b: int) -> bool:
+    return not _lt(b, a)

@@ -39,6 +39,9 @@ class FailureRecord:
     start: str = ""
     #: the failure's position in the report it was read back from (None: not read back)
     index: int | None = None
+    #: the command that reruns this failure, where it is not the run's own replay (a race
+    #: probe of the concurrent torture)
+    replay: str = ""
 
     @classmethod
     def with_records(cls, check: str, facts: tuple[str, ...], message: str,
@@ -56,9 +59,9 @@ class FailureRecord:
         if not isinstance(other, FailureRecord):
             return NotImplemented
         return (self.check, self.facts, self.message, self.steps, self.records, self.diff,
-                self.start, self.index) == (other.check, other.facts, other.message,
-                                            other.steps, other.records, other.diff,
-                                            other.start, other.index)
+                self.start, self.index, self.replay) == (
+                    other.check, other.facts, other.message, other.steps, other.records,
+                    other.diff, other.start, other.index, other.replay)
 
     __hash__ = None     # type: ignore[assignment]  # mutable, like any dataclass with eq
 

@@ -39,16 +39,21 @@ import itertools
 import random
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..drivers.taskthread import TaskThread
-from . import contract, races
+from . import contract, races, stepping
 
-#: Rounds of each race probe by default: one sweep of every single preemption (both threads,
-#: lines 1 .. races.LINES) of the first setup variant.
-RACE_ROUNDS = 2 * races.LINES
+#: The race probes' cap on preemption points per thread (every single preemption up to it, of
+#: every probe, from every start state).
+RACE_ROUNDS = races.POINTS
+#: How long a torture thread is waited for once the run has failed (it may hang).
+JOIN_SECONDS = 30.0
+#: Updates between two state checks (every thread quiesced, the snapshot's invariants).
+ROUND_UPDATES = 50
 
 
 class _Object:
@@ -65,7 +70,10 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
                    progress_interval: float = 1.0,
                    probe_rounds: int | None = None,
                    race_rounds: int = RACE_ROUNDS,
-                   switch_interval: float | None = races.FORCED_SWITCH_INTERVAL
+                   switch_interval: float | None = races.FORCED_SWITCH_INTERVAL,
+                   churners: int = 1, round_updates: int = ROUND_UPDATES,
+                   race_probe: str | None = None,
+                   replay: Callable[[str], str] | None = None
                    ) -> tuple[int, dict]:
     """Returns (status, stats) like the C torture: 0 ok, 1 errors, 2 nothing reclaimed.
 
@@ -75,27 +83,50 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
     build the whole run forces thread switches every ``switch_interval`` seconds (None: the
     interpreter's own interval), restored afterwards; ``stats["evidence"]`` says how strong a
     clean result is on this build.  ``stats["contract"]`` is the contract oracle's judgement of
-    the recorded history, with the race probes' failures added; ``stats["races"]`` has the
-    probes' own counts.
+    the recorded history, with the race probes' and the state checks' failures added;
+    ``stats["races"]`` has the probes' own counts.  ``churners`` threads reserve, register,
+    attach, pass a quiescent state, detach, unregister and delete a thread state in a loop
+    while readers run; after every ``round_updates`` updates every thread is held between two
+    operations, detached (quiesced), and the snapshot's invariants are checked
+    (conformance.checks.contract.state_invariants).  ``race_probe`` (``KIND@STATE@SCHEDULE``):
+    run that one race-probe round only (a failure's replay); ``replay(spec)``: the command
+    that reruns a probe, for the failures' details.
     """
     race_result, race_error = None, None
     with races.switching(switch_interval) as switched:
         if race_rounds > 0:
             try:
-                race_result = races.race_probes(implementation, race_rounds)
-            except Exception as exc:  # noqa: BLE001 - an implementation that raised
-                race_error = f"race probes: {type(exc).__name__}: {exc}"
+                started = time.monotonic()
+
+                def probed(rounds: int) -> None:
+                    if progress is not None:    # progress while the probes run (no updates)
+                        progress({"reads": 0, "updates": 0, "frees": 0, "max_pending": 0,
+                                  "elapsed": time.monotonic() - started,
+                                  "race_rounds": rounds})
+                race_result = races.race_probes(implementation, race_rounds, probe=race_probe,
+                                                replay=replay, progress=probed)
+            except Exception as exc:  # noqa: BLE001 - a harness error (a set-up difference)
+                race_error = (f"race probes: {type(exc).__name__}: {exc}\n"
+                              + traceback.format_exc(limit=-8))
         status, stats = _torture(implementation, readers=readers, writers=writers,
                                  seconds=seconds, seed=seed, updates=updates,
                                  progress=progress, progress_interval=progress_interval,
-                                 probe_rounds=probe_rounds)
+                                 probe_rounds=probe_rounds, churners=churners,
+                                 round_updates=round_updates)
     stats["evidence"] = races.evidence(
         switched.interval, race_result.stats["stepped"] if race_result is not None else 0)
     stats["gil"] = races.gil_enabled()
+    stats["seed"] = seed
     if race_result is not None:
+        profile = str(getattr(implementation, "profile", "3.13"))
+        covered, missing = races.coverage(profile, race_result.by_kind)
         stats["races"] = {"rounds": race_result.rounds, "by_kind": race_result.by_kind,
                           "errors": race_result.errors, "caught_at": race_result.caught_at,
-                          **race_result.stats}
+                          "replay": race_result.replay, "tracebacks": race_result.tracebacks,
+                          "escaped": race_result.escaped[:5],
+                          "pairs_covered": len(covered), "pairs": len(covered) + len(missing),
+                          "pairs_not_covered": missing,
+                          "escape_seconds": stepping.ESCAPE_SECONDS, **race_result.stats}
         for fact, details in race_result.errors.items():
             stats["contract"]["errors"].setdefault(fact, []).extend(details)
         if race_result.errors:
@@ -108,7 +139,8 @@ def python_torture(implementation: Any, *, readers: int = 4, writers: int = 2,
 
 def _torture(implementation: Any, *, readers: int, writers: int, seconds: float, seed: int,
              updates: int, progress: Callable[[dict], None] | None, progress_interval: float,
-             probe_rounds: int | None) -> tuple[int, dict]:
+             probe_rounds: int | None, churners: int = 0,
+             round_updates: int = 0) -> tuple[int, dict]:
     if seconds <= 0 and updates <= 0:
         raise ValueError("give seconds > 0 or updates > 0")
     if readers < 1 or writers < 1:
@@ -130,7 +162,7 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
 
     def logged(log: list, tid: int, kind: int, call: Callable[[], Any], value: int = 0) -> Any:
         before = tick()
-        answer = call()
+        answer = _charged(_KIND_FACT[kind], contract.KIND_NAMES[kind], call)
         after = tick()
         if kind in (contract.GOAL_ADVANCE, contract.GOAL_NEXT):
             value = answer
@@ -145,23 +177,32 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
     swap_lock = threading.Lock()            # writers only; readers never take it
     stop = threading.Event()
     counts = {"reads": 0, "updates": 0, "frees": 0, "errors_reclaimed": 0, "max_pending": 0,
-              "probe_rounds": 0, "probe_polls": 0}
+              "probe_rounds": 0, "probe_polls": 0, "churn_cycles": 0, "state_checks": 0}
+    state_errors: dict[str, list[str]] = {}
+    gate = _Gate()
     counts_lock = threading.Lock()
     errors: list[BaseException] = []
 
-    def register(log: list) -> tuple[Any, int]:
-        handle = interp.new_thread_state()
-        interp.register(handle, interp.reserve())
-        tid = next(ids)
+    def register(log: list, tid: int | None = None) -> tuple[Any, int]:
+        handle = _charged("S-SLOT-1", "new_thread_state", interp.new_thread_state)
+        index = _charged("S-RES-1", "reserve", interp.reserve)
+        _charged("S-REG-1", "register", lambda: interp.register(handle, index))
+        tid = next(ids) if tid is None else tid
         logged(log, tid, contract.ATTACH, lambda: interp.attach(handle))
         return handle, tid
 
     def retire(handle: Any, tid: int, log: list) -> None:
         logged(log, tid, contract.DETACH, lambda: interp.detach(handle))
-        interp.unregister(handle)
-        interp.delete_thread_state(handle)
+        _charged("S-UNREG-1", "unregister", lambda: interp.unregister(handle))
+        _charged("S-SLOT-1", "delete_thread_state", lambda: interp.delete_thread_state(handle))
         with history_lock:
             history.extend(log)
+
+    def parking(log: list, tid: int, handle: Any) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        return (functools.partial(logged, log, tid, contract.DETACH,
+                                  functools.partial(interp.detach, handle)),
+                functools.partial(logged, log, tid, contract.ATTACH,
+                                  functools.partial(interp.attach, handle)))
 
     def reader(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
@@ -170,6 +211,7 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
         reads = bad = 0
         try:
             while not stop.is_set():
+                gate.checkpoint(*parking(log, tid, handle))
                 held = current[0]
                 for _ in range(rng.randint(1, 8)):
                     if held.reclaimed or current[0].reclaimed:
@@ -194,6 +236,7 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
             with counts_lock:
                 counts["reads"] += reads
                 counts["errors_reclaimed"] += bad
+            gate.leave()
 
     def writer(index: int) -> None:
         log: list = []
@@ -201,10 +244,14 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
         pending: deque[tuple[int, _Object]] = deque()
         try:
             while not stop.is_set():
+                gate.checkpoint(*parking(log, tid, handle))
                 with swap_lock:
                     counts["updates"] += 1
                     if updates and counts["updates"] >= updates:
                         stop.set()
+                    elif round_updates and counts["updates"] % round_updates == 0:
+                        gate.close()        # a round ends: every thread holds at its next
+                                            # checkpoint, then the state is checked
                     fresh = _Object(counts["updates"])
                     old, current[0] = current[0], fresh
                 pending.append((logged(log, tid, contract.GOAL_ADVANCE, interp.advance), old))
@@ -221,6 +268,38 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
             errors.append(exc)
         finally:
             retire(handle, tid, log)
+            gate.leave()
+
+    def churner(index: int) -> None:
+        # A thread state's whole life, again and again, while the readers run: the registry
+        # (reserve, register, unregister, the freelist) under concurrent use.
+        # One history thread for all its cycles (a thread that detaches and attaches again,
+        # to the contract oracle), so the history's size grows with operations only.
+        tid = next(ids)
+        try:
+            while not stop.is_set():
+                gate.checkpoint()
+                log: list = []
+                handle, tid = register(log, tid)
+                logged(log, tid, contract.QS,
+                       functools.partial(interp.quiescent_state, handle))
+                retire(handle, tid, log)
+                with counts_lock:
+                    counts["churn_cycles"] += 1
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            gate.leave()
+
+    def check_state() -> None:
+        counts["state_checks"] += 1
+        for fact, details in contract.state_invariants(interp.snapshot()).items():
+            for detail in details:
+                entry = (f"state check after round {counts['state_checks']} (every thread "
+                         f"quiesced, {counts['updates']} updates): {detail}")
+                bucket = state_errors.setdefault(fact, [])
+                if len(bucket) < 3:
+                    bucket.append(entry)
 
     started = time.monotonic()
     if probe_rounds > 0:
@@ -230,20 +309,31 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
         except BaseException as exc:    # an implementation that raised: reported below
             errors.append(exc)
     threads = ([threading.Thread(target=reader, args=(i,)) for i in range(readers)]
-               + [threading.Thread(target=writer, args=(i,)) for i in range(writers)])
-    for thread in threads if not errors else ():
+               + [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+               + [threading.Thread(target=churner, args=(i,)) for i in range(churners)])
+    running = threads if not errors else []
+    gate.active = len(running)
+    for thread in running:
         thread.start()
     next_progress = started + progress_interval
     while (not stop.is_set() and (seconds <= 0 or time.monotonic() - started < seconds)
-           and not errors):
-        time.sleep(0.01)
+           and not errors and not state_errors):
+        if gate.wait_quiesced(stop, 0.01):
+            check_state()
+            gate.open()
+            continue
         if progress is not None and time.monotonic() >= next_progress:
             next_progress += progress_interval
             with counts_lock:
                 progress(dict(counts, elapsed=time.monotonic() - started))
     stop.set()
-    for thread in threads if not errors else ():
-        thread.join()
+    gate.open()
+    for thread in running:
+        # After an error a thread of the broken implementation may hang: then wait a bounded
+        # time only (a liveness escape; the run has failed already).
+        thread.join(JOIN_SECONDS if errors else None)
+    if round_updates and not errors:
+        check_state()                   # the end state: every thread gone
     interp.close()
     resources = None
     if live_allocations is not None:
@@ -254,8 +344,14 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
                          "unregistered and the interpreter closed): S-RES-1")
     history.sort(key=lambda event: event[0])
     judged = contract.judge(history, advances=True)       # one interpreter
+    for fact, details in state_errors.items():
+        judged.errors.setdefault(fact, []).extend(details)
+    for raised in errors:               # an operation that raised: its own fact
+        if isinstance(raised, _Raised):
+            judged.errors.setdefault(raised.fact, []).append(raised.detail)
     stats = dict(counts, elapsed=time.monotonic() - started,
-                 harness_errors=[f"{type(e).__name__}: {e}" for e in errors],
+                 harness_errors=[f"{type(e).__name__}: {e}" for e in errors
+                                 if not isinstance(e, _Raised)],
                  contract={"events": judged.events, "safety_checked": judged.safety_checked,
                            "liveness_checked": judged.liveness_checked,
                            "errors": judged.errors},
@@ -263,6 +359,86 @@ def _torture(implementation: Any, *, readers: int, writers: int, seconds: float,
     if errors or counts["errors_reclaimed"] or judged.errors or resources:
         return 1, stats
     return (0 if counts["frees"] else 2), stats
+
+
+_KIND_FACT = {contract.ATTACH: "S-ATTACH-1", contract.DETACH: "S-DETACH-1",
+              contract.QS: "S-QS-1", contract.GOAL_ADVANCE: "S-ADV-1",
+              contract.GOAL_NEXT: "S-DEF-1", contract.POLL: "S-POLL-1"}
+
+
+class _Raised(Exception):
+    """An operation of the torture raised: charged to that operation's fact."""
+
+    def __init__(self, fact: str, operation: str, exc: BaseException) -> None:
+        self.fact = fact
+        trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        self.detail = (f"{operation} raised {type(exc).__name__}: {exc} in a torture thread "
+                       "(not one of the protocol's errors); traceback:\n"
+                       + "".join(trace[-6:]).rstrip())
+        super().__init__(self.detail)
+
+
+def _charged(fact: str, operation: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except _Raised:
+        raise
+    except Exception as exc:
+        raise _Raised(fact, operation, exc) from exc
+
+
+class _Gate:
+    """Holds every torture thread between two of its operations while the main thread checks
+    the state.  A writer closes it when a round ends; each thread calls checkpoint() at the top
+    of its loop (it waits there while the gate is closed) and leave() once it is done (after
+    its last operation); the main thread waits until every thread still running is held, checks
+    the state, and opens the gate."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.active = 0
+        self.held = 0
+        self.closed = False
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def open(self) -> None:
+        with self.cond:
+            self.closed = False
+            self.cond.notify_all()
+
+    def checkpoint(self, park: Callable[[], Any] | None = None,
+                   unpark: Callable[[], Any] | None = None) -> None:
+        """Held while the gate is closed; ``park`` before (a thread detaches: a reserve that
+        grows stops the world, which waits for every attached thread), ``unpark`` after."""
+        if not self.closed:
+            return
+        if park is not None:
+            park()
+        with self.cond:
+            self.held += 1
+            self.cond.notify_all()
+            while self.closed:
+                self.cond.wait()
+            self.held -= 1
+        if unpark is not None:
+            unpark()
+
+    def leave(self) -> None:
+        with self.cond:
+            self.active -= 1
+            self.cond.notify_all()
+
+    def wait_quiesced(self, stop: threading.Event, timeout: float) -> bool:
+        """Whether the gate is closed with every running thread held, waiting at most
+        ``timeout`` for it (the caller's loop also watches the clock and the progress)."""
+        with self.cond:
+            return self.cond.wait_for(
+                lambda: stop.is_set() or (self.closed and self.held >= self.active),
+                timeout) and self.closed and not stop.is_set()
 
 
 # --- grace-period probes -------------------------------------------------------------------

@@ -218,8 +218,8 @@ def to_text(result: RunResult) -> str:
         if failure.steps:
             lines.append(_sequence_heading(failure.check))
             lines += [f"    {step}" for step in failure.steps]
-        if result.replay:
-            lines.append(f"  replay: {result.replay}")
+        if failure.replay or result.replay:
+            lines.append(f"  replay: {failure.replay or result.replay}")
     for fact_id, details in _unexplained(result, rows):
         lines += ["", f"FAILURE of {fact_id} (no step sequence recorded):",
                   *[f"  {line}" for detail in details for line in detail.splitlines()]]

@@ -54,9 +54,12 @@ def parser() -> argparse.ArgumentParser:
                    help="drive the protocol from Python threads through the bridge instead "
                         "of C threads (meaningful on free-threaded builds)")
     p.add_argument("--race-rounds", type=common.nonnegative_int, default=None, metavar="N",
-                   help="--python-threads: rounds of each race probe (two threads inside "
-                        "operations at once, judged against the model; default: 48, one "
-                        "preemption at each of the first 24 lines of either thread; 0: none)")
+                   help="--python-threads: the race probes' cap on preemption points per "
+                        "thread (threads inside operations at once, judged against the model; "
+                        "default: 64; 0: no race probes)")
+    p.add_argument("--race-probe", metavar="KIND@STATE@SCHEDULE", default=None,
+                   help="--python-threads: run this one race-probe round only (a failure's "
+                        "'rerun this probe' command)")
     p.add_argument("--switch-interval", type=float, default=None, metavar="SECONDS",
                    help="--python-threads on a GIL build: force thread switches this often "
                         "for the run (sys.setswitchinterval; default: 1e-6; 0: the "
@@ -87,7 +90,8 @@ def _line(stats: dict) -> str:
     errors = stats.get("errors", {})
     total = sum(errors.values()) if errors else stats.get("errors_reclaimed", 0)
     return (f"{stats['elapsed']:6.1f}s reads={stats['reads']} updates={stats['updates']} "
-            f"frees={stats['frees']} max_pending={stats['max_pending']} errors={total}")
+            f"frees={stats['frees']} max_pending={stats['max_pending']} errors={total}"
+            + (f" race_rounds={stats['race_rounds']}" if "race_rounds" in stats else ""))
 
 
 def main(argv: list[str]) -> int:
@@ -211,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
     report = None if args.quiet else progress
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     print(f"torture: profile {args.profile}, {args.readers} readers, {args.writers} writers, "
-          f"{0 if args.python_threads else args.churn} churn, "
+          f"{args.churn} churn, "
           f"{'Python' if args.python_threads else 'C'} threads, {args.seconds:g} s, "
           f"GIL {'on' if gil else 'off'}", flush=True)
     if args.python_threads:
@@ -240,7 +244,11 @@ def _run(args: argparse.Namespace) -> int:
             seconds=args.seconds if not args.updates else 0.0, updates=args.updates,
             seed=args.seed, progress=report,
             race_rounds=RACE_ROUNDS if args.race_rounds is None else args.race_rounds,
-            switch_interval=interval)
+            switch_interval=interval, churners=args.churn, race_probe=args.race_probe,
+            replay=lambda spec: ("qsbr-conformance torture "
+                                 + (f"--impl {args.impl} " if args.impl else "")
+                                 + f"--python-threads --profile {args.profile} --updates 1 "
+                                 f"--race-probe '{spec}'"))
     else:
         status, stats = cython_bridge.extension(args.profile).torture(
             readers=args.readers, writers=args.writers, churners=args.churn,
@@ -263,7 +271,13 @@ def _run(args: argparse.Namespace) -> int:
             print(f"race probes: {probes['rounds']} rounds ({probes['stepped']} stepped with "
                   f"{probes['preemptions']} preemptions, {probes['free']} released together) "
                   f"over {len(probes['by_kind'])} kinds"
-                  + (f"; {probes['escapes']} pause(s) abandoned" if probes["escapes"] else "")
+                  + f"; {probes.get('pairs_covered', 0)} of {probes.get('pairs', 0)} pairs "
+                  "the protocol allows"
+                  + (f" (not covered: {', '.join(probes['pairs_not_covered'])})"
+                     if probes.get("pairs_not_covered") else "")
+                  + (f"; {probes['escapes']} pause(s) waited out their limit (a lock the "
+                     "probes did not find: declare it with race_locks())"
+                     if probes["escapes"] else "")
                   + (f"; first failure at round {min(probes['caught_at'].values())}"
                      if probes["caught_at"] else ""))
         contract = stats.get("contract")

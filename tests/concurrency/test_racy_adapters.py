@@ -3,8 +3,9 @@ probes (conformance.checks.races) must catch each port of tests/racy_adapters.py
 fact its race breaks, on this build; the honest lock-protected port must pass.
 
 Every run is bounded by counts (race rounds, updates), never by a clock.  The stepped rounds
-preempt a thread at each line in turn, so the catch does not depend on the scheduler; on a
-free-threaded build the free rounds and the free-running torture add truly parallel ones.
+preempt a thread at each access point in turn, so the catch does not depend on the
+scheduler; on a free-threaded build the free rounds and the free-running torture add truly
+parallel ones.
 """
 
 from __future__ import annotations
