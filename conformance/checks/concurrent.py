@@ -76,7 +76,7 @@ def run_phase(result: Any, target: Target, capabilities: Capabilities, rounds: i
         result.concurrency_command = (f"qsbr-conformance --impl {target.spec} "
                                       "--concurrency-rounds 12")
         return
-    library = library_for(target, capabilities.release or target.profile)
+    library = library_for(target, capabilities.release or target.release)
     if library is not None:
         _c_driver(result, target, library, rounds, seed)
         return
@@ -137,7 +137,7 @@ def _python_threads(result: Any, target: Target, capabilities: Capabilities, rou
     updates = rounds * UPDATES_PER_ROUND
     result.concurrency_command = ("a long run on a free-threaded build: qsbr-conformance "
                                   f"torture --impl {target.spec} --python-threads --seconds 60")
-    profile = target.profile or capabilities.line
+    profile = target.release or capabilities.line
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "torture.json")
         # A child process of its own, whether the run is isolated or not: the torture's

@@ -33,10 +33,10 @@ from ..model.layout import EXPECTED_LAYOUT, layout_differences
 from ..model.ledger import FactLedger
 from ..model.oracle import qsbr_leq, qsbr_lt
 from . import exhaustive
-from .database import set_machine_key
+from .database import DatabaseError, identity_of, open_database, set_machine_key
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
 from .hsettings import suite_settings
-from .plan import Plan, new_seed
+from .plan import DEFAULT_EXAMPLES, DEFAULT_STEPS, Plan, new_seed
 from .steps import StepRecord, render_steps
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ class Failure:
     #: per field, observed and expected: {"field", "observed", "expected"}
     #: (conformance.checks.statediff); empty where the failure compared no state
     diff: list[dict[str, Any]] = field(default_factory=list)
+    #: the example database it was replayed from ("": the run found it itself)
+    from_database: str = ""
 
     @classmethod
     def with_records(cls, check: str, facts: tuple[str, ...], message: str,
@@ -206,7 +208,8 @@ def check_layout(impl: Implementation, ledger: FactLedger) -> tuple[bool, Failur
     return True, None
 
 
-def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 60,
+def run_conformance(impl: Implementation, *, examples: int = DEFAULT_EXAMPLES,
+                    steps: int = DEFAULT_STEPS,
                     seed: int | None = None,
                     progress: Callable[[FactLedger], None] | None = None,
                     stop_at_first_failure: bool = False,
@@ -214,15 +217,20 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                     explore_depth: int = exhaustive.DEFAULT_DEPTH,
                     explore_progress: Callable[[Any], None] | None = None,
                     database: Any = None,
-                    explore_states: int | None = exhaustive.DEFAULT_MAX_STATES) -> RunResult:
+                    explore_states: int | None = exhaustive.DEFAULT_MAX_STATES,
+                    database_key: str | None = None) -> RunResult:
     """The sequential phases of a run: layout, comparisons, the fixed coverage scenario, the
     bounded-exhaustive exploration (bounded by ``explore_states`` distinct states, so that a
     replay with the same seed reaches the same scope; ``explore_seconds`` adds a time bound,
     which is not reproducible, and 0 turns the exploration off; with neither bound the time
     bound is exhaustive.DEFAULT_SECONDS), then Hypothesis' random step sequences
     (``database``: a Hypothesis example database, or a directory or redis:// URL of one, whose
-    examples are replayed first)."""
+    examples are replayed first, under ``database_key``: the target's identity, see
+    conformance.checks.database; a failure found there says so).  A database that fails while
+    the run uses it raises DatabaseError: not a verdict about the implementation."""
     started = time.monotonic()
+    label = database if isinstance(database, str) else "the example database"
+    database = _database(database)
     seed = new_seed() if seed is None else seed
     ledger = FactLedger()
     reached = BoundaryLedger(profile=impl.profile)
@@ -279,20 +287,31 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
             if machine is not None:
                 machine = hypothesis_seed(seed)(machine)
                 if database is not None:
-                    set_machine_key(machine, impl)
+                    set_machine_key(machine, database_key or identity_of(impl))
+            # No "explain" phase: its notes point into the suite's own sources, not at the
+            # implementation's bug.  With a database, its examples are replayed first on
+            # their own, so that a failure found there is reported as such.
+            random_phases = [phase for phase in Phase if phase.name != "explain"]
+            if stop_at_first_failure and failures:
+                machine = None          # e.g. to time how fast a mutant is killed
+            if machine is not None and database is not None:
+                _phase(progress, "examples from the database", ledger)
+                phases.append("database")
+                stored = _from_database(machine, database, steps, label)
+                random_phases.remove(Phase.reuse)
+                if stored is not None:
+                    failures.append(stored)
+                    if stop_at_first_failure:
+                        machine = None
             machine_settings = suite_settings(
                 max_examples=examples,
                 stateful_step_count=steps,
                 deadline=None,
-                database=_database(database),
+                database=database,
                 suppress_health_check=list(HealthCheck),
                 report_multiple_bugs=False,
-                # No "explain" phase: its notes point into the suite's own sources, not at the
-                # implementation's bug.
-                phases=[phase for phase in Phase if phase.name != "explain"],
+                phases=random_phases,
             )
-            if stop_at_first_failure and failures:
-                machine = None          # e.g. to time how fast a mutant is killed
             _phase(progress, "random examples", ledger)
             if machine is not None:
                 phases.append("random")
@@ -314,6 +333,7 @@ def run_conformance(impl: Implementation, *, examples: int = 200, steps: int = 6
                         "again when replayed; the implementation's answers vary between runs, "
                         "e.g. with allocation addresses or thread timing)", exc))
             except Exception as exc:  # noqa: BLE001 - report, do not crash the harness
+                _raise_if_database_broke(exc, database, label)
                 failures.append(_random_failure(machine, (MISUSE,),
                                                 f"{type(exc).__name__}: {exc}", exc))
         except KeyboardInterrupt:
@@ -355,15 +375,52 @@ def _first_conformance_failure(exc: BaseException) -> ConformanceFailure | None:
 
 
 def _database(database: Any) -> Any:
-    """A Hypothesis example database from a URL or path (None: no database)."""
+    """A Hypothesis example database from a URL or path (None: no database); DatabaseError
+    when it cannot be reached."""
     if database is None or not isinstance(database, str):
         return database
-    try:
-        from .database import open_database
-    except ImportError:         # conformance.checks.database: campaigns (docs/campaigns.md)
-        from hypothesis.database import DirectoryBasedExampleDatabase
-        return DirectoryBasedExampleDatabase(database)
     return open_database(database)
+
+
+def _raise_if_database_broke(exc: BaseException, database: Any, label: str) -> None:
+    """A database that failed under Hypothesis (a Redis connection lost, a folder no longer
+    writable) stops the run as an infrastructure error; left alone, it would hide the
+    implementation's failure Hypothesis was saving behind a MISUSE verdict."""
+    if database is None:
+        return
+    names = {type(exc).__module__.split(".")[0]}
+    names |= {kind.__module__.split(".")[0] for kind in type(exc).__mro__}
+    if "redis" in names or isinstance(exc, OSError):
+        raise DatabaseError(f"--db {label}: the example database failed during the run: "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
+def _from_database(machine: Any, database: Any, steps: int, label: str) -> Failure | None:
+    """Hypothesis' reuse phase on its own (then shrinking): what ``database`` holds for this
+    machine's key, replayed; a Failure that says where it came from, or None."""
+    from unittest import SkipTest
+
+    settings = suite_settings(max_examples=1, stateful_step_count=steps, deadline=None,
+                              database=database, suppress_health_check=list(HealthCheck),
+                              report_multiple_bugs=False, phases=[Phase.reuse, Phase.shrink])
+    try:
+        run_state_machine_as_test(machine, settings=settings)
+    except SkipTest:
+        return None         # nothing stored that replays as a run of this machine
+    except ConformanceFailure as exc:
+        found = _random_failure(machine, exc.facts, str(exc), exc)
+    except Flaky as exc:
+        first = _first_conformance_failure(exc)
+        facts = first.facts if first is not None else (MISUSE,)
+        found = _random_failure(machine, facts, f"{first or exc} (flaky: did not fail again "
+                                "when replayed)", exc)
+    except Exception as exc:  # noqa: BLE001 - report, do not crash the harness
+        _raise_if_database_broke(exc, database, label)
+        found = _random_failure(machine, (MISUSE,), f"{type(exc).__name__}: {exc}", exc)
+    else:
+        return None
+    found.from_database = label
+    return found
 
 
 def _coverage_scenario(impl: Implementation, ledger: FactLedger, progress: Any,
@@ -425,15 +482,17 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
         say: Callable[[str], None] | None = None) -> RunResult:
     """The whole run of ``plan`` against ``target``: every front end calls this.
 
-    Opens the target (``conformance.drivers.target.TargetError`` when it cannot be loaded: a
-    usage error, raised before any check), runs the sequential phases, then credits the model
-    checker's results, checks the live interpreter and runs the concurrent torture, and closes
-    the target.  ``progress``/``explore_progress`` receive the ledger and the exploration's
+    Reaches the plan's example database (``conformance.checks.database.DatabaseError``) and
+    opens the target (``conformance.drivers.target.TargetError`` when it cannot be loaded):
+    usage errors, raised before any check.  Then it runs the sequential phases, credits the
+    model checker's results, checks the live interpreter and runs the concurrent torture, and
+    closes the target.  ``progress``/``explore_progress`` receive the ledger and the exploration's
     state as the run goes; ``say`` one line when a later phase starts.
     """
     from ..drivers.target import Capabilities
     from ..drivers.target import close as close_target
 
+    database = open_database(plan.database) if plan.database is not None else None
     impl = target.open()
     capabilities = Capabilities.of(impl)
     try:
@@ -442,7 +501,10 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
             stop_at_first_failure=plan.stop_at_first_failure,
             explore_seconds=plan.explore_seconds, explore_depth=plan.explore_depth,
             explore_states=plan.explore_states, explore_progress=explore_progress,
-            database=plan.database)
+            database=database, database_key=target.identity())
+        for failure in result.failures:
+            if failure.from_database and plan.database is not None:
+                failure.from_database = plan.database
     finally:
         if target.isolate:
             close_target(impl)

@@ -29,8 +29,11 @@ from ..model.adapter import AdapterError
 from . import interrupt
 from .isolation_worker import _read, _write
 from .patience import Patience
-from .target import STARTUP_TIMEOUT
 
+#: Default bound on the isolated child's start-up (imports, the factory call), seconds.
+STARTUP_TIMEOUT = 120.0
+#: Default bound on one call of an isolated implementation, seconds of charged time.
+STEP_TIMEOUT = 10.0
 #: After a hang, later calls wait this long at most: shrinking replays the hang many times.
 _TIMEOUT_AFTER_A_HANG = 0.5
 
@@ -227,7 +230,7 @@ class IsolatedInterpreter:
 class IsolatedImplementation:
     """An implementation loaded from MODULE:FACTORY in a child process."""
 
-    def __init__(self, spec: str, step_timeout: float = 10.0, *,
+    def __init__(self, spec: str, step_timeout: float = STEP_TIMEOUT, *,
                  startup_timeout: float = STARTUP_TIMEOUT, **kwargs: Any) -> None:
         self.spec, self.kwargs, self.step_timeout = spec, kwargs, step_timeout
         self.configured_timeout = step_timeout

@@ -62,9 +62,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def subcommand(name: str) -> Callable[[list[str]], int]:
-    """The ``main`` of subcommand ``name``'s front-end module."""
+    """The body of subcommand ``name``: its front-end module's ``run(argv)`` (which raises
+    UsageError and lets Ctrl-C through: :func:`run_subcommand` is the floor), or for a module
+    that keeps its own, its ``main(argv)``."""
     module = importlib.import_module(f"{__package__}.{SUBCOMMANDS[name][0]}")
-    return module.main
+    return getattr(module, "run", None) or module.main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -246,6 +248,17 @@ def plan_and_target(args: argparse.Namespace, seed: int) -> tuple[Plan, Target]:
     return plan, target
 
 
+def check_database(url: str | None) -> None:
+    """Reach ``--db`` now (a ping, a write), before any check: UsageError naming it."""
+    if url is None:
+        return
+    from ..checks.database import DatabaseError, open_database
+    try:
+        open_database(url)
+    except DatabaseError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def write_reports(result: RunResult, plan: Plan) -> None:
     if plan.json:
         report.write_json(result, plan.json)
@@ -301,7 +314,9 @@ def _run(args: argparse.Namespace) -> int:
     common.keep_hypothesis_out_of_cwd()
     plan, target = plan_and_target(args, args.seed if args.seed is not None
                                    else plans.new_seed())
+    check_database(plan.database)
     from ..checks import runner
+    from ..checks.database import DatabaseError
 
     # Loading can take seconds (a child interpreter, imports): say so if it does.
     notice = threading.Timer(1.0, print, (f"qsbr-conformance: loading {target.spec} ...",),
@@ -326,7 +341,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = runner.run(plan, target, progress=progress,
                             explore_progress=progress.exploring, say=say)
-    except TargetError as exc:
+    except (TargetError, DatabaseError) as exc:
         raise UsageError(str(exc)) from None
     finally:
         notice.cancel()

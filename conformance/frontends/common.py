@@ -63,7 +63,7 @@ def check_output_path(path: str | None, option: str) -> None:
         raise UsageError(f"{option} {path}: cannot write in the folder {parent}")
 
 
-def replay_command(plan: Any, target: Any) -> str:
+def replay_command(plan: Any, target: Any, *, seed: bool = True) -> str:
     """The command line that replays a run of ``plan`` against ``target`` (same
     implementation, options and seed), whichever front end made the run."""
     import shlex
@@ -72,10 +72,11 @@ def replay_command(plan: Any, target: Any) -> str:
     from ..drivers.target import REFERENCE_IMPL
 
     parts = ["qsbr-conformance", "--impl", target.spec]
-    if target.profile is not None:
-        parts += ["--profile", target.profile]
-    parts += ["--examples", str(plan.examples), "--steps", str(plan.steps),
-              "--seed", str(plan.seed)]
+    if target.release is not None:
+        parts += ["--profile", target.release]
+    parts += ["--examples", str(plan.examples), "--steps", str(plan.steps)]
+    if seed:
+        parts += ["--seed", str(plan.seed)]
     optional = (("--explore-states", plan.explore_states, plans.DEFAULT_EXPLORE_STATES),
                 ("--explore-seconds", plan.explore_seconds, plans.DEFAULT_EXPLORE_SECONDS),
                 ("--explore-depth", plan.explore_depth, plans.DEFAULT_EXPLORE_DEPTH),
@@ -88,7 +89,7 @@ def replay_command(plan: Any, target: Any) -> str:
             parts += [option, f"{value:g}" if isinstance(value, float) else str(value)]
     if target.isolate != (target.spec != REFERENCE_IMPL):
         parts.append("--isolate" if target.isolate else "--no-isolate")
-    return shlex.join(parts)
+    return " ".join([*target.command_prefix(), shlex.join(parts)])
 
 
 def write_text(path: str, text: str) -> None:

@@ -135,7 +135,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from ..drivers.target import TargetError
     from ..drivers.target import close as close_target
 
-    _, target = plan_and_target(config, seed=0)
+    plan, target = plan_and_target(config, seed=0)
+    if plan.database is not None:
+        from ..checks.database import DatabaseError, open_database
+        try:
+            open_database(plan.database)
+        except DatabaseError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if config.getoption("--qsbr-json"):
         from .common import UsageError, check_output_path
         try:
