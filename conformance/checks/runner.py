@@ -520,8 +520,7 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
             say("concurrent torture ...")
         result.phases.append("concurrent")
         try:
-            concurrent.run_phase(result, target, capabilities, plan.concurrency_rounds,
-                                 plan.seed)
+            concurrent.run_phase(result, plan, target, capabilities, Failure)
         except KeyboardInterrupt:
             result.interrupted = True
     return result

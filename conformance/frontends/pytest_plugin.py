@@ -5,11 +5,13 @@
 adds one test per fact (``qsbr[S-FREE-3]``, ...) plus ``qsbr[MISUSE]`` and ``qsbr[verdict]``,
 so a failing fact shows up by name (and in ``--junitxml`` reports, class ``qsbr_conformance``).
 
-The plugin is a front end like the command line: its options become the same frozen plan and
-resolved target (conformance.checks.plan, conformance.drivers.target), and the same runner
-(conformance.checks.runner.run) runs every phase: layout, comparisons, scenario, exhaustive,
-random, model check, live, concurrent.  For the same plan and target every fact's status and
-the verdict are the command line's (its ``--json`` report is written with ``--qsbr-json``).
+The plugin is a front end like the command line: its options are the command line's with the
+prefix ``--qsbr-``, generated from the same table (conformance.frontends.options, so no default
+can differ), and become the same frozen plan and resolved target (conformance.checks.plan,
+conformance.drivers.target); the same runner (conformance.checks.runner.run) runs every phase:
+layout, comparisons, scenario, exhaustive, random, model check, live, concurrent.  For the same
+plan and target every fact's status and the verdict are the command line's (its ``--json``
+report is written with ``--qsbr-json``, and records the target for ``qsbr-conformance replay``).
 
 How statuses are shown (docs/adapter-protocol.md, "The pytest plugin"):
 
@@ -52,83 +54,32 @@ _OUTCOMES = pytest.StashKey[dict[str, Any]]()
 CLASSNAME = "qsbr_conformance"
 
 
-def _number(kind: str):  # noqa: ANN202 - an argparse type
-    def convert(text: str) -> Any:
-        from . import common
-        return getattr(common, kind)(text)
-    convert.__name__ = kind
-    return convert
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from ..checks import plan as plans
-    from ..model.profiles import CHOICES
+    from . import options
 
     group = parser.getgroup("qsbr-conformance", "QSBR conformance of an implementation")
-    group.addoption("--qsbr-impl", metavar="MODULE:FACTORY",
-                    help="check this QSBR implementation (adapter protocol factory)")
-    group.addoption("--qsbr-profile", choices=CHOICES, default=None,
-                    help="CPython release range to check against (default: the factory's)")
-    group.addoption("--qsbr-examples", type=_number("positive_int"),
-                    default=plans.DEFAULT_EXAMPLES, metavar="N",
-                    help=f"Hypothesis examples (default: {plans.DEFAULT_EXAMPLES})")
-    group.addoption("--qsbr-steps", type=_number("positive_int"),
-                    default=plans.DEFAULT_STEPS, metavar="N",
-                    help=f"maximum steps per example (default: {plans.DEFAULT_STEPS})")
-    group.addoption("--qsbr-seed", type=_number("nonnegative_int"), default=None, metavar="N",
-                    help="seed of the run (default: a random one, shown in the summary)")
-    group.addoption("--qsbr-explore-states", type=_number("nonnegative_int"),
-                    default=plans.DEFAULT_EXPLORE_STATES, metavar="N",
-                    help="distinct-states bound of the exhaustive exploration (0: none)")
-    group.addoption("--qsbr-explore-seconds", type=float,
-                    default=plans.DEFAULT_EXPLORE_SECONDS, metavar="SECONDS",
-                    help="an added time bound of the exhaustive exploration (0: off)")
-    group.addoption("--qsbr-explore-depth", type=_number("nonnegative_int"),
-                    default=plans.DEFAULT_EXPLORE_DEPTH, metavar="N",
-                    help="depth bound of the exhaustive exploration")
-    group.addoption("--qsbr-live-examples", type=_number("nonnegative_int"),
-                    default=plans.DEFAULT_LIVE_EXAMPLES, metavar="N",
-                    help="live-interpreter sequences on a free-threaded build (0: skip)")
-    group.addoption("--qsbr-concurrency-rounds", type=_number("nonnegative_int"),
-                    default=plans.DEFAULT_CONCURRENCY_ROUNDS, metavar="N",
-                    help="rounds of the concurrent torture (0: skip)")
-    group.addoption("--qsbr-db", metavar="DIR_OR_URL", default=None,
-                    help="Hypothesis example database shared with campaigns")
-    group.addoption("--qsbr-json", metavar="PATH", default=None,
-                    help="also write the run's JSON report (the command line's --json)")
-    group.addoption("--qsbr-step-timeout", type=_number("positive_float"), default=10.0,
-                    metavar="SECONDS",
-                    help="with isolation: a call that runs longer is a hang (default: 10)")
-    group.addoption("--qsbr-no-isolate", action="store_true",
-                    help="run the implementation in the test process itself")
+    options.add_to_pytest(group)
 
 
 def plan_and_target(config: pytest.Config, seed: int | None = None) -> tuple[Any, Any]:
-    """The plugin's options as the runner's plan and target (UsageError if bad)."""
-    from ..checks.plan import Plan, PlanError, new_seed
-    from ..drivers import target as targets
+    """The plugin's options as the runner's plan and target: the command line's, generated
+    from the same table (conformance.frontends.options); pytest.UsageError if bad."""
+    from ..checks.plan import new_seed
+    from . import options
+    from .common import UsageError
 
-    option = config.getoption
-    seed = option("--qsbr-seed") if seed is None else seed
+    values = {option.dest: config.getoption(f"qsbr_{option.dest}")
+              for option in options.RUN_OPTIONS if "plugin" in option.fronts}
+    if seed is None:
+        seed = values["seed"] if values["seed"] is not None else new_seed()
     try:
-        plan = Plan(seed=new_seed() if seed is None else seed,
-                    examples=option("--qsbr-examples"), steps=option("--qsbr-steps"),
-                    explore_seconds=option("--qsbr-explore-seconds"),
-                    explore_states=option("--qsbr-explore-states"),
-                    explore_depth=option("--qsbr-explore-depth"),
-                    live_examples=option("--qsbr-live-examples"),
-                    concurrency_rounds=option("--qsbr-concurrency-rounds"),
-                    database=option("--qsbr-db"), json=option("--qsbr-json"))
-        target = targets.resolve(option("--qsbr-impl"), option("--qsbr-profile"),
-                                 isolate=not option("--qsbr-no-isolate"),
-                                 step_timeout=option("--qsbr-step-timeout"))
-    except (PlanError, targets.TargetError) as exc:
-        raise pytest.UsageError(f"--qsbr-impl {option('--qsbr-impl')}: {exc}") from None
-    return plan, target
+        return options.plan_and_target(values, seed)
+    except UsageError as exc:
+        raise pytest.UsageError(f"--qsbr-impl {values['impl']}: {exc}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.getoption("--qsbr-impl") or hasattr(config, "workerinput"):
+    if not config.getoption("qsbr_impl") or hasattr(config, "workerinput"):
         return
     # In the main process only: one usage error for options or an implementation that
     # cannot be loaded, before any test.
@@ -142,12 +93,12 @@ def pytest_configure(config: pytest.Config) -> None:
             open_database(plan.database)
         except DatabaseError as exc:
             raise pytest.UsageError(str(exc)) from None
-    if config.getoption("--qsbr-json"):
-        from .common import UsageError, check_output_path
-        try:
-            check_output_path(config.getoption("--qsbr-json"), "--qsbr-json")
-        except UsageError as exc:
-            raise pytest.UsageError(str(exc)) from None
+    from .common import UsageError, check_output_path
+    try:
+        check_output_path(plan.json, "--qsbr-json")
+        check_output_path(plan.markdown, "--qsbr-markdown")
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
     try:
         impl = target.open()
     except TargetError as exc:
@@ -213,11 +164,11 @@ def _run(config: pytest.Config) -> dict[str, Any]:
     """Runs the suite in this process; per-fact outcomes (or one error for every fact)."""
     from ..checks import runner
     from ..drivers.target import TargetError
-    from . import common, report
+    from . import common, options, report
 
     plan, target = plan_and_target(config)
     common.keep_hypothesis_out_of_cwd()
-    replay = common.replay_command(plan, target)
+    replay = options.replay_command(plan, target)
     try:
         result = runner.run(plan, target)
     except TargetError as exc:
@@ -230,6 +181,8 @@ def _run(config: pytest.Config) -> dict[str, Any]:
     result.options = {"front end": "pytest plugin", **plan.as_dict(), **target.describe()}
     if plan.json:
         report.write_json(result, plan.json)
+    if plan.markdown:
+        common.write_text(plan.markdown, report.to_markdown(result))
     return outcomes_of(result)
 
 

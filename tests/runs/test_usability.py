@@ -240,7 +240,7 @@ def test_every_subcommand_shares_the_exit_statuses(name, monkeypatch, capsys):
     for raised, status in ((cli.UsageError("bad input"), 2), (KeyboardInterrupt(), 130)):
         def body(argv, raised=raised):
             raise raised
-        monkeypatch.setattr(module, "main", body)
+        monkeypatch.setattr(module, "run" if hasattr(module, "run") else "main", body)
         assert cli.main([name, "x"]) == status
         err = capsys.readouterr().err
         assert err.startswith(f"qsbr-conformance {name}: ") and err.count("\n") == 1, err
