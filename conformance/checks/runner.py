@@ -484,10 +484,12 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
 
     Reaches the plan's example database (``conformance.checks.database.DatabaseError``) and
     opens the target (``conformance.drivers.target.TargetError`` when it cannot be loaded):
-    usage errors, raised before any check.  Then it runs the sequential phases, credits the
-    model checker's results, checks the live interpreter and runs the concurrent torture, and
-    closes the target.  ``progress``/``explore_progress`` receive the ledger and the exploration's
-    state as the run goes; ``say`` one line when a later phase starts.
+    usage errors, raised before any check.  Then it runs the sequential phases
+    (:func:`run_conformance`), closes the target, and runs the phase objects of
+    :data:`LATER_PHASES` (the model checker's results, the live interpreter, the concurrent
+    torture) that apply to the plan and target, skipping those that do not run after a stop.
+    ``progress``/``explore_progress`` receive the ledger and the exploration's state as the
+    run goes; ``say`` one line when a later phase starts.
     """
     from ..drivers.target import Capabilities
     from ..drivers.target import close as close_target
@@ -509,21 +511,85 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
         if target.isolate:
             close_target(impl)
     result.plan, result.target, result.capabilities = plan, target, capabilities
-    stop = result.interrupted or (plan.stop_at_first_failure and bool(result.failures))
-    if plan.model_check:
-        _model_check_phase(result, target)
-    if not stop and plan.live_examples > 0:
-        stop = _live_phase(result, plan, say)
-    if not stop:
-        from . import concurrent
-        if say is not None and plan.concurrency_rounds > 0:
-            say("concurrent torture ...")
-        result.phases.append("concurrent")
+    context = PhaseContext(plan, target, capabilities, result, say)
+    for phase in LATER_PHASES:
+        stopped = result.interrupted or (plan.stop_at_first_failure and bool(result.failures))
+        if not phase.applies(plan, target) or (stopped and not phase.after_a_stop):
+            continue
         try:
-            concurrent.run_phase(result, plan, target, capabilities, Failure)
+            phase.run(context)
         except KeyboardInterrupt:
             result.interrupted = True
     return result
+
+
+@dataclass
+class PhaseContext:
+    """What a phase of :data:`LATER_PHASES` works on: the plan, the target (and what it
+    declared), the run's result so far (its ledger, failures, phases) and the progress line."""
+
+    plan: Plan
+    target: Target
+    capabilities: Capabilities
+    result: RunResult
+    say: Callable[[str], None] | None = None
+
+    def tell(self, line: str) -> None:
+        if self.say is not None:
+            self.say(line)
+
+
+class ModelCheckPhase:
+    """The model checker's results, where they are for this target's code."""
+
+    name = "model check"
+    #: runs even when the run stopped at its first failure (it checks nothing new)
+    after_a_stop = True
+
+    def applies(self, plan: Plan, target: Target) -> bool:
+        return plan.model_check
+
+    def run(self, context: PhaseContext) -> None:
+        _model_check_phase(context.result, context.target)
+
+
+class LivePhase:
+    """The running free-threaded interpreter (where the probe is built)."""
+
+    name = "live"
+    after_a_stop = False
+
+    def applies(self, plan: Plan, target: Target) -> bool:
+        return plan.live_examples > 0
+
+    def run(self, context: PhaseContext) -> None:
+        _live_phase(context.result, context.plan, context.say)
+
+
+class ConcurrentPhase:
+    """The bounded concurrent torture of the target (conformance.checks.concurrent); with
+    ``--concurrency-rounds 0`` it only says what would check the ordering facts."""
+
+    name = "concurrent"
+    after_a_stop = False
+
+    def applies(self, plan: Plan, target: Target) -> bool:
+        return True
+
+    def run(self, context: PhaseContext) -> None:
+        from . import concurrent
+        if context.plan.concurrency_rounds > 0:
+            context.tell("concurrent torture ...")
+        context.result.phases.append(self.name)
+        concurrent.run_phase(context.result, context.plan, context.target,
+                             context.capabilities, Failure)
+
+
+#: The phases after the sequential ones (layout, comparisons, scenario, exhaustive, random:
+#: :func:`run_conformance`), in the order they run (conformance.checks.plan.PHASES).  Each has
+#: ``name``, ``after_a_stop``, ``applies(plan, target)`` and ``run(context)``; adding a phase is
+#: one line here.
+LATER_PHASES: tuple[Any, ...] = (ModelCheckPhase(), LivePhase(), ConcurrentPhase())
 
 
 def _model_check_phase(result: RunResult, target: Target) -> None:
@@ -536,23 +602,18 @@ def _model_check_phase(result: RunResult, target: Target) -> None:
                                          reference_port=target.kind == "reference")
 
 
-def _live_phase(result: RunResult, plan: Plan, say: Callable[[str], None] | None) -> bool:
+def _live_phase(result: RunResult, plan: Plan, say: Callable[[str], None] | None) -> None:
     """Checks the running free-threaded interpreter (where the probe is built) and credits
     what it confirmed to the ledger's ``live`` source when the interpreter has the API line
-    being checked; True when interrupted."""
+    being checked."""
     from . import live
 
     if not live.probe_available():
-        return False
+        return
     if say is not None:
         say("checking the live interpreter ...")
     result.phases.append("live")
-    try:
-        result.live = live.live_check(plan.live_examples, plan.seed)
-    except KeyboardInterrupt:
-        result.interrupted = True
-        return True
+    result.live = live.live_check(plan.live_examples, plan.seed)
     if result.live.profile == result.profile and not result.live.failures:
         for fact, count in result.live.checks.items():
             result.ledger.passed(fact, source="live", count=count)
-    return False
