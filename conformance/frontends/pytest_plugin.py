@@ -29,20 +29,15 @@ command line's report has it), ``qsbr_checks``, ``qsbr_checked_by`` and ``qsbr_s
 the terminal summary lists the facts passed only sequentially.
 
 The suite runs once per session, and once in total under pytest-xdist: bad options are one
-usage error raised in ``pytest_configure`` of the main process; the run happens at collection
-time (the first worker to take an exclusive lock on a file named after the run's
-``testrunuid`` runs it and writes the per-fact outcomes there as JSON; the others wait on the
-lock, then read that file).
+usage error raised in ``pytest_configure`` of the main process; the run happens lazily, when the
+first fact's item runs (a session-scoped holder, :class:`_Outcomes`; ``--collect-only`` runs
+nothing).  Under xdist the controller runs it once, in ``pytest_configure_node`` before its
+first worker starts, and hands the per-fact outcomes to every worker in ``workerinput``.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,7 +45,7 @@ import pytest
 from ..model import status as fact_statuses
 from ..model.facts import FACTS, MISUSE
 
-_OUTCOMES = pytest.StashKey[dict[str, Any]]()
+_OUTCOMES = pytest.StashKey["_Outcomes"]()
 CLASSNAME = "qsbr_conformance"
 
 
@@ -79,8 +74,15 @@ def plan_and_target(config: pytest.Config, seed: int | None = None) -> tuple[Any
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.getoption("qsbr_impl") or hasattr(config, "workerinput"):
+    if not config.getoption("qsbr_impl"):
         return
+    config.stash[_OUTCOMES] = _Outcomes(config)
+    if hasattr(config, "workerinput"):
+        return
+    if config.pluginmanager.hasplugin("xdist") and getattr(config.option, "numprocesses",
+                                                           None):
+        config.pluginmanager.register(_XdistHooks(config.stash[_OUTCOMES]),
+                                      "qsbr-conformance-xdist")
     # In the main process only: one usage error for options or an implementation that
     # cannot be loaded, before any test.
     from ..drivers.target import TargetError
@@ -186,32 +188,44 @@ def _run(config: pytest.Config) -> dict[str, Any]:
     return outcomes_of(result)
 
 
-def _shared_run(config: pytest.Config) -> dict[str, Any]:
-    """Under xdist: the first worker runs the suite; the others read its outcomes."""
-    base = _shared_base(config.workerinput["testrunuid"])      # type: ignore[attr-defined]
-    with open(f"{base}.lock", "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)        # released when the run's outcomes are there
-        done = Path(f"{base}.json")
-        if done.exists():
-            return json.loads(done.read_text(encoding="utf-8"))
-        outcomes = _run(config)
-        partial = Path(f"{base}.json.part")
-        partial.write_text(json.dumps(outcomes), encoding="utf-8")
-        partial.replace(done)
-        return outcomes
+class _Outcomes:
+    """The run's per-fact outcomes, made once per session, when an item first asks
+    (:meth:`get`), not at collection; under pytest-xdist the controller makes them (in
+    ``pytest_configure_node``, before its first worker starts) and hands them to every worker
+    in its ``workerinput``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._outcomes: dict[str, Any] | None = None
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None and WORKER_KEY in workerinput:
+            self._outcomes = workerinput[WORKER_KEY]
+
+    @property
+    def ready(self) -> bool:
+        return self._outcomes is not None
+
+    def get(self) -> dict[str, Any]:
+        if self._outcomes is None:
+            started = time.monotonic()
+            outcomes = _run(self.config)
+            outcomes["wall"] = time.monotonic() - started
+            self._outcomes = outcomes
+        return self._outcomes
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Under xdist every worker has read the shared outcomes before any test ran."""
-    workerinput = getattr(session.config, "workerinput", None)
-    if workerinput is not None and _OUTCOMES in session.config.stash:
-        base = _shared_base(workerinput["testrunuid"])
-        for suffix in (".json", ".lock"):
-            Path(f"{base}{suffix}").unlink(missing_ok=True)
+#: The key of the outcomes in an xdist worker's ``workerinput``.
+WORKER_KEY = "qsbr_conformance_outcomes"
 
 
-def _shared_base(uid: str) -> Path:
-    return Path(tempfile.gettempdir()) / f"qsbr-conformance-pytest-{os.getuid()}-{uid}"
+class _XdistHooks:
+    """Registered on the xdist controller only: the run happens there, once."""
+
+    def __init__(self, outcomes: _Outcomes) -> None:
+        self.outcomes = outcomes
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[WORKER_KEY] = self.outcomes.get()
 
 
 def _item_ids() -> list[str]:
@@ -228,7 +242,7 @@ class QsbrItem(pytest.Item):
         self.fact = fact
 
     def runtest(self) -> None:
-        outcomes = self.config.stash[_OUTCOMES]
+        outcomes = self.config.stash[_OUTCOMES].get()
         entry = outcomes["facts"][self.fact]
         self.user_properties += [("qsbr_status", entry["status"]),
                                  ("qsbr_checks", entry["checks"]),
@@ -251,13 +265,9 @@ class QsbrItem(pytest.Item):
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    if not config.getoption("--qsbr-impl"):
+    """Adds one item per fact; the run itself happens when the first of them runs."""
+    if not config.getoption("qsbr_impl"):
         return
-    if not config.option.collectonly:
-        started = time.monotonic()
-        config.stash[_OUTCOMES] = (_shared_run(config) if hasattr(config, "workerinput")
-                                   else _run(config))
-        config.stash[_OUTCOMES]["wall"] = time.monotonic() - started
     for fact_id in _item_ids():
         # The node id's first part becomes the JUnit classname.
         items.append(QsbrItem.from_parent(session, name=f"qsbr[{fact_id}]", fact=fact_id,
@@ -266,9 +276,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
-    outcomes = config.stash.get(_OUTCOMES, None)
-    if outcomes is None:
+    holder = config.stash.get(_OUTCOMES, None)
+    if holder is None or not holder.ready:
         return
+    outcomes = holder.get()
     write = terminalreporter.write_line
     terminalreporter.section("qsbr-conformance")
     write(f"the suite ran once ({outcomes['seconds']:.1f} s, seed {outcomes['seed']}); "
