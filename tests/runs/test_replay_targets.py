@@ -176,3 +176,23 @@ def test_mutants_build_a_c_abi_target():
     target = targets.resolve("conformance.cabi:load", library="/x/libqsbr.so", isolate=True)
     assert target.kind == "cabi" and target.library == "/x/libqsbr.so"
     assert target.loader() == ("conformance.drivers.cabi:load", {"path": "/x/libqsbr.so"})
+
+
+def test_a_campaign_report_replays_against_its_target(tmp_path, capsys):
+    """A campaign's --json (its ``found``, replayed from the database, and its ``target``)
+    replays like a run's report."""
+    run = tmp_path / "run.json"
+    assert cli.main(["--impl", MUTANT, "--json", str(run), *SHORT]) == 1
+    capsys.readouterr()
+    data = json.loads(run.read_text())
+    found = next(f for f in data["failures"] if f["step_records"])
+    campaign = {"hypofuzz": "25.11.1", "impl": MUTANT, "profile": "3.13",
+                "target": data["target"], "db": str(tmp_path / "db"),
+                "found": {k: found[k] for k in ("check", "facts", "message", "steps",
+                                                "step_records", "diff")}
+                | {"from_database": str(tmp_path / "db")}}
+    path = tmp_path / "campaign.json"
+    path.write_text(json.dumps(campaign))
+    status, out = _replay(path, capsys)
+    assert status == 1, out
+    assert "STILL FAILS" in out and "replayed this failure from the database" in out, out
