@@ -169,8 +169,8 @@ def run_campaign(target: Any, *, workers: int, db: str, seconds: float | None = 
     import hypofuzz  # noqa: F401 - fail here, not in the child, when it is not installed
 
     database = open_database(db)
-    identity = target.identity()
     impl = target.open()
+    identity = target.identity(impl.profile, getattr(impl, "release", None))
     try:
         key = database_key(impl, identity)
         config = {"target": target.to_json(), "identity": identity, "line": impl.profile,

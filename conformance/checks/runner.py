@@ -503,7 +503,8 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
             stop_at_first_failure=plan.stop_at_first_failure,
             explore_seconds=plan.explore_seconds, explore_depth=plan.explore_depth,
             explore_states=plan.explore_states, explore_progress=explore_progress,
-            database=database, database_key=target.identity())
+            database=database,
+            database_key=target.identity(capabilities.line, capabilities.release))
         for failure in result.failures:
             if failure.from_database and plan.database is not None:
                 failure.from_database = plan.database

@@ -153,17 +153,19 @@ class Target:
         """``VAR=value`` words that go before a pasted command line (shell syntax)."""
         return [f"{name}={shlex.quote(value)}" for name, value in self.environment().items()]
 
-    def identity(self) -> str:
+    def identity(self, line: str | None = None, release: str | None = None) -> str:
         """What identifies the implementation across runs and rebuilds (database keys): the
         kind and spec (for a C ABI library, the version its library reports if it exports
-        ``qsbr_api_version``, never its file name), the API line and the release asked for.
-        docs/campaigns.md describes the key."""
+        ``qsbr_api_version``, never its file name), the API line and the release: those the
+        opened implementation declares when given (so ``--profile 3.13`` and the factory's
+        default 3.13 share a key), else those asked for.  docs/campaigns.md describes it."""
         parts = [self.kind, self.spec if self.kind != "cabi" else "cabi"]
         if self.kind == "cabi":
             version = _library_version(self.library)
             if version:
                 parts.append(f"version={version}")
-        parts += [f"line={self.line or ''}", f"release={self._release_name() or ''}"]
+        parts += [f"line={line or self.line or ''}",
+                  f"release={release or self._release_name() or ''}"]
         parts += [f"{name}={value!r}" for name, value in sorted(self.kwargs)
                   if name != "path"]
         return "|".join(parts)
