@@ -26,8 +26,9 @@ from hypothesis.stateful import run_state_machine_as_test
 from ..checks.differential import coverage_scenario, make_machine
 from ..checks.hsettings import suite_settings
 from ..checks.plan import DEFAULT_EXAMPLES, DEFAULT_STEPS
+from ..drivers import target as targets
 from ..drivers.target import REFERENCE_IMPL as DEFAULT_IMPL
-from ..model.adapter import Implementation, load_implementation
+from ..model.adapter import Implementation
 from ..model.ledger import FactLedger
 
 
@@ -85,7 +86,6 @@ def time_to_verdict(impl_spec: str, profile: str, examples: int, steps: int = DE
     (conformance.checks.runner.run): every phase of a default run, with this many examples."""
     from ..checks import runner
     from ..checks.plan import Plan
-    from ..drivers import target as targets
 
     plan = Plan(seed=seed, examples=examples, steps=steps)
     target = targets.resolve(impl_spec, profile)
@@ -123,7 +123,7 @@ def measure(*, quick: bool, profile: str = "3.13", impl_spec: str = DEFAULT_IMPL
             mutants_json: Path | None = None,
             note: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Every figure of the suite's own speed, for one implementation and profile."""
-    impl = load_implementation(impl_spec, profile=profile)
+    impl = targets.resolve(impl_spec, profile, isolate=False).open()
     modes = []
     note("suite: scenario mode")
     modes.append(scenario_mode(impl, 3 if quick else 20))

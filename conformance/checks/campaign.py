@@ -27,16 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..drivers.target import close
 from ..model import errors
 from ..model.ledger import FactLedger
 from .database import open_database, set_machine_key
+from .plan import DEFAULT_STEPS
 
 #: Seconds between two looks at the workers' counts.
 _POLL = 0.25
 
 
-def database_key(impl: Any) -> bytes:
-    """The key under which Hypothesis (and HypoFuzz) store ``impl``'s machine's examples."""
+def database_key(impl: Any, identity: str | None = None) -> bytes:
+    """The key under which Hypothesis (and HypoFuzz) store the machine's examples for the
+    target of this ``identity`` (conformance.drivers.target.Target.identity; default: the
+    implementation's own, conformance.checks.database.identity_of)."""
     from hypothesis.internal.reflection import function_digest
     from hypothesis.stateful import get_state_machine_test
 
@@ -44,7 +48,7 @@ def database_key(impl: Any) -> bytes:
     from .differential import make_machine
 
     machine = make_machine(impl, FactLedger())
-    set_machine_key(machine, impl)
+    set_machine_key(machine, identity or impl)
     test = get_state_machine_test(machine, settings=machine_settings(60, None))
     return function_digest(test.hypothesis.inner_test)
 
@@ -74,6 +78,8 @@ class CampaignResult:
     #: what went wrong around the fuzzer (it exited by itself, with this output)
     problem: str = ""
     command: list[str] = field(default_factory=list)
+    #: the target fuzzed (conformance.drivers.target.Target)
+    target: Any = None
 
     @property
     def examples_per_second(self) -> float:
@@ -96,10 +102,12 @@ class CampaignResult:
             "per_worker": self.per_worker, "first_found": self.first_found,
             "examples_at_find": self.examples_at_find, "problem": self.problem,
             "found": None if failure is None else {
+                "check": failure.check, "from_database": self.db,
                 "facts": list(failure.facts), "message": failure.message,
                 "steps": list(failure.steps), "diff": list(failure.diff),
                 "step_records": [r.to_json() for r in failure.records]},
             "command": self.command,
+            "target": self.target.to_json() if self.target is not None else None,
         }
 
 
@@ -147,37 +155,37 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def run_campaign(spec: str, *, workers: int, db: str, seconds: float | None = None,
-                 examples: int | None = None, profile: str | None = None,
-                 isolate: bool = True, steps: int = 60, step_timeout: float = 10.0,
+def run_campaign(target: Any, *, workers: int, db: str, seconds: float | None = None,
+                 examples: int | None = None, steps: int = DEFAULT_STEPS,
                  dashboard: bool = False, port: int = 9999,
                  progress: Callable[[CampaignResult], None] | None = None,
                  workdir: str | None = None) -> CampaignResult:
-    """Fuzz ``spec`` (MODULE:FACTORY) with ``workers`` HypoFuzz processes until the budget is
-    spent (``examples`` in all, or ``seconds``; neither: until a failure or Ctrl-C) or a
-    failure is found and stored; then replay what the database holds for it."""
+    """Fuzz ``target`` (conformance.drivers.target.Target) with ``workers`` HypoFuzz processes
+    until the budget is spent (``examples`` in all, or ``seconds``; neither: until a failure or
+    Ctrl-C) or a failure is found and stored; then replay what the database holds for it.
+    The workers open the same target (its JSON, conformance.checks.campaign_target)."""
     from importlib import metadata
 
     import hypofuzz  # noqa: F401 - fail here, not in the child, when it is not installed
 
-    impl = _load(spec, profile, isolate, step_timeout)
-    try:
-        key = database_key(impl)
-        config = {"impl": spec, "profile": profile, "profile_line": impl.profile,
-                  "release": getattr(impl, "release", None), "name": impl.name,
-                  "isolate": isolate, "step_timeout": step_timeout, "steps": steps, "db": db,
-                  "workers": workers}
-        name = impl.name
-        result = CampaignResult(name, spec, impl.profile, workers, db, steps,
-                                metadata.version("hypofuzz"))
-    finally:
-        _close(impl, isolate)
     database = open_database(db)
+    impl = target.open()
+    identity = target.identity(impl.profile, getattr(impl, "release", None))
+    try:
+        key = database_key(impl, identity)
+        config = {"target": target.to_json(), "identity": identity, "line": impl.profile,
+                  "release": getattr(impl, "release", None), "name": impl.name,
+                  "steps": steps, "db": db, "workers": workers}
+        result = CampaignResult(impl.name, target.spec, impl.profile, workers, db, steps,
+                                metadata.version("hypofuzz"))
+        result.target = target
+    finally:
+        close(impl)
 
     folder = Path(workdir or tempfile.mkdtemp(prefix="qsbr-campaign-"))
     try:
         return _fuzz(folder, config, result, database, key, seconds, examples, workers,
-                     dashboard, port, progress, spec, profile, isolate, step_timeout, steps)
+                     dashboard, port, progress, target, steps)
     finally:
         if workdir is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -186,8 +194,7 @@ def run_campaign(spec: str, *, workers: int, db: str, seconds: float | None = No
 def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database: Any,
           key: bytes, seconds: float | None, examples: int | None, workers: int,
           dashboard: bool, port: int, progress: Callable[[CampaignResult], None] | None,
-          spec: str, profile: str | None, isolate: bool, step_timeout: float,
-          steps: int) -> CampaignResult:
+          target: Any, steps: int) -> CampaignResult:
     stored_before = set(database.fetch(key))
     state_dir = folder / "workers"
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -213,13 +220,14 @@ def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database
     started = time.monotonic()
     proc = subprocess.Popen(command, cwd=folder, env=env, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT, process_group=0)
+
     def confirm() -> Any:
         """What a run would replay from the database now (None: nothing that fails yet)."""
-        impl = _load(spec, profile, isolate, step_timeout)
+        impl = target.open()
         try:
-            return replay_from_database(impl, database, steps)
+            return replay_from_database(impl, database, steps, config["identity"])
         finally:
-            _close(impl, isolate)
+            close(impl)
 
     try:
         result.stopped_by = _watch(proc, result, state_dir, database, key, stored_before,
@@ -248,11 +256,9 @@ def _fuzz(folder: Path, config: dict[str, Any], result: CampaignResult, database
                           + " | ".join(output.strip().splitlines()[-30:]))
     if result.failure is None and (result.first_found is not None
                                    or result.stopped_by == "failure"):
-        impl = _load(spec, profile, isolate, step_timeout)
-        try:
-            result.failure = replay_from_database(impl, database, steps)
-        finally:
-            _close(impl, isolate)
+        result.failure = confirm()
+    if result.failure is not None:
+        result.failure.from_database = result.db
     return result
 
 
@@ -295,9 +301,11 @@ def _watch(proc: subprocess.Popen[bytes], result: CampaignResult, state_dir: Pat
             return "seconds"
 
 
-def replay_from_database(impl: Any, database: Any, steps: int) -> Any:
-    """What a run's random phase replays first from ``database`` for ``impl`` (Hypothesis'
-    reuse phase, then shrinking): a runner.Failure with the step records, or None."""
+def replay_from_database(impl: Any, database: Any, steps: int,
+                         identity: str | None = None) -> Any:
+    """What a run's random phase replays first from ``database`` for ``impl`` under the key of
+    ``identity`` (a target's; default: the implementation's own) (Hypothesis' reuse phase,
+    then shrinking): a runner.Failure with the step records, or None."""
     from hypothesis import Phase
     from hypothesis.stateful import run_state_machine_as_test
 
@@ -305,13 +313,13 @@ def replay_from_database(impl: Any, database: Any, steps: int) -> Any:
     from .differential import ConformanceFailure, make_machine
     from .runner import _random_failure
 
-    key = database_key(impl)
+    key = database_key(impl, identity)
     if not any(True for _ in database.fetch(key)) and \
             not any(True for _ in database.fetch(key + b".secondary")):
         return None     # nothing stored (Hypothesis would call a run of nothing a skip)
     ledger = FactLedger()
     machine = make_machine(impl, ledger)
-    set_machine_key(machine, impl)
+    set_machine_key(machine, identity or impl)
     settings = machine_settings(steps, database)
     from hypothesis import settings as settings_class
     settings = settings_class(settings, phases=[Phase.reuse, Phase.shrink], max_examples=1)
@@ -328,17 +336,3 @@ def replay_from_database(impl: Any, database: Any, steps: int) -> Any:
         from ..model.facts import MISUSE
         return _random_failure(machine, (MISUSE,), f"{type(exc).__name__}: {exc}", exc)
     return None
-
-
-def _load(spec: str, profile: str | None, isolate: bool, step_timeout: float) -> Any:
-    kwargs: dict[str, Any] = {"profile": profile} if profile is not None else {}
-    if isolate:
-        from ..drivers.isolation import IsolatedImplementation
-        return IsolatedImplementation(spec, step_timeout=step_timeout, **kwargs)
-    from ..model.adapter import load_implementation
-    return load_implementation(spec, **kwargs)
-
-
-def _close(impl: Any, isolate: bool) -> None:
-    if isolate:
-        impl.close()

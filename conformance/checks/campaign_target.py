@@ -40,26 +40,22 @@ _WRITE_EVERY = 0.5
 
 
 class _LazyImplementation:
-    """The implementation, loaded in the worker on first use (HypoFuzz's hub process imports
-    the test module too, and should not start an isolated child for nothing)."""
+    """The campaign's target (its JSON, conformance.drivers.target.Target), opened in the
+    worker on first use (HypoFuzz's hub process imports the test module too, and should not
+    start an isolated child for nothing)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self._config = config
+        from ..drivers.target import Target
+
+        self._target = Target.from_json(config["target"])
         self._impl: Any = None
-        self.profile = config["profile_line"]
+        self.profile = config["line"]
         self.name = config["name"]
         self.release = config.get("release")
 
     def _load(self) -> Any:
         if self._impl is None:
-            kwargs = {"profile": self._config["profile"]} if self._config["profile"] else {}
-            if self._config["isolate"]:
-                from ..drivers.isolation import IsolatedImplementation
-                self._impl = IsolatedImplementation(
-                    self._config["impl"], step_timeout=self._config["step_timeout"], **kwargs)
-            else:
-                from ..model.adapter import load_implementation
-                self._impl = load_implementation(self._config["impl"], **kwargs)
+            self._impl = self._target.open()
         return self._impl
 
     def new_interpreter(self) -> Any:
@@ -152,7 +148,7 @@ def state_machine_test_cases(config_path: str) -> list[Any]:
     impl = _LazyImplementation(config)
     ledger = _CountingLedger()
     machine = make_machine(impl, ledger, WorkerStatus(config["state_dir"]))
-    set_machine_key(machine, impl)
+    set_machine_key(machine, config["identity"])
     cases = []
     for _ in range(config["workers"]):
         test_case = machine.TestCase        # a new class each time

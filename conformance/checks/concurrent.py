@@ -7,8 +7,9 @@ front end or on isolation:
   on the library, whose first rounds are also judged by the contract oracle;
 - a Python adapter that declares ``thread_safe = True`` (isolated or not: the declaration
   travels with the target's capabilities): Python threads in a child process of their own
-  (``qsbr-conformance torture --impl M:F --python-threads``), judged by the contract oracle,
-  with a hang bound in charged time (conformance.drivers.patience);
+  (conformance.checks.concurrent_worker, given the serialised plan and target as every child
+  of a run is), judged by the contract oracle, with a hang bound in charged time
+  (conformance.drivers.patience);
 - any other adapter: no concurrent check, and the result says why and what would check it.
 
 Results are credited to the ledger with source ``concurrent``.
@@ -27,6 +28,7 @@ from typing import Any
 from ..drivers.isolation import child_environment, python_command
 from ..drivers.target import Capabilities, Target
 from ..model import profiles
+from .plan import Plan
 
 #: The facts the Python-threads torture judges (its own checks and the contract oracle).
 PYTHON_THREAD_FACTS = ("S-ATTACH-1", "S-DETACH-1", "S-QS-1", "S-ADV-1", "S-POLL-1",
@@ -60,7 +62,7 @@ def library_for(target: Target, release: str | None) -> str | None:
 
 def torture_progress(stdout: str, stderr: str) -> tuple[str, ...]:
     """The last progress line's update, free and race-probe round counts
-    (conformance.frontends.torture_cli)."""
+    (conformance.checks.concurrent_worker)."""
     for line in reversed(stderr.splitlines()):
         if line.startswith("progress "):
             # (race_rounds: the race probes' progress, before the first update)
@@ -68,19 +70,20 @@ def torture_progress(stdout: str, stderr: str) -> tuple[str, ...]:
     return ()
 
 
-def run_phase(result: Any, target: Target, capabilities: Capabilities, rounds: int,
-              seed: int) -> None:
-    """The bounded concurrent torture of the target, credited to ``result.ledger``."""
-    from .runner import Failure
-
+def run_phase(result: Any, plan: Plan, target: Target, capabilities: Capabilities,
+              failure_type: Any) -> None:
+    """The bounded concurrent torture of the target (``plan.concurrency_rounds`` rounds),
+    credited to ``result.ledger``; a failure is a ``failure_type`` (the runner's record) in
+    ``result.failures``."""
+    rounds, seed = plan.concurrency_rounds, plan.seed
     if rounds <= 0:
         result.concurrency = "the concurrent torture was skipped (--concurrency-rounds 0)"
         result.concurrency_command = (f"qsbr-conformance --impl {target.spec} "
                                       "--concurrency-rounds 12")
         return
-    library = library_for(target, capabilities.release or target.profile)
+    library = library_for(target, capabilities.release or target.release)
     if library is not None:
-        _c_driver(result, target, library, rounds, seed)
+        _c_driver(result, target, library, rounds, seed, failure_type)
         return
     if target.kind == "cabi":
         result.concurrency = ("no concurrent check ran: $QSBR_LIBRARY names no library for "
@@ -95,12 +98,12 @@ def run_phase(result: Any, target: Target, capabilities: Capabilities, rounds: i
                                       f"qsbr-conformance torture --impl {target.spec} "
                                       "--python-threads")
         return
-    _python_threads(result, target, capabilities, rounds, seed, Failure)
+    _python_threads(result, plan, target, failure_type)
 
 
-def _c_driver(result: Any, target: Target, library: str, rounds: int, seed: int) -> None:
+def _c_driver(result: Any, target: Target, library: str, rounds: int, seed: int,
+              failure_type: Any) -> None:
     from . import cabi_torture
-    from .runner import Failure
 
     ledger = result.ledger
     folder = library.split(os.sep)[-2] if target.kind == "reference" else ""
@@ -128,26 +131,27 @@ def _c_driver(result: Any, target: Target, library: str, rounds: int, seed: int)
     for fact in facts:
         details = run.errors.get(fact, [run.verdict()])
         ledger.failed((fact,), details[0], source="concurrent")
-    result.failures.append(Failure("concurrent torture", facts, run.verdict()))
+    result.failures.append(failure_type("concurrent torture", facts, run.verdict()))
 
 
-def _python_threads(result: Any, target: Target, capabilities: Capabilities, rounds: int,
-                    seed: int, failure_type: Any) -> None:
+def _python_threads(result: Any, plan: Plan, target: Target, failure_type: Any) -> None:
     from ..drivers.patience import run_watched
 
     ledger = result.ledger
-    updates = rounds * UPDATES_PER_ROUND
+    updates = plan.concurrency_rounds * UPDATES_PER_ROUND
     result.concurrency_command = ("a long run on a free-threaded build: qsbr-conformance "
                                   f"torture --impl {target.spec} --python-threads --seconds 60")
-    profile = target.profile or capabilities.line
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "torture.json")
-        # A child process of its own, whether the run is isolated or not: the torture's
-        # threads must not share the harness's process (a crash is a failure, not the end).
-        command = python_command("conformance", "torture", "--impl", target.spec,
-                                 "--python-threads", "--updates", str(updates),
-                                 "--readers", "3", "--writers", "2", "--profile", profile,
-                                 "--seed", str(seed % (1 << 31)), "--json", out)
+        request = os.path.join(tmp, "request.json")
+        # The driver-level worker (conformance.checks.concurrent_worker) in a child process
+        # of its own, whether the run is isolated or not: the torture's threads must not
+        # share the harness's process (a crash is a failure, not the end).  It gets the plan
+        # and the target as every child of a run does (their JSON), kwargs included.
+        with open(request, "w", encoding="utf-8") as handle:
+            json.dump({"plan": plan.to_json(), "target": target.to_json(), "updates": updates,
+                       "readers": 3, "writers": 2, "out": out}, handle)
+        command = python_command("conformance.checks.concurrent_worker", request)
         # A hang is 300 s charged without an update or a free (its progress lines, on
         # stderr): time its threads spent waiting for a CPU is not charged, so a busy machine
         # only makes it slower (conformance.drivers.patience).
@@ -185,7 +189,7 @@ def _python_threads(result: Any, target: Target, capabilities: Capabilities, rou
         failures["S-SAFE-2"] = ["nothing was reclaimed"]
     if not failures:
         facts = PYTHON_THREAD_FACTS + (RACE_PROBE_FACTS if stats.get("races") else ())
-        ledger.passed(*facts, source="concurrent", count=rounds)
+        ledger.passed(*facts, source="concurrent", count=plan.concurrency_rounds)
         return
     for fact, details in failures.items():
         ledger.failed((fact,), details[0], source="concurrent")

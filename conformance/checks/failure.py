@@ -42,6 +42,8 @@ class FailureRecord:
     #: the command that reruns this failure, where it is not the run's own replay (a race
     #: probe of the concurrent torture)
     replay: str = ""
+    #: the example database the run replayed this failure from ("": the run found it itself)
+    from_database: str = ""
 
     @classmethod
     def with_records(cls, check: str, facts: tuple[str, ...], message: str,
@@ -59,9 +61,9 @@ class FailureRecord:
         if not isinstance(other, FailureRecord):
             return NotImplemented
         return (self.check, self.facts, self.message, self.steps, self.records, self.diff,
-                self.start, self.index, self.replay) == (
+                self.start, self.index, self.replay, self.from_database) == (
                     other.check, other.facts, other.message, other.steps, other.records,
-                    other.diff, other.start, other.index, other.replay)
+                    other.diff, other.start, other.index, other.replay, other.from_database)
 
     __hash__ = None     # type: ignore[assignment]  # mutable, like any dataclass with eq
 

@@ -172,13 +172,13 @@ def _by_conformance(source: Path, mutant: Mutant, build: Path, examples: int) ->
     """The conformance run of the mutant's C ABI library, isolated, through the one runner
     (conformance.checks.runner.run) with the plan of a default run (sequential phases; the
     torture and the model checker are the catalog's other killers)."""
-    from ..drivers.target import Target
+    from ..drivers import target as targets
     from . import runner
     from .plan import Plan
 
     _make(source, "lib", mutant, build)
-    target = Target(spec="conformance.drivers.cabi:load", isolate=True, step_timeout=5.0,
-                    kwargs=(("path", str(build / mutant.profile / "libqsbr.so")),))
+    target = targets.resolve("conformance.cabi:load", isolate=True, step_timeout=5.0,
+                             library=str(build / mutant.profile / "libqsbr.so"))
     plan = Plan(seed=1, examples=examples, stop_at_first_failure=True, live_examples=0,
                 concurrency_rounds=0, model_check=False)
     result = runner.run(plan, target)

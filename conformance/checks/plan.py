@@ -99,3 +99,15 @@ class Plan:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as a report records it and as a child process of the run receives it."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        """The plan :meth:`to_json` wrote (PlanError for something that is not one)."""
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise PlanError(f"not a recorded plan: {exc}") from None

@@ -202,11 +202,32 @@ RecordedFailure = FailureRecord
 
 
 def load_report(path: str) -> dict[str, Any]:
+    """A JSON report of any kind (:func:`report_kind` says which; ValueError if none)."""
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
-    if not isinstance(data, dict) or "failures" not in data:
-        raise ValueError(f"{path} is not a qsbr-conformance JSON report (no 'failures')")
+    report_kind(data, path)
     return data
+
+
+def report_kind(data: Any, path: str = "the file") -> str:
+    """Which kind of report ``data`` is: ``"run"`` (a conformance run's, from the command
+    line or the pytest plugin), ``"campaign"`` (``qsbr-conformance campaign --json``) or
+    ``"torture"`` (``qsbr-conformance torture --json``).  ValueError for anything else."""
+    if isinstance(data, dict) and data.get("kind") == "qsbr-conformance torture":
+        return "torture"
+    if isinstance(data, dict) and "failures" in data:
+        return "run"
+    if isinstance(data, dict) and "found" in data and "hypofuzz" in data:
+        return "campaign"
+    raise ValueError(f"{path} is not a qsbr-conformance JSON report (no 'failures')")
+
+
+def as_run_report(campaign: dict[str, Any]) -> dict[str, Any]:
+    """A campaign's report as a run's: its one failure (what it replayed from the database)."""
+    found = campaign.get("found")
+    return {"failures": [dict(found, check=found.get("check") or "differential")]
+            if found else [], "target": campaign.get("target"),
+            "profile": campaign.get("profile"), "options": {"impl": campaign.get("impl")}}
 
 
 def recorded_failure(report: dict[str, Any], index: int) -> RecordedFailure:
@@ -219,7 +240,8 @@ def recorded_failure(report: dict[str, Any], index: int) -> RecordedFailure:
     data = failures[index]
     return RecordedFailure.with_records(
         data["check"], tuple(data["facts"]), data["message"],
-        [record_from_json(r) for r in data.get("step_records") or []], index=index)
+        [record_from_json(r) for r in data.get("step_records") or []], index=index,
+        from_database=data.get("from_database") or "")
 
 
 _CALL = re.compile(r"^(?:\[[^\]]*\] )?(?:after )?([a-z_]+)\(([^()]*)\)")
@@ -262,18 +284,28 @@ def same_way(failure: RecordedFailure, replayed: ReplayResult) -> bool:
 
 # -- the emitted test -------------------------------------------------------------------------
 
-def emit_test(path: str, *, spec: str, profile: str | None, failure: RecordedFailure,
+def emit_test(path: str, *, target: Any, profile: str | None, failure: RecordedFailure,
               source: str) -> None:
-    """Write a self-contained pytest test: it replays ``failure``'s steps on ``spec``'s
-    factory (imported by the test; QSBR_REPLAY_IMPL=MODULE:FACTORY picks another) and fails
-    while the implementation still fails."""
+    """Write a self-contained pytest test: it replays ``failure``'s steps on ``target``
+    (conformance.drivers.target.Target: its factory, or for a C ABI library the library it
+    recorded, which $QSBR_LIBRARY overrides; QSBR_REPLAY_IMPL=MODULE:FACTORY picks another)
+    and fails while the implementation still fails."""
+    spec, kwargs = target.loader()
     module, _, factory = spec.partition(":")
     if not module or not factory.isidentifier():
         raise ValueError(f"--emit-test needs an --impl of the form MODULE:FACTORY, not {spec!r}")
     facts = "_".join(f.lower().replace("-", "_") for f in failure.facts) or "failure"
     steps = pprint.pformat([_record_json(r) for r in failure.records], width=96,
                            sort_dicts=False)
-    kwargs = f"profile={profile!r}" if profile is not None else ""
+    kwargs.pop("release", None)
+    if profile is not None:
+        kwargs["profile"] = profile
+    library = kwargs.pop("path", None)
+    arguments = ", ".join(f"{name}={value!r}" for name, value in kwargs.items())
+    if library is not None:
+        arguments = ("path=os.environ.get('QSBR_LIBRARY') or LIBRARY"
+                     + (", " + arguments if arguments else ""))
+    profile_kwarg = f"profile={profile!r}" if profile is not None else ""
     first_line = (failure.message.splitlines()[0] if failure.message else "").replace(
         "\\", "/").replace(3 * '"', 3 * "'")
     text = f'''"""Replays a QSBR conformance failure ({', '.join(failure.facts)}) step by step.
@@ -294,14 +326,15 @@ from {module} import {factory}
 from conformance.checks.replay import replay_steps
 from conformance.model.adapter import load_implementation
 
+LIBRARY = {library!r}
 STEPS = {steps}
 
 
 def _implementation():
     other = os.environ.get("QSBR_REPLAY_IMPL")
     if other:
-        return load_implementation(other{", " + kwargs if kwargs else ""})
-    return {factory}({kwargs})
+        return load_implementation(other{", " + profile_kwarg if profile_kwarg else ""})
+    return {factory}({arguments})
 
 
 def test_replay_{facts}():

@@ -33,7 +33,7 @@ from ..model.layout import EXPECTED_LAYOUT, layout_differences
 from ..model.ledger import FactLedger
 from ..model.oracle import qsbr_leq, qsbr_lt
 from . import exhaustive
-from .database import set_machine_key
+from .database import DatabaseError, identity_of, open_database, set_machine_key
 from .differential import U64, ConformanceFailure, coverage_scenario, make_machine
 from .failure import FailureRecord as Failure
 from .hsettings import suite_settings
@@ -195,15 +195,20 @@ def run_conformance(impl: Implementation, *, examples: int = DEFAULT_EXAMPLES,
                     explore_depth: int = exhaustive.DEFAULT_DEPTH,
                     explore_progress: Callable[[Any], None] | None = None,
                     database: Any = None,
-                    explore_states: int | None = exhaustive.DEFAULT_MAX_STATES) -> RunResult:
+                    explore_states: int | None = exhaustive.DEFAULT_MAX_STATES,
+                    database_key: str | None = None) -> RunResult:
     """The sequential phases of a run: layout, comparisons, the fixed coverage scenario, the
     bounded-exhaustive exploration (bounded by ``explore_states`` distinct states, so that a
     replay with the same seed reaches the same scope; ``explore_seconds`` adds a time bound,
     which is not reproducible, and 0 turns the exploration off; with neither bound the time
     bound is exhaustive.DEFAULT_SECONDS), then Hypothesis' random step sequences
     (``database``: a Hypothesis example database, or a directory or redis:// URL of one, whose
-    examples are replayed first)."""
+    examples are replayed first, under ``database_key``: the target's identity, see
+    conformance.checks.database; a failure found there says so).  A database that fails while
+    the run uses it raises DatabaseError: not a verdict about the implementation."""
     started = time.monotonic()
+    label = database if isinstance(database, str) else "the example database"
+    database = _database(database)
     seed = new_seed() if seed is None else seed
     ledger = FactLedger()
     reached = BoundaryLedger(profile=impl.profile)
@@ -260,20 +265,31 @@ def run_conformance(impl: Implementation, *, examples: int = DEFAULT_EXAMPLES,
             if machine is not None:
                 machine = hypothesis_seed(seed)(machine)
                 if database is not None:
-                    set_machine_key(machine, impl)
+                    set_machine_key(machine, database_key or identity_of(impl))
+            # No "explain" phase: its notes point into the suite's own sources, not at the
+            # implementation's bug.  With a database, its examples are replayed first on
+            # their own, so that a failure found there is reported as such.
+            random_phases = [phase for phase in Phase if phase.name != "explain"]
+            if stop_at_first_failure and failures:
+                machine = None          # e.g. to time how fast a mutant is killed
+            if machine is not None and database is not None:
+                _phase(progress, "examples from the database", ledger)
+                phases.append("database")
+                stored = _from_database(machine, database, steps, label)
+                random_phases.remove(Phase.reuse)
+                if stored is not None:
+                    failures.append(stored)
+                    if stop_at_first_failure:
+                        machine = None
             machine_settings = suite_settings(
                 max_examples=examples,
                 stateful_step_count=steps,
                 deadline=None,
-                database=_database(database),
+                database=database,
                 suppress_health_check=list(HealthCheck),
                 report_multiple_bugs=False,
-                # No "explain" phase: its notes point into the suite's own sources, not at the
-                # implementation's bug.
-                phases=[phase for phase in Phase if phase.name != "explain"],
+                phases=random_phases,
             )
-            if stop_at_first_failure and failures:
-                machine = None          # e.g. to time how fast a mutant is killed
             _phase(progress, "random examples", ledger)
             if machine is not None:
                 phases.append("random")
@@ -295,6 +311,7 @@ def run_conformance(impl: Implementation, *, examples: int = DEFAULT_EXAMPLES,
                         "again when replayed; the implementation's answers vary between runs, "
                         "e.g. with allocation addresses or thread timing)", exc))
             except Exception as exc:  # noqa: BLE001 - report, do not crash the harness
+                _raise_if_database_broke(exc, database, label)
                 failures.append(_random_failure(machine, (MISUSE,),
                                                 f"{type(exc).__name__}: {exc}", exc))
         except KeyboardInterrupt:
@@ -336,15 +353,52 @@ def _first_conformance_failure(exc: BaseException) -> ConformanceFailure | None:
 
 
 def _database(database: Any) -> Any:
-    """A Hypothesis example database from a URL or path (None: no database)."""
+    """A Hypothesis example database from a URL or path (None: no database); DatabaseError
+    when it cannot be reached."""
     if database is None or not isinstance(database, str):
         return database
-    try:
-        from .database import open_database
-    except ImportError:         # conformance.checks.database: campaigns (docs/campaigns.md)
-        from hypothesis.database import DirectoryBasedExampleDatabase
-        return DirectoryBasedExampleDatabase(database)
     return open_database(database)
+
+
+def _raise_if_database_broke(exc: BaseException, database: Any, label: str) -> None:
+    """A database that failed under Hypothesis (a Redis connection lost, a folder no longer
+    writable) stops the run as an infrastructure error; left alone, it would hide the
+    implementation's failure Hypothesis was saving behind a MISUSE verdict."""
+    if database is None:
+        return
+    names = {type(exc).__module__.split(".")[0]}
+    names |= {kind.__module__.split(".")[0] for kind in type(exc).__mro__}
+    if "redis" in names or isinstance(exc, OSError):
+        raise DatabaseError(f"--db {label}: the example database failed during the run: "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
+def _from_database(machine: Any, database: Any, steps: int, label: str) -> Failure | None:
+    """Hypothesis' reuse phase on its own (then shrinking): what ``database`` holds for this
+    machine's key, replayed; a Failure that says where it came from, or None."""
+    from unittest import SkipTest
+
+    settings = suite_settings(max_examples=1, stateful_step_count=steps, deadline=None,
+                              database=database, suppress_health_check=list(HealthCheck),
+                              report_multiple_bugs=False, phases=[Phase.reuse, Phase.shrink])
+    try:
+        run_state_machine_as_test(machine, settings=settings)
+    except SkipTest:
+        return None         # nothing stored that replays as a run of this machine
+    except ConformanceFailure as exc:
+        found = _random_failure(machine, exc.facts, str(exc), exc)
+    except Flaky as exc:
+        first = _first_conformance_failure(exc)
+        facts = first.facts if first is not None else (MISUSE,)
+        found = _random_failure(machine, facts, f"{first or exc} (flaky: did not fail again "
+                                "when replayed)", exc)
+    except Exception as exc:  # noqa: BLE001 - report, do not crash the harness
+        _raise_if_database_broke(exc, database, label)
+        found = _random_failure(machine, (MISUSE,), f"{type(exc).__name__}: {exc}", exc)
+    else:
+        return None
+    found.from_database = label
+    return found
 
 
 def _coverage_scenario(impl: Implementation, ledger: FactLedger, progress: Any,
@@ -406,15 +460,19 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
         say: Callable[[str], None] | None = None) -> RunResult:
     """The whole run of ``plan`` against ``target``: every front end calls this.
 
-    Opens the target (``conformance.drivers.target.TargetError`` when it cannot be loaded: a
-    usage error, raised before any check), runs the sequential phases, then credits the model
-    checker's results, checks the live interpreter and runs the concurrent torture, and closes
-    the target.  ``progress``/``explore_progress`` receive the ledger and the exploration's
-    state as the run goes; ``say`` one line when a later phase starts.
+    Reaches the plan's example database (``conformance.checks.database.DatabaseError``) and
+    opens the target (``conformance.drivers.target.TargetError`` when it cannot be loaded):
+    usage errors, raised before any check.  Then it runs the sequential phases
+    (:func:`run_conformance`), closes the target, and runs the phase objects of
+    :data:`LATER_PHASES` (the model checker's results, the live interpreter, the concurrent
+    torture) that apply to the plan and target, skipping those that do not run after a stop.
+    ``progress``/``explore_progress`` receive the ledger and the exploration's state as the
+    run goes; ``say`` one line when a later phase starts.
     """
     from ..drivers.target import Capabilities
     from ..drivers.target import close as close_target
 
+    database = open_database(plan.database) if plan.database is not None else None
     impl = target.open()
     capabilities = Capabilities.of(impl)
     try:
@@ -423,28 +481,110 @@ def run(plan: Plan, target: Target, *, progress: Any = None,
             stop_at_first_failure=plan.stop_at_first_failure,
             explore_seconds=plan.explore_seconds, explore_depth=plan.explore_depth,
             explore_states=plan.explore_states, explore_progress=explore_progress,
-            database=plan.database)
+            database=database,
+            database_key=target.identity(capabilities.line, capabilities.release))
+        for failure in result.failures:
+            if failure.from_database and plan.database is not None:
+                failure.from_database = plan.database
     finally:
         if target.isolate:
             close_target(impl)
     result.plan, result.target, result.capabilities = plan, target, capabilities
-    stop = result.interrupted or (plan.stop_at_first_failure and bool(result.failures))
-    if plan.model_check:
-        _model_check_phase(result, target)
-    if not stop and plan.live_examples > 0:
-        stop = _live_phase(result, plan, say)
-    if not stop:
-        from . import concurrent, hw_phase
-        if say is not None and plan.concurrency_rounds > 0:
-            say("concurrent torture ...")
-        result.phases.append("concurrent")
+    context = PhaseContext(plan, target, capabilities, result, say)
+    for phase in LATER_PHASES:
+        stopped = result.interrupted or (plan.stop_at_first_failure and bool(result.failures))
+        if not phase.applies(plan, target) or (stopped and not phase.after_a_stop):
+            continue
         try:
-            concurrent.run_phase(result, target, capabilities, plan.concurrency_rounds,
-                                 plan.seed)
+            phase.run(context)
         except KeyboardInterrupt:
             result.interrupted = True
-        hw_phase.run_phase(result, target, plan, say)     # a C ABI library: hardware, TSan
     return result
+
+
+@dataclass
+class PhaseContext:
+    """What a phase of :data:`LATER_PHASES` works on: the plan, the target (and what it
+    declared), the run's result so far (its ledger, failures, phases) and the progress line."""
+
+    plan: Plan
+    target: Target
+    capabilities: Capabilities
+    result: RunResult
+    say: Callable[[str], None] | None = None
+
+    def tell(self, line: str) -> None:
+        if self.say is not None:
+            self.say(line)
+
+
+class ModelCheckPhase:
+    """The model checker's results, where they are for this target's code."""
+
+    name = "model check"
+    #: runs even when the run stopped at its first failure (it checks nothing new)
+    after_a_stop = True
+
+    def applies(self, plan: Plan, target: Target) -> bool:
+        return plan.model_check
+
+    def run(self, context: PhaseContext) -> None:
+        _model_check_phase(context.result, context.target)
+
+
+class LivePhase:
+    """The running free-threaded interpreter (where the probe is built)."""
+
+    name = "live"
+    after_a_stop = False
+
+    def applies(self, plan: Plan, target: Target) -> bool:
+        return plan.live_examples > 0
+
+    def run(self, context: PhaseContext) -> None:
+        _live_phase(context.result, context.plan, context.say)
+
+
+class ConcurrentPhase:
+    """The bounded concurrent torture of the target (conformance.checks.concurrent); with
+    ``--concurrency-rounds 0`` it only says what would check the ordering facts."""
+
+    name = "concurrent"
+    after_a_stop = False
+
+    def applies(self, plan: Plan, target: Target) -> bool:
+        return True
+
+    def run(self, context: PhaseContext) -> None:
+        from . import concurrent
+        if context.plan.concurrency_rounds > 0:
+            context.tell("concurrent torture ...")
+        context.result.phases.append(self.name)
+        concurrent.run_phase(context.result, context.plan, context.target,
+                             context.capabilities, Failure)
+
+
+class HardwarePhase:
+    """A C ABI library's hardware litmus through its own functions, and the TSan torture of
+    $QSBR_LIBRARY_TSAN (conformance.checks.hw_phase)."""
+
+    name = "hardware"
+    after_a_stop = False
+
+    def applies(self, plan: Plan, target: Target) -> bool:
+        return target.kind == "cabi" and plan.concurrency_rounds > 0
+
+    def run(self, context: PhaseContext) -> None:
+        from . import hw_phase
+        hw_phase.run_phase(context.result, context.target, context.plan, context.say)
+
+
+#: The phases after the sequential ones (layout, comparisons, scenario, exhaustive, random:
+#: :func:`run_conformance`), in the order they run (conformance.checks.plan.PHASES).  Each has
+#: ``name``, ``after_a_stop``, ``applies(plan, target)`` and ``run(context)``; adding a phase is
+#: one line here.
+LATER_PHASES: tuple[Any, ...] = (ModelCheckPhase(), LivePhase(), ConcurrentPhase(),
+                                 HardwarePhase())
 
 
 def _model_check_phase(result: RunResult, target: Target) -> None:
@@ -457,23 +597,18 @@ def _model_check_phase(result: RunResult, target: Target) -> None:
                                          reference_port=target.kind == "reference")
 
 
-def _live_phase(result: RunResult, plan: Plan, say: Callable[[str], None] | None) -> bool:
+def _live_phase(result: RunResult, plan: Plan, say: Callable[[str], None] | None) -> None:
     """Checks the running free-threaded interpreter (where the probe is built) and credits
     what it confirmed to the ledger's ``live`` source when the interpreter has the API line
-    being checked; True when interrupted."""
+    being checked."""
     from . import live
 
     if not live.probe_available():
-        return False
+        return
     if say is not None:
         say("checking the live interpreter ...")
     result.phases.append("live")
-    try:
-        result.live = live.live_check(plan.live_examples, plan.seed)
-    except KeyboardInterrupt:
-        result.interrupted = True
-        return True
+    result.live = live.live_check(plan.live_examples, plan.seed)
     if result.live.profile == result.profile and not result.live.failures:
         for fact, count in result.live.checks.items():
             result.ledger.passed(fact, source="live", count=count)
-    return False

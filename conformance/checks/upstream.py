@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import sources
-from ..drivers.isolation import child_environment, python_command
 from ..model.profiles import RELEASE_PROFILES, ReleaseProfile
 
 QSBR_C = "Python/qsbr.c"
@@ -373,16 +372,33 @@ def run_torture(binary: Path, seconds: float) -> Run:
 
 
 def run_differential(library: Path, profile: ReleaseProfile, examples: int) -> Run:
-    env = dict(child_environment(), QSBR_LIBRARY=str(library),
-               QSBR_LIBRARY_VERSION=f"upstream {profile.name}")
-    proc = subprocess.run(python_command("conformance", "--impl",
-                                         "conformance.cabi:from_env", "--profile",
-                                         profile.name, "--examples", str(examples),
-                                         "--seed", "1", "--quiet", "--live-examples", "0"),
-                          capture_output=True, text=True, env=env, timeout=1800)
-    last = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
-    return Run("differential", proc.returncode == 0, last,
-               proc.stdout[-6000:] + proc.stderr[-3000:])
+    """The conformance run of the release's own qsbr.c (built as a C ABI library), through the
+    one runner (conformance.checks.runner.run), isolated, with seed 1 and no live phase."""
+    from ..drivers import target as targets
+    from . import runner
+    from .plan import Plan
+
+    plan = Plan(seed=1, examples=examples, live_examples=0)
+    target = targets.resolve("conformance.cabi:load", profile.name, library=str(library))
+    try:
+        result = runner.run(plan, target)
+    except targets.TargetError as exc:
+        return Run("differential", False, f"cannot load the library: {exc}")
+    failing = sorted({fact for failure in result.failures for fact in failure.facts})
+    unchecked = [fact for fact in result.fact_ids if result.fact_status(fact) == "UNCHECKED"]
+    if result.conforms:
+        summary = (f"CONFORMS: {result.implementation} ({result.profile_label}); "
+                   f"{result.ledger.steps} steps in {result.ledger.examples} examples, "
+                   f"{result.seconds:.1f} s (seed {plan.seed})")
+    else:
+        summary = (f"DOES NOT CONFORM: {result.implementation} ({result.profile_label})"
+                   + (f" fails {', '.join(failing)}" if failing else "")
+                   + (f"; never checked: {', '.join(unchecked)}" if unchecked else "")
+                   + (" (interrupted)" if result.interrupted else ""))
+    output = "\n\n".join(f"{failure.check} [{', '.join(failure.facts)}]: {failure.message}\n"
+                          + "\n".join(f"    {step}" for step in failure.steps)
+                          for failure in result.failures)
+    return Run("differential", result.conforms, summary, output[-6000:])
 
 
 def run_model_checker(workdir: Path, profile: ReleaseProfile, port: Path) -> Run | str:

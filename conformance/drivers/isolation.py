@@ -27,10 +27,14 @@ from typing import Any
 from ..model import errors
 from ..model.adapter import AdapterError
 from . import interrupt
-from .isolation_worker import _read, _write
+from .framing import read as _read
+from .framing import write as _write
 from .patience import Patience
-from .target import STARTUP_TIMEOUT
 
+#: Default bound on the isolated child's start-up (imports, the factory call), seconds.
+STARTUP_TIMEOUT = 120.0
+#: Default bound on one call of an isolated implementation, seconds of charged time.
+STEP_TIMEOUT = 10.0
 #: After a hang, later calls wait this long at most: shrinking replays the hang many times.
 _TIMEOUT_AFTER_A_HANG = 0.5
 
@@ -82,8 +86,12 @@ class _Child:
         self.configured_timeout = timeout if configured_timeout is None else configured_timeout
         self.stderr = tempfile.TemporaryFile()
         env = child_environment()
+        # The child gets a target (Target.to_json's form: conformance.drivers.target), as
+        # every child process of a run does: this spec and keyword arguments, in-process there.
+        request = {"spec": spec, "kwargs": [[name, value] for name, value in kwargs.items()],
+                   "isolate": False}
         self.proc = subprocess.Popen(
-            python_command("conformance.drivers.isolation_worker", spec, json.dumps(kwargs)),
+            python_command("conformance.drivers.isolation_worker", json.dumps(request)),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
             process_group=0)     # Ctrl-C reaches the harness, which then closes the child
         self.dead: str | None = None
@@ -227,7 +235,7 @@ class IsolatedInterpreter:
 class IsolatedImplementation:
     """An implementation loaded from MODULE:FACTORY in a child process."""
 
-    def __init__(self, spec: str, step_timeout: float = 10.0, *,
+    def __init__(self, spec: str, step_timeout: float = STEP_TIMEOUT, *,
                  startup_timeout: float = STARTUP_TIMEOUT, **kwargs: Any) -> None:
         self.spec, self.kwargs, self.step_timeout = spec, kwargs, step_timeout
         self.configured_timeout = step_timeout

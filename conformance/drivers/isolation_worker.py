@@ -1,7 +1,10 @@
-"""Child side of conformance.isolation: hosts the implementation under test.
+"""Child side of conformance.drivers.isolation: hosts the implementation under test.
 
-Reads length-prefixed pickled requests on stdin and answers on stdout.  A crash here (signal,
-abort) or a hang is seen by the parent as a failure of the step it was running.
+Its one argument is the target, serialised as every child process receives it
+(``Target.to_json()``, conformance.drivers.target); it opens it in this process.  Reads
+length-prefixed pickled requests on stdin (conformance.drivers.framing) and answers on
+stdout.  A crash here (signal, abort) or a hang is seen by the parent as a failure of the step
+it was running.
 """
 
 from __future__ import annotations
@@ -9,28 +12,14 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
-import pickle
 import signal
-import struct
 import sys
-from typing import Any
 
 from ..model import errors
-from ..model.adapter import AdapterError, implementation_traceback, load_implementation
-
-
-def _read(stream: Any) -> Any:
-    header = stream.read(4)
-    if len(header) < 4:
-        return None
-    (length,) = struct.unpack("!I", header)
-    return pickle.loads(stream.read(length))
-
-
-def _write(stream: Any, message: object) -> None:
-    data = pickle.dumps(message)
-    stream.write(struct.pack("!I", len(data)) + data)
-    stream.flush()
+from ..model.adapter import implementation_traceback
+from .framing import read as _read
+from .framing import write as _write
+from .target import Target, TargetError
 
 
 def main() -> int:
@@ -38,13 +27,13 @@ def main() -> int:
     # Ctrl-C goes to the whole process group: the parent decides when the run stops, and
     # closes this child; the child must not die of it first (a "crash" of the implementation).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    spec, kwargs = sys.argv[1], json.loads(sys.argv[2])
+    target = Target.from_json(json.loads(sys.argv[1]))
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr         # stray prints must not corrupt the channel
     try:
-        impl = load_implementation(spec, **kwargs)
-    except AdapterError as exc:     # a bad input, not a crash: the parent makes it exit 2
-        _write(replies, ("load-error", str(exc)))
+        impl = target.open()
+    except TargetError as exc:      # a bad input, not a crash: the parent makes it exit 2
+        _write(replies, ("load-error", str(exc).removeprefix(f"cannot load {target.spec}: ")))
         os._exit(0)
     interpreters: dict[int, object] = {}
     handles: dict[int, list] = {}       # per interpreter, for run_calls (logical thread ids)

@@ -102,7 +102,7 @@ def run_watched(command: list[str], *, budget: float, input_text: str | None = N
     """Run ``command`` to its end, or kill it once it was charged ``budget`` seconds (see the
     module docstring) without progress.  ``progress(stdout, stderr)`` returns a token that
     changes whenever the child made progress; by default any new output on stdout is progress.
-    Ctrl-C (conformance.checks.interrupt) kills the child and raises KeyboardInterrupt."""
+    Ctrl-C (conformance.drivers.interrupt) kills the child and raises KeyboardInterrupt."""
     # here: the live driver imports this module for Patience alone
     import subprocess
 

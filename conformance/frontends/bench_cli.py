@@ -16,6 +16,7 @@ from typing import Any
 from .. import sources
 from ..bench import native, plot, suite
 from . import common
+from .common import UsageError
 
 PROFILES = ("3.13", "3.14")
 
@@ -208,29 +209,33 @@ def suite_table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+NAME = "bench"
+
+
 def main(argv: list[str]) -> int:
+    from .cli import run_subcommand
+    return run_subcommand(NAME, argv)
+
+
+def run(argv: list[str]) -> int:
+    """The subcommand (usage errors raise UsageError: cli.run_subcommand reports them)."""
     args = parser().parse_args(argv)
     prog = "qsbr-conformance bench"
     if args.rounds is not None and not 1 <= args.rounds <= 64:
-        print(f"{prog}: error: --rounds must be between 1 and 64", file=sys.stderr)
-        return 2
+        raise UsageError("--rounds must be between 1 and 64")
     if args.readers is not None and not 0 <= args.readers <= 64:
-        print(f"{prog}: error: --readers must be between 0 and 64", file=sys.stderr)
-        return 2
+        raise UsageError("--readers must be between 0 and 64")
     if args.contention is not None and not 0 <= args.contention <= 64:
-        print(f"{prog}: --contention must be between 0 and 64", file=sys.stderr)
-        return 2
+        raise UsageError("--contention must be between 0 and 64")
     mutants_json = Path(args.mutants_json) if args.mutants_json else None
     if mutants_json is not None and not mutants_json.is_file():
-        print(f"{prog}: error: --mutants-json: no such file: {mutants_json}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--mutants-json: no such file: {mutants_json}")
     source = None
     if not args.no_native:
         try:
             source = sources.workspace(args.source)
         except sources.SourcesNotFound as exc:
-            print(f"{prog}: error: {exc} (give --source, or --no-native)", file=sys.stderr)
-            return 2
+            raise UsageError(f"{exc} (give --source, or --no-native)") from None
     if args.fix:
         from ..checks import hazards
         known = hazards.fixes(source) if source is not None else {}
@@ -238,9 +243,7 @@ def main(argv: list[str]) -> int:
         if unknown or source is None:
             why = ("unknown fix " + ", ".join(unknown)) if unknown else \
                 "needs the C bench (not --no-native)"
-            print(f"{prog}: error: --fix: {why} (reference_c/fixes/ has "
-                  f"{', '.join(known) or 'none'})", file=sys.stderr)
-            return 2
+            raise UsageError(f"--fix: {why} (reference_c/fixes/ has {', '.join(known) or 'none'})")
     plot_path = Path(args.plot) if args.plot else (
         Path(args.json).with_suffix(".png") if args.json else Path("qsbr-bench.png"))
 
@@ -323,8 +326,7 @@ def main(argv: list[str]) -> int:
             result["suite"] = suite.measure(quick=args.quick, mutants_json=mutants_json,
                                             note=note)
         except ValueError as exc:
-            print(f"{prog}: error: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(str(exc)) from None
         outputs.append(suite_table(result["suite"]))
     if result["native"]:
         if plot.available():

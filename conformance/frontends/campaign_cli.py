@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from typing import Any
 
+from ..checks.plan import DEFAULT_STEPS
+from ..drivers.target import REFERENCE_IMPL, STEP_TIMEOUT
+from ..model import profiles
 from . import common
 from .common import UsageError
 
-DEFAULT_IMPL = "conformance.reference:reference_port"
+DEFAULT_IMPL = REFERENCE_IMPL
+
 
 
 def default_db() -> str:
@@ -52,18 +55,19 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", default=None, metavar="DIR|redis://HOST:PORT/N",
                         help="the shared example database: a directory (default: "
                              f"{default_db()}) or a Redis URL for workers on several machines")
-    parser.add_argument("--profile", default=None,
-                        help="passed to the factory, as in a run's --profile")
-    parser.add_argument("--steps", type=common.positive_int, default=60, metavar="N",
+    parser.add_argument("--profile", default=None, choices=profiles.CHOICES,
+                        help="the release profile, as in a run's --profile (the factory gets "
+                             "its API line)")
+    parser.add_argument("--steps", type=common.positive_int, default=DEFAULT_STEPS, metavar="N",
                         help="maximum steps per example (default: 60, a run's default: a run "
                              "replays the database with its own --steps, keep them equal)")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                         help="each worker runs the implementation in a child process (default: "
                              "on for --impl other than the reference port).  Off, HypoFuzz "
                              "also sees the coverage of a Python implementation's own code")
-    parser.add_argument("--step-timeout", type=common.positive_float, default=10.0,
+    parser.add_argument("--step-timeout", type=common.positive_float, default=STEP_TIMEOUT,
                         metavar="SECONDS", help="with --isolate: a call that runs longer is a "
-                                                "hang (default: 10)")
+                                                f"hang (default: {STEP_TIMEOUT:g})")
     parser.add_argument("--dashboard", action="store_true",
                         help="serve HypoFuzz's dashboard while the campaign runs")
     parser.add_argument("--port", type=common.nonnegative_int, default=9999,
@@ -78,16 +82,17 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+NAME = "campaign"
+
+
 def main(argv: list[str]) -> int:
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else common.USAGE
-    try:
-        return _campaign(args)
-    except UsageError as exc:
-        print(f"qsbr-conformance campaign: error: {exc}", file=sys.stderr)
-        return common.USAGE
+    from .cli import run_subcommand
+    return run_subcommand(NAME, argv)
+
+
+def run(argv: list[str]) -> int:
+    """The subcommand (usage errors raise UsageError: cli.run_subcommand reports them)."""
+    return _campaign(parser().parse_args(argv))
 
 
 class _Progress:
@@ -116,25 +121,24 @@ def _campaign(args: argparse.Namespace) -> int:
                          "'qsbr-conformance[campaign]'") from None
     from ..checks.campaign import run_campaign
     from ..checks.database import DatabaseError, open_database
-    from ..model.adapter import AdapterError
-    from ..model.errors import QsbrError
+    from ..drivers import target as targets
     db = args.db or default_db()
     try:
-        open_database(db)
-    except DatabaseError as exc:
+        open_database(db)           # reached now: an unreachable database is a usage error
+        target = targets.resolve(args.impl, args.profile, isolate=args.isolate,
+                                 step_timeout=args.step_timeout)
+    except (DatabaseError, targets.TargetError) as exc:
         raise UsageError(str(exc)) from None
     common.keep_hypothesis_out_of_cwd()
-    isolate = args.isolate if args.isolate is not None else args.impl != DEFAULT_IMPL
     if args.dashboard and not args.quiet:
         print(f"HypoFuzz dashboard: http://localhost:{args.port}/", file=sys.stderr)
     try:
-        result = run_campaign(args.impl, workers=args.workers, db=db, seconds=args.seconds,
-                              examples=args.examples, profile=args.profile, isolate=isolate,
-                              steps=args.steps, step_timeout=args.step_timeout,
+        result = run_campaign(target, workers=args.workers, db=db, seconds=args.seconds,
+                              examples=args.examples, steps=args.steps,
                               dashboard=args.dashboard, port=args.port,
                               progress=_Progress(not args.quiet), workdir=args.workdir)
-    except (AdapterError, QsbrError) as exc:
-        raise UsageError(f"cannot load {args.impl}: {exc}") from None
+    except (DatabaseError, targets.TargetError) as exc:
+        raise UsageError(str(exc)) from None
     print("\n".join(report_lines(result, args)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
@@ -142,19 +146,17 @@ def _campaign(args: argparse.Namespace) -> int:
                       indent=2, default=str)
             handle.write("\n")
     if result.problem:
-        return common.USAGE
+        raise UsageError("HypoFuzz stopped by itself (its output is under PROBLEM above)")
     if result.stopped_by == "interrupted":
         return common.INTERRUPTED
     return 1 if result.failure is not None or result.first_found is not None else 0
 
 
 def replay_command(result: Any, args: argparse.Namespace) -> str:
-    parts = ["qsbr-conformance", "--impl", result.spec]
-    if args.profile is not None:
-        parts += ["--profile", args.profile]
-    if args.steps != 60:
-        parts += ["--steps", str(args.steps)]
-    return shlex.join(parts + ["--db", result.db])
+    """A run that replays what the campaign stored (its target, its --steps, its --db)."""
+    from ..checks.plan import Plan
+    plan = Plan(seed=0, steps=args.steps, database=result.db)
+    return common.replay_command(plan, result.target, seed=False)
 
 
 def report_lines(result: Any, args: argparse.Namespace) -> list[str]:

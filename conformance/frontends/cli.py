@@ -22,13 +22,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..checks import plan as plans
-from ..checks.plan import Plan, PlanError
+from ..checks.plan import Plan
 from ..drivers import interrupt
-from ..drivers import target as targets
-from ..drivers.target import REFERENCE_IMPL, STARTUP_TIMEOUT, Target, TargetError
+from ..drivers.target import REFERENCE_IMPL, Target, TargetError
 from ..model import profiles
 from ..model.ledger import FactLedger
-from . import common, report
+from . import common, options, report
 from .common import UsageError
 
 if TYPE_CHECKING:
@@ -62,9 +61,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def subcommand(name: str) -> Callable[[list[str]], int]:
-    """The ``main`` of subcommand ``name``'s front-end module."""
+    """The body of subcommand ``name``: its front-end module's ``run(argv)`` (which raises
+    UsageError and lets Ctrl-C through: :func:`run_subcommand` is the floor), or for a module
+    that keeps its own, its ``main(argv)``."""
     module = importlib.import_module(f"{__package__}.{SUBCOMMANDS[name][0]}")
-    return module.main
+    return getattr(module, "run", None) or module.main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -79,71 +80,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=epilog + "\n\nrelease matrix (--profile; evidence in docs/semantics.md):\n"
                + profiles.matrix_text())
     parser.add_argument("--version", action="version", version=common.version_line())
-    parser.add_argument("--impl", default=DEFAULT_IMPL, metavar="MODULE:FACTORY",
-                        help=f"implementation to check (default: {DEFAULT_IMPL}, the reference "
-                             "C port through the Cython bridge)")
-    parser.add_argument("--profile", choices=profiles.CHOICES, default=None,
-                        help="CPython release range to check against (see the matrix below): "
-                             "3.13 = 3.13.3-3.13.5 (the default), 3.14 = 3.14.4+, auto = the "
-                             "running interpreter's; passed to the factory")
-    parser.add_argument("--examples", type=common.positive_int, default=plans.DEFAULT_EXAMPLES,
-                        metavar="N", help="Hypothesis examples (step sequences) to run "
-                                          f"(default: {plans.DEFAULT_EXAMPLES})")
-    parser.add_argument("--steps", type=common.positive_int, default=plans.DEFAULT_STEPS,
-                        metavar="N",
-                        help=f"maximum steps per example (default: {plans.DEFAULT_STEPS})")
-    parser.add_argument("--explore-seconds", type=float, default=None,
-                        metavar="SECONDS",
-                        help="a time bound on the bounded-exhaustive exploration as well (not "
-                             "reproducible: a replay may reach another scope; default: none, "
-                             f"or {DEFAULT_EXPLORE_SECONDS:g} with --explore-states 0; 0 turns "
-                             "the exploration off)")
-    parser.add_argument("--explore-depth", type=common.nonnegative_int,
-                        default=DEFAULT_EXPLORE_DEPTH, metavar="N",
-                        help="depth bound of the exploration, in actions from each start "
-                             f"point (default: {DEFAULT_EXPLORE_DEPTH}; deeper needs more "
-                             "--explore-seconds)")
-    parser.add_argument("--explore-states", type=common.nonnegative_int,
-                        default=DEFAULT_EXPLORE_STATES, metavar="N",
-                        help="bound of the exploration in distinct states, so that a replay "
-                             f"with the same seed reaches the same scope (default: "
-                             f"{DEFAULT_EXPLORE_STATES}; 0: no states bound, only the time "
-                             "bound, which is not reproducible)")
-    parser.add_argument("--seed", type=common.nonnegative_int, default=None, metavar="N",
-                        help="seed of the run (default: a random one, printed and saved in "
-                             "the reports, so that every run can be replayed)")
-    parser.add_argument("--db", metavar="DIR_OR_URL", default=None,
-                        help="Hypothesis example database to replay first and save to: a "
-                             "directory, or redis://HOST:PORT/N (shared with `qsbr-conformance "
-                             "campaign`; default: none)")
-    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    parser.add_argument("--markdown", metavar="PATH", help="also write the report as Markdown")
-    parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
-                        help="run the implementation in a child process, so a crash or hang "
-                             "is reported as a failure (default: on for --impl other than "
-                             "the built-in reference port)")
-    parser.add_argument("--step-timeout", type=common.positive_float, default=10.0,
-                        metavar="SECONDS",
-                        help="with --isolate: a call that runs longer is a hang (default: 10; "
-                             "time spent waiting for a CPU on a busy machine is not counted)")
-    parser.add_argument("--startup-timeout", type=common.positive_float,
-                        default=STARTUP_TIMEOUT, metavar="SECONDS",
-                        help="with --isolate: bound on the child's start-up (imports, the "
-                             f"factory call) (default: {STARTUP_TIMEOUT:g})")
-    parser.add_argument("--live-examples", type=common.nonnegative_int,
-                        default=plans.DEFAULT_LIVE_EXAMPLES,
-                        metavar="N",
-                        help="on a free-threaded build: generated action sequences to run "
-                             "against the live interpreter (default: 10; 0 skips the live "
-                             "check)")
-    parser.add_argument("--concurrency-rounds", type=common.nonnegative_int,
-                        default=plans.DEFAULT_CONCURRENCY_ROUNDS,
-                        metavar="N",
-                        help="rounds of the bounded concurrent torture that gives the ordering "
-                             "facts concurrent evidence (C ABI libraries and the reference "
-                             "port: the C driver; thread-safe Python adapters: Python threads, "
-                             "N * 250 updates); 0 skips it (default: 12, a few seconds)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    options.add_to_argparse(parser)
     return parser
 
 
@@ -231,19 +168,18 @@ class Progress:
 
 def plan_and_target(args: argparse.Namespace, seed: int) -> tuple[Plan, Target]:
     """The frozen plan and the resolved target of parsed options (UsageError if bad)."""
+    return options.plan_and_target(vars(args), seed)
+
+
+def check_database(url: str | None) -> None:
+    """Reach ``--db`` now (a ping, a write), before any check: UsageError naming it."""
+    if url is None:
+        return
+    from ..checks.database import DatabaseError, open_database
     try:
-        plan = Plan(seed=seed, examples=args.examples, steps=args.steps,
-                    explore_seconds=args.explore_seconds, explore_depth=args.explore_depth,
-                    explore_states=args.explore_states,
-                    live_examples=args.live_examples,
-                    concurrency_rounds=args.concurrency_rounds, database=args.db,
-                    json=args.json, markdown=args.markdown)
-        target = targets.resolve(args.impl, args.profile, isolate=args.isolate,
-                                 step_timeout=args.step_timeout,
-                                 startup_timeout=args.startup_timeout)
-    except (PlanError, TargetError) as exc:
+        open_database(url)
+    except DatabaseError as exc:
         raise UsageError(str(exc)) from None
-    return plan, target
 
 
 def write_reports(result: RunResult, plan: Plan) -> None:
@@ -253,20 +189,29 @@ def write_reports(result: RunResult, plan: Plan) -> None:
         common.write_text(plan.markdown, report.to_markdown(result))
 
 
-def run_subcommand(name: str, argv: list[str]) -> int:
-    """Subcommand ``name``, with what every subcommand shares: argparse's exits as a status
-    (--help 0, a bad option 2), a UsageError as one line and status 2, Ctrl-C as status 130
-    (a subcommand that can say what it finished before the interrupt catches it first)."""
-    prog = f"qsbr-conformance {name}"
+def run_subcommand(name: str | None, argv: list[str]) -> int:
+    """The one exit floor of every command: subcommand ``name`` (None: the conformance run
+    itself).  argparse's exits become a status (--help 0, a bad option 2), a UsageError one
+    line and status 2, Ctrl-C status 130 (a command that can say what it finished, and write
+    its partial reports, catches it first); a command returns 1 itself when a check failed."""
+    prog = "qsbr-conformance" + (f" {name}" if name else "")
+    started = False
     try:
-        return subcommand(name)(argv)
+        if name is not None:
+            return subcommand(name)(argv)
+        args = parser().parse_args(argv)
+        with interrupt.handling_sigint():
+            started = True
+            return _run(args)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else common.USAGE
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return common.USAGE
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; no verdict", file=sys.stderr)
+        what = ("interrupted before the run started; nothing was checked"
+                if name is None and started else "interrupted; no verdict")
+        print(f"{prog}: {what}", file=sys.stderr)
         return common.INTERRUPTED
 
 
@@ -274,34 +219,20 @@ def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (argparse's exits included: --help and
     --version give 0, a bad option 2)."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        if argv and argv[0] in SUBCOMMANDS:
-            return run_subcommand(argv[0], argv[1:])
-        args = parser().parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else common.USAGE
-    try:
-        with interrupt.handling_sigint():
-            return _run(args)
-    except UsageError as exc:
-        print(f"qsbr-conformance: error: {exc}", file=sys.stderr)
-        return common.USAGE
-    except KeyboardInterrupt:           # before the run started (e.g. while loading)
-        print("qsbr-conformance: interrupted before the run started; nothing was checked",
-              file=sys.stderr)
-        return common.INTERRUPTED
+    if argv and argv[0] in SUBCOMMANDS:
+        return run_subcommand(argv[0], argv[1:])
+    return run_subcommand(None, argv)
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.explore_seconds is not None and (
-            args.explore_seconds < 0 or args.explore_seconds != args.explore_seconds):
-        raise UsageError("--explore-seconds must be >= 0 (0 turns the exploration off)")
     common.check_output_path(args.json, "--json")
     common.check_output_path(args.markdown, "--markdown")
     common.keep_hypothesis_out_of_cwd()
     plan, target = plan_and_target(args, args.seed if args.seed is not None
                                    else plans.new_seed())
+    check_database(plan.database)
     from ..checks import runner
+    from ..checks.database import DatabaseError
 
     # Loading can take seconds (a child interpreter, imports): say so if it does.
     notice = threading.Timer(1.0, print, (f"qsbr-conformance: loading {target.spec} ...",),
@@ -326,12 +257,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = runner.run(plan, target, progress=progress,
                             explore_progress=progress.exploring, say=say)
-    except TargetError as exc:
+    except (TargetError, DatabaseError) as exc:
         raise UsageError(str(exc)) from None
     finally:
         notice.cancel()
     progress.finish()
-    result.replay = common.replay_command(plan, target)
+    result.replay = options.replay_command(plan, target)
     result.options = {key: value for key, value in sorted(vars(args).items())}
     result.options["seed"] = plan.seed
     print(report.to_text(result))

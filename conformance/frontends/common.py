@@ -63,32 +63,12 @@ def check_output_path(path: str | None, option: str) -> None:
         raise UsageError(f"{option} {path}: cannot write in the folder {parent}")
 
 
-def replay_command(plan: Any, target: Any) -> str:
+def replay_command(plan: Any, target: Any, *, seed: bool = True) -> str:
     """The command line that replays a run of ``plan`` against ``target`` (same
-    implementation, options and seed), whichever front end made the run."""
-    import shlex
-
-    from ..checks import plan as plans
-    from ..drivers.target import REFERENCE_IMPL
-
-    parts = ["qsbr-conformance", "--impl", target.spec]
-    if target.profile is not None:
-        parts += ["--profile", target.profile]
-    parts += ["--examples", str(plan.examples), "--steps", str(plan.steps),
-              "--seed", str(plan.seed)]
-    optional = (("--explore-states", plan.explore_states, plans.DEFAULT_EXPLORE_STATES),
-                ("--explore-seconds", plan.explore_seconds, plans.DEFAULT_EXPLORE_SECONDS),
-                ("--explore-depth", plan.explore_depth, plans.DEFAULT_EXPLORE_DEPTH),
-                ("--live-examples", plan.live_examples, plans.DEFAULT_LIVE_EXAMPLES),
-                ("--concurrency-rounds", plan.concurrency_rounds,
-                 plans.DEFAULT_CONCURRENCY_ROUNDS),
-                ("--db", plan.database, None))
-    for option, value, default in optional:
-        if value != default:
-            parts += [option, f"{value:g}" if isinstance(value, float) else str(value)]
-    if target.isolate != (target.spec != REFERENCE_IMPL):
-        parts.append("--isolate" if target.isolate else "--no-isolate")
-    return shlex.join(parts)
+    implementation, options and seed), whichever front end made the run: generated from the
+    option table (conformance.frontends.options.replay_command)."""
+    from .options import replay_command as from_the_table
+    return from_the_table(plan, target, seed=seed)
 
 
 def write_text(path: str, text: str) -> None:

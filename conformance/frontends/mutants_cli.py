@@ -14,6 +14,7 @@ from .. import sources
 from ..checks.mutants import CatalogError, catalog, run_mutant, table
 from ..checks.plan import DEFAULT_EXAMPLES
 from . import common
+from .common import UsageError
 
 
 def parser() -> Any:
@@ -42,23 +43,26 @@ def parser() -> Any:
     return parser
 
 
+NAME = "mutants"
+
+
 def main(argv: list[str]) -> int:
+    from .cli import run_subcommand
+    return run_subcommand(NAME, argv)
+
+
+def run(argv: list[str]) -> int:
+    """The subcommand (usage errors raise UsageError: cli.run_subcommand reports them)."""
     args = parser().parse_args(argv)
-    try:
-        common.check_output_path(args.json, "--json")
-    except common.UsageError as exc:
-        print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
-        return common.USAGE
+    common.check_output_path(args.json, "--json")
     try:
         source = sources.workspace(args.source)
     except sources.SourcesNotFound as exc:
-        print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     try:
         mutants = catalog(source)
     except CatalogError as exc:
-        print(f"qsbr-conformance mutants: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     if args.list:
         for m in mutants:
             print(f"{m.name:<27} {m.breaks:<34} {m.description}")
@@ -68,9 +72,7 @@ def main(argv: list[str]) -> int:
         names = {n.strip() for n in args.only.split(",") if n.strip()}
         unknown = names - {m.name for m in mutants}
         if unknown:
-            print(f"qsbr-conformance mutants: error: unknown mutant(s): "
-                  f"{', '.join(sorted(unknown))} (see --list)", file=sys.stderr)
-            return 2
+            raise UsageError(f"unknown mutant(s): {', '.join(sorted(unknown))} (see --list)")
         chosen = [m for m in mutants if m.name in names]
     work = Path(args.work) if args.work else source / "build" / "mutants"
     common.keep_hypothesis_out_of_cwd()     # the conformance attacks run Hypothesis here

@@ -5,11 +5,13 @@
 adds one test per fact (``qsbr[S-FREE-3]``, ...) plus ``qsbr[MISUSE]`` and ``qsbr[verdict]``,
 so a failing fact shows up by name (and in ``--junitxml`` reports, class ``qsbr_conformance``).
 
-The plugin is a front end like the command line: its options become the same frozen plan and
-resolved target (conformance.checks.plan, conformance.drivers.target), and the same runner
-(conformance.checks.runner.run) runs every phase: layout, comparisons, scenario, exhaustive,
-random, model check, live, concurrent.  For the same plan and target every fact's status and
-the verdict are the command line's (its ``--json`` report is written with ``--qsbr-json``).
+The plugin is a front end like the command line: its options are the command line's with the
+prefix ``--qsbr-``, generated from the same table (conformance.frontends.options, so no default
+can differ), and become the same frozen plan and resolved target (conformance.checks.plan,
+conformance.drivers.target); the same runner (conformance.checks.runner.run) runs every phase:
+layout, comparisons, scenario, exhaustive, random, model check, live, concurrent.  For the same
+plan and target every fact's status and the verdict are the command line's (its ``--json``
+report is written with ``--qsbr-json``, and records the target for ``qsbr-conformance replay``).
 
 How statuses are shown (docs/adapter-protocol.md, "The pytest plugin"):
 
@@ -27,20 +29,15 @@ command line's report has it), ``qsbr_checks``, ``qsbr_checked_by`` and ``qsbr_s
 the terminal summary lists the facts passed only sequentially.
 
 The suite runs once per session, and once in total under pytest-xdist: bad options are one
-usage error raised in ``pytest_configure`` of the main process; the run happens at collection
-time (the first worker to take an exclusive lock on a file named after the run's
-``testrunuid`` runs it and writes the per-fact outcomes there as JSON; the others wait on the
-lock, then read that file).
+usage error raised in ``pytest_configure`` of the main process; the run happens lazily, when the
+first fact's item runs (a session-scoped holder, :class:`_Outcomes`; ``--collect-only`` runs
+nothing).  Under xdist the controller runs it once, in ``pytest_configure_node`` before its
+first worker starts, and hands the per-fact outcomes to every worker in ``workerinput``.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,100 +45,62 @@ import pytest
 from ..model import status as fact_statuses
 from ..model.facts import FACTS, MISUSE
 
-_OUTCOMES = pytest.StashKey[dict[str, Any]]()
+_OUTCOMES = pytest.StashKey["_Outcomes"]()
 CLASSNAME = "qsbr_conformance"
 
 
-def _number(kind: str):  # noqa: ANN202 - an argparse type
-    def convert(text: str) -> Any:
-        from . import common
-        return getattr(common, kind)(text)
-    convert.__name__ = kind
-    return convert
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from ..checks import plan as plans
-    from ..model.profiles import CHOICES
+    from . import options
 
     group = parser.getgroup("qsbr-conformance", "QSBR conformance of an implementation")
-    group.addoption("--qsbr-impl", metavar="MODULE:FACTORY",
-                    help="check this QSBR implementation (adapter protocol factory)")
-    group.addoption("--qsbr-profile", choices=CHOICES, default=None,
-                    help="CPython release range to check against (default: the factory's)")
-    group.addoption("--qsbr-examples", type=_number("positive_int"),
-                    default=plans.DEFAULT_EXAMPLES, metavar="N",
-                    help=f"Hypothesis examples (default: {plans.DEFAULT_EXAMPLES})")
-    group.addoption("--qsbr-steps", type=_number("positive_int"),
-                    default=plans.DEFAULT_STEPS, metavar="N",
-                    help=f"maximum steps per example (default: {plans.DEFAULT_STEPS})")
-    group.addoption("--qsbr-seed", type=_number("nonnegative_int"), default=None, metavar="N",
-                    help="seed of the run (default: a random one, shown in the summary)")
-    group.addoption("--qsbr-explore-states", type=_number("nonnegative_int"),
-                    default=plans.DEFAULT_EXPLORE_STATES, metavar="N",
-                    help="distinct-states bound of the exhaustive exploration (0: none)")
-    group.addoption("--qsbr-explore-seconds", type=float,
-                    default=plans.DEFAULT_EXPLORE_SECONDS, metavar="SECONDS",
-                    help="an added time bound of the exhaustive exploration (0: off)")
-    group.addoption("--qsbr-explore-depth", type=_number("nonnegative_int"),
-                    default=plans.DEFAULT_EXPLORE_DEPTH, metavar="N",
-                    help="depth bound of the exhaustive exploration")
-    group.addoption("--qsbr-live-examples", type=_number("nonnegative_int"),
-                    default=plans.DEFAULT_LIVE_EXAMPLES, metavar="N",
-                    help="live-interpreter sequences on a free-threaded build (0: skip)")
-    group.addoption("--qsbr-concurrency-rounds", type=_number("nonnegative_int"),
-                    default=plans.DEFAULT_CONCURRENCY_ROUNDS, metavar="N",
-                    help="rounds of the concurrent torture (0: skip)")
-    group.addoption("--qsbr-db", metavar="DIR_OR_URL", default=None,
-                    help="Hypothesis example database shared with campaigns")
-    group.addoption("--qsbr-json", metavar="PATH", default=None,
-                    help="also write the run's JSON report (the command line's --json)")
-    group.addoption("--qsbr-step-timeout", type=_number("positive_float"), default=10.0,
-                    metavar="SECONDS",
-                    help="with isolation: a call that runs longer is a hang (default: 10)")
-    group.addoption("--qsbr-no-isolate", action="store_true",
-                    help="run the implementation in the test process itself")
+    options.add_to_pytest(group)
 
 
 def plan_and_target(config: pytest.Config, seed: int | None = None) -> tuple[Any, Any]:
-    """The plugin's options as the runner's plan and target (UsageError if bad)."""
-    from ..checks.plan import Plan, PlanError, new_seed
-    from ..drivers import target as targets
+    """The plugin's options as the runner's plan and target: the command line's, generated
+    from the same table (conformance.frontends.options); pytest.UsageError if bad."""
+    from ..checks.plan import new_seed
+    from . import options
+    from .common import UsageError
 
-    option = config.getoption
-    seed = option("--qsbr-seed") if seed is None else seed
+    values = {option.dest: config.getoption(f"qsbr_{option.dest}")
+              for option in options.RUN_OPTIONS if "plugin" in option.fronts}
+    if seed is None:
+        seed = values["seed"] if values["seed"] is not None else new_seed()
     try:
-        plan = Plan(seed=new_seed() if seed is None else seed,
-                    examples=option("--qsbr-examples"), steps=option("--qsbr-steps"),
-                    explore_seconds=option("--qsbr-explore-seconds"),
-                    explore_states=option("--qsbr-explore-states"),
-                    explore_depth=option("--qsbr-explore-depth"),
-                    live_examples=option("--qsbr-live-examples"),
-                    concurrency_rounds=option("--qsbr-concurrency-rounds"),
-                    database=option("--qsbr-db"), json=option("--qsbr-json"))
-        target = targets.resolve(option("--qsbr-impl"), option("--qsbr-profile"),
-                                 isolate=not option("--qsbr-no-isolate"),
-                                 step_timeout=option("--qsbr-step-timeout"))
-    except (PlanError, targets.TargetError) as exc:
-        raise pytest.UsageError(f"--qsbr-impl {option('--qsbr-impl')}: {exc}") from None
-    return plan, target
+        return options.plan_and_target(values, seed)
+    except UsageError as exc:
+        raise pytest.UsageError(f"--qsbr-impl {values['impl']}: {exc}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not config.getoption("--qsbr-impl") or hasattr(config, "workerinput"):
+    if not config.getoption("qsbr_impl"):
         return
+    config.stash[_OUTCOMES] = _Outcomes(config)
+    if hasattr(config, "workerinput"):
+        return
+    if config.pluginmanager.hasplugin("xdist") and getattr(config.option, "numprocesses",
+                                                           None):
+        config.pluginmanager.register(_XdistHooks(config.stash[_OUTCOMES]),
+                                      "qsbr-conformance-xdist")
     # In the main process only: one usage error for options or an implementation that
     # cannot be loaded, before any test.
     from ..drivers.target import TargetError
     from ..drivers.target import close as close_target
 
-    _, target = plan_and_target(config, seed=0)
-    if config.getoption("--qsbr-json"):
-        from .common import UsageError, check_output_path
+    plan, target = plan_and_target(config, seed=0)
+    if plan.database is not None:
+        from ..checks.database import DatabaseError, open_database
         try:
-            check_output_path(config.getoption("--qsbr-json"), "--qsbr-json")
-        except UsageError as exc:
+            open_database(plan.database)
+        except DatabaseError as exc:
             raise pytest.UsageError(str(exc)) from None
+    from .common import UsageError, check_output_path
+    try:
+        check_output_path(plan.json, "--qsbr-json")
+        check_output_path(plan.markdown, "--qsbr-markdown")
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
     try:
         impl = target.open()
     except TargetError as exc:
@@ -207,11 +166,11 @@ def _run(config: pytest.Config) -> dict[str, Any]:
     """Runs the suite in this process; per-fact outcomes (or one error for every fact)."""
     from ..checks import runner
     from ..drivers.target import TargetError
-    from . import common, report
+    from . import common, options, report
 
     plan, target = plan_and_target(config)
     common.keep_hypothesis_out_of_cwd()
-    replay = common.replay_command(plan, target)
+    replay = options.replay_command(plan, target)
     try:
         result = runner.run(plan, target)
     except TargetError as exc:
@@ -224,35 +183,49 @@ def _run(config: pytest.Config) -> dict[str, Any]:
     result.options = {"front end": "pytest plugin", **plan.as_dict(), **target.describe()}
     if plan.json:
         report.write_json(result, plan.json)
+    if plan.markdown:
+        common.write_text(plan.markdown, report.to_markdown(result))
     return outcomes_of(result)
 
 
-def _shared_run(config: pytest.Config) -> dict[str, Any]:
-    """Under xdist: the first worker runs the suite; the others read its outcomes."""
-    base = _shared_base(config.workerinput["testrunuid"])      # type: ignore[attr-defined]
-    with open(f"{base}.lock", "w", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)        # released when the run's outcomes are there
-        done = Path(f"{base}.json")
-        if done.exists():
-            return json.loads(done.read_text(encoding="utf-8"))
-        outcomes = _run(config)
-        partial = Path(f"{base}.json.part")
-        partial.write_text(json.dumps(outcomes), encoding="utf-8")
-        partial.replace(done)
-        return outcomes
+class _Outcomes:
+    """The run's per-fact outcomes, made once per session, when an item first asks
+    (:meth:`get`), not at collection; under pytest-xdist the controller makes them (in
+    ``pytest_configure_node``, before its first worker starts) and hands them to every worker
+    in its ``workerinput``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self._outcomes: dict[str, Any] | None = None
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None and WORKER_KEY in workerinput:
+            self._outcomes = workerinput[WORKER_KEY]
+
+    @property
+    def ready(self) -> bool:
+        return self._outcomes is not None
+
+    def get(self) -> dict[str, Any]:
+        if self._outcomes is None:
+            started = time.monotonic()
+            outcomes = _run(self.config)
+            outcomes["wall"] = time.monotonic() - started
+            self._outcomes = outcomes
+        return self._outcomes
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Under xdist every worker has read the shared outcomes before any test ran."""
-    workerinput = getattr(session.config, "workerinput", None)
-    if workerinput is not None and _OUTCOMES in session.config.stash:
-        base = _shared_base(workerinput["testrunuid"])
-        for suffix in (".json", ".lock"):
-            Path(f"{base}{suffix}").unlink(missing_ok=True)
+#: The key of the outcomes in an xdist worker's ``workerinput``.
+WORKER_KEY = "qsbr_conformance_outcomes"
 
 
-def _shared_base(uid: str) -> Path:
-    return Path(tempfile.gettempdir()) / f"qsbr-conformance-pytest-{os.getuid()}-{uid}"
+class _XdistHooks:
+    """Registered on the xdist controller only: the run happens there, once."""
+
+    def __init__(self, outcomes: _Outcomes) -> None:
+        self.outcomes = outcomes
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[WORKER_KEY] = self.outcomes.get()
 
 
 def _item_ids() -> list[str]:
@@ -269,7 +242,7 @@ class QsbrItem(pytest.Item):
         self.fact = fact
 
     def runtest(self) -> None:
-        outcomes = self.config.stash[_OUTCOMES]
+        outcomes = self.config.stash[_OUTCOMES].get()
         entry = outcomes["facts"][self.fact]
         self.user_properties += [("qsbr_status", entry["status"]),
                                  ("qsbr_checks", entry["checks"]),
@@ -292,13 +265,9 @@ class QsbrItem(pytest.Item):
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    if not config.getoption("--qsbr-impl"):
+    """Adds one item per fact; the run itself happens when the first of them runs."""
+    if not config.getoption("qsbr_impl"):
         return
-    if not config.option.collectonly:
-        started = time.monotonic()
-        config.stash[_OUTCOMES] = (_shared_run(config) if hasattr(config, "workerinput")
-                                   else _run(config))
-        config.stash[_OUTCOMES]["wall"] = time.monotonic() - started
     for fact_id in _item_ids():
         # The node id's first part becomes the JUnit classname.
         items.append(QsbrItem.from_parent(session, name=f"qsbr[{fact_id}]", fact=fact_id,
@@ -307,9 +276,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
-    outcomes = config.stash.get(_OUTCOMES, None)
-    if outcomes is None:
+    holder = config.stash.get(_OUTCOMES, None)
+    if holder is None or not holder.ready:
         return
+    outcomes = holder.get()
     write = terminalreporter.write_line
     terminalreporter.section("qsbr-conformance")
     write(f"the suite ran once ({outcomes['seconds']:.1f} s, seed {outcomes['seed']}); "

@@ -212,6 +212,9 @@ def to_text(result: RunResult) -> str:
     for failure in result.failures:
         lines += ["", f"FAILURE in {failure.check} check, facts {', '.join(failure.facts)}:",
                   *[f"  {line}" for line in failure.message.splitlines()]]
+        if failure.from_database:
+            lines.append(f"  replayed from the database {failure.from_database} (an example "
+                         "stored there by an earlier run or a campaign)")
         if failure.diff:
             lines.append("  differences (observed, expected):")
             lines += [f"    {line}" for line in statediff.render(failure.diff)]
@@ -270,8 +273,10 @@ def to_markdown(result: RunResult) -> str:
         lines.append(f"| {row['id']} | {row['summary']} | {row['checks']} | {by_source} | "
                      f"{', '.join(row['checked_by']) or '-'} | {row['result']}{note} |")
     for failure in result.failures:
-        lines += ["", f"## Failure: {failure.check} ({', '.join(failure.facts)})", "",
-                  "```", failure.message, *failure.steps, "```"]
+        lines += ["", f"## Failure: {failure.check} ({', '.join(failure.facts)})", ""]
+        if failure.from_database:
+            lines += [f"Replayed from the database `{failure.from_database}`.", ""]
+        lines += ["```", failure.message, *failure.steps, "```"]
         if failure.diff:
             lines += ["", "| field | observed | expected |", "|---|---|---|"]
             lines += [f"| `{d['field']}` | `{d['observed']!r}` | `{d['expected']!r}` |"
@@ -332,7 +337,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "boundaries": _boundaries_json(result),
         "failures": [{"check": f.check, "facts": list(f.facts), "message": f.message,
                       "steps": list(f.steps), "step_records": [r.to_json() for r in f.records],
-                      "diff": list(f.diff),
+                      "diff": list(f.diff), "from_database": f.from_database or None,
                       "replay": result.replay}
                      for f in result.failures],
         "modelcheck": None if result.modelcheck is None else {

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from ..checks.upstream import (
 )
 from ..model.profiles import BY_NAME, ReleaseProfile, UnknownRelease, for_version
 from . import common
+from .common import UsageError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -51,18 +51,24 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+NAME = "upstream"
+
+
 def main(argv: list[str]) -> int:
+    from .cli import run_subcommand
+    return run_subcommand(NAME, argv)
+
+
+def run(argv: list[str]) -> int:
+    """The subcommand (usage errors raise UsageError: cli.run_subcommand reports them)."""
     args = parser().parse_args(argv)
     if args.examples < 1 or args.torture_seconds <= 0:
-        print("qsbr-conformance upstream: error: --examples and --torture-seconds must be "
-              "positive", file=sys.stderr)
-        return 2
+        raise UsageError("--examples and --torture-seconds must be positive")
     try:
         port = port_sources(args.port_source)
         release = read_release(args.source)
     except UpstreamError as exc:
-        print(f"qsbr-conformance upstream: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     version = ".".join(map(str, release.version))
     print(f"upstream: CPython {version} ({args.source})")
     expected: ReleaseProfile | None = None
@@ -100,6 +106,7 @@ def main(argv: list[str]) -> int:
 
     runs: list[Run] = []
     if not args.compare_only:
+        common.keep_hypothesis_out_of_cwd()     # the differential run's Hypothesis storage
         with tempfile.TemporaryDirectory(prefix="qsbr-upstream-") as scratch:
             built = build(release, target, port, Path(scratch))
             print(f"build: upstream's qsbr.c and pycore_qsbr.h with the port's stand-ins, "

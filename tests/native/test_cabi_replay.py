@@ -78,6 +78,9 @@ def test_torture_json_carries_its_seed_and_replays(nonatomic, tmp_path, capsys):
     assert torture_cli.replay_report(data) == 1
     assert "replay: still fails" in capsys.readouterr().out
     assert torture_cli.replay_report({"kind": "other"}) == 2
+    # the replay subcommand takes a torture report as it takes a run's
+    assert cli.main(["replay", str(out)]) == 1
+    assert "replay: still fails" in capsys.readouterr().out
 
 
 @pytest.mark.requires("toolchain")

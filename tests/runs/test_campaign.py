@@ -179,9 +179,14 @@ def test_two_worker_campaign_finds_the_boundary_bug_and_a_run_replays_it(tmp_pat
     assert data["workers"] == 2 and len(data["per_worker"]) == 2, data["per_worker"]
     assert data["examples_at_find"] <= CAMPAIGN_BUDGET
     assert data["found"] is not None and "S-POLL-1" in data["found"]["facts"], out
-    # A normal run from the same database replays it (the random phase, before anything new).
-    result = run_conformance(_boundary(), seed=1, database=open_database(db))
-    replayed = [f for f in result.failures if f.check == "differential"]
+    # A normal run from the same database replays it (before anything new), keyed by the
+    # same target, and says so.
+    from conformance.checks import runner
+    from conformance.checks.plan import Plan
+    from conformance.drivers import target as targets
+    result = runner.run(Plan(seed=1, database=db, live_examples=0, concurrency_rounds=0),
+                        targets.resolve(BOUNDARY, "3.13", isolate=False))
+    replayed = [f for f in result.failures if f.from_database == db]
     assert replayed and replayed[0].facts == tuple(data["found"]["facts"]), result.failures
     # (That a default run without the database misses it is a measurement, not a test: any
     # improvement of the default run would break such a test.  docs/campaigns.md has it.)

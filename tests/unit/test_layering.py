@@ -68,3 +68,45 @@ def test_the_port_carries_no_mutant_switches():
             *(ROOT / "reference_c" / "include").glob("*.h")]
     assert port
     assert not [p.name for p in port if "QSBR_MUTANT" in p.read_text(encoding="utf-8")]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+@pytest.mark.parametrize("pair", [("conformance.checks.runner", "conformance.checks.concurrent"),
+                                  ("conformance.drivers.target",
+                                   "conformance.drivers.isolation")])
+def test_no_import_circle(pair):
+    """Neither module of the pair imports the other back, at import time or in a function."""
+    first, second = pair
+    paths = {_module_name(p): p for p in _modules("conformance")}
+
+    def imports(name: str) -> set[str]:
+        package = name if paths[name].name == "__init__.py" else name.rsplit(".", 1)[0]
+        return {n for n in _imports(paths[name], package) if n.split(".")[0] == "conformance"}
+
+    one_way = any(n == second or n.startswith(second + ".") for n in imports(first))
+    other_way = any(n == first or n.startswith(first + ".") for n in imports(second))
+    assert not (one_way and other_way), f"{first} and {second} import each other"
+
+
+def test_checks_start_no_front_end_as_a_child_process():
+    """checks -> frontends through a subprocess: ``python -m conformance.frontends...`` or
+    ``python -m conformance torture`` (the command line) from a check."""
+    wrong = []
+    for path in _modules("conformance/checks"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and node.value.startswith("conformance.frontends"):
+                wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+            if isinstance(node, ast.Call) and node.args and all(
+                    isinstance(a, ast.Constant) for a in node.args[:1]) \
+                    and getattr(node.args[0], "value", None) == "conformance":
+                wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: runs the command "
+                             f"line ({ast.unparse(node)[:60]})")
+    assert not wrong, "\n".join(wrong)
