@@ -147,9 +147,12 @@ class LibraryReport:
 
     @property
     def exit_status(self) -> int:
-        if self.errors or not self.controls_ok:
+        # A control that counts anything is impossible under any model: a broken harness, or
+        # a library that is wrong even sequentially; a failed check either way (1, as in
+        # `hazards`).  Setup errors (a library that cannot be loaded) are usage errors.
+        if self.errors:
             return 2
-        return 1 if self.failed_facts else 0
+        return 1 if self.failed_facts or not self.controls_ok else 0
 
     def to_json(self) -> dict[str, Any]:
         return {"library": self.library, "cpu": self.cpu, "machine": self.machine,
@@ -301,8 +304,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="qsbr-conformance hazards --library",
         description="The hardware litmus of a C ABI library's orderings.  Exit status 0: no "
-                    "forbidden outcome; 1: a forbidden outcome was observed; 2: usage error "
-                    "or a broken control.")
+                    "forbidden outcome; 1: a forbidden outcome was observed, or a control counted "
+                    "one (a broken harness or library); 2: usage error.")
     parser.add_argument("--library", required=True, metavar="PATH")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-iterations", type=int, default=MAX_ITERATIONS)
