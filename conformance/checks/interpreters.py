@@ -18,6 +18,7 @@ reference port's allocator does).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -90,12 +91,9 @@ class SeveralInterpreters:
         if self.oracle._failing_allocations:
             self._arm_failures(0)
 
-    def _arm_failures(self, count: int) -> None:    # the machine's
-        raise NotImplementedError
-
-    def _compare_state(self, facts: set[str], label: str, misuse: bool = False,
-                       copied: int = 0) -> None:    # the machine's
-        raise NotImplementedError
+    # Provided by the machine this mixes into (conformance.checks.differential).
+    _arm_failures: Callable[[int], None]
+    _compare_state: Callable[..., None]
 
     def _new_interpreter(self) -> int:
         """Open another interpreter beside the current ones (both sides) and make it current;
