@@ -40,7 +40,8 @@ def test_an_unknown_requirement_is_an_error():
         req.check("tarball", "3.99.0")
 
 
-def _pytester(tmp_path: Path, ci: str | None, body: str) -> subprocess.CompletedProcess:
+def _pytester(tmp_path: Path, ci: str | None, body: str,
+              **extra_env: str) -> subprocess.CompletedProcess:
     (tmp_path / "requires.py").write_text((TESTS / "requires.py").read_text())
     for helper in ("conftest.py", "seeds.py", "redis_server.py"):     # what conftest imports
         (tmp_path / helper).write_text((TESTS / helper).read_text())
@@ -49,6 +50,7 @@ def _pytester(tmp_path: Path, ci: str | None, body: str) -> subprocess.Completed
            "QSBR_PYTHON_CACHE": str(tmp_path / "no-cache")}
     if ci is not None:
         env["CI"] = ci
+    env.update(extra_env)
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                            "-p", "no:randomly", str(tmp_path / "test_it.py")],
                           capture_output=True, text=True, cwd=tmp_path, env=env)
@@ -99,3 +101,22 @@ def test_a_stage_lacking_something_on_purpose_names_the_stage_that_runs_it(tmp_p
     proc = _pytester(tmp_path, "true", body)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 skipped" in proc.stdout and "CI runs this test" in proc.stdout
+
+
+def test_an_environment_lacking_an_extra_on_purpose_says_so_under_ci(tmp_path):
+    """tox's environments lack the campaign extra on purpose (QSBR_STAGE_LACKS): a test that
+    needs it skips there under CI, naming the stage that runs it; anything else still fails."""
+    body = """
+        from requires import requires
+
+        def test_needs_redis():
+            requires("redis-server")
+
+        def test_needs_a_compiler():
+            requires("cc")
+    """
+    proc = _pytester(tmp_path, "true", body, QSBR_STAGE_LACKS="hypofuzz redis-server")
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "1 failed" in out and "1 skipped" in out
+    assert "lacks redis-server on purpose" in out and "GIL build" in out
