@@ -241,17 +241,19 @@ def close(impl: Any) -> None:
 
 
 def _library_version(library: str | None) -> str | None:
-    """The version string a C ABI library reports (``const char *qsbr_api_version``), if it
-    exports one."""
+    """The version string a C ABI library reports (its optional function ``const char
+    *qsbr_api_version(void)``, docs/adapter-protocol.md), if it exports one."""
     if library is None:
         return None
     import ctypes
     try:
         lib = ctypes.CDLL(library)
-        pointer = ctypes.c_char_p.in_dll(lib, "qsbr_api_version")
-    except (OSError, ValueError):
+        function = getattr(lib, "qsbr_api_version")
+    except (OSError, AttributeError):
         return None
-    return pointer.value.decode(errors="replace") if pointer.value else None
+    function.argtypes, function.restype = [], ctypes.c_char_p
+    text = function()
+    return text.decode(errors="replace") if text else None
 
 
 def _profile_matches(impl: Any, wanted: str) -> bool:
