@@ -473,7 +473,7 @@ class Report:
                 f"{o.shape.name} {o.shape.goal}{' +fence' if o.shape.fence else ''}"
                 for o in self.outcomes if o.wrong]
         rows += [f"{s.get('binary')}: {s.get('name')} {s.get('goal')}" for s in self.binary
-                 if s.get("wrong")]
+                 if s.get("wrong") or s.get("compared_verdict") == decide.NOT_BELOW]
         return rows
 
     @property
@@ -485,7 +485,8 @@ class Report:
         found: dict[str, int] = {}
         for verdict in [o.verdict.get("verdict") for o in self.outcomes
                         if o.shape.role == BELOW] + [s.get("verdict") for s in self.binary
-                                                      if s.get("role") == BELOW]:
+                                                      if s.get("role") == BELOW] + [
+                s["compared_verdict"] for s in self.binary if s.get("compared_verdict")]:
             found[str(verdict)] = found.get(str(verdict), 0) + 1
         return found
 
@@ -732,3 +733,31 @@ def run_binary(report: Report, python: str, budget: Budget,
         return
     report.binary.extend(data.get("shapes", []))
 
+
+
+def compare_binaries(report: Report) -> None:
+    """A binary whose own unfixed stale goal was not observed often enough (a patched build:
+    its "reference" row is the fixed code) is compared with the first binary of the same
+    release whose reference was observed (its unpatched build, run first and at the same
+    offsets): the row gets ``compared_with``, ``compared_verdict`` and ``compared_why`` (the
+    decide rule's, as for a fix's row of the port)."""
+    budget = report.budget
+    observed = [s for s in report.binary if s.get("role") == REFERENCE
+                and s.get("verdict") == decide.OBSERVED]
+    for row in report.binary:
+        if row.get("role") != REFERENCE or row.get("verdict") == decide.OBSERVED:
+            continue
+        other = next((s for s in observed if s.get("release") == row.get("release")
+                      and s.get("binary") != row.get("binary")), None)
+        if other is None:
+            continue
+        reference, tally = Tally(int(other["offsets"]), 0), Tally(int(row["offsets"]), 0)
+        reference.add({"iterations": other["iterations"], "forbidden": other["forbidden"]})
+        tally.add({"iterations": row["iterations"], "forbidden": row["forbidden"]})
+        verdict = decide.judge(BELOW, tally, reference, budget)
+        if row["offsets"] != other["offsets"]:
+            verdict["verdict"] = decide.INCONCLUSIVE
+            verdict["why"] += (f"; but at other offsets (0..{row['offsets'] - 1} against "
+                               f"0..{other['offsets'] - 1}): not comparable")
+        row.update(compared_with=other["binary"], compared_verdict=verdict["verdict"],
+                   compared_why=verdict["why"])

@@ -248,7 +248,7 @@ def _library_version(library: str | None) -> str | None:
     import ctypes
     try:
         lib = ctypes.CDLL(library)
-        function = getattr(lib, "qsbr_api_version")
+        function = lib.qsbr_api_version
     except (OSError, AttributeError):
         return None
     function.argtypes, function.restype = [], ctypes.c_char_p

@@ -12,6 +12,7 @@ describes the shapes and the decide rule.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -190,6 +191,9 @@ def render_text(report: hazards.Report) -> str:
                        f"  offsets 0..{shape.get('offsets', 1) - 1}  "
                        + ("CONTROL " + ("NON-ZERO" if shape.get("control_failed") else "ok")
                           if shape.get("control") else str(shape.get("verdict"))))
+            if shape.get("compared_with"):
+                out.append(f"    against {shape['compared_with']}'s unfixed rate: "
+                           f"{shape['compared_verdict']} ({shape['compared_why']})")
     if report.relacy_note:
         out.append(f"\nRelacy: not run ({report.relacy_note})")
     for title, r in _traces(report):
@@ -286,8 +290,15 @@ def main(argv: list[str]) -> int:
 
     report = hazards.run(targets, port, budget, args.fix, args.source,
                          relacy=not args.no_relacy, seed=args.seed, progress=progress)
-    for python in args.binary:
+    for number, python in enumerate(args.binary):
+        if number and budget.offsets is None and report.binary:
+            # The later binaries run at the offsets the first one's calibration chose, so that
+            # a patched build is measured as its unpatched one was (compare_binaries).
+            first = next((s for s in report.binary if s.get("role") == decide.REFERENCE), None)
+            if first is not None:
+                budget = dataclasses.replace(budget, offsets=int(first["offsets"]))
         hazards.run_binary(report, python, budget, progress)
+    hazards.compare_binaries(report)
     sys.stdout.write(render_text(report))
     if args.json:
         Path(args.json).write_text(json.dumps(hazards.to_json(report, argv), indent=2) + "\n")

@@ -419,3 +419,38 @@ def test_caller_audit_hook(tmp_path):
     sites, note = hazards.caller_audit(str(tmp_path))       # not a CPython tree
     assert sites == [] and note.startswith("the caller audit failed: ") and "CPython" in note
     assert hazards.caller_audit(None)[1].startswith("no CPython source given")
+
+
+def _binary_row(binary: str, offsets: int, iterations: int, forbidden: int) -> dict:
+    budget = decide.Budget()
+    tally = decide.Tally(offsets, 1)
+    tally.add({"iterations": iterations, "forbidden": forbidden})
+    verdict = decide.judge(decide.REFERENCE, tally, None, budget)
+    return {"name": "stale-goal", "goal": "non-advancing", "fence": False, "role": "reference",
+            "release": "3.14.7", "binary": binary, "offsets": offsets, "iterations": iterations,
+            "forbidden": forbidden, "verdict": verdict["verdict"], "source": "binary"}
+
+
+def test_a_patched_binary_is_compared_with_its_unpatched_one():
+    """hazards --binary UNPATCHED --binary PATCHED: the patched build's own stale goal shows
+    nothing (its reference row is the fixed code), so it is judged against the unpatched
+    build's rate at the same offsets: conclusive when far below, 'not below' (exit 1) when the
+    patch changed nothing, inconclusive at other offsets."""
+    def report(*rows):
+        r = hazards.Report(None, decide.Budget(), "cpu")
+        r.binary = list(rows)
+        hazards.compare_binaries(r)
+        return r
+
+    fixed = report(_binary_row("/u/python", 256, 100_000, 1262),
+                   _binary_row("/p/python", 256, 4_000_000, 0))
+    row = fixed.binary[1]
+    assert row["compared_with"] == "/u/python" and row["compared_verdict"] == "conclusive"
+    assert "compared_with" not in fixed.binary[0] and fixed.exit_status == 0
+    assert fixed.comparisons() == {"conclusive": 1}
+    same = report(_binary_row("/u/python", 256, 100_000, 1262),
+                  _binary_row("/p/python", 256, 100_000, 1000))
+    assert same.binary[1]["compared_verdict"] == "not below" and same.exit_status == 1
+    elsewhere = report(_binary_row("/u/python", 256, 100_000, 1262),
+                       _binary_row("/p/python", 4096, 4_000_000, 0))
+    assert elsewhere.binary[1]["compared_verdict"] == "inconclusive on this machine"
