@@ -434,8 +434,8 @@ def _binary_row(binary: str, offsets: int, iterations: int, forbidden: int) -> d
 def test_a_patched_binary_is_compared_with_its_unpatched_one():
     """hazards --binary UNPATCHED --binary PATCHED: the patched build's own stale goal shows
     nothing (its reference row is the fixed code), so it is judged against the unpatched
-    build's rate at the same offsets: conclusive when far below, 'not below' (exit 1) when the
-    patch changed nothing, inconclusive at other offsets."""
+    build's rate at the same offsets: conclusive when far below, never when close to it, and
+    inconclusive at other offsets."""
     def report(*rows):
         r = hazards.Report(None, decide.Budget(), "cpu")
         r.binary = list(rows)
@@ -448,9 +448,18 @@ def test_a_patched_binary_is_compared_with_its_unpatched_one():
     assert row["compared_with"] == "/u/python" and row["compared_verdict"] == "conclusive"
     assert "compared_with" not in fixed.binary[0] and fixed.exit_status == 0
     assert fixed.comparisons() == {"conclusive": 1}
+    # A patch that changed nothing shows the stale goal itself (observed, as unpatched):
+    # its own row says so, and nothing is compared.
     same = report(_binary_row("/u/python", 256, 100_000, 1262),
                   _binary_row("/p/python", 256, 100_000, 1000))
-    assert same.binary[1]["compared_verdict"] == "not below" and same.exit_status == 1
+    assert same.binary[1]["verdict"] == "observed" and "compared_with" not in same.binary[1]
+    # Fewer than 30 but not far below: inconclusive, never conclusive.
+    near = report(_binary_row("/u/python", 256, 100_000, 1262),
+                  _binary_row("/p/python", 256, 4_000_000, 29))
+    assert near.binary[1]["compared_verdict"] == "conclusive"     # 7/M against 1,195/M
+    weak = report(_binary_row("/u/python", 256, 100_000, 40),
+                  _binary_row("/p/python", 256, 100_000, 29))
+    assert weak.binary[1]["compared_verdict"] in ("not below", "inconclusive on this machine")
     elsewhere = report(_binary_row("/u/python", 256, 100_000, 1262),
                        _binary_row("/p/python", 4096, 4_000_000, 0))
     assert elsewhere.binary[1]["compared_verdict"] == "inconclusive on this machine"
