@@ -187,13 +187,19 @@ check_status(int status, const char *what)
 {
     if (status != 0) {
         // A valid call on a registered thread state failed.  A thread state that loses its
-        // slot while registered (STALE_SLOT, NOT_REGISTERED) was moved by a growth that did
-        // not stop the world or did not re-point it (S-RES-1); anything else breaks the
+        // slot while registered (STALE_SLOT, NOT_REGISTERED), or whose own last attach or
+        // detach is lost (ALREADY_ATTACHED on its attach, NOT_ATTACHED on its detach: the
+        // store went to an array a growth had already copied), was moved by a growth that
+        // did not stop the world or did not re-point it (S-RES-1); anything else breaks the
         // operation's own rule, reported with the call.
         const char *name = L.status_name(status);
-        int fact = (strcmp(name, "STALE_SLOT") == 0 || strcmp(name, "NOT_REGISTERED") == 0)
+        int fact = (strcmp(name, "STALE_SLOT") == 0 || strcmp(name, "NOT_REGISTERED") == 0
+                    || strcmp(name, "ALREADY_ATTACHED") == 0
+                    || strcmp(name, "NOT_ATTACHED") == 0)
                    ? F_RES1 : F_HARNESS;
-        report(fact, "%s on a registered thread state returned %s", what, name);
+        report(fact, "%s on a registered thread state returned %s%s", what, name,
+               fact == F_RES1 ? " (its slot moved under it: a growth that did not stop the "
+                                "world or re-point it)" : "");
     }
     return status;
 }
