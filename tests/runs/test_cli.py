@@ -93,7 +93,8 @@ def test_default_cli_run_rejects_a_mutant_with_its_whole_sequence(capsys, tmp_pa
     (["--examples", "0"],
      "argument --examples: '0' is not a whole number >= 1 (see qsbr-conformance --help)"),
     (["--explore-seconds", "-1"],
-     "--explore-seconds must be >= 0 (0 turns the exploration off)"),
+     "argument --explore-seconds: '-1' is not a number >= 0 (0 turns the exploration off) "
+     "(see qsbr-conformance --help)"),
 ])
 def test_bad_impl_is_a_usage_error(argv, message, capsys):
     """Exit 2 and one line that says what was wrong, before anything was checked."""

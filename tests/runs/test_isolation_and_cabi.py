@@ -70,8 +70,9 @@ def test_c_abi_rejects_a_library_without_the_abi(tmp_path, monkeypatch, capsys):
     assert cli.main(["--impl", "conformance.cabi:from_env", "--no-isolate"]) == 2
     out, err = capsys.readouterr()
     *before, last = err.splitlines()
-    assert last.startswith("qsbr-conformance: error: cannot load conformance.cabi:from_env: "
-                           "libc.so.6 does not export the QSBR C ABI: missing "), err
+    assert last.startswith("qsbr-conformance: error: cannot load conformance.cabi:from_env "
+                           "(library libc.so.6): libc.so.6 does not export the QSBR C ABI: "
+                           "missing "), err
     assert "qsbr_api_advance" in last and out == "", (out, err)
     # (a "loading ..." line comes first when loading took over a second: a busy machine)
     assert all(line.startswith("qsbr-conformance: loading ") for line in before), err
